@@ -1,0 +1,129 @@
+//! Configuration, with the reference library's defaults.
+
+use std::fmt;
+use std::time::Duration;
+
+/// Everything a cache is built from. [`Config::default`] holds the defaults of
+/// Python `redis-tagged-cache` 0.12.1.
+///
+/// ```
+/// let c = rtc_core::Config::default();
+/// assert_eq!(c.namespace, "default");
+/// assert_eq!(c.default_lifetime, Some(3600));
+/// assert_eq!(c.lifetime_for_tags, Some(86400));
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Namespace: caches in different namespaces never see each other's entries.
+    pub namespace: String,
+    /// Redis host (ignored when `url` is set).
+    pub host: String,
+    /// Redis port (ignored when `url` is set).
+    pub port: u16,
+    /// Redis database number (ignored when `url` is set).
+    pub db: i64,
+    /// Connect with TLS (ignored when `url` is set).
+    pub ssl: bool,
+    /// ACL user name (ignored when `url` is set).
+    pub username: Option<String>,
+    /// Password (ignored when `url` is set).
+    pub password: Option<String>,
+    /// A Redis URL (`redis://`, `rediss://`, `redis+unix://`, user and password
+    /// allowed); when set it replaces host, port, db, ssl, username, password.
+    pub url: Option<String>,
+    /// Read/write timeout of one round trip; zero means none.
+    pub socket_timeout: Duration,
+    /// Connect timeout; zero means the OS default.
+    pub socket_connect_timeout: Duration,
+    /// Default entry lifetime in seconds; `None` or `Some(0)` means no expiry.
+    pub default_lifetime: Option<u64>,
+    /// Tag lifetime in seconds; `None` or `Some(0)` means no expiry.
+    pub lifetime_for_tags: Option<u64>,
+    /// A disabled cache stores nothing and every read misses.
+    pub disabled: bool,
+    /// Use the in-process memory backend instead of Redis.
+    pub in_local_memory: bool,
+    /// Largest value accepted by `set`, in bytes (Redis's own limit is 512 MiB).
+    pub max_value_size: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            namespace: "default".into(),
+            host: "localhost".into(),
+            port: 6379,
+            db: 0,
+            ssl: false,
+            username: None,
+            password: None,
+            url: None,
+            socket_timeout: Duration::from_secs(5),
+            socket_connect_timeout: Duration::from_secs(5),
+            default_lifetime: Some(3600),
+            lifetime_for_tags: Some(86400),
+            disabled: false,
+            in_local_memory: false,
+            max_value_size: 512 * 1024 * 1024,
+        }
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print secrets: the password, and a URL that may carry one.
+        f.debug_struct("Config")
+            .field("namespace", &self.namespace)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("db", &self.db)
+            .field("ssl", &self.ssl)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("url", &self.url.as_ref().map(|_| "<redacted>"))
+            .field("socket_timeout", &self.socket_timeout)
+            .field("socket_connect_timeout", &self.socket_connect_timeout)
+            .field("default_lifetime", &self.default_lifetime)
+            .field("lifetime_for_tags", &self.lifetime_for_tags)
+            .field("disabled", &self.disabled)
+            .field("in_local_memory", &self.in_local_memory)
+            .field("max_value_size", &self.max_value_size)
+            .finish()
+    }
+}
+
+/// How long an entry lives, per call.
+///
+/// ```
+/// use rtc_core::Lifetime;
+/// assert_eq!(Lifetime::default(), Lifetime::Default);
+/// assert_eq!(Lifetime::Seconds(0).resolve(Some(3600)), None);
+/// assert_eq!(Lifetime::Default.resolve(Some(3600)), Some(3600));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Lifetime {
+    /// The cache's `default_lifetime`.
+    #[default]
+    Default,
+    /// No expiry.
+    Forever,
+    /// This many seconds; `Seconds(0)` means no expiry, as in the reference.
+    Seconds(u64),
+}
+
+impl Lifetime {
+    /// Returns the lifetime in seconds given the cache default, `None` for no expiry.
+    pub fn resolve(self, default: Option<u64>) -> Option<u64> {
+        match self {
+            Lifetime::Default => default.filter(|&s| s > 0),
+            Lifetime::Forever => None,
+            Lifetime::Seconds(0) => None,
+            Lifetime::Seconds(s) => Some(s),
+        }
+    }
+}
+
+/// Converts optional seconds to the milliseconds of a `PX` expiry.
+pub(crate) fn expire_ms(seconds: Option<u64>) -> Option<u64> {
+    seconds.filter(|&s| s > 0).map(|s| s.saturating_mul(1000))
+}

@@ -1,0 +1,133 @@
+//! The one error type of rtc, with a kind that every surface (Rust, WIT, C) maps the same way.
+
+use std::fmt;
+use std::sync::Arc;
+
+/// What went wrong, in a form a program can act on.
+///
+/// A cache miss is never an error: it is `Ok(None)` (Rust), `miss` (WIT) or
+/// `RTC_RESULT_MISS` (C).
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// The backend could not be reached (connection refused, reset, closed).
+    BackendUnavailable,
+    /// The backend did not answer within the configured timeout.
+    Timeout,
+    /// The caller passed something rtc cannot use (bad URL, value too large, ...).
+    InvalidArgument,
+    /// The backend answered with an error (authentication, wrong type, ...).
+    Backend,
+    /// A value could not be encoded, or cached bytes could not be decoded.
+    Codec,
+    /// Anything else.
+    Other,
+}
+
+impl ErrorKind {
+    /// Returns a short hint on how to fix an error of this kind.
+    pub fn hint(self) -> &'static str {
+        match self {
+            ErrorKind::BackendUnavailable => "check that Redis is running and reachable at the configured address",
+            ErrorKind::Timeout => "Redis is slow or paused; raise socket_timeout or check the server",
+            ErrorKind::InvalidArgument => "check the arguments and configuration passed to rtc",
+            ErrorKind::Backend => "Redis refused the command; check credentials, ACLs and the server log",
+            ErrorKind::Codec => "the value does not round-trip through the codec; check the type or the codec",
+            ErrorKind::Other => "see the message for details",
+        }
+    }
+
+    /// Returns a stable lower-case name, the one used in WIT and in messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::BackendUnavailable => "backend-unavailable",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::InvalidArgument => "invalid-argument",
+            ErrorKind::Backend => "backend",
+            ErrorKind::Codec => "codec",
+            ErrorKind::Other => "other",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An rtc error: a kind, a message for people, and the underlying cause if any.
+///
+/// Cloneable so it can be both returned and reported to a hook.
+///
+/// ```
+/// use rtc_core::{Error, ErrorKind};
+/// let e = Error::new(ErrorKind::InvalidArgument, "namespace is empty");
+/// assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+/// assert!(e.to_string().contains("namespace is empty"));
+/// ```
+#[derive(Clone)]
+pub struct Error {
+    kind: ErrorKind,
+    message: String,
+    source: Option<Arc<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+impl Error {
+    /// Creates an error of `kind` with a message.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error { kind, message: message.into(), source: None }
+    }
+
+    /// Creates an error of `kind` caused by `source`.
+    pub fn with_source(
+        kind: ErrorKind,
+        message: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Error { kind, message: message.into(), source: Some(Arc::new(source)) }
+    }
+
+    /// Returns what kind of error this is.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// Returns the message, without the kind or the cause.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    pub(crate) fn invalid(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::InvalidArgument, message)
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Error")
+            .field("kind", &self.kind)
+            .field("message", &self.message)
+            .field("source", &self.source.as_ref().map(|s| s.to_string()))
+            .finish()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind, self.message)?;
+        if let Some(source) = &self.source {
+            write!(f, ": {source}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_deref().map(|s| s as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// The result type of rtc operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

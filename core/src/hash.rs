@@ -1,0 +1,34 @@
+//! Hashing and randomness, byte-compatible with Python `redis-tagged-cache` 0.12.1.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use md5::{Digest, Md5};
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// Returns the reference's `short_hash`: MD5 of the bytes, first 8 bytes,
+/// URL-safe base64 without padding, `-` replaced by `~`.
+///
+/// ```
+/// assert_eq!(rtc_core::short_hash(b"default"), "wh~Wm18D0z0");
+/// ```
+pub fn short_hash(data: &[u8]) -> String {
+    let digest = Md5::digest(data);
+    URL_SAFE_NO_PAD.encode(&digest[..8]).replace('-', "~")
+}
+
+/// Returns 16 random bytes, the size of a tag value (a UUID4 in the reference).
+///
+/// On `wasm32-wasip2` the bytes come from `wasi:random`.
+pub(crate) fn random_bytes() -> Result<[u8; 16]> {
+    let mut buf = [0u8; 16];
+    getrandom::fill(&mut buf)
+        .map_err(|e| Error::new(ErrorKind::Other, format!("no randomness available: {e}")))?;
+    Ok(buf)
+}
+
+/// Returns a random lock token (32 lower-case hex digits, as the reference's).
+pub(crate) fn random_token() -> Result<String> {
+    let bytes = random_bytes()?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}

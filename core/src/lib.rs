@@ -1,0 +1,57 @@
+//! rtc: a Redis-backed cache with O(1) tag-based invalidation.
+//!
+//! This crate holds all of rtc's cache logic: tag versioning, key hashing,
+//! the stampede lock and [`CacheInfo`] accounting. It does no I/O of its own:
+//! it talks to a [`Backend`] that runs Redis-shaped commands. Backends: the
+//! native Redis client (feature `redis`), the in-process [`MemoryBackend`],
+//! the [`DisabledBackend`], or anything else (the WebAssembly component
+//! passes its host's import).
+//!
+//! The key layout is byte-compatible with Python `redis-tagged-cache` 0.12.1:
+//! each tag has a random value in Redis, and an entry's storage key holds a
+//! hash of its tags' current values, so invalidating a tag is one write.
+//!
+//! ```
+//! use rtc_core::{Cache, ComputeOptions, Lifetime};
+//!
+//! let cache = Cache::builder().namespace("docs").in_local_memory(true).build()?;
+//! cache.set("user:1", &"Ada", ["users"], Lifetime::Seconds(60))?;
+//! assert_eq!(cache.get::<String>("user:1", ["users"])?, Some("Ada".to_string()));
+//! cache.invalidate("users")?;
+//! assert_eq!(cache.get::<String>("user:1", ["users"])?, None);
+//!
+//! let n: u64 = cache.get_or_compute(&ComputeOptions::key("n").tags(["users"]).lock(true), || 7);
+//! assert_eq!(n, 7);
+//! # Ok::<(), rtc_core::Error>(())
+//! ```
+#![deny(missing_docs)]
+
+mod backend;
+mod cache;
+mod codec;
+mod compute;
+mod config;
+mod error;
+mod hash;
+mod info;
+mod layout;
+mod lock;
+mod memory;
+#[cfg(feature = "redis")]
+mod redis_backend;
+mod tags;
+
+pub use backend::{Backend, Command, DisabledBackend, Reply};
+pub use memory::MemoryBackend;
+pub use cache::{Cache, CacheBuilder};
+pub use codec::{Cbor, Codec};
+pub use compute::{ComputeOptions, DEFAULT_LOCK_TIMEOUT, Decorated};
+pub use config::{Config, Lifetime};
+pub use error::{Error, ErrorKind, Result};
+pub use hash::short_hash;
+pub use info::{CacheInfo, FunctionId, Hook, HookEvent};
+pub use layout::{ALL_TAG, EntryKeys, Layout, hash_order, metadata_hash};
+pub use lock::{GetOrLock, LockStats, Ticket};
+#[cfg(feature = "redis")]
+pub use redis_backend::RedisBackend;
+pub use tags::{NO_TAGS, Tags};
