@@ -1,0 +1,1 @@
+//! Placeholder: the component glue (issue 3).

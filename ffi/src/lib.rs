@@ -1,0 +1,1 @@
+//! Placeholder: the C ABI (issue 4).
