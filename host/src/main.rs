@@ -1,1 +1,186 @@
-fn main() {}
+//! `rtc`: the command-line face of the rtc cache.
+//!
+//! ```text
+//! rtc [--redis URL] [--namespace NS] COMMAND
+//! ```
+//! Exit codes: 0 success (a hit for `get`), 1 miss (`get`) or nothing deleted
+//! (`delete`), 2 usage error, 3 backend error.
+
+mod demo;
+mod engine;
+
+use std::io::{Read as _, Write as _};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use rtc_core::{Config, Lifetime};
+
+use crate::engine::Engine;
+
+/// Exit code of a miss, or of a `delete` that found nothing.
+const EXIT_MISS: u8 = 1;
+/// Exit code of a usage error (clap uses the same).
+const EXIT_USAGE: u8 = 2;
+/// Exit code of a backend error.
+const EXIT_BACKEND: u8 = 3;
+
+/// rtc: a Redis cache with O(1) tag-based invalidation.
+#[derive(Parser)]
+#[command(name = "rtc", version, about, long_about = None)]
+struct Cli {
+    /// Redis URL (redis://, rediss://, redis+unix://). Default: $RTC_REDIS_URL,
+    /// else the embedded in-memory backend.
+    #[arg(long, global = true, env = "RTC_REDIS_URL")]
+    redis: Option<String>,
+    /// Namespace of the cache.
+    #[arg(long, global = true, default_value = "default")]
+    namespace: String,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Store raw bytes (from VALUE, or stdin when VALUE is `-` or absent).
+    Set {
+        /// The key.
+        key: String,
+        /// The value; `-` or absent reads stdin.
+        value: Option<String>,
+        /// A tag of the entry (repeat for several).
+        #[arg(long = "tag", short = 't')]
+        tags: Vec<String>,
+        /// Lifetime in seconds (0: no expiry). Default: the cache's (3600).
+        #[arg(long)]
+        lifetime: Option<u64>,
+    },
+    /// Write the raw bytes of KEY to stdout; exit 1 on a miss.
+    Get {
+        /// The key.
+        key: String,
+        /// A tag of the entry (repeat for several).
+        #[arg(long = "tag", short = 't')]
+        tags: Vec<String>,
+    },
+    /// Delete KEY; exit 1 if there was nothing to delete.
+    Delete {
+        /// The key.
+        key: String,
+        /// A tag of the entry (repeat for several).
+        #[arg(long = "tag", short = 't')]
+        tags: Vec<String>,
+    },
+    /// Invalidate every entry carrying any of these tags.
+    Invalidate {
+        /// The tags.
+        #[arg(required = true)]
+        tags: Vec<String>,
+    },
+    /// Invalidate every entry of the namespace.
+    InvalidateAll,
+    /// Walk through rtc's main features and print what happens.
+    Demo,
+}
+
+fn main() -> ExitCode {
+    init_logging();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { EXIT_USAGE } else { 0 });
+        }
+    };
+    match run(cli) {
+        Ok(code) => code,
+        Err(Failure::Usage(msg)) => {
+            eprintln!("rtc: {msg}");
+            ExitCode::from(EXIT_USAGE)
+        }
+        Err(Failure::Backend(e)) => {
+            eprintln!("rtc: {e}\nhint: {}", e.kind().hint());
+            ExitCode::from(EXIT_BACKEND)
+        }
+    }
+}
+
+/// Why a command failed, which decides the exit code.
+enum Failure {
+    Usage(String),
+    Backend(rtc_core::Error),
+}
+
+impl From<rtc_core::Error> for Failure {
+    fn from(e: rtc_core::Error) -> Self {
+        match e.kind() {
+            rtc_core::ErrorKind::InvalidArgument => Failure::Usage(e.to_string()),
+            _ => Failure::Backend(e),
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode, Failure> {
+    let config = Config {
+        namespace: cli.namespace,
+        in_local_memory: cli.redis.is_none(),
+        url: cli.redis,
+        ..Config::default()
+    };
+    let engine = Engine::native(config.clone())?;
+    match cli.command {
+        Cmd::Set { key, value, tags, lifetime } => {
+            let bytes = match value.as_deref() {
+                None | Some("-") => {
+                    let mut buf = Vec::new();
+                    std::io::stdin().read_to_end(&mut buf).map_err(|e| Failure::Usage(format!("cannot read stdin: {e}")))?;
+                    buf
+                }
+                Some(v) => v.as_bytes().to_vec(),
+            };
+            let lifetime = lifetime.map_or(Lifetime::Default, Lifetime::Seconds);
+            engine.set(&key, &bytes, &tags, lifetime)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Get { key, tags } => match engine.get(&key, &tags)? {
+            Some(bytes) => {
+                let mut out = std::io::stdout().lock();
+                out.write_all(&bytes).and_then(|()| out.flush()).map_err(|e| Failure::Usage(format!("cannot write stdout: {e}")))?;
+                Ok(ExitCode::SUCCESS)
+            }
+            None => {
+                eprintln!("miss");
+                Ok(ExitCode::from(EXIT_MISS))
+            }
+        },
+        Cmd::Delete { key, tags } => {
+            if engine.delete(&key, &tags)? {
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!("absent");
+                Ok(ExitCode::from(EXIT_MISS))
+            }
+        }
+        Cmd::Invalidate { tags } => {
+            engine.invalidate(&tags)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::InvalidateAll => {
+            engine.invalidate_all()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Demo => {
+            drop(engine);
+            demo::run(&config, Engine::native_with_hook)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Sends diagnostics to stderr; `RTC_LOG` (error, warn, info, debug, trace) sets the level.
+fn init_logging() {
+    let level = std::env::var("RTC_LOG")
+        .ok()
+        .and_then(|l| l.parse::<tracing::Level>().ok())
+        .unwrap_or(tracing::Level::ERROR);
+    tracing_subscriber::fmt().with_writer(std::io::stderr).with_max_level(level).with_target(false).init();
+}
