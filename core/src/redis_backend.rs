@@ -81,10 +81,11 @@ impl RedisBackend {
         })
     }
 
-    fn checkout(&self) -> Result<redis::Connection> {
+    /// Returns a connection and whether it came from the idle list (and so may be stale).
+    fn checkout(&self) -> Result<(redis::Connection, bool)> {
         let idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
         if let Some(conn) = idle {
-            return Ok(conn);
+            return Ok((conn, true));
         }
         let conn = if self.connect_timeout.is_zero() {
             self.client.get_connection()
@@ -94,7 +95,13 @@ impl RedisBackend {
         .map_err(|e| map_error(e, "cannot connect to Redis"))?;
         conn.set_write_timeout(self.socket_timeout).map_err(|e| map_error(e, "cannot set the write timeout"))?;
         conn.set_read_timeout(self.socket_timeout).map_err(|e| map_error(e, "cannot set the read timeout"))?;
-        Ok(conn)
+        Ok((conn, false))
+    }
+
+    /// Forgets every idle connection: after one was found dropped (Redis
+    /// restarted), the others are most likely dead too.
+    fn flush_idle(&self) {
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner).clear();
     }
 
     fn checkin(&self, conn: redis::Connection) {
@@ -118,41 +125,59 @@ impl Backend for RedisBackend {
                 blocking += *timeout;
             }
         }
-        let mut conn = self.checkout()?;
-        if !blocking.is_zero() {
-            // The server legitimately stays silent while BLPOP waits.
-            let read = self.socket_timeout.map(|t| t + blocking);
-            conn.set_read_timeout(read).map_err(|e| map_error(e, "cannot set the read timeout"))?;
-        }
-        let result: redis::RedisResult<Vec<Value>> = pipe.query(&mut conn);
-        match result {
-            Ok(values) => {
-                if !blocking.is_zero() {
-                    conn.set_read_timeout(self.socket_timeout).map_err(|e| map_error(e, "cannot set the read timeout"))?;
-                }
-                self.checkin(conn);
-                if values.len() != commands.len() {
-                    return Err(Error::new(ErrorKind::Other, "Redis returned a reply count that does not match the batch"));
-                }
-                commands
-                    .iter()
-                    .zip(values)
-                    .map(|(command, value)| match (command, value) {
-                        // BLPOP answers [key, element]; the cache only wants the element.
-                        (Command::Blpop { .. }, Value::Array(mut items)) if items.len() == 2 => to_reply(items.remove(1)),
-                        (_, value) => to_reply(value),
-                    })
-                    .collect()
-            }
-            Err(e) => {
-                // Only a server error reply leaves the connection in a known state.
-                if matches!(e.kind(), redis::ErrorKind::Server(_)) && conn.is_open() {
+        // A pooled connection may have died with a Redis restart: retry once on
+        // a fresh one. Every command the cache sends is safe to repeat.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let (mut conn, pooled) = self.checkout()?;
+            match self.query(&mut conn, &pipe, blocking) {
+                Ok(values) => {
                     self.checkin(conn);
+                    return replies(commands, values);
                 }
-                Err(map_error(e, "Redis command failed"))
+                Err(e) => {
+                    // Only a server error reply leaves the connection in a known state.
+                    if matches!(e.kind(), redis::ErrorKind::Server(_)) && conn.is_open() {
+                        self.checkin(conn);
+                    } else if pooled && attempt == 1 && !e.is_timeout() && (e.is_connection_dropped() || e.is_io_error()) {
+                        self.flush_idle();
+                        continue;
+                    }
+                    return Err(map_error(e, "Redis command failed"));
+                }
             }
         }
     }
+}
+
+impl RedisBackend {
+    fn query(&self, conn: &mut redis::Connection, pipe: &redis::Pipeline, blocking: Duration) -> redis::RedisResult<Vec<Value>> {
+        if !blocking.is_zero() {
+            // The server legitimately stays silent while BLPOP waits.
+            conn.set_read_timeout(self.socket_timeout.map(|t| t + blocking))?;
+        }
+        let values = pipe.query(conn)?;
+        if !blocking.is_zero() {
+            conn.set_read_timeout(self.socket_timeout)?;
+        }
+        Ok(values)
+    }
+}
+
+fn replies(commands: &[Command], values: Vec<Value>) -> Result<Vec<Reply>> {
+    if values.len() != commands.len() {
+        return Err(Error::new(ErrorKind::Other, "Redis returned a reply count that does not match the batch"));
+    }
+    commands
+        .iter()
+        .zip(values)
+        .map(|(command, value)| match (command, value) {
+            // BLPOP answers [key, element]; the cache only wants the element.
+            (Command::Blpop { .. }, Value::Array(mut items)) if items.len() == 2 => to_reply(items.remove(1)),
+            (_, value) => to_reply(value),
+        })
+        .collect()
 }
 
 fn to_cmd(command: &Command) -> redis::Cmd {
