@@ -1,1 +1,340 @@
-//! Placeholder: the component glue (issue 3).
+//! rtc as a WASI Preview 2 component: `rtc-core` adapted to the WIT package
+//! `rtc:cache` in `wit/`.
+//!
+//! This crate has no cache logic of its own. It
+//! - implements core's [`Backend`] over the imported `redis.execute`,
+//! - exposes core's [`Cache`] as the exported `cache` resource and core's
+//!   [`rtc_core::Ticket`] as the `ticket` resource,
+//! - maps types and errors between core and WIT, and
+//! - reports each get-or-compute's [`CacheInfo`] through the `hooks` import.
+//!
+//! Build it (only) for `wasm32-wasip2`:
+//!
+//! ```text
+//! cargo build --release --locked --target wasm32-wasip2 -p rtc-component
+//! # -> target/wasm32-wasip2/release/rtc_component.wasm
+//! ```
+//!
+//! Randomness (tag values, lock tokens) comes from `wasi:random` through
+//! core's use of `getrandom`; time from `wasi:clocks`.
+//!
+//! No panic may cross the component boundary: every export returns core's
+//! errors as the WIT `error` variant, nothing here unwraps, and each fallible
+//! export runs inside [`std::panic::catch_unwind`] (which catches only where
+//! the target unwinds; on `wasm32-wasip2`, which aborts on panic, a panic
+//! would trap the instance and the host discards it).
+#![deny(missing_docs)]
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rtc_core::{Backend, Cache, CacheInfo, ErrorKind, FunctionId, GetOrLock, Lifetime, LockStats};
+
+#[allow(missing_docs)]
+mod bindings {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "rtc",
+    });
+}
+
+use bindings::exports::rtc::cache::cache as wit;
+use bindings::rtc::cache::{hooks, redis, types};
+
+/// The longest `blpop` timeout the WIT contract allows (one day).
+const MAX_BLPOP_MS: u64 = 86_400_000;
+/// The longest stampede-lock timeout `get-or-lock` accepts (one day).
+const MAX_LOCK_TIMEOUT_MS: u64 = 86_400_000;
+
+/// The component: the root of the exported interface.
+struct Component;
+
+bindings::export!(Component with_types_in bindings);
+
+impl wit::Guest for Component {
+    type Cache = CacheResource;
+    type Ticket = TicketResource;
+}
+
+/// The `cache` resource: one core cache.
+struct CacheResource {
+    cache: Cache,
+}
+
+/// The `ticket` resource: core's ticket plus what the hook report needs.
+struct TicketResource {
+    ticket: rtc_core::Ticket,
+    key: String,
+    tags: Vec<String>,
+    /// Function identity, arguments and method flag from `lock-options`.
+    info: CacheInfo,
+    /// When `get-or-lock` started.
+    started: Instant,
+    /// When `get-or-lock` returned this ticket (the computation starts).
+    returned: Instant,
+}
+
+impl wit::GuestCache for CacheResource {
+    fn open(config: wit::Config) -> Result<wit::Cache, types::Error> {
+        guard(|| {
+            let mut builder = Cache::builder()
+                .namespace(config.namespace)
+                .default_lifetime(config.default_lifetime)
+                .lifetime_for_tags(config.lifetime_for_tags)
+                .disabled(config.disabled)
+                .in_local_memory(config.in_local_memory);
+            if let Some(max) = config.max_value_size {
+                builder = builder.max_value_size(usize::try_from(max).unwrap_or(usize::MAX));
+            }
+            if !config.in_local_memory {
+                builder = builder.backend(Arc::new(ImportBackend));
+            }
+            let cache = builder.build().map_err(to_wit_error)?;
+            Ok(wit::Cache::new(CacheResource { cache }))
+        })
+    }
+
+    fn set(&self, key: String, value: Vec<u8>, tags: Vec<String>, lifetime: wit::Lifetime) -> Result<(), types::Error> {
+        guard(|| self.cache.set_bytes(&key, &value, &tags, to_lifetime(lifetime)).map_err(to_wit_error))
+    }
+
+    fn get(&self, key: String, tags: Vec<String>) -> Result<Option<Vec<u8>>, types::Error> {
+        guard(|| self.cache.get_bytes(&key, &tags).map_err(to_wit_error))
+    }
+
+    fn delete(&self, key: String, tags: Vec<String>) -> Result<bool, types::Error> {
+        guard(|| self.cache.delete(&key, &tags).map_err(to_wit_error))
+    }
+
+    fn invalidate(&self, tags: Vec<String>) -> Result<(), types::Error> {
+        guard(|| self.cache.invalidate(&tags).map_err(to_wit_error))
+    }
+
+    fn invalidate_all(&self) -> Result<(), types::Error> {
+        guard(|| self.cache.invalidate_all().map_err(to_wit_error))
+    }
+
+    fn get_or_lock(&self, key: String, tags: Vec<String>, options: wit::LockOptions) -> Result<wit::Lookup, types::Error> {
+        guard(|| {
+            let started = Instant::now();
+            let lock = match options.lock_timeout_ms {
+                None => None,
+                Some(ms) if ms <= MAX_LOCK_TIMEOUT_MS => Some(Duration::from_millis(ms)),
+                Some(ms) => {
+                    return Err(types::Error::InvalidArgument(format!(
+                        "lock-timeout-ms {ms} is above the maximum of {MAX_LOCK_TIMEOUT_MS} (one day)"
+                    )));
+                }
+            };
+            let f = options.function;
+            let mut info = CacheInfo {
+                function: FunctionId::new(f.module, f.type_name, f.function),
+                arguments: options.arguments,
+                method: options.method,
+                ..CacheInfo::default()
+            };
+            let ticket = |ticket: rtc_core::Ticket, key: String, tags: Vec<String>, info: CacheInfo| {
+                wit::Ticket::new(TicketResource { ticket, key, tags, info, started, returned: Instant::now() })
+            };
+            match self.cache.get_or_lock(&key, &tags, lock) {
+                Ok(GetOrLock::Hit(value, stats)) => {
+                    record(&mut info, stats);
+                    info.hit = true;
+                    info.serialized_size = value.len();
+                    info.elapsed = started.elapsed();
+                    report(key, tags, &info);
+                    Ok(wit::Lookup::Hit(wit::Hit { value, stats: to_wit_stats(stats) }))
+                }
+                Ok(GetOrLock::Locked(t)) => {
+                    record(&mut info, t.stats());
+                    Ok(wit::Lookup::Locked(ticket(t, key, tags, info)))
+                }
+                Ok(GetOrLock::Miss(t)) => {
+                    record(&mut info, t.stats());
+                    Ok(wit::Lookup::Miss(ticket(t, key, tags, info)))
+                }
+                Err(e) => {
+                    let wit_error = to_wit_error(e.clone());
+                    info.error = Some(e);
+                    info.elapsed = started.elapsed();
+                    report(key, tags, &info);
+                    Err(wit_error)
+                }
+            }
+        })
+    }
+
+    fn set_and_unlock(&self, ticket: wit::Ticket, value: Vec<u8>, lifetime: wit::Lifetime) -> Result<(), types::Error> {
+        guard(|| {
+            let TicketResource { ticket, key, tags, mut info, started, returned } = ticket.into_inner();
+            info.decorated_elapsed = returned.elapsed();
+            info.serialized_size = value.len();
+            // The ticket carries its own cache: core stores under its snapshot and namespace.
+            let stored = self.cache.set_and_unlock(ticket, &value, to_lifetime(lifetime));
+            info.elapsed = started.elapsed();
+            let result = match stored {
+                Ok(()) => Ok(()),
+                Err(e) => {
+                    let wit_error = to_wit_error(e.clone());
+                    info.error = Some(e);
+                    Err(wit_error)
+                }
+            };
+            report(key, tags, &info);
+            result
+        })
+    }
+}
+
+impl wit::GuestTicket for TicketResource {
+    fn holds_lock(&self) -> bool {
+        self.ticket.holds_lock()
+    }
+
+    fn stats(&self) -> wit::LockStats {
+        to_wit_stats(self.ticket.stats())
+    }
+
+    fn storage_key(&self) -> String {
+        self.ticket.storage_key().to_owned()
+    }
+}
+
+/// Core's [`Backend`] over the imported `redis.execute`.
+struct ImportBackend;
+
+impl Backend for ImportBackend {
+    fn execute(&self, commands: &[rtc_core::Command]) -> rtc_core::Result<Vec<rtc_core::Reply>> {
+        if commands.is_empty() {
+            return Ok(Vec::new());
+        }
+        let batch: Vec<redis::Command> = commands.iter().map(to_wit_command).collect();
+        let replies = redis::execute(&batch).map_err(from_wit_error)?;
+        if replies.len() != commands.len() {
+            return Err(rtc_core::Error::new(
+                ErrorKind::Other,
+                format!("the host answered {} commands with {} replies", commands.len(), replies.len()),
+            ));
+        }
+        Ok(replies.into_iter().map(from_wit_reply).collect())
+    }
+}
+
+fn to_wit_command(command: &rtc_core::Command) -> redis::Command {
+    use rtc_core::Command as C;
+    match command {
+        C::Get { key } => redis::Command::Get(key.clone()),
+        C::Mget { keys } => redis::Command::Mget(keys.clone()),
+        C::Set { key, value, expire_ms, nx } => {
+            redis::Command::Set(redis::SetArgs { key: key.clone(), value: value.clone(), expire_ms: *expire_ms, nx: *nx })
+        }
+        C::Del { keys } => redis::Command::Del(keys.clone()),
+        C::DelIfEq { key, value } => redis::Command::DelIfEq(redis::DelIfEqArgs { key: key.clone(), value: value.clone() }),
+        C::Rpush { key, value } => redis::Command::Rpush(redis::RpushArgs { key: key.clone(), value: value.clone() }),
+        C::Pexpire { key, ms } => redis::Command::Pexpire(redis::PexpireArgs { key: key.clone(), ms: *ms }),
+        C::Blpop { key, timeout } => {
+            let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX).clamp(1, MAX_BLPOP_MS);
+            redis::Command::Blpop(redis::BlpopArgs { key: key.clone(), timeout_ms: ms })
+        }
+    }
+}
+
+fn from_wit_reply(reply: redis::Reply) -> rtc_core::Reply {
+    use rtc_core::Reply as R;
+    match reply {
+        redis::Reply::Nil => R::Nil,
+        redis::Reply::Ok => R::Ok,
+        redis::Reply::Int(i) => R::Int(i),
+        redis::Reply::Bytes(b) => R::Bytes(b),
+        redis::Reply::Array(items) => R::Array(items.into_iter().map(|item| item.map_or(R::Nil, R::Bytes)).collect()),
+    }
+}
+
+fn to_lifetime(lifetime: wit::Lifetime) -> Lifetime {
+    match lifetime {
+        wit::Lifetime::Default => Lifetime::Default,
+        wit::Lifetime::Forever => Lifetime::Forever,
+        wit::Lifetime::Seconds(s) => Lifetime::Seconds(s),
+    }
+}
+
+fn to_wit_stats(stats: LockStats) -> wit::LockStats {
+    wit::LockStats { waiting_ms: stats.waiting_ms, full_hit: stats.full_hit, full_miss: stats.full_miss }
+}
+
+fn record(info: &mut CacheInfo, stats: LockStats) {
+    info.lock_waiting_ms = stats.waiting_ms;
+    info.lock_full_hit = stats.full_hit;
+    info.lock_full_miss = stats.full_miss;
+}
+
+/// Returns a core error's message with its cause, without the kind (the
+/// WIT case carries the kind).
+fn message(e: &rtc_core::Error) -> String {
+    match std::error::Error::source(e) {
+        Some(source) => format!("{}: {source}", e.message()),
+        None => e.message().to_owned(),
+    }
+}
+
+fn to_wit_error(e: rtc_core::Error) -> types::Error {
+    let m = message(&e);
+    match e.kind() {
+        ErrorKind::BackendUnavailable => types::Error::BackendUnavailable(m),
+        ErrorKind::Timeout => types::Error::Timeout(m),
+        ErrorKind::InvalidArgument => types::Error::InvalidArgument(m),
+        ErrorKind::Backend => types::Error::Backend(m),
+        ErrorKind::Codec => types::Error::Other(format!("codec: {m}")),
+        _ => types::Error::Other(m),
+    }
+}
+
+fn from_wit_error(e: types::Error) -> rtc_core::Error {
+    let (kind, m) = match e {
+        types::Error::BackendUnavailable(m) => (ErrorKind::BackendUnavailable, m),
+        types::Error::Timeout(m) => (ErrorKind::Timeout, m),
+        types::Error::InvalidArgument(m) => (ErrorKind::InvalidArgument, m),
+        types::Error::Backend(m) => (ErrorKind::Backend, m),
+        types::Error::Other(m) => (ErrorKind::Other, m),
+    };
+    rtc_core::Error::new(kind, m)
+}
+
+fn to_wit_info(info: &CacheInfo) -> hooks::CacheInfo {
+    let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+    hooks::CacheInfo {
+        function: types::FunctionId {
+            module: info.function.module.clone(),
+            type_name: info.function.type_name.clone(),
+            function: info.function.function.clone(),
+        },
+        arguments: info.arguments.clone(),
+        method: info.method,
+        hit: info.hit,
+        elapsed_ns: nanos(info.elapsed),
+        decorated_elapsed_ns: nanos(info.decorated_elapsed),
+        lock_waiting_ms: info.lock_waiting_ms,
+        lock_full_hit: info.lock_full_hit,
+        lock_full_miss: info.lock_full_miss,
+        serialized_size: info.serialized_size as u64,
+        error: info.error.clone().map(to_wit_error),
+    }
+}
+
+/// Reports one get-or-compute to the host's hook.
+fn report(key: String, tags: Vec<String>, info: &CacheInfo) {
+    hooks::report(&hooks::HookEvent { key, tags, info: to_wit_info(info) });
+}
+
+/// Runs an export's body; a panic (where the target unwinds) becomes `other`.
+fn guard<T>(body: impl FnOnce() -> Result<T, types::Error>) -> Result<T, types::Error> {
+    catch_unwind(AssertUnwindSafe(body)).unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".to_owned());
+        Err(types::Error::Other(format!("the rtc component panicked: {what}")))
+    })
+}
