@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The whole rtc test suite, from a fresh machine: installs what it needs,
+# builds once (one release profile, one target dir), and runs every suite.
+# Every test starts its own redis-server on a free loopback port.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '\n==> %s\n' "$*"; }
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
+  say "installing Debian's redis-server and redis-tools"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq redis-server redis-tools >/dev/null
+fi
+redis-server --version
+
+if ! rustup target list --installed | grep -qx wasm32-wasip2; then
+  say "adding the wasm32-wasip2 target"
+  rustup target add wasm32-wasip2
+fi
+
+say "building the workspace (librtc, the rtc command, the harness)"
+cargo build --release --locked
+
+say "building the WebAssembly component"
+cargo build --release --locked --target wasm32-wasip2 -p rtc-component
+
+say "running the tests"
+cargo test --release --locked --no-fail-fast

@@ -1,0 +1,103 @@
+//! The `rtc` command against a real Redis and on its in-memory default.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+use rtc_tests::{RedisServer, unique_namespace};
+
+fn rtc_binary() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| rtc_tests::tests_dir().join("../target"));
+    let path = target.join("release/rtc");
+    assert!(path.exists(), "{} is missing: run `cargo build --release --locked` first (the README's test command does)", path.display());
+    path
+}
+
+fn rtc(redis: Option<&RedisServer>, ns: &str, args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut cmd = Command::new(rtc_binary());
+    cmd.env_remove("RTC_REDIS_URL").arg("--namespace").arg(ns);
+    if let Some(redis) = redis {
+        cmd.arg("--redis").arg(redis.url());
+    }
+    cmd.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("run rtc");
+    if let Some(input) = stdin {
+        child.stdin.take().expect("stdin").write_all(input).expect("write stdin");
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().expect("wait for rtc")
+}
+
+fn code(out: &Output) -> i32 {
+    out.status.code().expect("exit code")
+}
+
+#[test]
+fn set_get_invalidate_on_redis() {
+    let redis = RedisServer::start();
+    let ns = unique_namespace("cli");
+    let r = |args: &[&str]| rtc(Some(&redis), &ns, args, None);
+    assert_eq!(code(&r(&["set", "greeting", "hello", "--tag", "a", "--tag", "b"])), 0);
+    let hit = r(&["get", "greeting", "--tag", "a", "--tag", "b"]);
+    assert_eq!((code(&hit), hit.stdout.as_slice()), (0, b"hello".as_slice()));
+    let miss = r(&["get", "greeting", "--tag", "a"]);
+    assert_eq!(code(&miss), 1);
+    assert_eq!(String::from_utf8_lossy(&miss.stderr).trim(), "miss");
+    assert_eq!(code(&r(&["invalidate", "b"])), 0);
+    assert_eq!(code(&r(&["get", "greeting", "--tag", "a", "--tag", "b"])), 1, "invalidated");
+}
+
+#[test]
+fn raw_bytes_from_stdin_delete_and_invalidate_all() {
+    let redis = RedisServer::start();
+    let ns = unique_namespace("cli-raw");
+    let bytes: Vec<u8> = (0..=255u8).collect();
+    assert_eq!(code(&rtc(Some(&redis), &ns, &["set", "bin", "-", "-t", "x", "--lifetime", "60"], Some(&bytes))), 0);
+    let got = rtc(Some(&redis), &ns, &["get", "bin", "-t", "x"], None);
+    assert_eq!(got.stdout, bytes, "raw bytes round-trip with no codec");
+    assert_eq!(code(&rtc(Some(&redis), &ns, &["delete", "bin", "-t", "x"], None)), 0);
+    assert_eq!(code(&rtc(Some(&redis), &ns, &["delete", "bin", "-t", "x"], None)), 1, "nothing left to delete");
+    assert_eq!(code(&rtc(Some(&redis), &ns, &["set", "k", "v"], None)), 0);
+    assert_eq!(code(&rtc(Some(&redis), &ns, &["invalidate-all"], None)), 0);
+    assert_eq!(code(&rtc(Some(&redis), &ns, &["get", "k"], None)), 1);
+}
+
+#[test]
+fn entries_from_the_command_are_read_by_the_library_and_back() {
+    let redis = RedisServer::start();
+    let ns = unique_namespace("cli-lib");
+    let cache = rtc_core::Cache::builder().namespace(&ns).url(Some(redis.url())).build().expect("build");
+    assert_eq!(code(&rtc(Some(&redis), &ns, &["set", "k", "from-cli", "-t", "t"], None)), 0);
+    assert_eq!(cache.get_bytes("k", ["t"]).expect("get"), Some(b"from-cli".to_vec()));
+    cache.set_bytes("k2", b"from-lib", ["t"], rtc_core::Lifetime::Default).expect("set");
+    assert_eq!(rtc(Some(&redis), &ns, &["get", "k2", "-t", "t"], None).stdout, b"from-lib");
+    cache.invalidate("t").expect("invalidate");
+    assert_eq!(code(&rtc(Some(&redis), &ns, &["get", "k2", "-t", "t"], None)), 1);
+}
+
+#[test]
+fn errors_have_their_own_exit_codes() {
+    let ns = unique_namespace("cli-err");
+    let usage = rtc(None, &ns, &["get"], None);
+    assert_eq!(code(&usage), 2, "usage error");
+    let mut down = RedisServer::start();
+    down.kill();
+    let out = rtc(Some(&down), &ns, &["get", "k"], None);
+    assert_eq!(code(&out), 3, "backend error");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("backend-unavailable") && stderr.contains("hint:"), "{stderr}");
+    let bad = Command::new(rtc_binary()).args(["--redis", "nonsense://x", "get", "k"]).output().expect("run");
+    assert_eq!(code(&bad), 2, "a bad URL is a usage error: {}", String::from_utf8_lossy(&bad.stderr));
+}
+
+#[test]
+fn demo_runs_with_no_redis() {
+    let out = rtc(None, &unique_namespace("demo"), &["demo"], None);
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("in-memory"), "{text}");
+    assert!(text.contains("computations: 1"), "the lock must compute once: {text}");
+    assert!(text.matches("hook:").count() >= 9, "a hook line per get-or-compute: {text}");
+}
