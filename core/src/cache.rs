@@ -12,8 +12,9 @@ use crate::config::{Config, Lifetime, expire_ms};
 use crate::error::{Error, ErrorKind, Result};
 use crate::hash::random_bytes;
 use crate::info::{Hook, HookEvent};
-use crate::layout::{ALL_TAG, Layout, hash_order, metadata_hash};
+use crate::layout::{ALL_TAG, Layout};
 use crate::memory::MemoryBackend;
+use crate::snapshot::TagMemo;
 use crate::tags::Tags;
 
 /// How many times a tag read retries when tag keys vanish between two commands.
@@ -46,6 +47,8 @@ pub(crate) struct Inner {
     pub(crate) layout: Layout,
     pub(crate) config: Config,
     pub(crate) hook: Option<Hook>,
+    /// The tag values last seen, for one-round-trip operations.
+    pub(crate) memo: TagMemo,
 }
 
 impl Cache<Cbor> {
@@ -166,7 +169,8 @@ impl<C: Codec> CacheBuilder<C> {
             redis_backend(&config)?
         };
         let layout = Layout::new(&config.namespace);
-        Ok(Cache { inner: Arc::new(Inner { backend, layout, config, hook: self.hook }), codec: self.codec })
+        let inner = Inner { backend, layout, config, hook: self.hook, memo: TagMemo::default() };
+        Ok(Cache { inner: Arc::new(inner), codec: self.codec })
     }
 }
 
@@ -219,23 +223,28 @@ impl<C: Codec> Cache<C> {
     /// Stores raw bytes, with no codec, so any language can read them.
     pub fn set_bytes(&self, key: &str, value: &[u8], tags: impl Tags, lifetime: Lifetime) -> Result<()> {
         self.inner.check_size(value.len())?;
-        let hash = self.inner.metadata_hash(&tags.tag_names())?;
-        let storage = self.inner.layout.entry(key, &hash).storage;
-        self.inner.store(storage, value, lifetime)
+        let expire_ms = expire_ms(lifetime.resolve(self.inner.config.default_lifetime));
+        let set = |hash: &str| Command::Set { key: self.inner.layout.storage_key(key, hash), value: value.to_vec(), expire_ms, nx: false };
+        match self.inner.under_snapshot(&tags.tag_names(), set)?.1 {
+            Reply::Ok => Ok(()),
+            other => Err(unexpected("SET", &other)),
+        }
     }
 
     /// Reads raw bytes: `Ok(Some)` on a hit, `Ok(None)` on a miss.
     pub fn get_bytes(&self, key: &str, tags: impl Tags) -> Result<Option<Vec<u8>>> {
-        let hash = self.inner.metadata_hash(&tags.tag_names())?;
-        let storage = self.inner.layout.entry(key, &hash).storage;
-        self.inner.read(storage)
+        let get = |hash: &str| Command::Get { key: self.inner.layout.storage_key(key, hash) };
+        match self.inner.under_snapshot(&tags.tag_names(), get)?.1 {
+            Reply::Bytes(b) => Ok(Some(b)),
+            Reply::Nil => Ok(None),
+            other => Err(unexpected("GET", &other)),
+        }
     }
 
     /// Deletes the entry of `key` under `tags`; returns whether one existed.
     pub fn delete(&self, key: &str, tags: impl Tags) -> Result<bool> {
-        let hash = self.inner.metadata_hash(&tags.tag_names())?;
-        let storage = self.inner.layout.entry(key, &hash).storage;
-        match self.inner.one(Command::Del { keys: vec![storage] })? {
+        let del = |hash: &str| Command::Del { keys: vec![self.inner.layout.storage_key(key, hash)] };
+        match self.inner.under_snapshot(&tags.tag_names(), del)?.1 {
             Reply::Int(n) => Ok(n > 0),
             other => Err(unexpected("DEL", &other)),
         }
@@ -271,12 +280,6 @@ impl Inner {
         Ok(())
     }
 
-    pub(crate) fn store(&self, storage: String, value: &[u8], lifetime: Lifetime) -> Result<()> {
-        let expire_ms = expire_ms(lifetime.resolve(self.config.default_lifetime));
-        self.one(Command::Set { key: storage, value: value.to_vec(), expire_ms, nx: false })?;
-        Ok(())
-    }
-
     pub(crate) fn read(&self, storage: String) -> Result<Option<Vec<u8>>> {
         match self.one(Command::Get { key: storage })? {
             Reply::Bytes(b) => Ok(Some(b)),
@@ -291,33 +294,26 @@ impl Inner {
         }
         // Keeping the tag lifetime here fixes the reference, which drops it on invalidation.
         let expire_ms = expire_ms(self.config.lifetime_for_tags);
-        let commands = tags
+        let keys: Vec<String> = tags.iter().map(|t| self.layout.tag_key(t)).collect();
+        let values = keys.iter().map(|_| Ok(random_bytes()?.to_vec())).collect::<Result<Vec<_>>>()?;
+        let commands: Vec<Command> = keys
             .iter()
-            .map(|t| Ok(Command::Set { key: self.layout.tag_key(t), value: random_bytes()?.to_vec(), expire_ms, nx: false }))
-            .collect::<Result<Vec<_>>>()?;
+            .zip(&values)
+            .map(|(key, value)| Command::Set { key: key.clone(), value: value.clone(), expire_ms, nx: false })
+            .collect();
         self.backend.execute(&commands)?;
+        // Our own invalidation need not cost our next read a second round trip.
+        self.memo.remember(keys.iter().zip(values.iter().map(Some)));
         Ok(())
     }
 
-    /// Returns the metadata hash of `tags`: the hash of the current values of
-    /// the tags plus [`ALL_TAG`], creating any tag that does not exist yet.
-    pub(crate) fn metadata_hash(&self, tags: &[&str]) -> Result<String> {
-        if self.config.disabled {
-            // Nothing is stored, so there are no tags to read: skip the round trips.
-            return Ok(String::new());
-        }
-        let names = hash_order(tags);
-        Ok(metadata_hash(&self.tag_values(&names)?))
-    }
-
-    /// Reads the values of `names`, creating missing ones.
+    /// Reads the values of the tag keys `keys`, creating missing ones.
     ///
     /// A missing tag is created with `SET NX` and then read back with `GET`,
     /// so concurrent first readers all use whichever value won (the reference
     /// overwrites, and two first readers can hash differently).
-    fn tag_values(&self, names: &[&str]) -> Result<Vec<Vec<u8>>> {
-        let keys: Vec<String> = names.iter().map(|t| self.layout.tag_key(t)).collect();
-        let mut values: Vec<Option<Vec<u8>>> = match self.one(Command::Mget { keys: keys.clone() })? {
+    pub(crate) fn tag_values(&self, keys: &[String]) -> Result<Vec<Vec<u8>>> {
+        let mut values: Vec<Option<Vec<u8>>> = match self.one(Command::Mget { keys: keys.to_vec() })? {
             Reply::Array(items) if items.len() == keys.len() => items.into_iter().map(Reply::into_bytes).collect(),
             other => return Err(unexpected("MGET", &other)),
         };

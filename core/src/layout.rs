@@ -53,6 +53,11 @@ impl Layout {
         format!("{}:t:{}", self.prefix, short_hash(tag.as_bytes()))
     }
 
+    /// Returns the storage key of `key` under `metadata_hash`.
+    pub fn storage_key(&self, key: &str, metadata_hash: &str) -> String {
+        format!("{}:s:{}:{metadata_hash}", self.prefix, short_hash(key.as_bytes()))
+    }
+
     /// Returns the storage, lock and wake-up keys of `key` under `metadata_hash`.
     pub fn entry(&self, key: &str, metadata_hash: &str) -> EntryKeys {
         let k = short_hash(key.as_bytes());

@@ -39,6 +39,7 @@ mod lock;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis_backend;
+mod snapshot;
 mod tags;
 
 pub use backend::{Backend, Command, DisabledBackend, Reply};

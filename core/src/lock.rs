@@ -133,12 +133,17 @@ impl<C: Codec> Cache<C> {
     /// ```
     pub fn get_or_lock(&self, key: &str, tags: impl Tags, lock_timeout: Option<Duration>) -> Result<GetOrLock> {
         let inner = &self.inner;
-        let hash = inner.metadata_hash(&tags.tag_names())?;
-        let keys = inner.layout.entry(key, &hash);
-        if let Some(value) = inner.read(keys.storage.clone())? {
-            let stats = LockStats { full_hit: lock_timeout.is_some(), ..LockStats::default() };
-            return Ok(GetOrLock::Hit(value, stats));
+        let get = |hash: &str| Command::Get { key: inner.layout.storage_key(key, hash) };
+        let (hash, first) = inner.under_snapshot(&tags.tag_names(), get)?;
+        match first {
+            Reply::Bytes(value) => {
+                let stats = LockStats { full_hit: lock_timeout.is_some(), ..LockStats::default() };
+                return Ok(GetOrLock::Hit(value, stats));
+            }
+            Reply::Nil => {}
+            other => return Err(unexpected("GET", &other)),
         }
+        let keys = inner.layout.entry(key, &hash);
         let ticket = |token: Option<String>, stats: LockStats| Ticket { inner: Arc::clone(inner), keys: keys.clone(), token, stats };
         let Some(lock_timeout) = lock_timeout else {
             return Ok(GetOrLock::Miss(ticket(None, LockStats::default())));
