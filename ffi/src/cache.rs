@@ -1,0 +1,502 @@
+//! The cache handle, its builder, owned values, and the plain operations:
+//! set, get, delete, invalidate, invalidate_all.
+
+use std::ffi::{c_char, c_void};
+use std::time::Duration;
+
+use rtc_core::{Cache, Config, Lifetime};
+
+use crate::boundary::{
+    bytes, c_text, c_text_opt, free_handle, guard, guard_or, handle, handle_mut, into_handle, out, rtc_bytes,
+    tags, text,
+};
+use crate::error::{Failure, rtc_result};
+use crate::hook::{HookFn, call_hook};
+
+/// A `lifetime` argument: use the cache's default lifetime
+/// (rtc_cache_builder_set_default_lifetime).
+pub const RTC_LIFETIME_DEFAULT: i64 = -1;
+
+/// A `lifetime` argument: never expire. Any positive value is a number of seconds.
+pub const RTC_LIFETIME_FOREVER: i64 = 0;
+
+/// Converts a C lifetime argument.
+pub(crate) fn lifetime(value: i64) -> Result<Lifetime, Failure> {
+    match value {
+        RTC_LIFETIME_DEFAULT => Ok(Lifetime::Default),
+        RTC_LIFETIME_FOREVER => Ok(Lifetime::Forever),
+        n if n > 0 => Ok(Lifetime::Seconds(n.unsigned_abs())),
+        n => Err(Failure::new(
+            rtc_result::InvalidArgument,
+            format!("lifetime {n} is invalid: use RTC_LIFETIME_DEFAULT, RTC_LIFETIME_FOREVER or a number of seconds"),
+        )),
+    }
+}
+
+/// The configuration a cache is built from: every field of the core's
+/// `Config`, plus the hook. Made by rtc_cache_builder_new with the defaults of
+/// the reference library (namespace "default", localhost:6379, db 0, no TLS,
+/// 5 s timeouts, entries live 3600 s, tags 86400 s, values up to 512 MiB).
+///
+/// Not thread-safe: configure a builder from one thread at a time. A builder
+/// can build any number of caches; free it with rtc_cache_builder_free.
+#[allow(non_camel_case_types)]
+pub struct rtc_cache_builder {
+    config: Config,
+    hook: Option<(HookFn, usize)>,
+}
+
+/// A cache: a connection pool to one Redis (or an in-process store) and one
+/// namespace.
+///
+/// Thread-safe: all functions taking a `const rtc_cache *` may be called on
+/// the same cache from many threads at once; share one cache per process
+/// rather than one per thread. Only rtc_cache_free must not run concurrently
+/// with other calls on the same cache.
+#[allow(non_camel_case_types)]
+pub struct rtc_cache {
+    pub(crate) cache: Cache,
+}
+
+/// A value read from the cache, owned by the caller. Read it with
+/// rtc_value_data and rtc_value_len; free it with rtc_value_free (never with
+/// free()).
+#[allow(non_camel_case_types)]
+pub struct rtc_value {
+    pub(crate) bytes: Vec<u8>,
+}
+
+/// Creates a builder holding the default configuration.
+///
+/// The caller owns the builder and frees it with rtc_cache_builder_free.
+/// Returns NULL only if rtc failed internally.
+#[unsafe(no_mangle)]
+pub extern "C" fn rtc_cache_builder_new() -> *mut rtc_cache_builder {
+    guard_or(std::ptr::null_mut(), || into_handle(rtc_cache_builder { config: Config::default(), hook: None }))
+}
+
+/// Frees a builder. NULL is a no-op. Caches built from it are not affected.
+#[unsafe(no_mangle)]
+pub extern "C" fn rtc_cache_builder_free(builder: *mut rtc_cache_builder) {
+    // SAFETY: the caller passes NULL or a builder from rtc_cache_builder_new, once.
+    guard_or((), || unsafe { free_handle(builder) })
+}
+
+/// Runs `set` on the builder behind `builder`.
+fn with_builder(builder: *mut rtc_cache_builder, set: impl FnOnce(&mut rtc_cache_builder) -> Result<(), Failure>) -> rtc_result {
+    guard(|| {
+        // SAFETY: the caller passes NULL or a live builder, used by one thread.
+        let b = unsafe { handle_mut(builder, "builder") }?;
+        set(b)?;
+        Ok(rtc_result::Ok)
+    })
+}
+
+/// Sets the namespace (NUL-terminated UTF-8, default "default"): caches in
+/// different namespaces never see each other's entries. The string is copied.
+///
+/// Errors: RTC_RESULT_NULL_PARAMETER, RTC_RESULT_INVALID_UTF8.
+#[unsafe(no_mangle)]
+pub extern "C" fn rtc_cache_builder_set_namespace(builder: *mut rtc_cache_builder, name: *const c_char) -> rtc_result {
+    with_builder(builder, |b| {
+        // SAFETY: the caller passes NULL or a NUL-terminated string.
+        b.config.namespace = unsafe { c_text(name, "name") }?.to_owned();
+        Ok(())
+    })
+}
+
+/// Sets the Redis host name or address (NUL-terminated, default "localhost";
+/// ignored when a URL is set). The string is copied.
+///
+/// Errors: RTC_RESULT_NULL_PARAMETER, RTC_RESULT_INVALID_UTF8.
+#[unsafe(no_mangle)]
+pub extern "C" fn rtc_cache_builder_set_host(builder: *mut rtc_cache_builder, host: *const c_char) -> rtc_result {
+    with_builder(builder, |b| {
+        // SAFETY: the caller passes NULL or a NUL-terminated string.
+        b.config.host = unsafe { c_text(host, "host") }?.to_owned();
+        Ok(())
+    })
+}
+
+/// Sets the Redis port (default 6379; ignored when a URL is set).
+///
+/// Errors: RTC_RESULT_NULL_PARAMETER.
+#[unsafe(no_mangle)]
+pub extern "C" fn rtc_cache_builder_set_port(builder: *mut rtc_cache_builder, port: u16) -> rtc_result {
+    with_builder(builder, |b| {
+        b.config.port = port;
+        Ok(())
+    })
+}
+
+/// Sets the Redis database number (default 0; ignored when a URL is set).
+///
+/// Errors: RTC_RESULT_NULL_PARAMETER.
+#[unsafe(no_mangle)]
+pub extern "C" fn rtc_cache_builder_set_db(builder: *mut rtc_cache_builder, db: i64) -> rtc_result {
+    with_builder(builder, |b| {
+        b.config.db = db;
+        Ok(())
+    })
+}
+
+/// Connects with TLS when `ssl` is true (default false; ignored when a URL is
+/// set: use a rediss:// URL instead).
+///
+/// Errors: RTC_RESULT_NULL_PARAMETER.
+#[unsafe(no_mangle)]
+pub extern "C" fn rtc_cache_builder_set_ssl(builder: *mut rtc_cache_builder, ssl: bool) -> rtc_result {
+    with_builder(builder, |b| {
+        b.config.ssl = ssl;
+        Ok(())
+    })
+}
+
+/// Sets the ACL user name (NUL-terminated; NULL for none, the default;
+/// ignored when a URL is set). The string is copied.
+///
+/// Errors: RTC_RESULT_NULL_PARAMETER (builder), RTC_RESULT_INVALID_UTF8.
+#[unsafe(no_mangle)]
+pub extern "C" fn rtc_cache_builder_set_username(builder: *mut rtc_cache_builder, username: *const c_char) -> rtc_result {
+    with_builder(builder, |b| {
+        // SAFETY: the caller passes NULL or a NUL-terminated string.
+        b.config.username = unsafe { c_text_opt(username, "username") }?.map(str::to_owned);
+        Ok(())
+    })
+}
+
+/// Sets the password (NUL-terminated; NULL for none, the default; ignored when
+/// a URL is set). The string is copied.
+///
+/// Errors: RTC_RESULT_NULL_PARAMETER (builder), RTC_RESULT_INVALID_UTF8.
+#[unsafe(no_mangle)]
+pub extern "C" fn rtc_cache_builder_set_password(builder: *mut rtc_cache_builder, password: *const c_char) -> rtc_result {
+    with_builder(builder, |b| {
+        // SAFETY: the caller passes NULL or a NUL-terminated string.
+        b.config.password = unsafe { c_text_opt(password, "password") }?.map(str::to_owned);
+        Ok(())
+    })
+}
+
+/// Sets a Redis URL (NUL-terminated: redis://, rediss:// or redis+unix://,
+/// user and password allowed), which replaces host, port, db, ssl, username
+/// and password; NULL (the default) unsets it. The string is copied; it is
+/// checked by rtc_cache_new.
+///
+/// Errors: RTC_RESULT_NULL_PARAMETER (builder), RTC_RESULT_INVALID_UTF8.
+#[unsafe(no_mangle)]
+pub extern "C" fn rtc_cache_builder_set_url(builder: *mut rtc_cache_builder, url: *const c_char) -> rtc_result {
+    with_builder(builder, |b| {
+        // SAFETY: the caller passes NULL or a NUL-terminated string.
+        b.config.url = unsafe { c_text_opt(url, "url") }?.map(str::to_owned);
+        Ok(())
+    })
+}
+
+/// Sets the read/write timeout of one Redis round trip in milliseconds
+/// (default 5000; 0 means none).
+///
+/// Errors: RTC_RESULT_NULL_PARAMETER.
+#[unsafe(no_mangle)]
+pub extern "C" fn rtc_cache_builder_set_socket_timeout_ms(builder: *mut rtc_cache_builder, timeout_ms: u64) -> rtc_result {
+    with_builder(builder, |b| {
+        b.config.socket_timeout = Duration::from_millis(timeout_ms);
+        Ok(())
+    })
+}
+
+/// Sets the connect timeout in milliseconds (default 5000; 0 means the
+/// system's default).
+///
+/// Errors: RTC_RESULT_NULL_PARAMETER.
+#[unsafe(no_mangle)]
+pub extern "C" fn rtc_cache_builder_set_socket_connect_timeout_ms(
+    builder: *mut rtc_cache_builder,
+    timeout_ms: u64,
+) -> rtc_result {
+    with_builder(builder, |b| {
+        b.config.socket_connect_timeout = Duration::from_millis(timeout_ms);
+        Ok(())
+    })
+}
+
+/// Sets the default entry lifetime in seconds (default 3600); 0
+/// (RTC_LIFETIME_FOREVER) means entries never expire. Calls passing
+/// RTC_LIFETIME_DEFAULT use it.
+///
+/// Errors: RTC_RESULT_NULL_PARAMETER.
+#[unsafe(no_mangle)]
+pub extern "C" fn rtc_cache_builder_set_default_lifetime(builder: *mut rtc_cache_builder, seconds: u64) -> rtc_result {
+    with_builder(builder, |b| {
+        b.config.default_lifetime = (seconds > 0).then_some(seconds);
+        Ok(())
+    })
+}
+
+/// Sets the lifetime of tags in seconds (default 86400); 0
+/// (RTC_LIFETIME_FOREVER) means tags never expire. An expired tag invalidates
+/// its entries.
+///
+/// Errors: RTC_RESULT_NULL_PARAMETER.
+#[unsafe(no_mangle)]
+pub extern "C" fn rtc_cache_builder_set_lifetime_for_tags(builder: *mut rtc_cache_builder, seconds: u64) -> rtc_result {
+    with_builder(builder, |b| {
+        b.config.lifetime_for_tags = (seconds > 0).then_some(seconds);
+        Ok(())
+    })
+}
+
+/// Disables the cache when `disabled` is true (default false): nothing is
+/// stored, every read misses, get-or-compute always computes.
+///
+/// Errors: RTC_RESULT_NULL_PARAMETER.
+#[unsafe(no_mangle)]
+pub extern "C" fn rtc_cache_builder_set_disabled(builder: *mut rtc_cache_builder, disabled: bool) -> rtc_result {
+    with_builder(builder, |b| {
+        b.config.disabled = disabled;
+        Ok(())
+    })
+}
+
+/// Uses an in-process store instead of Redis when `in_local_memory` is true
+/// (default false), for tests and single-process programs.
+///
+/// Errors: RTC_RESULT_NULL_PARAMETER.
+#[unsafe(no_mangle)]
+pub extern "C" fn rtc_cache_builder_set_in_local_memory(builder: *mut rtc_cache_builder, in_local_memory: bool) -> rtc_result {
+    with_builder(builder, |b| {
+        b.config.in_local_memory = in_local_memory;
+        Ok(())
+    })
+}
+
+/// Sets the largest value accepted by set and set-and-unlock, in bytes
+/// (default 512 MiB, Redis's own limit). A larger value is refused with
+/// RTC_RESULT_INVALID_ARGUMENT.
+///
+/// Errors: RTC_RESULT_NULL_PARAMETER.
+#[unsafe(no_mangle)]
+pub extern "C" fn rtc_cache_builder_set_max_value_size(builder: *mut rtc_cache_builder, max_value_size: usize) -> rtc_result {
+    with_builder(builder, |b| {
+        b.config.max_value_size = max_value_size;
+        Ok(())
+    })
+}
+
+/// Sets the hook, called after every rtc_cache_get_or_compute of the caches
+/// built from now on, with `userdata` first and the call's measurements
+/// (rtc_cache_info, valid only during the hook). NULL `hook` removes it.
+///
+/// The hook runs on the thread that called get-or-compute, possibly on many
+/// threads at once: it and `userdata` must be thread-safe. `userdata` must
+/// outlive the caches; rtc never frees it.
+///
+/// Errors: RTC_RESULT_NULL_PARAMETER (builder).
+#[unsafe(no_mangle)]
+pub extern "C" fn rtc_cache_builder_set_hook(
+    builder: *mut rtc_cache_builder,
+    hook: crate::hook::rtc_hook_callback,
+    userdata: *mut c_void,
+) -> rtc_result {
+    with_builder(builder, |b| {
+        b.hook = hook.map(|f| (f, userdata as usize));
+        Ok(())
+    })
+}
+
+/// Builds a cache from `builder` (which is not consumed) and writes it to
+/// `*cache_out`. Does not connect: a cache built while Redis is down works
+/// once Redis is up.
+///
+/// The caller owns the cache and frees it with rtc_cache_free. The cache is
+/// thread-safe (see rtc_cache).
+///
+/// Errors: RTC_RESULT_NULL_PARAMETER, RTC_RESULT_INVALID_ARGUMENT (an unusable
+/// URL or address); `*cache_out` is then left untouched.
+#[unsafe(no_mangle)]
+pub extern "C" fn rtc_cache_new(builder: *const rtc_cache_builder, cache_out: *mut *mut rtc_cache) -> rtc_result {
+    guard(|| {
+        // SAFETY: the caller passes NULL or a live builder.
+        let b = unsafe { handle(builder, "builder") }?;
+        // SAFETY: the caller passes NULL or a writable pointer.
+        let out = unsafe { out(cache_out, "cache_out") }?;
+        let mut cache = Cache::builder().config(b.config.clone());
+        if let Some((f, userdata)) = b.hook {
+            // SAFETY: the caller of rtc_cache_builder_set_hook promised a
+            // thread-safe hook and a userdata that outlives the cache.
+            cache = cache.hook(move |event| unsafe { call_hook(f, userdata as *mut c_void, event) });
+        }
+        out.put(into_handle(rtc_cache { cache: cache.build()? }));
+        Ok(rtc_result::Ok)
+    })
+}
+
+/// Frees a cache and closes its connections. NULL is a no-op.
+///
+/// Must not run while other threads still use the cache. Tickets obtained
+/// from it stay valid and may still be freed or used afterwards.
+#[unsafe(no_mangle)]
+pub extern "C" fn rtc_cache_free(cache: *mut rtc_cache) {
+    // SAFETY: the caller passes NULL or a cache from rtc_cache_new, once.
+    guard_or((), || unsafe { free_handle(cache) })
+}
+
+/// Borrows the cache behind a handle.
+pub(crate) fn cache_ref<'a>(cache: *const rtc_cache) -> Result<&'a Cache, Failure> {
+    // SAFETY: every caller documents that it takes NULL or a live cache.
+    unsafe { handle(cache, "cache") }.map(|c| &c.cache)
+}
+
+/// Stores `value` under `key` and `tags`, for `lifetime` (RTC_LIFETIME_DEFAULT,
+/// RTC_LIFETIME_FOREVER, or seconds). The entry is readable until it expires,
+/// one of its tags is invalidated, rtc_cache_invalidate_all is called, or it
+/// is deleted.
+///
+/// `key` (UTF-8, `key_len` bytes) and `value` (any bytes) are copied; each may
+/// be NULL only when its length is 0. `tags` is an array of `tags_len` UTF-8
+/// buffers (NULL when `tags_len` is 0); the same set of tags, in any order,
+/// must be given to read the entry back. Thread-safe.
+///
+/// Errors: RTC_RESULT_NULL_PARAMETER, RTC_RESULT_INVALID_UTF8,
+/// RTC_RESULT_INVALID_ARGUMENT (value over max_value_size, bad lifetime), and
+/// Redis errors (RTC_RESULT_BACKEND_UNAVAILABLE, RTC_RESULT_TIMEOUT, ...).
+#[unsafe(no_mangle)]
+pub extern "C" fn rtc_cache_set(
+    cache: *const rtc_cache,
+    key: *const u8,
+    key_len: usize,
+    value: *const u8,
+    value_len: usize,
+    tags: *const rtc_bytes,
+    tags_len: usize,
+    lifetime: i64,
+) -> rtc_result {
+    guard(|| {
+        let cache = cache_ref(cache)?;
+        // SAFETY (all three): the caller passes buffers valid for their lengths.
+        let key = unsafe { text(key, key_len, "key") }?;
+        let value = unsafe { bytes(value, value_len, "value") }?;
+        let tags = unsafe { self::tags(tags, tags_len) }?;
+        cache.set_bytes(key, value, &tags, self::lifetime(lifetime)?)?;
+        Ok(rtc_result::Ok)
+    })
+}
+
+/// Reads the value of `key` under `tags` (as for rtc_cache_set).
+///
+/// Returns RTC_RESULT_OK and writes a new value to `*value_out` on a hit: the
+/// caller owns it and frees it with rtc_value_free. Returns RTC_RESULT_MISS,
+/// leaving `*value_out` untouched, when there is no such entry (never stored,
+/// expired, invalidated or deleted). Thread-safe.
+///
+/// Errors: RTC_RESULT_NULL_PARAMETER, RTC_RESULT_INVALID_UTF8, and Redis
+/// errors (RTC_RESULT_BACKEND_UNAVAILABLE, RTC_RESULT_TIMEOUT, ...), which are
+/// never reported as a miss.
+#[unsafe(no_mangle)]
+pub extern "C" fn rtc_cache_get(
+    cache: *const rtc_cache,
+    key: *const u8,
+    key_len: usize,
+    tags: *const rtc_bytes,
+    tags_len: usize,
+    value_out: *mut *mut rtc_value,
+) -> rtc_result {
+    guard(|| {
+        let cache = cache_ref(cache)?;
+        // SAFETY (all three): the caller passes buffers valid for their lengths
+        // and a writable out-pointer.
+        let key = unsafe { text(key, key_len, "key") }?;
+        let tags = unsafe { self::tags(tags, tags_len) }?;
+        let out = unsafe { out(value_out, "value_out") }?;
+        Ok(match cache.get_bytes(key, &tags)? {
+            Some(bytes) => {
+                out.put(into_handle(rtc_value { bytes }));
+                rtc_result::Ok
+            }
+            None => rtc_result::Miss,
+        })
+    })
+}
+
+/// Deletes the entry of `key` under `tags` (as for rtc_cache_set). If
+/// `deleted_out` is not NULL, writes whether an entry existed. Thread-safe.
+///
+/// Errors: RTC_RESULT_NULL_PARAMETER, RTC_RESULT_INVALID_UTF8, and Redis errors.
+#[unsafe(no_mangle)]
+pub extern "C" fn rtc_cache_delete(
+    cache: *const rtc_cache,
+    key: *const u8,
+    key_len: usize,
+    tags: *const rtc_bytes,
+    tags_len: usize,
+    deleted_out: *mut bool,
+) -> rtc_result {
+    guard(|| {
+        let cache = cache_ref(cache)?;
+        // SAFETY (both): the caller passes buffers valid for their lengths.
+        let key = unsafe { text(key, key_len, "key") }?;
+        let tags = unsafe { self::tags(tags, tags_len) }?;
+        let deleted = cache.delete(key, &tags)?;
+        // SAFETY: the caller passes NULL or a writable pointer.
+        if let Ok(out) = unsafe { out(deleted_out, "deleted_out") } {
+            out.put(deleted);
+        }
+        Ok(rtc_result::Ok)
+    })
+}
+
+/// Invalidates one tag (`tags_len` 1) or several, in one Redis round trip
+/// whatever the number of entries carrying them: every entry stored with any
+/// of these tags becomes unreachable. Tags never used before are fine; 0 tags
+/// is a no-op. Thread-safe.
+///
+/// Errors: RTC_RESULT_NULL_PARAMETER, RTC_RESULT_INVALID_UTF8, and Redis errors.
+#[unsafe(no_mangle)]
+pub extern "C" fn rtc_cache_invalidate(cache: *const rtc_cache, tags: *const rtc_bytes, tags_len: usize) -> rtc_result {
+    guard(|| {
+        let cache = cache_ref(cache)?;
+        // SAFETY: the caller passes an array valid for its length.
+        let tags = unsafe { self::tags(tags, tags_len) }?;
+        cache.invalidate(&tags)?;
+        Ok(rtc_result::Ok)
+    })
+}
+
+/// Invalidates every entry of the cache's namespace, in one write. Other
+/// namespaces are not affected. Thread-safe.
+///
+/// Errors: RTC_RESULT_NULL_PARAMETER, and Redis errors.
+#[unsafe(no_mangle)]
+pub extern "C" fn rtc_cache_invalidate_all(cache: *const rtc_cache) -> rtc_result {
+    guard(|| {
+        cache_ref(cache)?.invalidate_all()?;
+        Ok(rtc_result::Ok)
+    })
+}
+
+/// Returns a pointer to the value's bytes (rtc_value_len of them), owned by
+/// the value and valid until rtc_value_free. Returns NULL if `value` is NULL;
+/// the pointer of an empty value must not be read.
+#[unsafe(no_mangle)]
+pub extern "C" fn rtc_value_data(value: *const rtc_value) -> *const u8 {
+    guard_or(std::ptr::null(), || {
+        // SAFETY: the caller passes NULL or a live value.
+        unsafe { handle(value, "value") }.map_or(std::ptr::null(), |v| v.bytes.as_ptr())
+    })
+}
+
+/// Returns the length of the value in bytes (0 if `value` is NULL).
+#[unsafe(no_mangle)]
+pub extern "C" fn rtc_value_len(value: *const rtc_value) -> usize {
+    guard_or(0, || {
+        // SAFETY: the caller passes NULL or a live value.
+        unsafe { handle(value, "value") }.map_or(0, |v| v.bytes.len())
+    })
+}
+
+/// Frees a value returned by rtc. NULL is a no-op.
+#[unsafe(no_mangle)]
+pub extern "C" fn rtc_value_free(value: *mut rtc_value) {
+    // SAFETY: the caller passes NULL or a value from rtc, once.
+    guard_or((), || unsafe { free_handle(value) })
+}
