@@ -303,7 +303,7 @@ impl Inner {
             .collect();
         self.backend.execute(&commands)?;
         // Our own invalidation need not cost our next read a second round trip.
-        self.memo.remember(keys.iter().zip(values.iter().map(Some)));
+        self.memo.remember(tags, &keys, &values.iter().map(Some).collect::<Vec<_>>());
         Ok(())
     }
 

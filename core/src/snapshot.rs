@@ -28,7 +28,7 @@ use std::sync::{PoisonError, RwLock};
 use crate::backend::{Command, Reply};
 use crate::cache::{Inner, unexpected};
 use crate::error::{Error, ErrorKind, Result};
-use crate::layout::{hash_order, metadata_hash};
+use crate::layout::{Layout, hash_order, metadata_hash};
 
 /// How many tag values a cache remembers; past that the memo starts over
 /// (it is only a hint, so forgetting costs one extra round trip, never correctness).
@@ -37,36 +37,70 @@ const MEMO_CAPACITY: usize = 65_536;
 /// How many times an operation retries when tags change under it.
 const ATTEMPTS: usize = 4;
 
-/// The last value seen for each tag key.
+/// What a cache remembers of one tag: its key (an MD5 away from its name)
+/// and the value it last saw.
+struct Remembered {
+    key: String,
+    value: Option<Vec<u8>>,
+}
+
+/// The last value seen for each tag, by tag name.
 #[derive(Default)]
 pub(crate) struct TagMemo {
-    values: RwLock<HashMap<String, Vec<u8>>>,
+    tags: RwLock<HashMap<String, Remembered>>,
 }
 
 impl TagMemo {
-    /// Returns the remembered values of all `keys`, or `None` if one is unknown.
-    fn recall(&self, keys: &[String]) -> Option<Vec<Vec<u8>>> {
-        let map = self.values.read().unwrap_or_else(PoisonError::into_inner);
-        keys.iter().map(|k| map.get(k).cloned()).collect()
+    /// Returns the keys of `names`, and their remembered values if all are known.
+    fn recall(&self, names: &[&str], layout: &Layout) -> (Vec<String>, Option<Vec<Vec<u8>>>) {
+        {
+            let map = self.tags.read().unwrap_or_else(PoisonError::into_inner);
+            let mut keys = Vec::with_capacity(names.len());
+            let mut values = Some(Vec::with_capacity(names.len()));
+            for name in names {
+                let Some(r) = map.get(*name) else { break };
+                keys.push(r.key.clone());
+                values = values.and_then(|mut v: Vec<Vec<u8>>| r.value.clone().map(|x| {
+                    v.push(x);
+                    v
+                }));
+            }
+            if keys.len() == names.len() {
+                return (keys, values);
+            }
+        }
+        let keys: Vec<String> = names.iter().map(|t| layout.tag_key(t)).collect();
+        let mut map = self.tags.write().unwrap_or_else(PoisonError::into_inner);
+        for (name, key) in names.iter().zip(&keys) {
+            if !map.contains_key(*name) {
+                Self::make_room(&mut map);
+                map.insert((*name).to_owned(), Remembered { key: key.clone(), value: None });
+            }
+        }
+        (keys, None)
     }
 
-    /// Remembers `values` for `keys`; a `None` value forgets its key.
-    pub(crate) fn remember<'a>(&self, pairs: impl IntoIterator<Item = (&'a String, Option<&'a Vec<u8>>)>) {
-        let mut map = self.values.write().unwrap_or_else(PoisonError::into_inner);
-        for (key, value) in pairs {
-            match value {
-                Some(v) => {
-                    if map.len() >= MEMO_CAPACITY && !map.contains_key(key) {
-                        map.clear();
-                    }
-                    if map.get(key) != Some(v) {
-                        map.insert(key.clone(), v.clone());
+    /// Remembers `values` (by tag name, with their keys); `None` forgets a value.
+    pub(crate) fn remember(&self, names: &[&str], keys: &[String], values: &[Option<&Vec<u8>>]) {
+        let mut map = self.tags.write().unwrap_or_else(PoisonError::into_inner);
+        for ((name, key), value) in names.iter().zip(keys).zip(values) {
+            match map.get_mut(*name) {
+                Some(r) => {
+                    if r.value.as_ref() != *value {
+                        r.value = value.cloned();
                     }
                 }
                 None => {
-                    map.remove(key);
+                    Self::make_room(&mut map);
+                    map.insert((*name).to_owned(), Remembered { key: key.clone(), value: value.cloned() });
                 }
             }
+        }
+    }
+
+    fn make_room(map: &mut HashMap<String, Remembered>) {
+        if map.len() >= MEMO_CAPACITY {
+            map.clear();
         }
     }
 }
@@ -83,13 +117,13 @@ impl Inner {
             return Ok((String::new(), self.one(make(""))?));
         }
         let names = hash_order(tags);
-        let keys: Vec<String> = names.iter().map(|t| self.layout.tag_key(t)).collect();
         for _ in 0..ATTEMPTS {
-            let values = match self.memo.recall(&keys) {
+            let (keys, values) = self.memo.recall(&names, &self.layout);
+            let values = match values {
                 Some(values) => values,
                 None => {
                     let values = self.tag_values(&keys)?;
-                    self.memo.remember(keys.iter().zip(values.iter().map(Some)));
+                    self.memo.remember(&names, &keys, &values.iter().map(Some).collect::<Vec<_>>());
                     values
                 }
             };
@@ -106,7 +140,7 @@ impl Inner {
                 return Ok((hash, reply));
             }
             // A tag changed (or vanished) since we last saw it: start over from what Redis holds now.
-            self.memo.remember(keys.iter().zip(current.iter().map(Option::as_ref)));
+            self.memo.remember(&names, &keys, &current.iter().map(Option::as_ref).collect::<Vec<_>>());
         }
         Err(Error::new(ErrorKind::Other, "tags kept changing during the operation; try again"))
     }

@@ -6,6 +6,7 @@
 //! Exit codes: 0 success (a hit for `get`), 1 miss (`get`) or nothing deleted
 //! (`delete`), 2 usage error, 3 backend error.
 
+mod bench;
 mod demo;
 mod engine;
 
@@ -80,6 +81,28 @@ enum Cmd {
     InvalidateAll,
     /// Walk through rtc's main features and print what happens.
     Demo,
+    /// Measure every path against plain GET/SET on one Redis (started on
+    /// loopback unless --redis is given), and print a table and JSON.
+    Bench {
+        /// Operations per workload and thread count.
+        #[arg(long, default_value_t = 20_000)]
+        ops: usize,
+        /// Operations per interleaved block.
+        #[arg(long, default_value_t = 1000)]
+        block: usize,
+        /// Thread counts, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1,8")]
+        threads: Vec<usize>,
+        /// Entry counts for the invalidate-latency series, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1,10000,1000000")]
+        entries: Vec<usize>,
+        /// Also run the Python reference (a venv with redis-tagged-cache 0.12.1).
+        #[arg(long)]
+        compare_python: bool,
+        /// Write the JSON report to this file.
+        #[arg(long)]
+        json_out: Option<std::path::PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -120,6 +143,7 @@ impl From<rtc_core::Error> for Failure {
 }
 
 fn run(cli: Cli) -> Result<ExitCode, Failure> {
+    let explicit_redis = cli.redis.clone();
     let config = Config {
         namespace: cli.namespace,
         in_local_memory: cli.redis.is_none(),
@@ -166,6 +190,26 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         }
         Cmd::InvalidateAll => {
             engine.invalidate_all()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Bench { ops, block, threads, entries, compare_python, json_out } => {
+            drop(engine);
+            let options = bench::Options {
+                redis: explicit_redis,
+                ops,
+                block,
+                threads,
+                entries,
+                namespace: config.namespace.clone(),
+                compare_python,
+                json_out,
+            };
+            // The engines are built once the benchmark knows its Redis (it may start one).
+            let engines = |url: &str| -> rtc_core::Result<Vec<(String, Engine)>> {
+                let config = Config { url: Some(url.to_string()), in_local_memory: false, ..config.clone() };
+                Ok(vec![("native".to_string(), Engine::native(config)?)])
+            };
+            bench::run(options, engines).map_err(|e| Failure::Usage(format!("bench failed: {e:#}")))?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Demo => {

@@ -1,0 +1,416 @@
+//! `rtc bench`: every path side by side, against one Redis, in one run.
+//!
+//! Workloads run interleaved in blocks (a block of each, then the next round),
+//! so slow drifts of this noisy machine hit every workload alike and each
+//! ratio to the plain GET comes from the same run.
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command as Process, Stdio};
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
+
+use rtc_core::{ComputeOptions, Config, Layout, Lifetime};
+use serde_json::{Value, json};
+
+use crate::engine::Engine;
+
+/// The tags every measured entry carries.
+const TAGS: [&str; 3] = ["bench:a", "bench:b", "bench:c"];
+/// The tag the `invalidate` workload invalidates (no measured entry carries it).
+const INVALIDATED_TAG: &str = "bench:invalidated";
+/// The value size.
+const VALUE_SIZE: usize = 100;
+
+/// What to measure, from the command line.
+pub struct Options {
+    /// Redis to measure against; `None` starts one on loopback.
+    pub redis: Option<String>,
+    /// Operations per workload per thread count.
+    pub ops: usize,
+    /// Operations per block.
+    pub block: usize,
+    /// Thread counts.
+    pub threads: Vec<usize>,
+    /// Entry counts for the invalidate-latency series.
+    pub entries: Vec<usize>,
+    /// The namespace the engines use.
+    pub namespace: String,
+    /// Run the Python reference against the same server.
+    pub compare_python: bool,
+    /// Where to write the JSON report.
+    pub json_out: Option<PathBuf>,
+}
+
+/// A `redis-server` started for the benchmark, killed on drop.
+struct Server {
+    child: Child,
+    url: String,
+    port: u16,
+}
+
+impl Server {
+    fn start() -> anyhow::Result<Self> {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let child = Process::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| anyhow::anyhow!("cannot start redis-server ({e}); install it or pass --redis URL"))?;
+        let url = format!("redis://127.0.0.1:{port}/");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let client = redis::Client::open(url.as_str())?;
+        while client.get_connection().is_err() {
+            anyhow::ensure!(Instant::now() < deadline, "redis-server did not start on port {port}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(Server { child, url, port })
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Latencies and wall time of one workload at one thread count.
+#[derive(Default)]
+struct Sample {
+    latencies_ns: Vec<u64>,
+    wall: Duration,
+    ops: usize,
+}
+
+impl Sample {
+    fn ops_per_s(&self) -> f64 {
+        self.ops as f64 / self.wall.as_secs_f64().max(1e-9)
+    }
+
+    fn percentile_us(&mut self, p: f64) -> f64 {
+        if self.latencies_ns.is_empty() {
+            return 0.0;
+        }
+        self.latencies_ns.sort_unstable();
+        let i = ((self.latencies_ns.len() - 1) as f64 * p).round() as usize;
+        self.latencies_ns[i] as f64 / 1000.0
+    }
+}
+
+/// One measured operation, runnable from any thread.
+type Op<'a> = Box<dyn Fn(usize, usize) + Send + Sync + 'a>;
+
+/// Runs the whole benchmark and prints the table (and JSON).
+pub fn run(options: Options, engines: impl FnOnce(&str) -> rtc_core::Result<Vec<(String, Engine)>>) -> anyhow::Result<()> {
+    let _server;
+    let url = match &options.redis {
+        Some(url) => url.clone(),
+        None => {
+            let server = Server::start()?;
+            let url = server.url.clone();
+            eprintln!("bench: started redis-server on port {}", server.port);
+            _server = server;
+            url
+        }
+    };
+    let engines = engines(&url)?;
+    let client = redis::Client::open(url.as_str())?;
+    let mut admin = client.get_connection()?;
+    let value = vec![b'x'; VALUE_SIZE];
+    let tags: Vec<String> = TAGS.iter().map(|s| s.to_string()).collect();
+    let mut report = json!({
+        "date": chrono_free_now(),
+        "redis": redis_version(&mut admin),
+        "ops_per_workload": options.ops,
+        "value_size": VALUE_SIZE,
+        "tags": TAGS.len(),
+        "results": [],
+        "round_trips": {},
+        "invalidate_latency": [],
+    });
+
+    // The floor: plain GET and SET by the same Redis client, one connection per thread.
+    let floor_key = "bench:plain";
+    let _: () = redis::cmd("SET").arg(floor_key).arg(&value).query(&mut admin)?;
+
+    let mut rows: Vec<Value> = Vec::new();
+    for &threads in &options.threads {
+        let conns: Vec<std::sync::Mutex<redis::Connection>> =
+            (0..threads).map(|_| client.get_connection().map(std::sync::Mutex::new)).collect::<Result<_, _>>()?;
+        let mut workloads: Vec<(String, Op<'_>)> = vec![
+            ("plain GET".into(), Box::new(|t, _| {
+                let mut c = conns[t].lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let _: Option<Vec<u8>> = redis::cmd("GET").arg(floor_key).query(&mut *c).unwrap_or(None);
+            })),
+            ("plain SET".into(), Box::new(|t, i| {
+                let mut c = conns[t].lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let _: Result<(), _> = redis::cmd("SET").arg(format!("bench:plain:{t}:{i}")).arg(&value).query(&mut *c);
+            })),
+        ];
+        for (name, engine) in &engines {
+            engine.set("bench:hit", &value, &tags, Lifetime::Default)?;
+            let goc = ComputeOptions::key("bench:goc").tags(TAGS);
+            let _ = engine.get_or_compute(&goc, || value.clone());
+            let (tags, value) = (&tags, &value);
+            workloads.push((format!("{name} set"), Box::new(move |t, i| {
+                let _ = engine.set(&format!("bench:set:{t}:{i}"), value, tags, Lifetime::Default);
+            })));
+            workloads.push((format!("{name} get hit"), Box::new(move |_, _| {
+                let _ = engine.get("bench:hit", tags);
+            })));
+            workloads.push((format!("{name} get miss"), Box::new(move |_, _| {
+                let _ = engine.get("bench:absent", tags);
+            })));
+            workloads.push((format!("{name} get-or-compute hit"), Box::new(move |_, _| {
+                let _ = engine.get_or_compute(&goc, || value.clone());
+            })));
+            workloads.push((format!("{name} invalidate"), Box::new(move |_, _| {
+                let _ = engine.invalidate(&[INVALIDATED_TAG.to_string()]);
+            })));
+        }
+        let samples = measure(&workloads, threads, options.ops, options.block);
+        let floor = samples[0].ops_per_s();
+        for ((name, _), mut sample) in workloads.iter().zip(samples) {
+            let ops = sample.ops_per_s();
+            rows.push(json!({
+                "workload": name,
+                "threads": threads,
+                "ops_per_s": ops.round(),
+                "p50_us": round1(sample.percentile_us(0.50)),
+                "p99_us": round1(sample.percentile_us(0.99)),
+                "ratio_to_plain_get": (ops / floor * 1000.0).round() / 1000.0,
+            }));
+        }
+    }
+    report["results"] = Value::Array(rows);
+
+    // Round trips per operation, counted by the server.
+    let mut trips = BTreeMap::new();
+    for (name, engine) in &engines {
+        let n = 200;
+        let count = |admin: &mut redis::Connection, f: &dyn Fn(usize)| -> anyhow::Result<f64> {
+            let before = reads(admin)?;
+            for i in 0..n {
+                f(i);
+            }
+            let after = reads(admin)?;
+            Ok((after - before - 1) as f64 / n as f64) // minus the second INFO itself
+        };
+        let goc = ComputeOptions::key("bench:goc").tags(TAGS);
+        trips.insert(format!("{name} set"), count(&mut admin, &|i| {
+            let _ = engine.set(&format!("bench:rt:{i}"), &value, &tags, Lifetime::Default);
+        })?);
+        trips.insert(format!("{name} get hit"), count(&mut admin, &|_| {
+            let _ = engine.get("bench:hit", &tags);
+        })?);
+        trips.insert(format!("{name} get miss"), count(&mut admin, &|_| {
+            let _ = engine.get("bench:absent", &tags);
+        })?);
+        trips.insert(format!("{name} get-or-compute hit"), count(&mut admin, &|_| {
+            let _ = engine.get_or_compute(&goc, || value.clone());
+        })?);
+        trips.insert(format!("{name} invalidate"), count(&mut admin, &|_| {
+            let _ = engine.invalidate(&[INVALIDATED_TAG.to_string()]);
+        })?);
+    }
+    report["round_trips"] = json!(trips);
+
+    // Invalidate latency against the number of entries carrying the tag.
+    let mut series = Vec::new();
+    if let Some((name, engine)) = engines.first() {
+        for &entries in &options.entries {
+            let tag = format!("bench:scale:{entries}");
+            populate(&mut admin, &url, &options.namespace, &tag, entries, &value)?;
+            let mut sample = Sample::default();
+            let started = Instant::now();
+            for _ in 0..2000 {
+                let t = Instant::now();
+                let _ = engine.invalidate(std::slice::from_ref(&tag));
+                sample.latencies_ns.push(t.elapsed().as_nanos() as u64);
+            }
+            sample.wall = started.elapsed();
+            sample.ops = 2000;
+            series.push(json!({
+                "engine": name,
+                "entries": entries,
+                "ops_per_s": sample.ops_per_s().round(),
+                "p50_us": round1(sample.percentile_us(0.50)),
+                "p99_us": round1(sample.percentile_us(0.99)),
+            }));
+            let _: () = redis::cmd("FLUSHDB").query(&mut admin)?;
+            engine.set("bench:hit", &value, &tags, Lifetime::Default)?;
+        }
+    }
+    report["invalidate_latency"] = Value::Array(series);
+    report["peak_rss_kib"] = json!(peak_rss_kib());
+
+    if options.compare_python {
+        report["python"] = python_reference(&url)?;
+    }
+    print_report(&report);
+    if let Some(path) = &options.json_out {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
+        eprintln!("bench: JSON written to {}", path.display());
+    }
+    println!("JSON: {}", serde_json::to_string(&report)?);
+    Ok(())
+}
+
+/// Runs every workload `ops` times on `threads` threads, interleaved in blocks.
+fn measure(workloads: &[(String, Op<'_>)], threads: usize, ops: usize, block: usize) -> Vec<Sample> {
+    let mut samples: Vec<Sample> = workloads.iter().map(|_| Sample::default()).collect();
+    let rounds = ops.div_ceil(block.max(1));
+    for round in 0..rounds {
+        for ((_, op), sample) in workloads.iter().zip(samples.iter_mut()) {
+            let barrier = Barrier::new(threads);
+            let started = Instant::now();
+            let per_thread: Vec<Vec<u64>> = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..threads)
+                    .map(|t| {
+                        let barrier = &barrier;
+                        s.spawn(move || {
+                            let mut lat = Vec::with_capacity(block);
+                            barrier.wait();
+                            for i in 0..block {
+                                let t0 = Instant::now();
+                                op(t, round * block + i);
+                                lat.push(t0.elapsed().as_nanos() as u64);
+                            }
+                            lat
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
+            });
+            sample.wall += started.elapsed();
+            sample.ops += threads * block;
+            for lat in per_thread {
+                sample.latencies_ns.extend(lat);
+            }
+        }
+    }
+    samples
+}
+
+/// Writes `entries` entries under `tag` straight into Redis, in big pipelines,
+/// at the storage keys rtc uses (invalidate's cost must not depend on them).
+fn populate(admin: &mut redis::Connection, url: &str, namespace: &str, tag: &str, entries: usize, value: &[u8]) -> anyhow::Result<()> {
+    // Learn the tag's current snapshot through rtc itself, then write the storage keys directly.
+    let cache = rtc_core::Cache::new(Config { namespace: namespace.to_string(), url: Some(url.to_string()), ..Config::default() })?;
+    let storage = match cache.get_or_lock("probe", [tag], None)? {
+        rtc_core::GetOrLock::Miss(t) | rtc_core::GetOrLock::Locked(t) => t.storage_key().to_string(),
+        rtc_core::GetOrLock::Hit(..) => anyhow::bail!("unexpected hit while populating"),
+    };
+    let hash = storage.rsplit(':').next().unwrap_or_default();
+    let layout = Layout::new(namespace);
+    let mut done = 0;
+    while done < entries {
+        let n = (entries - done).min(10_000);
+        let mut pipe = redis::pipe();
+        for i in done..done + n {
+            pipe.cmd("SET").arg(layout.storage_key(&format!("bench:entry:{i}"), hash)).arg(value).arg("EX").arg(3600).ignore();
+        }
+        let _: () = pipe.query(admin)?;
+        done += n;
+    }
+    Ok(())
+}
+
+/// Runs the Python reference's own benchmark against the same server.
+fn python_reference(url: &str) -> anyhow::Result<Value> {
+    let script = ["../shared/bench/python_rtc_bench.py", "../../shared/bench/python_rtc_bench.py"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .ok_or_else(|| anyhow::anyhow!("python_rtc_bench.py not found in ../shared/bench"))?;
+    let venv = std::env::temp_dir().join("rtc-bench-venv");
+    let python = venv.join("bin/python");
+    if !python.exists() {
+        eprintln!("bench: creating {} with redis-tagged-cache==0.12.1", venv.display());
+        run_ok(Process::new("python3").arg("-m").arg("venv").arg(&venv))?;
+        run_ok(Process::new(venv.join("bin/pip")).args(["install", "-q", "redis-tagged-cache==0.12.1", "redis"]))?;
+    }
+    let port = url.rsplit(':').next().unwrap_or("6379").trim_end_matches('/').to_string();
+    let out = std::env::temp_dir().join(format!("rtc-python-bench-{}.json", std::process::id()));
+    eprintln!("bench: running the Python reference (this takes a minute)");
+    run_ok(Process::new(&python).arg(&script).args(["--port", &port, "-n", "5000", "--reps", "3", "--skip-ttl", "--json-out"]).arg(&out))?;
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&out)?)?;
+    let _ = std::fs::remove_file(&out);
+    Ok(json!({ "median": v["median"], "ratios": v["ratios"] }))
+}
+
+fn run_ok(cmd: &mut Process) -> anyhow::Result<()> {
+    let status = cmd.stdout(Stdio::null()).status()?;
+    anyhow::ensure!(status.success(), "{cmd:?} failed with {status}");
+    Ok(())
+}
+
+fn reads(admin: &mut redis::Connection) -> anyhow::Result<u64> {
+    let info: String = redis::cmd("INFO").arg("stats").query(admin)?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("total_reads_processed:"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no total_reads_processed in INFO"))
+}
+
+fn redis_version(admin: &mut redis::Connection) -> String {
+    let info: String = redis::cmd("INFO").arg("server").query(admin).unwrap_or_default();
+    info.lines().find_map(|l| l.strip_prefix("redis_version:")).unwrap_or("?").trim().to_string()
+}
+
+/// Peak resident memory of this process (the benchmark, all engines included).
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+fn chrono_free_now() -> String {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    format!("unix:{secs}")
+}
+
+fn round1(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
+fn print_report(report: &Value) {
+    println!("rtc bench: Redis {}, {} ops per workload, {}-byte values, {} tags", report["redis"].as_str().unwrap_or("?"), report["ops_per_workload"], VALUE_SIZE, TAGS.len());
+    println!("\n{:<34} {:>7} {:>10} {:>8} {:>8} {:>9} {:>8}", "workload", "threads", "ops/s", "p50 us", "p99 us", "x GET", "RT/op");
+    for row in report["results"].as_array().into_iter().flatten() {
+        let name = row["workload"].as_str().unwrap_or("?");
+        let rt = report["round_trips"][name].as_f64().map(|v| format!("{v:.2}")).unwrap_or_else(|| if name.starts_with("plain") { "1".into() } else { String::new() });
+        let f = |v: &Value, digits: usize| v.as_f64().map(|x| format!("{x:.digits$}")).unwrap_or_default();
+        println!(
+            "{:<34} {:>7} {:>10} {:>8} {:>8} {:>9} {:>8}",
+            name,
+            f(&row["threads"], 0),
+            f(&row["ops_per_s"], 0),
+            f(&row["p50_us"], 1),
+            f(&row["p99_us"], 1),
+            f(&row["ratio_to_plain_get"], 3),
+            rt
+        );
+    }
+    println!("\ninvalidate latency by entries under the tag:");
+    for row in report["invalidate_latency"].as_array().into_iter().flatten() {
+        println!(
+            "  {:>9} entries: p50 {:>6.1} us, p99 {:>6.1} us, {:>7.0} ops/s",
+            row["entries"].as_u64().unwrap_or(0),
+            row["p50_us"].as_f64().unwrap_or(0.0),
+            row["p99_us"].as_f64().unwrap_or(0.0),
+            row["ops_per_s"].as_f64().unwrap_or(0.0)
+        );
+    }
+    if let Some(kib) = report["peak_rss_kib"].as_u64() {
+        println!("\npeak RSS of the benchmark process: {} MiB", kib / 1024);
+    }
+    if let Some(py) = report.get("python") {
+        println!("\nPython redis-tagged-cache 0.12.1 on the same server (its own bench, medians):");
+        for op in ["plain_get", "get_hit", "set", "decorator_hit", "invalidate"] {
+            println!("  {:<16} {:>10} ops/s  p50 {} us", op, py["median"][op]["ops_per_s"], py["median"][op]["p50_us"]);
+        }
+    }
+}
