@@ -200,7 +200,8 @@ typedef struct rtc_bytes {
  * core's CacheInfo, plus the call's key, tags and userdata.
  *
  * Every pointer in it is owned by rtc and valid only during the hook call:
- * copy what you keep. Text is UTF-8.
+ * copy what you keep. Text is UTF-8. The `data` of an empty `rtc_bytes`
+ * is a valid pointer to no bytes.
  */
 typedef struct rtc_cache_info {
   /**
@@ -208,7 +209,7 @@ typedef struct rtc_cache_info {
    */
   struct rtc_bytes key;
   /**
-   * The entry's tags: `tags_len` buffers.
+   * The entry's tags: `tags_len` buffers (NULL when there are none).
    */
   const struct rtc_bytes *tags;
   /**
@@ -575,8 +576,8 @@ rtc_result rtc_cache_invalidate_all(const struct rtc_cache *cache);
 
 /**
  * Returns a pointer to the value's bytes (rtc_value_len of them), owned by
- * the value and valid until rtc_value_free. Returns NULL if `value` is NULL;
- * the pointer of an empty value must not be read.
+ * the value and valid until rtc_value_free; never NULL for a value, even an
+ * empty one. Returns NULL if `value` is NULL.
  */
 const uint8_t *rtc_value_data(const struct rtc_value *value);
 

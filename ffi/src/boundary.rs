@@ -25,6 +25,22 @@ pub struct rtc_bytes {
     pub len: usize,
 }
 
+/// A readable, non-NULL address for empty buffers handed to C: C may pass it
+/// to `memcpy` with a length of 0, which a dangling pointer would not allow.
+static EMPTY: u8 = 0;
+
+impl rtc_bytes {
+    /// Borrows `b` for C; an empty slice gets a valid non-NULL pointer.
+    pub(crate) fn of(b: &[u8]) -> Self {
+        rtc_bytes { data: data_ptr(b), len: b.len() }
+    }
+}
+
+/// Returns a pointer to `b`'s bytes, valid and non-NULL even when `b` is empty.
+pub(crate) fn data_ptr(b: &[u8]) -> *const u8 {
+    if b.is_empty() { &EMPTY } else { b.as_ptr() }
+}
+
 /// What a body returns: a code (`RTC_RESULT_OK` or `RTC_RESULT_MISS`) or a failure.
 pub(crate) type Outcome = Result<rtc_result, Failure>;
 

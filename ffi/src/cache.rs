@@ -7,7 +7,7 @@ use std::time::Duration;
 use rtc_core::{Cache, Config, Lifetime};
 
 use crate::boundary::{
-    bytes, c_text, c_text_opt, free_handle, guard, guard_or, handle, handle_mut, into_handle, out, rtc_bytes,
+    bytes, c_text, data_ptr, c_text_opt, free_handle, guard, guard_or, handle, handle_mut, into_handle, out, rtc_bytes,
     tags, text,
 };
 use crate::error::{Failure, rtc_result};
@@ -475,13 +475,13 @@ pub extern "C" fn rtc_cache_invalidate_all(cache: *const rtc_cache) -> rtc_resul
 }
 
 /// Returns a pointer to the value's bytes (rtc_value_len of them), owned by
-/// the value and valid until rtc_value_free. Returns NULL if `value` is NULL;
-/// the pointer of an empty value must not be read.
+/// the value and valid until rtc_value_free; never NULL for a value, even an
+/// empty one. Returns NULL if `value` is NULL.
 #[unsafe(no_mangle)]
 pub extern "C" fn rtc_value_data(value: *const rtc_value) -> *const u8 {
     guard_or(std::ptr::null(), || {
         // SAFETY: the caller passes NULL or a live value.
-        unsafe { handle(value, "value") }.map_or(std::ptr::null(), |v| v.bytes.as_ptr())
+        unsafe { handle(value, "value") }.map_or(std::ptr::null(), |v| data_ptr(&v.bytes))
     })
 }
 

@@ -12,14 +12,15 @@ use crate::error::rtc_result;
 /// core's CacheInfo, plus the call's key, tags and userdata.
 ///
 /// Every pointer in it is owned by rtc and valid only during the hook call:
-/// copy what you keep. Text is UTF-8.
+/// copy what you keep. Text is UTF-8. The `data` of an empty `rtc_bytes`
+/// is a valid pointer to no bytes.
 #[allow(non_camel_case_types)]
 #[repr(C)]
 #[derive(Debug)]
 pub struct rtc_cache_info {
     /// The cache key (given, or derived from the function and its arguments).
     pub key: rtc_bytes,
-    /// The entry's tags: `tags_len` buffers.
+    /// The entry's tags: `tags_len` buffers (NULL when there are none).
     pub tags: *const rtc_bytes,
     /// The number of tags.
     pub tags_len: usize,
@@ -74,30 +75,26 @@ fn c_string(s: &str) -> CString {
     CString::new(s.replace('\0', "\\0")).unwrap_or_default()
 }
 
-fn slice(b: &[u8]) -> rtc_bytes {
-    rtc_bytes { data: b.as_ptr(), len: b.len() }
-}
-
 /// Converts `event` and calls the C hook.
 ///
 /// # Safety
 /// `f` is a valid hook, and `userdata` whatever its owner promised.
 pub(crate) unsafe fn call_hook(f: HookFn, userdata: *mut c_void, event: &HookEvent<'_>) {
     let info = event.info;
-    let tags: Vec<rtc_bytes> = event.tags.iter().map(|t| slice(t.as_bytes())).collect();
+    let tags: Vec<rtc_bytes> = event.tags.iter().map(|t| rtc_bytes::of(t.as_bytes())).collect();
     let module = c_string(&info.function.module);
     let type_name = c_string(&info.function.type_name);
     let function = c_string(&info.function.function);
     let error_message = info.error.as_ref().map(|e| c_string(&e.to_string()));
     let call_userdata = event.userdata.and_then(|u| u.downcast_ref::<CallUserdata>()).map_or(0, |u| u.0);
     let c_info = rtc_cache_info {
-        key: slice(event.key.as_bytes()),
-        tags: tags.as_ptr(),
+        key: rtc_bytes::of(event.key.as_bytes()),
+        tags: if tags.is_empty() { std::ptr::null() } else { tags.as_ptr() },
         tags_len: tags.len(),
         function_module: module.as_ptr(),
         function_type: type_name.as_ptr(),
         function_name: function.as_ptr(),
-        arguments: slice(&info.arguments),
+        arguments: rtc_bytes::of(&info.arguments),
         method: info.method,
         hit: info.hit,
         elapsed_ns: u64::try_from(info.elapsed.as_nanos()).unwrap_or(u64::MAX),

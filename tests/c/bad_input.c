@@ -59,6 +59,7 @@ typedef struct {
   char error_message[512];
   char key[128];
   size_t tags_len;
+  bool tags_null, arguments_null;
   char first_tag[64];
   char module[64], type[64], name[64];
   size_t arguments_len;
@@ -82,6 +83,8 @@ static void record_hook(void *userdata, const rtc_cache_info *info) {
   snprintf(r->error_message, sizeof r->error_message, "%s", info->error_message ? info->error_message : "");
   copy_bytes(r->key, sizeof r->key, info->key);
   r->tags_len = info->tags_len;
+  r->tags_null = info->tags == NULL;
+  r->arguments_null = info->arguments.data == NULL;
   r->first_tag[0] = '\0';
   if (info->tags_len > 0) copy_bytes(r->first_tag, sizeof r->first_tag, info->tags[0]);
   snprintf(r->module, sizeof r->module, "%s", info->function_module);
@@ -270,7 +273,7 @@ static void zero_lengths_and_limits(rtc_cache *cache) {
   /* An empty key and an empty value are legal; NULL with length 0 too. */
   CHECK_RC(rtc_cache_set(cache, NULL, 0, NULL, 0, NULL, 0, RTC_LIFETIME_DEFAULT), RTC_RESULT_OK);
   CHECK_RC(rtc_cache_get(cache, (const uint8_t *)"", 0, NULL, 0, &value), RTC_RESULT_OK);
-  CHECK(value != NULL && rtc_value_len(value) == 0);
+  CHECK(value != NULL && rtc_value_len(value) == 0 && rtc_value_data(value) != NULL);
   rtc_value_free(value);
   value = NULL;
   rtc_bytes empty_tag[] = {{NULL, 0}};
@@ -423,6 +426,7 @@ static void hook_fields(const char *url, const char *ns) {
   value = NULL;
   CHECK_RC(rtc_cache_get_or_compute(cache, options, compute_ok, "user-9", &value), RTC_RESULT_OK);
   CHECK(value_is(value, "user-9") && r.call_userdata == NULL && !r.hit);
+  CHECK(r.tags_len == 0 && r.tags_null && !r.arguments_null);
   rtc_value_free(value);
   rtc_compute_options_free(options);
   rtc_cache_free(cache);
