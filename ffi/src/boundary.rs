@@ -209,6 +209,7 @@ pub(crate) unsafe fn free_handle<T>(ptr: *mut T) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Failure;
 
     #[test]
     fn a_panic_becomes_a_code_and_a_message() {
@@ -220,16 +221,20 @@ mod tests {
         assert!(guard_or(std::ptr::null::<u8>(), || panic!("x")).is_null());
     }
 
+    fn code<T>(r: Result<T, Failure>) -> Option<rtc_result> {
+        r.err().map(|f| f.code)
+    }
+
     #[test]
     fn buffers_are_checked() {
         // SAFETY: only NULL or valid pointers are passed.
         unsafe {
             assert!(bytes(std::ptr::null(), 0, "v").is_ok_and(<[u8]>::is_empty));
-            assert_eq!(bytes(std::ptr::null(), 3, "v").map(|_| ()).unwrap_err().code, rtc_result::NullParameter);
+            assert_eq!(code(bytes(std::ptr::null(), 3, "v")), Some(rtc_result::NullParameter));
             let b = [0xffu8, 0xfe];
-            assert_eq!(text(b.as_ptr(), 2, "key").map(|_| ()).unwrap_err().code, rtc_result::InvalidUtf8);
-            assert_eq!(bytes(b.as_ptr(), usize::MAX, "v").map(|_| ()).unwrap_err().code, rtc_result::InvalidArgument);
-            assert_eq!(c_text(std::ptr::null(), "host").map(|_| ()).unwrap_err().code, rtc_result::NullParameter);
+            assert_eq!(code(text(b.as_ptr(), 2, "key")), Some(rtc_result::InvalidUtf8));
+            assert_eq!(code(bytes(b.as_ptr(), usize::MAX, "v")), Some(rtc_result::InvalidArgument));
+            assert_eq!(code(c_text(std::ptr::null(), "host")), Some(rtc_result::NullParameter));
             assert_eq!(c_text_opt(std::ptr::null(), "url").ok(), Some(None));
         }
     }
