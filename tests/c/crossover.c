@@ -13,6 +13,10 @@
  * Between the phases Rust invalidates [shared] and stores r3 = "rust-3" under
  * [keep2].
  * Phase 2 sees c1, c3 and r1 gone, c2 and r3 there, then invalidates all.
+ *
+ * With the `rtc` command: before phase cli1 it stores cli1 = "from-cli" under
+ * [cli]; phase cli1 reads it and writes c-cli = "c-to-cli" under [cli2]; the
+ * command reads that and invalidates [cli2]; phase cli2 sees c-cli gone.
  */
 #include <stdbool.h>
 #include <stdio.h>
@@ -109,6 +113,13 @@ int main(int argc, char **argv) {
     expect_hit(cache, "r3", keep2, 1, "rust-3");
     CHECK_RC(rtc_cache_invalidate_all(cache), RTC_RESULT_OK);
     expect_miss(cache, "c2", keep2, 1);
+  } else if (strcmp(argv[3], "cli1") == 0) {
+    rtc_bytes cli[] = {tag("cli")}, cli2[] = {tag("cli2")};
+    expect_hit(cache, "cli1", cli, 1, "from-cli");
+    CHECK_RC(rtc_cache_set(cache, B("c-cli"), B("c-to-cli"), cli2, 1, RTC_LIFETIME_DEFAULT), RTC_RESULT_OK);
+  } else if (strcmp(argv[3], "cli2") == 0) {
+    rtc_bytes cli2[] = {tag("cli2")};
+    expect_miss(cache, "c-cli", cli2, 1);
   } else {
     fprintf(stderr, "unknown phase %s\n", argv[3]);
     return 2;

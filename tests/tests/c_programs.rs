@@ -251,6 +251,29 @@ fn entries_and_invalidations_cross_between_c_and_rust() {
 }
 
 #[test]
+fn entries_and_invalidations_cross_between_c_and_the_rtc_command() {
+    let rtc = lib_dir().join("rtc");
+    assert!(rtc.is_file(), "{} is missing: run `cargo build --release --locked`", rtc.display());
+    let program = compile("crossover.c", Link::Shared);
+    let redis = RedisServer::start();
+    let ns = unique_namespace("c-cli");
+    let cli = |args: &[&str]| -> Output {
+        Command::new(&rtc).args(["--redis", &redis.url(), "--namespace", &ns]).args(args).output().expect("run rtc")
+    };
+    let set = cli(&["set", "cli1", "from-cli", "--tag", "cli"]);
+    assert!(set.status.success(), "rtc set: {set:?}");
+    let out = run(&program, &[&redis.url(), &ns, "cli1"]);
+    assert!(out.contains(" 0 failed"), "{out}");
+    let get = cli(&["get", "c-cli", "--tag", "cli2"]);
+    assert!(get.status.success(), "rtc get: {get:?}");
+    assert_eq!(get.stdout, b"c-to-cli");
+    let invalidate = cli(&["invalidate", "cli2"]);
+    assert!(invalidate.status.success(), "rtc invalidate: {invalidate:?}");
+    let out = run(&program, &[&redis.url(), &ns, "cli2"]);
+    assert!(out.contains(" 0 failed"), "{out}");
+}
+
+#[test]
 fn the_header_compiles_as_c99_c11_c17_and_cpp11_cpp17() {
     let probe = out_dir().join("header-probe.c");
     std::fs::write(&probe, "#include \"rtc.h\"\nint main(void) { return RTC_RESULT_OK; }\n").expect("write probe");
