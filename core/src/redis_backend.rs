@@ -13,12 +13,22 @@ use crate::error::{Error, ErrorKind, Result};
 /// Compare-and-delete: release a lock only if we still hold it (the reference's script).
 const DEL_IF_EQ: &str = r#"if redis.call("get", KEYS[1]) == ARGV[1] then return redis.call("del", KEYS[1]) else return 0 end"#;
 
-/// How many idle connections are kept for reuse.
-const MAX_IDLE: usize = 64;
+/// How many idle connections each shard keeps for reuse.
+const MAX_IDLE_PER_SHARD: usize = 8;
+/// Idle connections are sharded by thread, so threads rarely contend on one lock.
+const SHARDS: usize = 16;
+
+thread_local! {
+    /// This thread's shard, assigned round-robin on first use.
+    static SHARD: usize = {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % SHARDS
+    };
+}
 
 /// A Redis backend over synchronous connections, one per concurrent caller.
 ///
-/// Each batch checks a connection out of a small idle list, sends the batch
+/// Each batch checks a connection out of an idle list (sharded by thread), sends the batch
 /// as one pipeline (one round trip) and puts the connection back. No lock is
 /// held across a round trip. A connection that saw an I/O error or a timeout
 /// is dropped, never reused, because a late reply could still be in flight.
@@ -28,7 +38,7 @@ const MAX_IDLE: usize = 64;
 /// at once when Redis is down.
 pub struct RedisBackend {
     client: redis::Client,
-    idle: Mutex<Vec<redis::Connection>>,
+    idle: [Mutex<Vec<redis::Connection>>; SHARDS],
     socket_timeout: Option<Duration>,
     connect_timeout: Duration,
 }
@@ -75,7 +85,7 @@ impl RedisBackend {
             .map_err(|e| Error::with_source(ErrorKind::InvalidArgument, "invalid Redis address", e))?;
         Ok(RedisBackend {
             client,
-            idle: Mutex::new(Vec::new()),
+            idle: std::array::from_fn(|_| Mutex::new(Vec::new())),
             socket_timeout: (!config.socket_timeout.is_zero()).then_some(config.socket_timeout),
             connect_timeout: config.socket_connect_timeout,
         })
@@ -83,7 +93,7 @@ impl RedisBackend {
 
     /// Returns a connection and whether it came from the idle list (and so may be stale).
     fn checkout(&self) -> Result<(redis::Connection, bool)> {
-        let idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
+        let idle = self.shard().lock().unwrap_or_else(PoisonError::into_inner).pop();
         if let Some(conn) = idle {
             return Ok((conn, true));
         }
@@ -98,15 +108,21 @@ impl RedisBackend {
         Ok((conn, false))
     }
 
+    fn shard(&self) -> &Mutex<Vec<redis::Connection>> {
+        &self.idle[SHARD.with(|s| *s)]
+    }
+
     /// Forgets every idle connection: after one was found dropped (Redis
     /// restarted), the others are most likely dead too.
     fn flush_idle(&self) {
-        self.idle.lock().unwrap_or_else(PoisonError::into_inner).clear();
+        for shard in &self.idle {
+            shard.lock().unwrap_or_else(PoisonError::into_inner).clear();
+        }
     }
 
     fn checkin(&self, conn: redis::Connection) {
-        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        if idle.len() < MAX_IDLE {
+        let mut idle = self.shard().lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < MAX_IDLE_PER_SHARD {
             idle.push(conn);
         }
     }

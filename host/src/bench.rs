@@ -218,21 +218,29 @@ pub fn run(options: Options, engines: impl FnOnce(&str) -> rtc_core::Result<Vec<
     }
     report["round_trips"] = json!(trips);
 
-    // Invalidate latency against the number of entries carrying the tag.
+    // Invalidate latency against the number of entries carrying the tag: all
+    // sizes populated first, then measured interleaved, so they share conditions.
     let mut series = Vec::new();
     if let Some((name, engine)) = engines.first() {
-        for &entries in &options.entries {
-            let tag = format!("bench:scale:{entries}");
-            populate(&mut admin, &url, &options.namespace, &tag, entries, &value)?;
-            let mut sample = Sample::default();
-            let started = Instant::now();
-            for _ in 0..2000 {
-                let t = Instant::now();
-                let _ = engine.invalidate(std::slice::from_ref(&tag));
-                sample.latencies_ns.push(t.elapsed().as_nanos() as u64);
+        let tags_by_size: Vec<String> = options.entries.iter().map(|n| format!("bench:scale:{n}")).collect();
+        for (&entries, tag) in options.entries.iter().zip(&tags_by_size) {
+            populate(&mut admin, &url, &options.namespace, tag, entries, &value)?;
+        }
+        let mut samples: Vec<Sample> = options.entries.iter().map(|_| Sample::default()).collect();
+        for _ in 0..20 {
+            for (tag, sample) in tags_by_size.iter().zip(samples.iter_mut()) {
+                let started = Instant::now();
+                for _ in 0..100 {
+                    let t = Instant::now();
+                    let _ = engine.invalidate(std::slice::from_ref(tag));
+                    sample.latencies_ns.push(t.elapsed().as_nanos() as u64);
+                }
+                sample.wall += started.elapsed();
+                sample.ops += 100;
             }
-            sample.wall = started.elapsed();
-            sample.ops = 2000;
+        }
+        let dbsize: u64 = redis::cmd("DBSIZE").query(&mut admin)?;
+        for (&entries, mut sample) in options.entries.iter().zip(samples) {
             series.push(json!({
                 "engine": name,
                 "entries": entries,
@@ -240,9 +248,8 @@ pub fn run(options: Options, engines: impl FnOnce(&str) -> rtc_core::Result<Vec<
                 "p50_us": round1(sample.percentile_us(0.50)),
                 "p99_us": round1(sample.percentile_us(0.99)),
             }));
-            let _: () = redis::cmd("FLUSHDB").query(&mut admin)?;
-            engine.set("bench:hit", &value, &tags, Lifetime::Default)?;
         }
+        report["dbsize_during_invalidate_series"] = json!(dbsize);
     }
     report["invalidate_latency"] = Value::Array(series);
     report["peak_rss_kib"] = json!(peak_rss_kib());
