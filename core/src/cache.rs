@@ -118,6 +118,10 @@ impl<C: Codec> CacheBuilder<C> {
         password: Option<String>,
         /// Sets a Redis URL, which replaces host, port, db, ssl and credentials.
         url: Option<String>,
+        /// Sets the seed nodes of a Redis Cluster (non-empty: cluster mode).
+        cluster_nodes: Vec<String>,
+        /// Sets a private certificate authority (PEM) for TLS.
+        tls_ca_cert: Option<Vec<u8>>,
         /// Sets the read/write timeout of one round trip.
         socket_timeout: Duration,
         /// Sets the connect timeout.
@@ -176,7 +180,11 @@ impl<C: Codec> CacheBuilder<C> {
 
 #[cfg(feature = "redis")]
 fn redis_backend(config: &Config) -> Result<Arc<dyn Backend>> {
-    Ok(Arc::new(crate::redis_backend::RedisBackend::new(config)?))
+    if config.cluster_nodes.is_empty() {
+        Ok(Arc::new(crate::native::RedisBackend::new(config)?))
+    } else {
+        Ok(Arc::new(crate::native::ClusterBackend::new(config)?))
+    }
 }
 
 #[cfg(not(feature = "redis"))]

@@ -31,6 +31,12 @@ pub struct Config {
     /// A Redis URL (`redis://`, `rediss://`, `redis+unix://`, user and password
     /// allowed); when set it replaces host, port, db, ssl, username, password.
     pub url: Option<String>,
+    /// Seed nodes of a Redis Cluster (`redis://host:port`, `rediss://...`);
+    /// when non-empty, rtc talks to that cluster and ignores `url`, `host`, `port`, `db`.
+    pub cluster_nodes: Vec<String>,
+    /// A private certificate authority (PEM) to verify TLS servers with, in
+    /// place of the system's roots. Verification is always on.
+    pub tls_ca_cert: Option<Vec<u8>>,
     /// Read/write timeout of one round trip; zero means none.
     pub socket_timeout: Duration,
     /// Connect timeout; zero means the OS default.
@@ -58,6 +64,8 @@ impl Default for Config {
             username: None,
             password: None,
             url: None,
+            cluster_nodes: Vec::new(),
+            tls_ca_cert: None,
             socket_timeout: Duration::from_secs(5),
             socket_connect_timeout: Duration::from_secs(5),
             default_lifetime: Some(3600),
@@ -81,6 +89,8 @@ impl fmt::Debug for Config {
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("url", &self.url.as_ref().map(|_| "<redacted>"))
+            .field("cluster_nodes", &self.cluster_nodes.len())
+            .field("tls_ca_cert", &self.tls_ca_cert.as_ref().map(|pem| pem.len()))
             .field("socket_timeout", &self.socket_timeout)
             .field("socket_connect_timeout", &self.socket_connect_timeout)
             .field("default_lifetime", &self.default_lifetime)

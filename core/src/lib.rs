@@ -38,7 +38,7 @@ mod layout;
 mod lock;
 mod memory;
 #[cfg(feature = "redis")]
-mod redis_backend;
+mod native;
 mod snapshot;
 mod tags;
 
@@ -54,5 +54,5 @@ pub use info::{CacheInfo, FunctionId, Hook, HookEvent};
 pub use layout::{ALL_TAG, EntryKeys, Layout, hash_order, metadata_hash};
 pub use lock::{GetOrLock, LockStats, Ticket};
 #[cfg(feature = "redis")]
-pub use redis_backend::RedisBackend;
+pub use native::{ClusterBackend, RedisBackend};
 pub use tags::{NO_TAGS, Tags};

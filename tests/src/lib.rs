@@ -2,12 +2,14 @@
 //! surface runs (core in memory, core on Redis, the component, the C library).
 #![deny(missing_docs)]
 
+pub mod cluster;
 pub mod core_surface;
 pub mod scenarios;
 pub mod server;
 
 pub use scenarios::{Scenario, Step, Surface, run_table};
 pub use server::RedisServer;
+pub use cluster::RedisCluster;
 pub use core_surface::CoreSurface;
 
 /// Returns a namespace no other test run uses, so suites can share a server.
