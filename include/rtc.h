@@ -396,6 +396,28 @@ rtc_result rtc_cache_builder_set_url(struct rtc_cache_builder *builder,
                                      const char *url);
 
 /**
+ * Adds a seed node of a Redis Cluster (NUL-terminated URL: `redis://host:port`,
+ * or `rediss://` for TLS). Once one is added, the cache talks to that cluster
+ * and ignores the URL, host, port and db. The string is copied; it is checked
+ * by rtc_cache_new.
+ *
+ * Errors: RTC_RESULT_NULL_PARAMETER (builder or node), RTC_RESULT_INVALID_UTF8.
+ */
+rtc_result rtc_cache_builder_add_cluster_node(struct rtc_cache_builder *builder,
+                                              const char *node);
+
+/**
+ * Sets a private certificate authority (PEM, `pem_len` bytes) to verify TLS
+ * servers with, in place of the system's roots; verification is always on.
+ * NULL with a length of 0 unsets it (the default). The bytes are copied.
+ *
+ * Errors: RTC_RESULT_NULL_PARAMETER (builder, or NULL with a length).
+ */
+rtc_result rtc_cache_builder_set_tls_ca_cert(struct rtc_cache_builder *builder,
+                                             const uint8_t *pem,
+                                             size_t pem_len);
+
+/**
  * Sets the read/write timeout of one Redis round trip in milliseconds
  * (default 5000; 0 means none).
  *

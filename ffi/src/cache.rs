@@ -193,6 +193,37 @@ pub extern "C" fn rtc_cache_builder_set_url(builder: *mut rtc_cache_builder, url
     })
 }
 
+/// Adds a seed node of a Redis Cluster (NUL-terminated URL: `redis://host:port`,
+/// or `rediss://` for TLS). Once one is added, the cache talks to that cluster
+/// and ignores the URL, host, port and db. The string is copied; it is checked
+/// by rtc_cache_new.
+///
+/// Errors: RTC_RESULT_NULL_PARAMETER (builder or node), RTC_RESULT_INVALID_UTF8.
+#[unsafe(no_mangle)]
+pub extern "C" fn rtc_cache_builder_add_cluster_node(builder: *mut rtc_cache_builder, node: *const c_char) -> rtc_result {
+    with_builder(builder, |b| {
+        // SAFETY: the caller passes a NUL-terminated string.
+        let node = unsafe { c_text(node, "node") }?;
+        b.config.cluster_nodes.push(node.to_owned());
+        Ok(())
+    })
+}
+
+/// Sets a private certificate authority (PEM, `pem_len` bytes) to verify TLS
+/// servers with, in place of the system's roots; verification is always on.
+/// NULL with a length of 0 unsets it (the default). The bytes are copied.
+///
+/// Errors: RTC_RESULT_NULL_PARAMETER (builder, or NULL with a length).
+#[unsafe(no_mangle)]
+pub extern "C" fn rtc_cache_builder_set_tls_ca_cert(builder: *mut rtc_cache_builder, pem: *const u8, pem_len: usize) -> rtc_result {
+    with_builder(builder, |b| {
+        // SAFETY: the caller passes NULL or `pem_len` readable bytes.
+        let pem = unsafe { bytes(pem, pem_len, "pem") }?;
+        b.config.tls_ca_cert = (!pem.is_empty()).then(|| pem.to_vec());
+        Ok(())
+    })
+}
+
 /// Sets the read/write timeout of one Redis round trip in milliseconds
 /// (default 5000; 0 means none).
 ///

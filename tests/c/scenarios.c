@@ -107,7 +107,18 @@ static rtc_cache *new_cache(const char *url, const char *prefix, const char *sce
   snprintf(ns, sizeof ns, "%s-%s", prefix, scenario);
   rtc_cache_builder *b = rtc_cache_builder_new();
   rtc_cache *cache = NULL;
-  if (b == NULL || rtc_cache_builder_set_url(b, url) != RTC_RESULT_OK ||
+  bool configured = b != NULL;
+  if (configured && strncmp(url, "cluster:", 8) == 0) {
+    /* "cluster:URL1,URL2,...": the seed nodes of a Redis Cluster. */
+    char nodes[4096];
+    snprintf(nodes, sizeof nodes, "%s", url + 8);
+    for (char *node = strtok(nodes, ","); node != NULL && configured; node = strtok(NULL, ",")) {
+      configured = rtc_cache_builder_add_cluster_node(b, node) == RTC_RESULT_OK;
+    }
+  } else if (configured) {
+    configured = rtc_cache_builder_set_url(b, url) == RTC_RESULT_OK;
+  }
+  if (!configured ||
       rtc_cache_builder_set_namespace(b, ns) != RTC_RESULT_OK ||
       rtc_cache_new(b, &cache) != RTC_RESULT_OK) {
     printf("FATAL: cannot build a cache for %s: %s\n", ns, rtc_last_error_message());
@@ -179,7 +190,7 @@ static bool run_step(rtc_cache *cache, const char *scenario, int line, char **f,
 
 int main(int argc, char **argv) {
   if (argc != 4) {
-    fprintf(stderr, "usage: %s REDIS_URL SCENARIOS_TXT NAMESPACE_PREFIX\n", argv[0]);
+    fprintf(stderr, "usage: %s REDIS_URL|cluster:URL,URL,... SCENARIOS_TXT NAMESPACE_PREFIX\n", argv[0]);
     return 2;
   }
   const char *url = argv[1], *path = argv[2], *prefix = argv[3];

@@ -151,6 +151,18 @@ fn scenario_table_through_the_c_library() {
 }
 
 #[test]
+fn scenario_table_through_the_c_library_on_a_cluster() {
+    let table = rtc_tests::scenarios::table();
+    let path = rtc_tests::tests_dir().join("scenarios.txt");
+    let cluster = rtc_tests::RedisCluster::start(3, 0);
+    let seeds = format!("cluster:{}", cluster.urls().join(","));
+    let program = compile("scenarios.c", Link::Static);
+    let ns = unique_namespace("c-scenarios-cluster");
+    let out = run(&program, &[&seeds, path.to_str().expect("UTF-8 path"), &ns]);
+    assert!(out.contains(&format!("c-scenarios: {} passed, 0 failed", table.len())), "{out}");
+}
+
+#[test]
 fn the_c_scenario_runner_reports_a_wrong_expectation() {
     // A table whose expectations are wrong must fail: the runner really checks.
     let table = "scenario wrong_value\nset k v a\nget k a hit other\n\nscenario wrong_miss\nset k v a\nget k a miss\n";
