@@ -17,7 +17,7 @@ wasm="${RTC_COMPONENT:-$root/target/wasm32-wasip2/release/rtc_component.wasm}"
 
 fail() { printf 'tests/node/setup.sh: %s\n' "$*" >&2; exit 1; }
 
-command -v node >/dev/null || fail "node is not installed (Node.js 20 or later is needed; e.g. apt-get install nodejs npm)"
+command -v node >/dev/null || fail "node is not installed: Node.js 20 or later, with npm, is needed on the PATH"
 command -v npm >/dev/null || fail "npm is not installed (e.g. apt-get install npm)"
 major="$(node -p 'process.versions.node.split(".")[0]')"
 [ "$major" -ge 20 ] || fail "node $(node --version) is too old: Node.js 20 or later is needed"
