@@ -3,6 +3,7 @@
 #![deny(missing_docs)]
 
 pub mod cluster;
+pub mod cprog;
 pub mod core_surface;
 pub mod scenarios;
 pub mod server;
