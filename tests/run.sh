@@ -27,5 +27,8 @@ cargo build --release --locked
 say "building the WebAssembly component"
 cargo build --release --locked --target wasm32-wasip2 -p rtc-component
 
+say "preparing the Node host of the component (npm ci, jco transpile)"
+bash tests/node/setup.sh
+
 say "running the tests"
 cargo test --release --locked --no-fail-fast

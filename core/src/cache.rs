@@ -163,6 +163,7 @@ impl<C: Codec> CacheBuilder<C> {
     /// Redis is asked for in a build without the `redis` feature.
     pub fn build(self) -> Result<Cache<C>> {
         let config = self.config;
+        config.validate()?;
         let backend: Arc<dyn Backend> = if config.disabled {
             Arc::new(DisabledBackend)
         } else if let Some(backend) = self.backend {
@@ -231,7 +232,7 @@ impl<C: Codec> Cache<C> {
     /// Stores raw bytes, with no codec, so any language can read them.
     pub fn set_bytes(&self, key: &str, value: &[u8], tags: impl Tags, lifetime: Lifetime) -> Result<()> {
         self.inner.check_size(value.len())?;
-        let expire_ms = expire_ms(lifetime.resolve(self.inner.config.default_lifetime));
+        let expire_ms = expire_ms(lifetime.resolve(self.inner.config.default_lifetime))?;
         let set = |hash: &str| Command::Set { key: self.inner.layout.storage_key(key, hash), value: value.to_vec(), expire_ms, nx: false };
         match self.inner.under_snapshot(&tags.tag_names(), set)?.1 {
             Reply::Ok => Ok(()),
@@ -301,7 +302,7 @@ impl Inner {
             return Ok(());
         }
         // Keeping the tag lifetime here fixes the reference, which drops it on invalidation.
-        let expire_ms = expire_ms(self.config.lifetime_for_tags);
+        let expire_ms = expire_ms(self.config.lifetime_for_tags)?;
         let keys: Vec<String> = tags.iter().map(|t| self.layout.tag_key(t)).collect();
         let values = keys.iter().map(|_| Ok(random_bytes()?.to_vec())).collect::<Result<Vec<_>>>()?;
         let commands: Vec<Command> = keys
@@ -325,7 +326,7 @@ impl Inner {
             Reply::Array(items) if items.len() == keys.len() => items.into_iter().map(Reply::into_bytes).collect(),
             other => return Err(unexpected("MGET", &other)),
         };
-        let expire_ms = expire_ms(self.config.lifetime_for_tags);
+        let expire_ms = expire_ms(self.config.lifetime_for_tags)?;
         for _ in 0..TAG_READ_ATTEMPTS {
             let mut missing: Vec<&String> = keys.iter().zip(&values).filter(|(_, v)| v.is_none()).map(|(k, _)| k).collect();
             missing.dedup();

@@ -3,6 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::error::{Error, Result};
+
 /// Everything a cache is built from. [`Config::default`] holds the defaults of
 /// Python `redis-tagged-cache` 0.12.1.
 ///
@@ -133,7 +135,26 @@ impl Lifetime {
     }
 }
 
-/// Converts optional seconds to the milliseconds of a `PX` expiry.
-pub(crate) fn expire_ms(seconds: Option<u64>) -> Option<u64> {
-    seconds.filter(|&s| s > 0).map(|s| s.saturating_mul(1000))
+/// The longest lifetime accepted, in seconds (100 years). Redis refuses
+/// expiries past a 64-bit millisecond clock, and a bigger number is a bug.
+pub const MAX_LIFETIME_SECS: u64 = 100 * 365 * 24 * 3600;
+
+/// Converts optional seconds to the milliseconds of a `PX` expiry, refusing
+/// lifetimes over [`MAX_LIFETIME_SECS`].
+pub(crate) fn expire_ms(seconds: Option<u64>) -> Result<Option<u64>> {
+    match seconds.filter(|&s| s > 0) {
+        Some(s) if s > MAX_LIFETIME_SECS => {
+            Err(Error::invalid(format!("a lifetime of {s} s is over the maximum of {MAX_LIFETIME_SECS} s (100 years)")))
+        }
+        other => Ok(other.map(|s| s * 1000)),
+    }
+}
+
+impl Config {
+    /// Checks the settings that can be checked without connecting.
+    pub(crate) fn validate(&self) -> Result<()> {
+        expire_ms(self.default_lifetime).map_err(|e| Error::invalid(format!("default_lifetime: {}", e.message())))?;
+        expire_ms(self.lifetime_for_tags).map_err(|e| Error::invalid(format!("lifetime_for_tags: {}", e.message())))?;
+        Ok(())
+    }
 }

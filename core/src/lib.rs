@@ -47,7 +47,7 @@ pub use memory::MemoryBackend;
 pub use cache::{Cache, CacheBuilder};
 pub use codec::{Cbor, Codec};
 pub use compute::{ComputeOptions, DEFAULT_LOCK_TIMEOUT, Decorated};
-pub use config::{Config, Lifetime};
+pub use config::{Config, Lifetime, MAX_LIFETIME_SECS};
 pub use error::{Error, ErrorKind, Result};
 pub use hash::short_hash;
 pub use info::{CacheInfo, FunctionId, Hook, HookEvent};

@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 use crate::backend::{Command, Reply};
 use crate::cache::{Cache, Inner, unexpected};
 use crate::codec::Codec;
-use crate::config::{Lifetime, expire_ms};
-use crate::error::Result;
+use crate::config::{Lifetime, MAX_LIFETIME_SECS, expire_ms};
+use crate::error::{Error, Result};
 use crate::hash::random_token;
 use crate::layout::EntryKeys;
 use crate::tags::Tags;
@@ -133,6 +133,9 @@ impl<C: Codec> Cache<C> {
     /// ```
     pub fn get_or_lock(&self, key: &str, tags: impl Tags, lock_timeout: Option<Duration>) -> Result<GetOrLock> {
         let inner = &self.inner;
+        if let Some(timeout) = lock_timeout.filter(|t| t.as_secs() > MAX_LIFETIME_SECS) {
+            return Err(Error::invalid(format!("a lock timeout of {timeout:?} is over the maximum lifetime (100 years)")));
+        }
         let get = |hash: &str| Command::Get { key: inner.layout.storage_key(key, hash) };
         let (hash, first) = inner.under_snapshot(&tags.tag_names(), get)?;
         match first {
@@ -189,7 +192,7 @@ impl<C: Codec> Cache<C> {
         if let Err(e) = inner.check_size(value.len()) {
             return Err(e); // dropping the ticket releases the lock
         }
-        let expire_ms = expire_ms(lifetime.resolve(inner.config.default_lifetime));
+        let expire_ms = expire_ms(lifetime.resolve(inner.config.default_lifetime))?;
         let mut commands = vec![Command::Set { key: ticket.keys.storage.clone(), value: value.to_vec(), expire_ms, nx: false }];
         if let Some(token) = ticket.token.take() {
             commands.extend(ticket.release_commands(&token));

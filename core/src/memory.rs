@@ -71,7 +71,8 @@ impl State {
                 if *nx && self.live(key, now).is_some() {
                     return Ok(Reply::Nil);
                 }
-                let expires = expire_ms.map(|ms| now + Duration::from_millis(ms));
+                // An expiry past the clock's range never comes: no expiry.
+                let expires = expire_ms.and_then(|ms| now.checked_add(Duration::from_millis(ms)));
                 self.slots.insert(key.clone(), Slot { value: Value::Bytes(value.clone()), expires });
                 self.wrote(now);
                 Reply::Ok
@@ -109,7 +110,7 @@ impl State {
             }
             Command::Pexpire { key, ms } => match self.live(key, now) {
                 Some(slot) => {
-                    slot.expires = Some(now + Duration::from_millis(*ms));
+                    slot.expires = now.checked_add(Duration::from_millis(*ms));
                     Reply::Int(1)
                 }
                 None => Reply::Int(0),
@@ -170,18 +171,21 @@ impl Backend for MemoryBackend {
         for command in commands {
             let reply = match command {
                 Command::Blpop { key, timeout } => {
-                    let deadline = Instant::now() + *timeout;
+                    let deadline = Instant::now().checked_add(*timeout);
                     loop {
                         let now = Instant::now();
                         if let Some(v) = state.pop(key, now)? {
                             break Reply::Bytes(v);
                         }
-                        if now >= deadline {
-                            break Reply::Nil;
-                        }
+                        // A timeout past the clock's range waits a day at a time.
+                        let wait = match deadline {
+                            Some(d) if now >= d => break Reply::Nil,
+                            Some(d) => d - now,
+                            None => Duration::from_secs(86_400),
+                        };
                         state = self
                             .pushed
-                            .wait_timeout(state, deadline - now)
+                            .wait_timeout(state, wait)
                             .unwrap_or_else(PoisonError::into_inner)
                             .0;
                     }

@@ -437,3 +437,20 @@ fn many_threads_share_one_cache() {
     cache.invalidate("shared").expect("invalidate");
     assert_eq!(cache.get_bytes("k3-7", ["thread:3".to_string(), "shared".to_string()]).expect("get"), None);
 }
+
+#[test]
+fn absurd_lifetimes_are_invalid_arguments_not_redis_errors() {
+    let redis = RedisServer::start();
+    let cache = redis_cache(&redis, &unique_namespace("lifetimes"));
+    for seconds in [u64::MAX, 10u64.pow(16), rtc_core::MAX_LIFETIME_SECS + 1] {
+        let err = cache.set_bytes("k", b"v", ["t"], Lifetime::Seconds(seconds)).expect_err("absurd lifetime");
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{seconds}: {err}");
+    }
+    cache.set_bytes("k", b"v", ["t"], Lifetime::Seconds(rtc_core::MAX_LIFETIME_SECS)).expect("100 years is fine");
+    for config in [Config { default_lifetime: Some(u64::MAX), ..Config::default() }, Config { lifetime_for_tags: Some(u64::MAX), ..Config::default() }] {
+        let err = Cache::new(Config { url: Some(redis.url()), ..config }).err().expect("refused at build");
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
+    }
+    let err = cache.get_or_lock("k2", ["t"], Some(Duration::from_secs(u64::MAX))).expect_err("absurd lock timeout");
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
+}
