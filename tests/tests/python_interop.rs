@@ -728,3 +728,35 @@ fn the_readme_transcript_python_service_c_program_and_rtc_command() {
     }
     assert_eq!(commands, 9, "every command of the transcript ran");
 }
+
+#[test]
+fn an_invalidation_during_a_computation_the_reference_stores_under_the_new_tags_rtc_does_not() {
+    // The reference reads the tags again when it stores a computed value, so a
+    // value computed before an invalidation lands under the new tag values and
+    // is served as current. rtc stores under the snapshot it read first.
+    let redis = RedisServer::start();
+    let ns = unique_namespace("py-inflight");
+    let mut py = Peer::start(&redis, &ns);
+    let rust = rust_cache(&redis, &ns);
+
+    // Python computes; rtc invalidates the tag meanwhile.
+    py.start_compute("k-py", &["t"], b"computed before the invalidation", true, true);
+    py.expect_event("locked");
+    rust.invalidate("t").expect("invalidate");
+    py.go();
+    assert!(py.computed().1);
+    assert_eq!(
+        rust.get_bytes("k-py", ["t"]).expect("get"),
+        Some(b"computed before the invalidation".to_vec()),
+        "redis-tagged-cache 0.12.1 stores a value computed before the invalidation under the new tag values"
+    );
+
+    // rtc computes; Python invalidates the tag meanwhile.
+    let GetOrLock::Locked(ticket) = rust.get_or_lock("k-rs", ["t"], Some(Duration::from_secs(5))).expect("lock") else {
+        panic!("a cold key must lock");
+    };
+    assert!(py.invalidate(&["t"]));
+    rust.set_and_unlock(ticket, b"computed before the invalidation", rtc_core::Lifetime::Default).expect("store");
+    assert_eq!(rust.get_bytes("k-rs", ["t"]).expect("get"), None, "rtc's value stays under the old tag values");
+    assert_eq!(py.get("k-rs", &["t"]), None);
+}
