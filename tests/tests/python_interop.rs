@@ -638,6 +638,15 @@ fn first_creation_of_a_tag_the_reference_overwrites_rtc_does_not() {
     assert_eq!(py.get("p2", &["fresh2"]), Some(b"from-python".to_vec()), "rtc kept the reference's tag value");
     assert_eq!(py.get("r2", &["fresh2"]), Some(b"from-rust".to_vec()));
     assert_eq!(rust.get_bytes("p2", ["fresh2"]).expect("get"), Some(b"from-python".to_vec()));
+
+    // A tag given twice: the reference creates each copy with its own random
+    // value, hashes both, and keeps only the last, so its first entry under a
+    // new tag given twice is lost. rtc creates the tag once.
+    assert!(py.set("dup-p", b"from-python", &["dup1", "dup1"]));
+    assert_eq!(py.get("dup-p", &["dup1", "dup1"]), None, "redis-tagged-cache 0.12.1 loses it");
+    assert_eq!(rust.get_bytes("dup-p", ["dup1", "dup1"]).expect("get"), None);
+    rust.set_bytes("dup-r", b"from-rust", ["dup2", "dup2"], d).expect("set");
+    assert_eq!(py.get("dup-r", &["dup2", "dup2"]), Some(b"from-rust".to_vec()));
 }
 
 // ---------------------------------------------------------------- the README
