@@ -380,3 +380,49 @@ where
         self.cache.get_or_compute(&options, || (self.f)(args))
     }
 }
+
+/// Read access to the options, for adapters that pass them on (the wasmtime
+/// host sends them to the component's `get-or-lock`).
+impl ComputeOptions {
+    /// Returns the tags.
+    pub fn tag_list(&self) -> &[String] {
+        &self.tags
+    }
+
+    /// Returns the entry lifetime.
+    pub fn entry_lifetime(&self) -> Lifetime {
+        self.lifetime
+    }
+
+    /// Returns the lock timeout when the stampede lock is on, `None` when it is off.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let o = rtc_core::ComputeOptions::key("k").lock(true).lock_timeout(Duration::from_secs(2));
+    /// assert_eq!(o.lock_wait(), Some(Duration::from_secs(2)));
+    /// assert_eq!(rtc_core::ComputeOptions::key("k").lock_wait(), None);
+    /// ```
+    pub fn lock_wait(&self) -> Option<Duration> {
+        self.lock.then_some(self.lock_timeout)
+    }
+
+    /// Returns the cached function's identity (empty for a fixed key).
+    pub fn function_id(&self) -> &FunctionId {
+        &self.function
+    }
+
+    /// Returns the call's CBOR-encoded arguments (empty for a fixed key).
+    pub fn arguments(&self) -> &[u8] {
+        &self.arguments
+    }
+
+    /// Returns whether the cached function is a method.
+    pub fn is_method(&self) -> bool {
+        self.method
+    }
+
+    /// Returns the data handed to the hook with this call's [`CacheInfo`].
+    pub fn userdata(&self) -> Option<&Arc<dyn Any + Send + Sync>> {
+        self.hook_userdata.as_ref()
+    }
+}

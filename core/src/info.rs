@@ -88,3 +88,24 @@ pub struct HookEvent<'a> {
 /// A hook: called after each get-or-compute. A panicking hook is caught and
 /// logged; it never fails the call.
 pub type Hook = Arc<dyn Fn(&HookEvent<'_>) + Send + Sync>;
+
+impl<'a> HookEvent<'a> {
+    /// Creates an event, for adapters that relay events reported elsewhere
+    /// (the wasmtime host relays the component's `hooks.report`).
+    ///
+    /// ```
+    /// use rtc_core::{CacheInfo, HookEvent};
+    /// let info = CacheInfo { hit: true, ..CacheInfo::default() };
+    /// let tags = vec!["t".to_string()];
+    /// let event = HookEvent::new("k", &tags, &info, None);
+    /// assert!(event.info.hit);
+    /// ```
+    pub fn new(
+        key: &'a str,
+        tags: &'a [String],
+        info: &'a CacheInfo,
+        userdata: Option<&'a (dyn Any + Send + Sync)>,
+    ) -> Self {
+        HookEvent { key, tags, info, userdata }
+    }
+}

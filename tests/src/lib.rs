@@ -2,8 +2,9 @@
 //! surface runs (core in memory, core on Redis, the component, the C library).
 #![deny(missing_docs)]
 
-pub mod cluster;
+pub mod component_surface;
 pub mod cprog;
+pub mod cluster;
 pub mod core_surface;
 pub mod scenarios;
 pub mod server;

@@ -1,0 +1,665 @@
+//! [`ComponentCache`]: core's cache API, served by the rtc component.
+
+use std::any::Any;
+use std::convert::Infallible;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use rtc_core::{
+    Backend, Cbor, CacheInfo, Codec, ComputeOptions, Config, DisabledBackend, Error, ErrorKind, FunctionId, Hook,
+    HookEvent, Lifetime, LockStats, MemoryBackend, RedisBackend, Result, Tags,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use wasmtime::Store;
+use wasmtime::component::ResourceAny;
+
+use crate::bindings::Rtc;
+use crate::bindings::exports::rtc::cache::cache as wit;
+use crate::convert::{
+    from_wit_error, from_wit_stats, lock_timeout_ms, to_wit_config, to_wit_function, to_wit_lifetime,
+};
+use crate::runtime::ComponentRuntime;
+
+use crate::state::{HostState, Imports, panic_message};
+
+/// Core's cache API (`rtc_core::Cache`), run by the rtc WebAssembly component
+/// in wasmtime: the same operations, the same arguments, the same errors, and
+/// the same keys in Redis, so code written for one runs on the other and both
+/// can share a Redis.
+///
+/// Cheap to clone and usable from many threads: each call checks an
+/// instance of the component out of a pool (one `Store` per concurrent
+/// caller, created from the runtime's `InstancePre` on demand), and puts it
+/// back afterwards. An instance that trapped (a bug, or memory exhausted) is
+/// discarded and the call returns an [`ErrorKind::Other`] error; the next
+/// call gets a fresh instance. A [`Ticket`] keeps its instance until it is
+/// used or dropped.
+///
+/// ```no_run
+/// use rtc_core::{Config, Lifetime};
+/// use rtc_host::ComponentCache;
+///
+/// let config = Config { namespace: "docs".into(), in_local_memory: true, ..Config::default() };
+/// let cache = ComponentCache::new(rtc_host::default_component_path(), config)?;
+/// cache.set("user:1", &"Ada", ["users"], Lifetime::Default)?;
+/// assert_eq!(cache.get::<String>("user:1", ["users"])?, Some("Ada".to_string()));
+/// cache.invalidate("users")?;
+/// assert_eq!(cache.get::<String>("user:1", ["users"])?, None);
+/// # Ok::<(), rtc_core::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct ComponentCache {
+    pool: Arc<Pool>,
+}
+
+impl std::fmt::Debug for ComponentCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ComponentCache")
+            .field("namespace", &self.pool.config.namespace)
+            .field("runtime", &self.pool.runtime)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`ComponentCache`].
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use rtc_core::{Config, MemoryBackend};
+/// use rtc_host::{ComponentCache, ComponentRuntime};
+///
+/// let runtime = ComponentRuntime::shared(rtc_host::default_component_path())?;
+/// let cache = ComponentCache::builder(runtime)
+///     .config(Config { namespace: "shop".into(), ..Config::default() })
+///     .backend(Arc::new(MemoryBackend::new()))
+///     .hook(|event| eprintln!("{} hit={}", event.key, event.info.hit))
+///     .build()?;
+/// # Ok::<(), rtc_core::Error>(())
+/// ```
+#[must_use]
+pub struct ComponentCacheBuilder {
+    runtime: Arc<ComponentRuntime>,
+    config: Config,
+    backend: Option<Arc<dyn Backend>>,
+    hook: Option<Hook>,
+    max_instances: usize,
+    max_memory: Option<usize>,
+    guest_memory: bool,
+}
+
+impl ComponentCacheBuilder {
+    /// Replaces the configuration (default: [`Config::default`]).
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Serves the component's Redis import with `backend`, instead of the
+    /// one the configuration names (Redis, or memory with `in_local_memory`).
+    pub fn backend(mut self, backend: Arc<dyn Backend>) -> Self {
+        self.backend = Some(backend);
+        self
+    }
+
+    /// Sets the hook called after each get-or-compute with the component's
+    /// report (and its `hook_userdata`).
+    pub fn hook(mut self, hook: impl Fn(&HookEvent<'_>) + Send + Sync + 'static) -> Self {
+        self.hook = Some(Arc::new(hook));
+        self
+    }
+
+    /// Sets the most instances this cache keeps alive at once (default 16):
+    /// a caller finding all of them busy waits for one.
+    pub fn max_instances(mut self, n: usize) -> Self {
+        self.max_instances = n.max(1);
+        self
+    }
+
+    /// Caps each instance's linear memory at `bytes` (default and upper
+    /// bound: the runtime's [`crate::RuntimeOptions::max_memory`]). Growing past it
+    /// traps the instance, and the call fails.
+    pub fn max_memory(mut self, bytes: usize) -> Self {
+        self.max_memory = Some(bytes);
+        self
+    }
+
+    /// Keeps the entries inside the component (the WIT `in-local-memory`)
+    /// rather than in a host backend. The store is private to one instance,
+    /// so this limits the cache to one instance: concurrent callers take
+    /// turns, and a caller holding a [`Ticket`] must use or drop it before
+    /// calling the cache again.
+    pub fn guest_memory(mut self, on: bool) -> Self {
+        self.guest_memory = on;
+        self
+    }
+
+    /// Builds the cache and creates its first instance (so a component that
+    /// does not work fails here, not at the first call).
+    ///
+    /// Fails with [`ErrorKind::InvalidArgument`] for an unusable Redis
+    /// address, or with the error of the first instantiation.
+    pub fn build(self) -> Result<ComponentCache> {
+        let config = self.config;
+        let backend: Arc<dyn Backend> = match self.backend {
+            _ if config.disabled || self.guest_memory => Arc::new(DisabledBackend),
+            Some(backend) => backend,
+            None if config.in_local_memory => Arc::new(MemoryBackend::new()),
+            None => Arc::new(RedisBackend::new(&config)?),
+        };
+        let runtime_memory = self.runtime.options().max_memory;
+        let pool = Arc::new(Pool {
+            wit_config: to_wit_config(&config, self.guest_memory),
+            config,
+            imports: Arc::new(Imports { backend, hook: self.hook }),
+            max_memory: self.max_memory.map_or(runtime_memory, |m| m.min(runtime_memory)),
+            max_instances: if self.guest_memory { 1 } else { self.max_instances },
+            runtime: self.runtime,
+            slots: Mutex::new(Slots { idle: Vec::new(), live: 0 }),
+            freed: Condvar::new(),
+        });
+        let first = pool.acquire()?;
+        pool.release(first, true);
+        Ok(ComponentCache { pool })
+    }
+}
+
+/// The outcome of [`ComponentCache::get_or_lock`], shaped as core's `GetOrLock`.
+#[derive(Debug)]
+pub enum GetOrLock {
+    /// The value was cached.
+    Hit(Vec<u8>, LockStats),
+    /// Not cached, and this caller holds the lock: compute the value, then
+    /// call [`ComponentCache::set_and_unlock`] (or drop the ticket to give up).
+    Locked(Ticket),
+    /// Not cached, and no lock is held (none was asked for, or the wait for
+    /// another holder timed out): compute the value; `set_and_unlock` still
+    /// stores it under the snapshot.
+    Miss(Ticket),
+}
+
+/// The right to store one computed value under the tag snapshot taken by
+/// [`ComponentCache::get_or_lock`], and the stampede lock if
+/// [`Ticket::holds_lock`], shaped as core's `Ticket`.
+///
+/// It holds the component instance that made it. Dropping it without
+/// storing releases its lock (and wakes waiters) and returns the instance.
+#[must_use = "a ticket holds a lock until it is used or dropped"]
+pub struct Ticket {
+    pool: Arc<Pool>,
+    slot: Option<Slot>,
+    handle: Option<ResourceAny>,
+    holds_lock: bool,
+    stats: LockStats,
+    storage_key: String,
+    userdata: Option<Arc<dyn Any + Send + Sync>>,
+}
+
+impl std::fmt::Debug for Ticket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ticket")
+            .field("holds_lock", &self.holds_lock)
+            .field("stats", &self.stats)
+            .field("storage_key", &self.storage_key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Ticket {
+    /// Returns true when this ticket holds the stampede lock.
+    pub fn holds_lock(&self) -> bool {
+        self.holds_lock
+    }
+
+    /// Returns how the lock behaved while this ticket was obtained.
+    pub fn stats(&self) -> LockStats {
+        self.stats
+    }
+
+    /// Returns the storage key the value will be written to.
+    pub fn storage_key(&self) -> &str {
+        &self.storage_key
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        let (Some(mut slot), Some(handle)) = (self.slot.take(), self.handle.take()) else { return };
+        // The guest's destructor releases the lock through `redis.execute`.
+        let dropped = catch_unwind(AssertUnwindSafe(|| handle.resource_drop(&mut slot.store)));
+        let healthy = match dropped {
+            Ok(Ok(())) => true,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %format!("{e:#}"), "dropping a ticket trapped; the instance is discarded");
+                false
+            }
+            Err(panic) => {
+                tracing::warn!(panic = panic_message(&*panic), "dropping a ticket panicked; the instance is discarded");
+                false
+            }
+        };
+        self.pool.release(slot, healthy);
+    }
+}
+
+impl ComponentCache {
+    /// Builds a cache on the component at `path` (compiled once per process
+    /// and path, see [`ComponentRuntime::shared`]) for `config`: Redis as the
+    /// configuration names it, or the in-process memory backend when
+    /// `in_local_memory` is set (shared by all the cache's instances).
+    ///
+    /// Fails with [`ErrorKind::InvalidArgument`] when the component is
+    /// missing (the message tells how to build it) or the Redis address is
+    /// unusable.
+    pub fn new(path: impl AsRef<Path>, config: Config) -> Result<Self> {
+        ComponentCache::builder(ComponentRuntime::shared(path)?).config(config).build()
+    }
+
+    /// Returns a builder for a cache on `runtime`.
+    pub fn builder(runtime: Arc<ComponentRuntime>) -> ComponentCacheBuilder {
+        ComponentCacheBuilder {
+            runtime,
+            config: Config::default(),
+            backend: None,
+            hook: None,
+            max_instances: 16,
+            max_memory: None,
+            guest_memory: false,
+        }
+    }
+
+    /// Returns the configuration this cache was built from.
+    pub fn config(&self) -> &Config {
+        &self.pool.config
+    }
+
+    /// Returns the runtime this cache runs on.
+    pub fn runtime(&self) -> &Arc<ComponentRuntime> {
+        &self.pool.runtime
+    }
+
+    /// Stores `value` (encoded as CBOR) under `key` and `tags`.
+    pub fn set<T: Serialize + ?Sized>(&self, key: &str, value: &T, tags: impl Tags, lifetime: Lifetime) -> Result<()> {
+        self.set_bytes(key, &Cbor.encode(value)?, tags, lifetime)
+    }
+
+    /// Reads the value of `key` under `tags`: `Ok(Some)` on a hit, `Ok(None)`
+    /// on a miss, `Err` when the backend failed. Bytes that do not decode are
+    /// logged and read as a miss.
+    pub fn get<T: DeserializeOwned>(&self, key: &str, tags: impl Tags) -> Result<Option<T>> {
+        let Some(bytes) = self.get_bytes(key, tags)? else { return Ok(None) };
+        match Cbor.decode(&bytes) {
+            Ok(value) => Ok(Some(value)),
+            Err(e) => {
+                tracing::warn!(key, error = %e, "cached bytes do not decode; read as a miss");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Stores raw bytes under `key` and `tags`.
+    pub fn set_bytes(&self, key: &str, value: &[u8], tags: impl Tags, lifetime: Lifetime) -> Result<()> {
+        let tags = owned(tags);
+        self.call(|s| cache_api(&s.rtc).call_set(&mut s.store, s.cache, key, value, &tags, to_wit_lifetime(lifetime)))
+    }
+
+    /// Reads raw bytes: `Ok(Some)` on a hit, `Ok(None)` on a miss.
+    pub fn get_bytes(&self, key: &str, tags: impl Tags) -> Result<Option<Vec<u8>>> {
+        let tags = owned(tags);
+        self.call(|s| cache_api(&s.rtc).call_get(&mut s.store, s.cache, key, &tags))
+    }
+
+    /// Deletes the entry of `key` under `tags`; returns whether one existed.
+    pub fn delete(&self, key: &str, tags: impl Tags) -> Result<bool> {
+        let tags = owned(tags);
+        self.call(|s| cache_api(&s.rtc).call_delete(&mut s.store, s.cache, key, &tags))
+    }
+
+    /// Invalidates one tag or several, in one round trip.
+    pub fn invalidate(&self, tags: impl Tags) -> Result<()> {
+        let tags = owned(tags);
+        self.call(|s| cache_api(&s.rtc).call_invalidate(&mut s.store, s.cache, &tags))
+    }
+
+    /// Invalidates every entry of the namespace in one write.
+    pub fn invalidate_all(&self) -> Result<()> {
+        self.call(|s| cache_api(&s.rtc).call_invalidate_all(&mut s.store, s.cache))
+    }
+
+    /// Reads `key` under `tags`, and on a miss takes the stampede lock if
+    /// `lock_timeout` is given (waiting up to that long for another holder).
+    /// `Err` means the backend failed: compute the value and do not store it.
+    pub fn get_or_lock(&self, key: &str, tags: impl Tags, lock_timeout: Option<Duration>) -> Result<GetOrLock> {
+        let options = wit::LockOptions {
+            lock_timeout_ms: lock_timeout_ms(lock_timeout),
+            function: to_wit_function(&FunctionId::default()),
+            arguments: Vec::new(),
+            method: false,
+        };
+        self.lookup(key, &owned(tags), &options, None).map_err(|f| f.error)
+    }
+
+    /// Stores `value` under the ticket's snapshot, then releases its lock (if
+    /// it holds one) and wakes the waiters, all in one round trip.
+    pub fn set_and_unlock(&self, mut ticket: Ticket, value: &[u8], lifetime: Lifetime) -> Result<()> {
+        let (Some(mut slot), Some(handle)) = (ticket.slot.take(), ticket.handle.take()) else {
+            return Err(Error::new(ErrorKind::Other, "this ticket was already used"));
+        };
+        // The ticket carries its own instance and cache, as core's does.
+        let pool = Arc::clone(&ticket.pool);
+        slot.store.data_mut().userdata = ticket.userdata.take();
+        let result = guarded(|| cache_api(&slot.rtc).call_set_and_unlock(&mut slot.store, slot.cache, handle, value, to_wit_lifetime(lifetime)));
+        slot.store.data_mut().userdata = None;
+        let healthy = result.as_ref().map_or_else(|f| !f.trapped, |_| true);
+        pool.release(slot, healthy);
+        result.map_err(|f| f.error)
+    }
+
+    /// Returns the cached value for `options`, or computes it with `compute`,
+    /// stores it, and returns it. A backend failure never fails the call: the
+    /// value is computed, and the error is reported to the hook.
+    pub fn get_or_compute<T, F>(&self, options: &ComputeOptions, compute: F) -> T
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> T,
+    {
+        let result: Result<T, Infallible> = self.try_get_or_compute(options, || Ok(compute()));
+        match result {
+            Ok(value) => value,
+        }
+    }
+
+    /// Like [`ComponentCache::get_or_compute`] for a fallible computation: an
+    /// `Err` from `compute` is returned as is, nothing is stored, and the
+    /// lock is released so a waiter can try.
+    pub fn try_get_or_compute<T, E, F>(&self, options: &ComputeOptions, compute: F) -> Result<T, E>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Result<T, E>,
+    {
+        self.run(options, |bytes| Cbor.decode(bytes), compute, |value| Cbor.encode(value))
+    }
+
+    /// Get-or-compute on raw bytes, with no codec.
+    pub fn get_or_compute_bytes<E, F>(&self, options: &ComputeOptions, compute: F) -> Result<Vec<u8>, E>
+    where
+        F: FnOnce() -> Result<Vec<u8>, E>,
+    {
+        self.run(options, |bytes| Ok(bytes.to_vec()), compute, |value| Ok(value.clone()))
+    }
+
+    fn run<T, E>(
+        &self,
+        options: &ComputeOptions,
+        decode: impl Fn(&[u8]) -> Result<T>,
+        compute: impl FnOnce() -> Result<T, E>,
+        encode: impl Fn(&T) -> Result<Vec<u8>>,
+    ) -> Result<T, E> {
+        let started = Instant::now();
+        let wit_options = wit::LockOptions {
+            lock_timeout_ms: lock_timeout_ms(options.lock_wait()),
+            function: to_wit_function(options.function_id()),
+            arguments: options.arguments().to_vec(),
+            method: options.is_method(),
+        };
+        let key = options.cache_key();
+        let mut ticket = None;
+        let mut overwrite = false;
+        let mut trapped = None;
+        // The component reports hits, failed lookups and stores to the hook itself.
+        match self.lookup(key, options.tag_list(), &wit_options, options.userdata().cloned()) {
+            Ok(GetOrLock::Hit(bytes, _)) => match decode(&bytes) {
+                Ok(value) => return Ok(value),
+                Err(e) => {
+                    tracing::warn!(key, error = %e, "cached bytes do not decode; computing and overwriting");
+                    overwrite = true;
+                }
+            },
+            Ok(GetOrLock::Locked(t) | GetOrLock::Miss(t)) => ticket = Some(t),
+            Err(failure) => {
+                tracing::warn!(key, error = %failure.error, "cache bypassed");
+                if failure.trapped {
+                    trapped = Some(failure.error);
+                }
+            }
+        }
+        let computing = Instant::now();
+        let value = compute()?; // on Err the ticket drops here and releases the lock
+        let decorated_elapsed = computing.elapsed();
+        match encode(&value) {
+            Ok(bytes) => {
+                let stored = match ticket {
+                    Some(ticket) => self.set_and_unlock(ticket, &bytes, options.entry_lifetime()),
+                    None if overwrite => self.set_bytes(key, &bytes, options.tag_list(), options.entry_lifetime()),
+                    None => Ok(()),
+                };
+                if let Err(e) = stored {
+                    tracing::warn!(key, error = %e, "cannot store the computed value");
+                }
+            }
+            Err(e) => tracing::warn!(key, error = %e, "cannot encode the computed value"),
+        }
+        // A trapped instance could not report: report for it.
+        if let Some(error) = trapped {
+            let info = CacheInfo {
+                function: options.function_id().clone(),
+                arguments: options.arguments().to_vec(),
+                method: options.is_method(),
+                elapsed: started.elapsed(),
+                decorated_elapsed,
+                error: Some(error),
+                ..CacheInfo::default()
+            };
+            self.pool.report(key, options.tag_list(), &info, options.userdata().map(|u| &**u));
+        }
+        Ok(value)
+    }
+
+    /// Runs `get-or-lock` and turns its outcome into [`GetOrLock`].
+    fn lookup(
+        &self,
+        key: &str,
+        tags: &[String],
+        options: &wit::LockOptions,
+        userdata: Option<Arc<dyn Any + Send + Sync>>,
+    ) -> Result<GetOrLock, Failure> {
+        let mut slot = self.pool.acquire().map_err(Failure::soft)?;
+        slot.store.data_mut().userdata = userdata.clone();
+        let looked = guarded(|| cache_api(&slot.rtc).call_get_or_lock(&mut slot.store, slot.cache, key, tags, options));
+        slot.store.data_mut().userdata = None;
+        let lookup = match looked {
+            Ok(lookup) => lookup,
+            Err(failure) => {
+                self.pool.release(slot, !failure.trapped);
+                return Err(failure);
+            }
+        };
+        let handle = match lookup {
+            wit::Lookup::Hit(hit) => {
+                self.pool.release(slot, true);
+                return Ok(GetOrLock::Hit(hit.value, from_wit_stats(hit.stats)));
+            }
+            wit::Lookup::Locked(handle) | wit::Lookup::Miss(handle) => handle,
+        };
+        let locked = matches!(lookup, wit::Lookup::Locked(_));
+        let described = guarded(|| {
+            let ticket = slot.rtc.rtc_cache_cache().ticket();
+            let stats = ticket.call_stats(&mut slot.store, handle)?;
+            let storage_key = ticket.call_storage_key(&mut slot.store, handle)?;
+            Ok(Ok::<_, crate::bindings::rtc::cache::types::Error>((stats, storage_key)))
+        });
+        let (stats, storage_key) = match described {
+            Ok(described) => described,
+            Err(failure) => {
+                self.pool.release(slot, false);
+                return Err(failure);
+            }
+        };
+        let ticket = Ticket {
+            pool: Arc::clone(&self.pool),
+            slot: Some(slot),
+            handle: Some(handle),
+            holds_lock: locked,
+            stats: from_wit_stats(stats),
+            storage_key,
+            userdata,
+        };
+        Ok(if locked { GetOrLock::Locked(ticket) } else { GetOrLock::Miss(ticket) })
+    }
+
+    /// Runs one export on a pooled instance; a trap discards the instance.
+    fn call<T>(
+        &self,
+        body: impl FnOnce(&mut Slot) -> wasmtime::Result<Result<T, crate::bindings::rtc::cache::types::Error>>,
+    ) -> Result<T> {
+        let mut slot = self.pool.acquire()?;
+        let result = guarded(|| body(&mut slot));
+        let healthy = result.as_ref().map_or_else(|f| !f.trapped, |_| true);
+        self.pool.release(slot, healthy);
+        result.map_err(|f| f.error)
+    }
+}
+
+/// A failed call: the error, and whether the instance trapped (and must go).
+struct Failure {
+    error: Error,
+    trapped: bool,
+}
+
+impl Failure {
+    fn soft(error: Error) -> Self {
+        Failure { error, trapped: false }
+    }
+}
+
+/// Runs a guest call, turning a trap, or a panic out of wasmtime, into a
+/// [`Failure`] that discards the instance.
+fn guarded<T>(
+    body: impl FnOnce() -> wasmtime::Result<Result<T, crate::bindings::rtc::cache::types::Error>>,
+) -> Result<T, Failure> {
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(Ok(Ok(value))) => Ok(value),
+        Ok(Ok(Err(e))) => Err(Failure::soft(from_wit_error(e))),
+        Ok(Err(trap)) => {
+            let error = Error::new(ErrorKind::Other, format!("the rtc component trapped: {trap:#}"));
+            tracing::warn!(error = %error, "discarding the component instance");
+            Err(Failure { error, trapped: true })
+        }
+        Err(panic) => {
+            let error = Error::new(
+                ErrorKind::Other,
+                format!("the component host panicked: {}", panic_message(&*panic)),
+            );
+            tracing::error!(error = %error, "discarding the component instance");
+            Err(Failure { error, trapped: true })
+        }
+    }
+}
+
+fn owned(tags: impl Tags) -> Vec<String> {
+    tags.tag_names().into_iter().map(str::to_owned).collect()
+}
+
+/// One instance of the component in its own store, with this cache's
+/// `cache` resource opened in it.
+struct Slot {
+    store: Store<HostState>,
+    rtc: Rtc,
+    cache: ResourceAny,
+}
+
+/// Returns the methods of the `cache` resource (a free function, so the
+/// store can be borrowed mutably beside it).
+fn cache_api(rtc: &Rtc) -> wit::GuestCache<'_> {
+    rtc.rtc_cache_cache().cache()
+}
+
+struct Slots {
+    idle: Vec<Slot>,
+    /// Instances alive: idle, or checked out.
+    live: usize,
+}
+
+/// The instances of one cache.
+struct Pool {
+    runtime: Arc<ComponentRuntime>,
+    config: Config,
+    wit_config: wit::Config,
+    imports: Arc<Imports>,
+    max_memory: usize,
+    max_instances: usize,
+    slots: Mutex<Slots>,
+    freed: Condvar,
+}
+
+impl Pool {
+    fn lock(&self) -> MutexGuard<'_, Slots> {
+        self.slots.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Checks an instance out: an idle one, a new one, or the next one freed.
+    fn acquire(&self) -> Result<Slot> {
+        let mut slots = self.lock();
+        loop {
+            if let Some(slot) = slots.idle.pop() {
+                return Ok(slot);
+            }
+            if slots.live < self.max_instances {
+                slots.live += 1;
+                break;
+            }
+            slots = self.freed.wait(slots).unwrap_or_else(PoisonError::into_inner);
+        }
+        drop(slots);
+        let created = catch_unwind(AssertUnwindSafe(|| self.instantiate())).unwrap_or_else(|panic| {
+            Err(Error::new(ErrorKind::Other, format!("instantiating the component panicked: {}", panic_message(&*panic))))
+        });
+        if created.is_err() {
+            self.lock().live -= 1;
+            self.freed.notify_one();
+        }
+        created
+    }
+
+    /// Returns an instance; one that trapped is dropped instead.
+    fn release(&self, slot: Slot, healthy: bool) {
+        let mut slots = self.lock();
+        if healthy {
+            slots.idle.push(slot);
+        } else {
+            slots.live -= 1;
+            drop(slots);
+            drop(slot);
+        }
+        self.freed.notify_one();
+    }
+
+    fn instantiate(&self) -> Result<Slot> {
+        let state = HostState::new(Arc::clone(&self.imports), self.max_memory);
+        let mut store = Store::new(self.runtime.engine(), state);
+        store.limiter(|state| &mut state.limits);
+        let rtc = self
+            .runtime
+            .pre()
+            .instantiate(&mut store)
+            .map_err(|e| Error::new(ErrorKind::Other, format!("cannot instantiate the rtc component: {e:#}")))?;
+        let opened = rtc
+            .rtc_cache_cache()
+            .cache()
+            .call_open(&mut store, &self.wit_config)
+            .map_err(|e| Error::new(ErrorKind::Other, format!("the rtc component trapped in open: {e:#}")))?;
+        let cache = opened.map_err(from_wit_error)?;
+        Ok(Slot { store, rtc, cache })
+    }
+
+    /// Calls the hook from the host side (for a call the component could not report).
+    fn report(&self, key: &str, tags: &[String], info: &CacheInfo, userdata: Option<&(dyn Any + Send + Sync)>) {
+        let Some(hook) = &self.imports.hook else { return };
+        let event = HookEvent::new(key, tags, info, userdata);
+        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| hook(&event))) {
+            tracing::warn!(key, panic = panic_message(&*panic), "the cache hook panicked; ignored");
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! Conversions between core's types and the generated WIT types.
+//!
+//! Everything that comes from the guest is validated here: a value the WIT
+//! contract forbids becomes an `invalid-argument` error, never a panic.
+
+use std::time::Duration;
+
+use rtc_core::{CacheInfo, Command, Config, Error, ErrorKind, FunctionId, Lifetime, LockStats, Reply};
+
+use crate::bindings::exports::rtc::cache::cache as wit;
+use crate::bindings::rtc::cache::{hooks, redis, types};
+
+/// The longest `blpop` timeout the WIT contract allows (one day).
+pub(crate) const MAX_BLPOP_MS: u64 = 86_400_000;
+
+/// Converts one guest command to core's, checking the WIT contract.
+pub(crate) fn from_wit_command(command: redis::Command) -> Result<Command, Error> {
+    let positive = |what: &str, ms: u64| {
+        if ms == 0 { Err(Error::new(ErrorKind::InvalidArgument, format!("{what} must be at least 1 ms"))) } else { Ok(ms) }
+    };
+    let some_keys = |what: &str, keys: Vec<String>| {
+        if keys.is_empty() {
+            Err(Error::new(ErrorKind::InvalidArgument, format!("{what} needs at least one key")))
+        } else {
+            Ok(keys)
+        }
+    };
+    Ok(match command {
+        redis::Command::Get(key) => Command::Get { key },
+        redis::Command::Mget(keys) => Command::Mget { keys: some_keys("MGET", keys)? },
+        redis::Command::Set(a) => {
+            let expire_ms = match a.expire_ms {
+                Some(ms) => Some(positive("SET PX", ms)?),
+                None => None,
+            };
+            Command::Set { key: a.key, value: a.value, expire_ms, nx: a.nx }
+        }
+        redis::Command::Del(keys) => Command::Del { keys: some_keys("DEL", keys)? },
+        redis::Command::DelIfEq(a) => Command::DelIfEq { key: a.key, value: a.value },
+        redis::Command::Rpush(a) => Command::Rpush { key: a.key, value: a.value },
+        redis::Command::Pexpire(a) => Command::Pexpire { key: a.key, ms: positive("PEXPIRE", a.ms)? },
+        redis::Command::Blpop(a) => {
+            let ms = positive("BLPOP timeout", a.timeout_ms)?;
+            if ms > MAX_BLPOP_MS {
+                return Err(Error::new(
+                    ErrorKind::InvalidArgument,
+                    format!("BLPOP timeout of {ms} ms is above the maximum of {MAX_BLPOP_MS} ms"),
+                ));
+            }
+            Command::Blpop { key: a.key, timeout: Duration::from_millis(ms) }
+        }
+    })
+}
+
+/// Converts one backend reply to WIT; `MGET` arrays may only hold bytes and nils.
+pub(crate) fn to_wit_reply(reply: Reply) -> Result<redis::Reply, Error> {
+    Ok(match reply {
+        Reply::Nil => redis::Reply::Nil,
+        Reply::Ok => redis::Reply::Ok,
+        Reply::Int(i) => redis::Reply::Int(i),
+        Reply::Bytes(b) => redis::Reply::Bytes(b),
+        Reply::Array(items) => redis::Reply::Array(
+            items
+                .into_iter()
+                .map(|item| match item {
+                    Reply::Bytes(b) => Ok(Some(b)),
+                    Reply::Nil => Ok(None),
+                    other => Err(Error::new(ErrorKind::Other, format!("the backend put {other:?} in an array reply"))),
+                })
+                .collect::<Result<_, _>>()?,
+        ),
+    })
+}
+
+/// Returns a core error's message with its cause, without the kind (the WIT
+/// case carries the kind).
+fn message(e: &Error) -> String {
+    match std::error::Error::source(e) {
+        Some(source) => format!("{}: {source}", e.message()),
+        None => e.message().to_owned(),
+    }
+}
+
+/// Converts a core error to the WIT variant (`codec` has no case of its own).
+pub(crate) fn to_wit_error(e: &Error) -> types::Error {
+    let m = message(e);
+    match e.kind() {
+        ErrorKind::BackendUnavailable => types::Error::BackendUnavailable(m),
+        ErrorKind::Timeout => types::Error::Timeout(m),
+        ErrorKind::InvalidArgument => types::Error::InvalidArgument(m),
+        ErrorKind::Backend => types::Error::Backend(m),
+        ErrorKind::Codec => types::Error::Other(format!("codec: {m}")),
+        _ => types::Error::Other(m),
+    }
+}
+
+/// Converts the WIT error variant to a core error of the same kind.
+pub(crate) fn from_wit_error(e: types::Error) -> Error {
+    let (kind, m) = match e {
+        types::Error::BackendUnavailable(m) => (ErrorKind::BackendUnavailable, m),
+        types::Error::Timeout(m) => (ErrorKind::Timeout, m),
+        types::Error::InvalidArgument(m) => (ErrorKind::InvalidArgument, m),
+        types::Error::Backend(m) => (ErrorKind::Backend, m),
+        types::Error::Other(m) => (ErrorKind::Other, m),
+    };
+    Error::new(kind, m)
+}
+
+/// Converts a reported `cache-info` to core's [`CacheInfo`].
+pub(crate) fn from_wit_info(info: hooks::CacheInfo) -> CacheInfo {
+    CacheInfo {
+        function: FunctionId::new(info.function.module, info.function.type_name, info.function.function),
+        arguments: info.arguments,
+        method: info.method,
+        hit: info.hit,
+        elapsed: Duration::from_nanos(info.elapsed_ns),
+        decorated_elapsed: Duration::from_nanos(info.decorated_elapsed_ns),
+        lock_waiting_ms: info.lock_waiting_ms,
+        lock_full_hit: info.lock_full_hit,
+        lock_full_miss: info.lock_full_miss,
+        serialized_size: usize::try_from(info.serialized_size).unwrap_or(usize::MAX),
+        error: info.error.map(from_wit_error),
+    }
+}
+
+/// Converts core's configuration to the WIT record. Connection settings stay
+/// on the host (they configure the backend serving `redis.execute`).
+pub(crate) fn to_wit_config(config: &Config, in_local_memory: bool) -> wit::Config {
+    wit::Config {
+        namespace: config.namespace.clone(),
+        default_lifetime: config.default_lifetime,
+        lifetime_for_tags: config.lifetime_for_tags,
+        disabled: config.disabled,
+        in_local_memory,
+        max_value_size: Some(u64::try_from(config.max_value_size).unwrap_or(u64::MAX)),
+    }
+}
+
+pub(crate) fn to_wit_lifetime(lifetime: Lifetime) -> wit::Lifetime {
+    match lifetime {
+        Lifetime::Default => wit::Lifetime::Default,
+        Lifetime::Forever => wit::Lifetime::Forever,
+        Lifetime::Seconds(s) => wit::Lifetime::Seconds(s),
+    }
+}
+
+pub(crate) fn from_wit_stats(stats: wit::LockStats) -> LockStats {
+    LockStats { waiting_ms: stats.waiting_ms, full_hit: stats.full_hit, full_miss: stats.full_miss }
+}
+
+pub(crate) fn to_wit_function(function: &FunctionId) -> types::FunctionId {
+    types::FunctionId {
+        module: function.module.clone(),
+        type_name: function.type_name.clone(),
+        function: function.function.clone(),
+    }
+}
+
+/// Returns the millisecond timeout of `get-or-lock` for an optional lock
+/// timeout (rounded up, so a sub-millisecond timeout still locks).
+pub(crate) fn lock_timeout_ms(timeout: Option<Duration>) -> Option<u64> {
+    timeout.map(|t| u64::try_from(t.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guest_commands_outside_the_contract_are_invalid_arguments() {
+        let bad = [
+            redis::Command::Mget(vec![]),
+            redis::Command::Del(vec![]),
+            redis::Command::Blpop(redis::BlpopArgs { key: "k".into(), timeout_ms: 0 }),
+            redis::Command::Blpop(redis::BlpopArgs { key: "k".into(), timeout_ms: u64::MAX }),
+            redis::Command::Pexpire(redis::PexpireArgs { key: "k".into(), ms: 0 }),
+            redis::Command::Set(redis::SetArgs { key: "k".into(), value: vec![], expire_ms: Some(0), nx: false }),
+        ];
+        for command in bad {
+            let e = from_wit_command(command).expect_err("must be refused");
+            assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+        }
+        let ok = from_wit_command(redis::Command::Blpop(redis::BlpopArgs { key: "k".into(), timeout_ms: 1500 }));
+        assert_eq!(ok.ok(), Some(Command::Blpop { key: "k".into(), timeout: Duration::from_millis(1500) }));
+    }
+
+    #[test]
+    fn errors_keep_their_kind_both_ways() {
+        for kind in [
+            ErrorKind::BackendUnavailable,
+            ErrorKind::Timeout,
+            ErrorKind::InvalidArgument,
+            ErrorKind::Backend,
+            ErrorKind::Other,
+        ] {
+            let back = from_wit_error(to_wit_error(&Error::new(kind, "m")));
+            assert_eq!((back.kind(), back.message()), (kind, "m"));
+        }
+        assert_eq!(from_wit_error(to_wit_error(&Error::new(ErrorKind::Codec, "m"))).kind(), ErrorKind::Other);
+    }
+
+    #[test]
+    fn array_replies_hold_only_bytes_and_nils() {
+        assert!(to_wit_reply(Reply::Array(vec![Reply::Bytes(vec![1]), Reply::Nil])).is_ok());
+        assert!(to_wit_reply(Reply::Array(vec![Reply::Int(1)])).is_err());
+    }
+
+    #[test]
+    fn lock_timeouts_round_up_to_whole_milliseconds() {
+        assert_eq!(lock_timeout_ms(None), None);
+        assert_eq!(lock_timeout_ms(Some(Duration::from_micros(1))), Some(1));
+        assert_eq!(lock_timeout_ms(Some(Duration::from_secs(5))), Some(5000));
+    }
+}

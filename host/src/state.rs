@@ -1,0 +1,99 @@
+//! The data of each `Store`: WASI context, resource limits, and what serves
+//! the component's imports (the backend for `redis`, the hook for `hooks`).
+
+use std::any::Any;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+
+use rtc_core::{Backend, Hook, HookEvent};
+use wasmtime::component::ResourceTable;
+use wasmtime::{StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::bindings::rtc::cache::{hooks, redis, types};
+use crate::convert::{from_wit_command, from_wit_info, to_wit_error, to_wit_reply};
+
+/// What serves the imports of every instance of one `ComponentCache`.
+pub(crate) struct Imports {
+    /// Runs the batches of `redis.execute`.
+    pub(crate) backend: Arc<dyn Backend>,
+    /// Receives the reports of `hooks.report`.
+    pub(crate) hook: Option<Hook>,
+}
+
+/// The data of one `Store`: one per pooled instance.
+pub(crate) struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(crate) limits: StoreLimits,
+    imports: Arc<Imports>,
+    /// The `hook_userdata` of the get-or-compute in progress on this store.
+    pub(crate) userdata: Option<Arc<dyn Any + Send + Sync>>,
+}
+
+impl HostState {
+    /// Creates the data of a store whose linear memories may grow to `max_memory` bytes.
+    pub(crate) fn new(imports: Arc<Imports>, max_memory: usize) -> Self {
+        // No files, no environment, no inherited stdio: the component needs none.
+        let wasi = WasiCtx::builder().build();
+        let limits = StoreLimitsBuilder::new().memory_size(max_memory).trap_on_grow_failure(true).build();
+        HostState { wasi, table: ResourceTable::new(), limits, imports, userdata: None }
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl types::Host for HostState {}
+
+impl redis::Host for HostState {
+    fn execute(&mut self, commands: Vec<redis::Command>) -> wasmtime::Result<Result<Vec<redis::Reply>, types::Error>> {
+        let count = commands.len();
+        let commands = match commands.into_iter().map(from_wit_command).collect::<Result<Vec<_>, _>>() {
+            Ok(commands) => commands,
+            Err(e) => return Ok(Err(to_wit_error(&e))),
+        };
+        let backend = &self.imports.backend;
+        let replies = match catch_unwind(AssertUnwindSafe(|| backend.execute(&commands))) {
+            Ok(Ok(replies)) => replies,
+            Ok(Err(e)) => return Ok(Err(to_wit_error(&e))),
+            // A host bug, not the guest's: trap, so the instance is discarded and the caller sees an error.
+            Err(panic) => return Err(wasmtime::Error::msg(format!("the rtc backend panicked: {}", panic_message(&*panic)))),
+        };
+        if replies.len() != count {
+            let e = rtc_core::Error::new(
+                rtc_core::ErrorKind::Other,
+                format!("the backend answered {count} commands with {} replies", replies.len()),
+            );
+            return Ok(Err(to_wit_error(&e)));
+        }
+        match replies.into_iter().map(to_wit_reply).collect::<Result<Vec<_>, _>>() {
+            Ok(replies) => Ok(Ok(replies)),
+            Err(e) => Ok(Err(to_wit_error(&e))),
+        }
+    }
+}
+
+impl hooks::Host for HostState {
+    fn report(&mut self, event: hooks::HookEvent) -> wasmtime::Result<()> {
+        let Some(hook) = &self.imports.hook else { return Ok(()) };
+        let info = from_wit_info(event.info);
+        let event = HookEvent::new(&event.key, &event.tags, &info, self.userdata.as_deref());
+        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| hook(&event))) {
+            tracing::warn!(key = event.key, panic = panic_message(&*panic), "the cache hook panicked; ignored");
+        }
+        Ok(())
+    }
+}
+
+/// Returns the message of a panic payload.
+pub(crate) fn panic_message(panic: &(dyn Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_owned())
+}
