@@ -2,7 +2,9 @@
 //! `redis-tagged-cache` 0.12.1 from PyPI (installed into a venv by
 //! `tests/python/setup.sh`, which the README's test command runs), configured
 //! with an identity bytes serializer, talks to the same real `redis-server`
-//! as rtc's Rust API and its C library.
+//! as rtc's Rust API, its C library, and its WebAssembly component (run by
+//! the wasmtime host; needs `cargo build --release --locked --target
+//! wasm32-wasip2 -p rtc-component`, which the README's test command runs).
 //!
 //! Every test drives `tests/python/peer.py` (one JSON command per line) and
 //! checks both directions: entries, tag invalidation, invalidate-all, and the
@@ -768,4 +770,82 @@ fn an_invalidation_during_a_computation_the_reference_stores_under_the_new_tags_
     rust.set_and_unlock(ticket, b"computed before the invalidation", rtc_core::Lifetime::Default).expect("store");
     assert_eq!(rust.get_bytes("k-rs", ["t"]).expect("get"), None, "rtc's value stays under the old tag values");
     assert_eq!(py.get("k-rs", &["t"]), None);
+}
+
+// ---------------------------------------------------------------- the component
+
+#[test]
+fn the_component_shares_entries_invalidations_and_the_lock_with_python() {
+    use rtc_host::ComponentCache;
+    let runtime = rtc_tests::component_surface::component_runtime();
+    let redis = RedisServer::start();
+    let ns = unique_namespace("py-component");
+    let mut py = Peer::start(&redis, &ns);
+    let seen: Seen = Arc::default();
+    let sink = Arc::clone(&seen);
+    let component = ComponentCache::builder(runtime)
+        .config(Config { namespace: ns.clone(), url: Some(redis.url()), ..Config::default() })
+        .hook(move |event| sink.lock().expect("hook sink").push(event.info.clone()))
+        .build()
+        .expect("build a component cache");
+    let d = rtc_core::Lifetime::Default;
+    let binary: Vec<u8> = (0..=255).collect();
+
+    // Entries, both ways.
+    assert!(py.set("p", &binary, &["a", "tag ü"]));
+    assert_eq!(component.get_bytes("p", ["tag ü", "a"]).expect("get"), Some(binary.clone()));
+    assert_eq!(component.get_bytes("p", ["a"]).expect("get"), None);
+    component.set_bytes("w", b"from-wasm", ["a", "b"], d).expect("set");
+    assert_eq!(py.get("w", &["b", "a"]), Some(b"from-wasm".to_vec()));
+
+    // Tag invalidation, both ways.
+    assert!(py.invalidate(&["a"]));
+    assert_eq!(component.get_bytes("p", ["a", "tag ü"]).expect("get"), None);
+    assert_eq!(component.get_bytes("w", ["a", "b"]).expect("get"), None);
+    component.set_bytes("w", b"w2", ["b"], d).expect("set");
+    assert!(py.set("p", b"p2", &["b"]));
+    component.invalidate("b").expect("invalidate");
+    assert_eq!(py.get("w", &["b"]), None);
+    assert_eq!(py.get("p", &["b"]), None);
+
+    // Invalidate-all, both ways.
+    assert!(py.set("p", b"p3", &[]));
+    component.set_bytes("w", b"w3", ["c"], d).expect("set");
+    assert!(py.invalidate_all());
+    assert_eq!(component.get_bytes("p", rtc_core::NO_TAGS).expect("get"), None);
+    assert_eq!(component.get_bytes("w", ["c"]).expect("get"), None);
+    assert!(py.set("p", b"p4", &["c"]));
+    component.invalidate_all().expect("invalidate_all");
+    assert_eq!(py.get("p", &["c"]), None);
+
+    // The lock: the component waits for Python's holder and reuses its value...
+    py.start_compute("lk1", &["l"], b"computed by python", true, true);
+    py.expect_event("locked");
+    let ran = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let waiter = s.spawn(|| {
+            component.get_or_compute_bytes(&ComputeOptions::key("lk1").tags(["l"]).lock(true), || {
+                ran.store(true, Ordering::SeqCst);
+                Ok::<_, String>(b"computed by the component".to_vec())
+            })
+        });
+        wait_until_blocked(&redis, 1);
+        py.go();
+        assert!(py.computed().1, "Python computed while holding the lock");
+        assert_eq!(waiter.join().expect("waiter").expect("compute"), b"computed by python");
+    });
+    assert!(!ran.load(Ordering::SeqCst), "the component's computation must not run");
+    let info = seen.lock().expect("seen").last().cloned().expect("the hook ran");
+    assert!(info.hit && !info.lock_full_hit && !info.lock_full_miss, "{info:?}");
+
+    // ... and Python waits for the component's holder and reuses its value.
+    let rtc_host::GetOrLock::Locked(ticket) = component.get_or_lock("lk2", ["l"], Some(Duration::from_secs(5))).expect("lock") else {
+        panic!("a cold key must lock");
+    };
+    py.start_compute("lk2", &["l"], b"computed by python", true, false);
+    wait_until_blocked(&redis, 1);
+    component.set_and_unlock(ticket, b"computed by the component", d).expect("set_and_unlock");
+    let (value, computed, _) = py.computed();
+    assert_eq!(value, b"computed by the component", "Python reuses the component's value");
+    assert!(!computed, "Python's function must not run");
 }
