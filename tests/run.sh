@@ -30,5 +30,8 @@ cargo build --release --locked --target wasm32-wasip2 -p rtc-component
 say "preparing the Node host of the component (npm ci, jco transpile)"
 bash tests/node/setup.sh
 
+say "installing the Python reference (redis-tagged-cache 0.12.1) into target/py-venv"
+bash tests/python/setup.sh
+
 say "running the tests"
 cargo test --release --locked --no-fail-fast
