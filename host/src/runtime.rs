@@ -160,6 +160,25 @@ impl ComponentRuntime {
         self.options
     }
 
+    /// Returns the names of the component's imports (`rtc:cache/redis@0.1.0`,
+    /// the WASI interfaces Rust std needs, ...), sorted: what a host must serve.
+    pub fn imports(&self) -> Vec<String> {
+        let component = self.pre.instance_pre().component();
+        let mut names: Vec<String> =
+            component.component_type().imports(self.engine()).map(|(name, _)| name.to_owned()).collect();
+        names.sort();
+        names
+    }
+
+    /// Returns the names of the component's exports, sorted.
+    pub fn exports(&self) -> Vec<String> {
+        let component = self.pre.instance_pre().component();
+        let mut names: Vec<String> =
+            component.component_type().exports(self.engine()).map(|(name, _)| name.to_owned()).collect();
+        names.sort();
+        names
+    }
+
     pub(crate) fn pre(&self) -> &RtcPre<HostState> {
         &self.pre
     }

@@ -443,3 +443,21 @@ fn a_runtime_of_its_own_limits_instances() {
     drop((a, b));
     assert_eq!(cache.get_bytes("c", ["t"]).expect("get"), None, "usable again once instances are free");
 }
+
+#[test]
+fn the_component_imports_what_the_wit_documents() {
+    let runtime = component_runtime();
+    let imports = runtime.imports();
+    for needed in ["rtc:cache/redis@0.1.0", "rtc:cache/hooks@0.1.0", "rtc:cache/types@0.1.0"] {
+        assert!(imports.iter().any(|i| i == needed), "{needed} missing from {imports:?}");
+    }
+    // world.wit lists the WASI interfaces a second host must serve; keep it true.
+    let documented = ["wasi:random/", "wasi:clocks/", "wasi:cli/", "wasi:io/"];
+    for import in &imports {
+        assert!(
+            import.starts_with("rtc:cache/") || documented.iter().any(|d| import.starts_with(d)),
+            "{import} is imported but not documented in wit/world.wit"
+        );
+    }
+    assert_eq!(runtime.exports(), ["rtc:cache/cache@0.1.0"]);
+}
