@@ -343,18 +343,8 @@ impl ComponentCache {
 
     /// Stores `value` under the ticket's snapshot, then releases its lock (if
     /// it holds one) and wakes the waiters, all in one round trip.
-    pub fn set_and_unlock(&self, mut ticket: Ticket, value: &[u8], lifetime: Lifetime) -> Result<()> {
-        let (Some(mut slot), Some(handle)) = (ticket.slot.take(), ticket.handle.take()) else {
-            return Err(Error::new(ErrorKind::Other, "this ticket was already used"));
-        };
-        // The ticket carries its own instance and cache, as core's does.
-        let pool = Arc::clone(&ticket.pool);
-        slot.store.data_mut().userdata = ticket.userdata.take();
-        let result = guarded(|| cache_api(&slot.rtc).call_set_and_unlock(&mut slot.store, slot.cache, handle, value, to_wit_lifetime(lifetime)));
-        slot.store.data_mut().userdata = None;
-        let healthy = result.as_ref().map_or_else(|f| !f.trapped, |_| true);
-        pool.release(slot, healthy);
-        result.map_err(|f| f.error)
+    pub fn set_and_unlock(&self, ticket: Ticket, value: &[u8], lifetime: Lifetime) -> Result<()> {
+        store_ticket(ticket, value, lifetime).map_err(|f| f.error)
     }
 
     /// Returns the cached value for `options`, or computes it with `compute`,
@@ -405,10 +395,13 @@ impl ComponentCache {
             method: options.is_method(),
         };
         let key = options.cache_key();
+        let lifetime = options.entry_lifetime();
         let mut ticket = None;
+        let mut stats = LockStats::default();
         let mut overwrite = false;
-        let mut trapped = None;
-        // The component reports hits, failed lookups and stores to the hook itself.
+        // The component reports hits, failed lookups and stores to the hook
+        // itself; `unreported` keeps a failure it never saw or could not report.
+        let mut unreported = None;
         match self.lookup(key, options.tag_list(), &wit_options, options.userdata().cloned()) {
             Ok(GetOrLock::Hit(bytes, _)) => match decode(&bytes) {
                 Ok(value) => return Ok(value),
@@ -417,38 +410,53 @@ impl ComponentCache {
                     overwrite = true;
                 }
             },
-            Ok(GetOrLock::Locked(t) | GetOrLock::Miss(t)) => ticket = Some(t),
+            Ok(GetOrLock::Locked(t) | GetOrLock::Miss(t)) => {
+                stats = t.stats();
+                ticket = Some(t);
+            }
             Err(failure) => {
                 tracing::warn!(key, error = %failure.error, "cache bypassed");
-                if failure.trapped {
-                    trapped = Some(failure.error);
+                if !failure.answered {
+                    unreported = Some(failure.error);
                 }
             }
         }
         let computing = Instant::now();
         let value = compute()?; // on Err the ticket drops here and releases the lock
         let decorated_elapsed = computing.elapsed();
+        let mut serialized_size = 0;
         match encode(&value) {
             Ok(bytes) => {
-                let stored = match ticket {
-                    Some(ticket) => self.set_and_unlock(ticket, &bytes, options.entry_lifetime()),
-                    None if overwrite => self.set_bytes(key, &bytes, options.tag_list(), options.entry_lifetime()),
+                serialized_size = bytes.len();
+                let stored = match ticket.take() {
+                    Some(ticket) => store_ticket(ticket, &bytes, lifetime),
+                    None if overwrite => self.set_bytes(key, &bytes, options.tag_list(), lifetime).map_err(Failure::answered),
                     None => Ok(()),
                 };
-                if let Err(e) = stored {
-                    tracing::warn!(key, error = %e, "cannot store the computed value");
+                if let Err(failure) = stored {
+                    tracing::warn!(key, error = %failure.error, "cannot store the computed value");
+                    if !failure.answered {
+                        unreported.get_or_insert(failure.error);
+                    }
                 }
             }
-            Err(e) => tracing::warn!(key, error = %e, "cannot encode the computed value"),
+            Err(e) => {
+                tracing::warn!(key, error = %e, "cannot encode the computed value");
+                drop(ticket.take()); // releases the lock; the component reports nothing for it
+                unreported.get_or_insert(e);
+            }
         }
-        // A trapped instance could not report: report for it.
-        if let Some(error) = trapped {
+        if let Some(error) = unreported {
             let info = CacheInfo {
                 function: options.function_id().clone(),
                 arguments: options.arguments().to_vec(),
                 method: options.is_method(),
                 elapsed: started.elapsed(),
                 decorated_elapsed,
+                lock_waiting_ms: stats.waiting_ms,
+                lock_full_hit: stats.full_hit,
+                lock_full_miss: stats.full_miss,
+                serialized_size,
                 error: Some(error),
                 ..CacheInfo::default()
             };
@@ -465,7 +473,7 @@ impl ComponentCache {
         options: &wit::LockOptions,
         userdata: Option<Arc<dyn Any + Send + Sync>>,
     ) -> Result<GetOrLock, Failure> {
-        let mut slot = self.pool.acquire().map_err(Failure::soft)?;
+        let mut slot = self.pool.acquire().map_err(Failure::unanswered)?;
         slot.store.data_mut().userdata = userdata.clone();
         let looked = guarded(|| cache_api(&slot.rtc).call_get_or_lock(&mut slot.store, slot.cache, key, tags, options));
         slot.store.data_mut().userdata = None;
@@ -522,15 +530,45 @@ impl ComponentCache {
     }
 }
 
-/// A failed call: the error, and whether the instance trapped (and must go).
+/// Runs `set-and-unlock` on the ticket's own instance (and cache, as core's
+/// ticket carries its own), then returns the instance to its pool.
+fn store_ticket(mut ticket: Ticket, value: &[u8], lifetime: Lifetime) -> Result<(), Failure> {
+    let (Some(mut slot), Some(handle)) = (ticket.slot.take(), ticket.handle.take()) else {
+        return Err(Failure::unanswered(Error::new(ErrorKind::Other, "this ticket was already used")));
+    };
+    let pool = Arc::clone(&ticket.pool);
+    slot.store.data_mut().userdata = ticket.userdata.take();
+    let result = guarded(|| {
+        cache_api(&slot.rtc).call_set_and_unlock(&mut slot.store, slot.cache, handle, value, to_wit_lifetime(lifetime))
+    });
+    slot.store.data_mut().userdata = None;
+    let healthy = result.as_ref().map_or_else(|f| !f.trapped, |_| true);
+    pool.release(slot, healthy);
+    result
+}
+
+/// A failed call: the error, whether the instance trapped (and must go),
+/// and whether the component answered (and so reported it to the hook).
 struct Failure {
     error: Error,
     trapped: bool,
+    answered: bool,
 }
 
 impl Failure {
-    fn soft(error: Error) -> Self {
-        Failure { error, trapped: false }
+    /// The component answered with an error.
+    fn answered(error: Error) -> Self {
+        Failure { error, trapped: false, answered: true }
+    }
+
+    /// The call never reached the component (no instance could be had).
+    fn unanswered(error: Error) -> Self {
+        Failure { error, trapped: false, answered: false }
+    }
+
+    /// The instance trapped.
+    fn trapped(error: Error) -> Self {
+        Failure { error, trapped: true, answered: false }
     }
 }
 
@@ -541,11 +579,11 @@ fn guarded<T>(
 ) -> Result<T, Failure> {
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok(Ok(value))) => Ok(value),
-        Ok(Ok(Err(e))) => Err(Failure::soft(from_wit_error(e))),
+        Ok(Ok(Err(e))) => Err(Failure::answered(from_wit_error(e))),
         Ok(Err(trap)) => {
             let error = Error::new(ErrorKind::Other, format!("the rtc component trapped: {trap:#}"));
             tracing::warn!(error = %error, "discarding the component instance");
-            Err(Failure { error, trapped: true })
+            Err(Failure::trapped(error))
         }
         Err(panic) => {
             let error = Error::new(
@@ -553,7 +591,7 @@ fn guarded<T>(
                 format!("the component host panicked: {}", panic_message(&*panic)),
             );
             tracing::error!(error = %error, "discarding the component instance");
-            Err(Failure { error, trapped: true })
+            Err(Failure::trapped(error))
         }
     }
 }

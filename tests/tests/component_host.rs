@@ -249,9 +249,11 @@ impl RedisPort {
 #[test]
 fn a_trap_fails_the_call_and_the_next_call_gets_a_fresh_instance() {
     let memory: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
+    let seen: Seen = Arc::default();
     let cache = ComponentCache::builder(component_runtime())
         .config(memory_config("trap"))
         .backend(memory)
+        .hook(recording_hook(&seen))
         .max_memory(16 << 20)
         .max_instances(2)
         .build()
@@ -269,10 +271,20 @@ fn a_trap_fails_the_call_and_the_next_call_gets_a_fresh_instance() {
         cache.set_bytes("after", b"ok", ["t"], Lifetime::Default).expect("set");
         assert_eq!(cache.get_bytes("after", ["t"]).expect("get"), Some(b"ok".to_vec()));
     }
-    // A trap inside get-or-compute still computes the value.
-    let options = ComputeOptions::key("k").tags(["t"]);
+    // A trap inside get-or-compute still computes the value, and the host
+    // reports what the trapped instance could not.
+    let options = ComputeOptions::key("k").tags(["t"]).hook_userdata(Arc::new(9u32));
     let v = cache.get_or_compute_bytes(&options, || Ok::<_, ()>(huge.clone()));
     assert_eq!(v.expect("computed").len(), huge.len());
+    {
+        let seen = seen.lock().expect("lock");
+        assert_eq!(seen.len(), 1, "one report: {seen:?}");
+        let (key, tags, info, userdata) = &seen[0];
+        assert_eq!((key.as_str(), tags.as_slice(), *userdata), ("k", &["t".to_string()][..], Some(9)));
+        assert!(!info.hit && info.serialized_size == huge.len(), "{info:?}");
+        let error = info.error.as_ref().expect("the trap is reported");
+        assert!(error.to_string().contains("trapped"), "{error}");
+    }
     assert_eq!(cache.get_bytes("before", ["t"]).expect("get"), Some(b"kept".to_vec()));
     // Every instance is back in the pool (2 at most): two tickets can be held at once.
     let a = cache.get_or_lock("a", ["t"], None).expect("lookup");
@@ -430,8 +442,10 @@ fn a_runtime_of_its_own_limits_instances() {
     let path = rtc_host::default_component_path();
     let _ = component_runtime(); // a clear message if the component is missing
     let runtime = ComponentRuntime::load_with(&path, RuntimeOptions::default().max_instances(2)).expect("runtime");
+    let seen: Seen = Arc::default();
     let cache = ComponentCache::builder(runtime)
         .config(Config { in_local_memory: true, ..memory_config("limits") })
+        .hook(recording_hook(&seen))
         .max_instances(8)
         .build()
         .expect("component");
@@ -440,6 +454,10 @@ fn a_runtime_of_its_own_limits_instances() {
     let b = cache.get_or_lock("b", ["t"], None).expect("lookup");
     let e = cache.get_bytes("c", ["t"]).expect_err("the engine is full");
     assert_eq!(e.kind(), ErrorKind::Other, "{e}");
+    // get-or-compute computes anyway, and the host reports what the component never saw.
+    assert_eq!(cache.get_or_compute(&ComputeOptions::key("c"), || 5u8), 5);
+    assert_eq!(seen.lock().expect("lock").len(), 1);
+    assert!(seen.lock().expect("lock")[0].2.error.is_some());
     drop((a, b));
     assert_eq!(cache.get_bytes("c", ["t"]).expect("get"), None, "usable again once instances are free");
 }
