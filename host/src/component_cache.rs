@@ -8,7 +8,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use rtc_core::{
-    Backend, Cbor, CacheInfo, Codec, ComputeOptions, Config, DisabledBackend, Error, ErrorKind, FunctionId, Hook,
+    Backend, CacheInfo, Cbor, Codec, ComputeOptions, Config, DisabledBackend, Error, ErrorKind, FunctionId, Hook,
     HookEvent, Lifetime, LockStats, MemoryBackend, RedisBackend, Result, Tags,
 };
 use serde::Serialize;
@@ -430,7 +430,9 @@ impl ComponentCache {
                 serialized_size = bytes.len();
                 let stored = match ticket.take() {
                     Some(ticket) => store_ticket(ticket, &bytes, lifetime),
-                    None if overwrite => self.set_bytes(key, &bytes, options.tag_list(), lifetime).map_err(Failure::answered),
+                    None if overwrite => {
+                        self.set_bytes(key, &bytes, options.tag_list(), lifetime).map_err(Failure::answered)
+                    }
                     None => Ok(()),
                 };
                 if let Err(failure) = stored {
@@ -586,10 +588,8 @@ fn guarded<T>(
             Err(Failure::trapped(error))
         }
         Err(panic) => {
-            let error = Error::new(
-                ErrorKind::Other,
-                format!("the component host panicked: {}", panic_message(&*panic)),
-            );
+            let error =
+                Error::new(ErrorKind::Other, format!("the component host panicked: {}", panic_message(&*panic)));
             tracing::error!(error = %error, "discarding the component instance");
             Err(Failure::trapped(error))
         }
@@ -652,7 +652,10 @@ impl Pool {
         }
         drop(slots);
         let created = catch_unwind(AssertUnwindSafe(|| self.instantiate())).unwrap_or_else(|panic| {
-            Err(Error::new(ErrorKind::Other, format!("instantiating the component panicked: {}", panic_message(&*panic))))
+            Err(Error::new(
+                ErrorKind::Other,
+                format!("instantiating the component panicked: {}", panic_message(&*panic)),
+            ))
         });
         if created.is_err() {
             self.lock().live -= 1;

@@ -16,7 +16,11 @@ pub(crate) const MAX_BLPOP_MS: u64 = 86_400_000;
 /// Converts one guest command to core's, checking the WIT contract.
 pub(crate) fn from_wit_command(command: redis::Command) -> Result<Command, Error> {
     let positive = |what: &str, ms: u64| {
-        if ms == 0 { Err(Error::new(ErrorKind::InvalidArgument, format!("{what} must be at least 1 ms"))) } else { Ok(ms) }
+        if ms == 0 {
+            Err(Error::new(ErrorKind::InvalidArgument, format!("{what} must be at least 1 ms")))
+        } else {
+            Ok(ms)
+        }
     };
     let some_keys = |what: &str, keys: Vec<String>| {
         if keys.is_empty() {

@@ -143,7 +143,8 @@ impl ComponentRuntime {
     /// Compiles a component from its bytes.
     pub fn from_binary(bytes: &[u8], options: RuntimeOptions) -> Result<Self> {
         let engine = engine(&options)?;
-        let component = Component::from_binary(&engine, bytes).map_err(|e| invalid("this is not a valid component", &e))?;
+        let component =
+            Component::from_binary(&engine, bytes).map_err(|e| invalid("this is not a valid component", &e))?;
         let mut linker = Linker::<HostState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| other("cannot link WASI", &e))?;
         Rtc::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)

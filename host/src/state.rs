@@ -61,7 +61,9 @@ impl redis::Host for HostState {
             Ok(Ok(replies)) => replies,
             Ok(Err(e)) => return Ok(Err(to_wit_error(&e))),
             // A host bug, not the guest's: trap, so the instance is discarded and the caller sees an error.
-            Err(panic) => return Err(wasmtime::Error::msg(format!("the rtc backend panicked: {}", panic_message(&*panic)))),
+            Err(panic) => {
+                return Err(wasmtime::Error::msg(format!("the rtc backend panicked: {}", panic_message(&*panic))));
+            }
         };
         if replies.len() != count {
             let e = rtc_core::Error::new(

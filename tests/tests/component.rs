@@ -41,7 +41,8 @@ fn scenario_table_in_guest_memory() {
     let runtime = component_runtime();
     run_table("component-guest-memory", |ns| {
         let config = Config { namespace: ns.into(), ..Config::default() };
-        let cache = ComponentCache::builder(Arc::clone(&runtime)).config(config).guest_memory(true).build().expect("build");
+        let cache =
+            ComponentCache::builder(Arc::clone(&runtime)).config(config).guest_memory(true).build().expect("build");
         Box::new(ComponentSurface(cache))
     });
 }
@@ -125,7 +126,8 @@ fn native_and_component_share_entries_and_invalidations_on_redis() {
     let redis = RedisServer::start();
     let ns = unique_namespace("crossover-redis");
     let native = Cache::new(on_redis(&redis, &ns)).expect("native");
-    let component = ComponentCache::builder(component_runtime()).config(on_redis(&redis, &ns)).build().expect("component");
+    let component =
+        ComponentCache::builder(component_runtime()).config(on_redis(&redis, &ns)).build().expect("component");
     crossover(&native, &component);
 }
 

@@ -190,7 +190,8 @@ fn many_threads_share_one_cache_and_compute_once_under_the_lock() {
     let start = Arc::new(Barrier::new(THREADS));
     let handles: Vec<_> = (0..THREADS)
         .map(|i| {
-            let (cache, computed, start, redis_port) = (cache.clone(), Arc::clone(&computed), Arc::clone(&start), redis.port());
+            let (cache, computed, start, redis_port) =
+                (cache.clone(), Arc::clone(&computed), Arc::clone(&start), redis.port());
             std::thread::spawn(move || {
                 // Independent work first: every thread on its own keys.
                 for j in 0..50 {
@@ -338,7 +339,10 @@ fn a_misbehaving_backend_gives_errors_and_leaves_the_host_usable() {
         }
         // get-or-compute bypasses the broken backend and still returns the value.
         let options = ComputeOptions::key("c").tags(["t"]).lock(true);
-        assert_eq!(cache.get_or_compute_bytes(&options, || Ok::<_, ()>(b"computed".to_vec())), Ok(b"computed".to_vec()));
+        assert_eq!(
+            cache.get_or_compute_bytes(&options, || Ok::<_, ()>(b"computed".to_vec())),
+            Ok(b"computed".to_vec())
+        );
         backend.mode.store(GOOD, Ordering::SeqCst);
         assert_eq!(cache.get_bytes("k", ["t"]).expect("get"), Some(b"v".to_vec()), "mode {mode}");
     }
@@ -404,7 +408,10 @@ fn values_above_max_value_size_are_invalid_arguments() {
     let e = cache.set_and_unlock(ticket, b"123456789", Lifetime::Default).expect_err("too large");
     assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
     // The failed store released the lock.
-    assert!(matches!(cache.get_or_lock("j", ["t"], Some(Duration::from_secs(5))).expect("lookup"), GetOrLock::Locked(_)));
+    assert!(matches!(
+        cache.get_or_lock("j", ["t"], Some(Duration::from_secs(5))).expect("lookup"),
+        GetOrLock::Locked(_)
+    ));
 }
 
 #[test]

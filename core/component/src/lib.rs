@@ -115,7 +115,12 @@ impl wit::GuestCache for CacheResource {
         guard(|| self.cache.invalidate_all().map_err(to_wit_error))
     }
 
-    fn get_or_lock(&self, key: String, tags: Vec<String>, options: wit::LockOptions) -> Result<wit::Lookup, types::Error> {
+    fn get_or_lock(
+        &self,
+        key: String,
+        tags: Vec<String>,
+        options: wit::LockOptions,
+    ) -> Result<wit::Lookup, types::Error> {
         guard(|| {
             let started = Instant::now();
             let lock = match options.lock_timeout_ms {
@@ -226,11 +231,16 @@ fn to_wit_command(command: &rtc_core::Command) -> redis::Command {
     match command {
         C::Get { key } => redis::Command::Get(key.clone()),
         C::Mget { keys } => redis::Command::Mget(keys.clone()),
-        C::Set { key, value, expire_ms, nx } => {
-            redis::Command::Set(redis::SetArgs { key: key.clone(), value: value.clone(), expire_ms: *expire_ms, nx: *nx })
-        }
+        C::Set { key, value, expire_ms, nx } => redis::Command::Set(redis::SetArgs {
+            key: key.clone(),
+            value: value.clone(),
+            expire_ms: *expire_ms,
+            nx: *nx,
+        }),
         C::Del { keys } => redis::Command::Del(keys.clone()),
-        C::DelIfEq { key, value } => redis::Command::DelIfEq(redis::DelIfEqArgs { key: key.clone(), value: value.clone() }),
+        C::DelIfEq { key, value } => {
+            redis::Command::DelIfEq(redis::DelIfEqArgs { key: key.clone(), value: value.clone() })
+        }
         C::Rpush { key, value } => redis::Command::Rpush(redis::RpushArgs { key: key.clone(), value: value.clone() }),
         C::Pexpire { key, ms } => redis::Command::Pexpire(redis::PexpireArgs { key: key.clone(), ms: *ms }),
         C::Blpop { key, timeout } => {
