@@ -1,6 +1,6 @@
 //! One Redis server over pooled synchronous connections.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::{ConnectionAddr, ConnectionLike, IntoConnectionInfo, Value};
 
@@ -9,6 +9,10 @@ use super::{map_error, replies, tls_certificates, to_cmd};
 use crate::backend::{Backend, Command, Reply};
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
+
+/// How long a round trip may run on the read timeout set at checkout before
+/// each further reply is read with the time left until its deadline.
+const DEADLINE_SLACK: Duration = Duration::from_millis(5);
 
 /// A Redis backend over synchronous connections, one per concurrent caller.
 ///
@@ -55,6 +59,13 @@ impl RedisBackend {
             }
         }
         .map_err(|e| Error::with_source(ErrorKind::InvalidArgument, "invalid Redis address", e))?;
+        // No CLIENT SETINFO at connect: the handshake reads each reply with the
+        // whole connect timeout, so every command in it adds one timeout when
+        // Redis does not answer (and Redis before 7.2 refuses it anyway).
+        let info = {
+            let redis = info.redis_settings().clone().set_skip_set_lib_name();
+            info.set_redis_settings(redis)
+        };
         if !info.addr().is_supported() {
             return Err(Error::invalid(format!(
                 "Redis address {} is not supported by this build (TLS needs the TLS feature)",
@@ -79,10 +90,14 @@ impl RedisBackend {
         if let Some(conn) = self.idle.take() {
             return Ok((conn, true));
         }
-        let conn = if self.connect_timeout.is_zero() {
-            self.client.get_connection()
-        } else {
-            self.client.get_connection_with_timeout(self.connect_timeout)
+        // The connect timeout also bounds the handshake (HELLO/AUTH/SELECT/CLIENT
+        // SETINFO), which the kernel lets start even while Redis is paused. With
+        // no connect timeout, the socket timeout bounds both (as in redis-py),
+        // or a fresh connection to a paused Redis would wait forever.
+        let connect_timeout = if self.connect_timeout.is_zero() { self.socket_timeout } else { Some(self.connect_timeout) };
+        let conn = match connect_timeout {
+            Some(timeout) => self.client.get_connection_with_timeout(timeout),
+            None => self.client.get_connection(),
         }
         .map_err(|e| map_error(e, "cannot connect to Redis"))?;
         conn.set_write_timeout(self.socket_timeout).map_err(|e| map_error(e, "cannot set the write timeout"))?;
@@ -114,7 +129,7 @@ impl Backend for RedisBackend {
         loop {
             attempt += 1;
             let (mut conn, pooled) = self.checkout()?;
-            match self.query(&mut conn, &pipe, blocking) {
+            match self.query(&mut conn, &pipe, commands.len(), blocking) {
                 Ok(values) => {
                     self.checkin(conn);
                     return replies(commands, values);
@@ -135,13 +150,39 @@ impl Backend for RedisBackend {
 }
 
 impl RedisBackend {
-    fn query(&self, conn: &mut redis::Connection, pipe: &redis::Pipeline, blocking: Duration) -> redis::RedisResult<Vec<Value>> {
-        if !blocking.is_zero() {
-            // The server legitimately stays silent while BLPOP waits.
-            conn.set_read_timeout(self.socket_timeout.map(|t| t + blocking))?;
+    /// Sends `pipe` (`count` commands) and reads its replies, all within one
+    /// socket timeout (plus the BLPOP wait): the first reply that does not come
+    /// in time ends the round trip. (`Pipeline::query` keeps reading after a
+    /// timeout, one more full timeout per remaining reply.)
+    fn query(&self, conn: &mut redis::Connection, pipe: &redis::Pipeline, count: usize, blocking: Duration) -> redis::RedisResult<Vec<Value>> {
+        // The server legitimately stays silent while BLPOP waits.
+        let budget = self.socket_timeout.map(|t| t + blocking);
+        let started = Instant::now();
+        let mut retimed = !blocking.is_zero();
+        if retimed {
+            conn.set_read_timeout(budget)?;
         }
-        let values = pipe.query(conn)?;
-        if !blocking.is_zero() {
+        conn.send_packed_command(&pipe.get_packed_pipeline())?;
+        let mut values = Vec::with_capacity(count);
+        while values.len() < count {
+            if let Some(budget) = budget {
+                let elapsed = started.elapsed();
+                // Replies that come at once cost no extra system call.
+                if elapsed > DEADLINE_SLACK {
+                    let left = budget.checked_sub(elapsed).filter(|d| !d.is_zero()).ok_or_else(|| {
+                        redis::RedisError::from(std::io::Error::new(std::io::ErrorKind::TimedOut, "no reply within the socket timeout"))
+                    })?;
+                    conn.set_read_timeout(Some(left))?;
+                    retimed = true;
+                }
+            }
+            match conn.recv_response()? {
+                // RESP3 push data is not a reply.
+                Value::Push { .. } => {}
+                value => values.push(value),
+            }
+        }
+        if retimed {
             conn.set_read_timeout(self.socket_timeout)?;
         }
         Ok(values)
