@@ -194,7 +194,7 @@ pub struct Ticket {
     holds_lock: bool,
     stats: LockStats,
     storage_key: String,
-    userdata: Option<Arc<dyn Any + Send + Sync>>,
+    hook: CallHook,
 }
 
 impl std::fmt::Debug for Ticket {
@@ -331,6 +331,9 @@ impl ComponentCache {
     /// Reads `key` under `tags`, and on a miss takes the stampede lock if
     /// `lock_timeout` is given (waiting up to that long for another holder).
     /// `Err` means the backend failed: compute the value and do not store it.
+    ///
+    /// As core's, this and [`ComponentCache::set_and_unlock`] do not call the
+    /// hook (get-or-compute does), although the component reports them.
     pub fn get_or_lock(&self, key: &str, tags: impl Tags, lock_timeout: Option<Duration>) -> Result<GetOrLock> {
         let options = wit::LockOptions {
             lock_timeout_ms: lock_timeout_ms(lock_timeout),
@@ -338,7 +341,7 @@ impl ComponentCache {
             arguments: Vec::new(),
             method: false,
         };
-        self.lookup(key, &owned(tags), &options, None).map_err(|f| f.error)
+        self.lookup(key, &owned(tags), &options, CallHook::silent()).map_err(|f| f.error)
     }
 
     /// Stores `value` under the ticket's snapshot, then releases its lock (if
@@ -402,7 +405,7 @@ impl ComponentCache {
         // The component reports hits, failed lookups and stores to the hook
         // itself; `unreported` keeps a failure it never saw or could not report.
         let mut unreported = None;
-        match self.lookup(key, options.tag_list(), &wit_options, options.userdata().cloned()) {
+        match self.lookup(key, options.tag_list(), &wit_options, CallHook::reporting(options.userdata().cloned())) {
             Ok(GetOrLock::Hit(bytes, _)) => match decode(&bytes) {
                 Ok(value) => return Ok(value),
                 Err(e) => {
@@ -473,12 +476,12 @@ impl ComponentCache {
         key: &str,
         tags: &[String],
         options: &wit::LockOptions,
-        userdata: Option<Arc<dyn Any + Send + Sync>>,
+        hook: CallHook,
     ) -> Result<GetOrLock, Failure> {
         let mut slot = self.pool.acquire().map_err(Failure::unanswered)?;
-        slot.store.data_mut().userdata = userdata.clone();
+        hook.enter(&mut slot.store);
         let looked = guarded(|| cache_api(&slot.rtc).call_get_or_lock(&mut slot.store, slot.cache, key, tags, options));
-        slot.store.data_mut().userdata = None;
+        CallHook::leave(&mut slot.store);
         let lookup = match looked {
             Ok(lookup) => lookup,
             Err(failure) => {
@@ -514,7 +517,7 @@ impl ComponentCache {
             holds_lock: locked,
             stats: from_wit_stats(stats),
             storage_key,
-            userdata,
+            hook,
         };
         Ok(if locked { GetOrLock::Locked(ticket) } else { GetOrLock::Miss(ticket) })
     }
@@ -539,14 +542,46 @@ fn store_ticket(mut ticket: Ticket, value: &[u8], lifetime: Lifetime) -> Result<
         return Err(Failure::unanswered(Error::new(ErrorKind::Other, "this ticket was already used")));
     };
     let pool = Arc::clone(&ticket.pool);
-    slot.store.data_mut().userdata = ticket.userdata.take();
+    ticket.hook.enter(&mut slot.store);
     let result = guarded(|| {
         cache_api(&slot.rtc).call_set_and_unlock(&mut slot.store, slot.cache, handle, value, to_wit_lifetime(lifetime))
     });
-    slot.store.data_mut().userdata = None;
+    CallHook::leave(&mut slot.store);
     let healthy = result.as_ref().map_or_else(|f| !f.trapped, |_| true);
     pool.release(slot, healthy);
     result
+}
+
+/// Whether the component's `hooks.report` reaches the hook during a call,
+/// and with which `hook_userdata`.
+#[derive(Default)]
+struct CallHook {
+    report: bool,
+    userdata: Option<Arc<dyn Any + Send + Sync>>,
+}
+
+impl CallHook {
+    /// For get-or-compute: reports reach the hook, with the call's userdata.
+    fn reporting(userdata: Option<Arc<dyn Any + Send + Sync>>) -> Self {
+        CallHook { report: true, userdata }
+    }
+
+    /// For the direct split calls, which (as core's) do not call the hook.
+    fn silent() -> Self {
+        CallHook { report: false, userdata: None }
+    }
+
+    fn enter(&self, store: &mut Store<HostState>) {
+        let state = store.data_mut();
+        state.reporting = self.report;
+        state.userdata.clone_from(&self.userdata);
+    }
+
+    fn leave(store: &mut Store<HostState>) {
+        let state = store.data_mut();
+        state.reporting = true;
+        state.userdata = None;
+    }
 }
 
 /// A failed call: the error, whether the instance trapped (and must go),

@@ -29,6 +29,10 @@ pub(crate) struct HostState {
     imports: Arc<Imports>,
     /// The `hook_userdata` of the get-or-compute in progress on this store.
     pub(crate) userdata: Option<Arc<dyn Any + Send + Sync>>,
+    /// Whether `hooks.report` reaches the hook during the current call: off
+    /// for the direct `get_or_lock`/`set_and_unlock`, which (as core's) do
+    /// not call the hook.
+    pub(crate) reporting: bool,
 }
 
 impl HostState {
@@ -37,7 +41,7 @@ impl HostState {
         // No files, no environment, no inherited stdio: the component needs none.
         let wasi = WasiCtx::builder().build();
         let limits = StoreLimitsBuilder::new().memory_size(max_memory).trap_on_grow_failure(true).build();
-        HostState { wasi, table: ResourceTable::new(), limits, imports, userdata: None }
+        HostState { wasi, table: ResourceTable::new(), limits, imports, userdata: None, reporting: true }
     }
 }
 
@@ -81,7 +85,7 @@ impl redis::Host for HostState {
 
 impl hooks::Host for HostState {
     fn report(&mut self, event: hooks::HookEvent) -> wasmtime::Result<()> {
-        let Some(hook) = &self.imports.hook else { return Ok(()) };
+        let Some(hook) = self.imports.hook.as_ref().filter(|_| self.reporting) else { return Ok(()) };
         let info = from_wit_info(event.info);
         let event = HookEvent::new(&event.key, &event.tags, &info, self.userdata.as_deref());
         if let Err(panic) = catch_unwind(AssertUnwindSafe(|| hook(&event))) {

@@ -99,7 +99,12 @@ fn the_hook_receives_every_cache_info_field_as_natively() {
 fn the_split_get_or_compute_locks_waits_and_wakes() {
     let redis = RedisServer::start();
     let config = Config { namespace: unique_namespace("split"), url: Some(redis.url()), ..Config::default() };
-    let cache = ComponentCache::builder(component_runtime()).config(config).build().expect("component");
+    let seen: Seen = Arc::default();
+    let cache = ComponentCache::builder(component_runtime())
+        .config(config)
+        .hook(recording_hook(&seen))
+        .build()
+        .expect("component");
 
     let GetOrLock::Locked(ticket) = cache.get_or_lock("k", ["t"], Some(Duration::from_secs(5))).expect("lookup") else {
         panic!("a cold key must lock");
@@ -155,6 +160,8 @@ fn the_split_get_or_compute_locks_waits_and_wakes() {
 
     // A native reader sees what the component stored through the split path.
     assert_eq!(native.get_bytes("k", ["t"]).expect("get"), Some(b"w".to_vec()));
+    // As natively, the split calls do not call the hook (get-or-compute does).
+    assert!(seen.lock().expect("lock").is_empty(), "{:?}", seen.lock().expect("lock"));
 }
 
 /// Polls Redis until `n` clients are blocked (in `BLPOP`), with a deadline.
