@@ -20,7 +20,7 @@ macro_rules! say {
 const THREADS: usize = 8;
 
 /// Runs the tour on an engine built by `make` (which installs the demo's hook).
-pub fn run(config: &Config, make: impl Fn(Config, DemoHook) -> Result<Engine>) -> Result<()> {
+pub fn run(config: &Config, engine: &str, make: impl Fn(Config, DemoHook) -> Result<Engine>) -> Result<()> {
     let lines: Arc<Mutex<Vec<String>>> = Arc::default();
     let sink = Arc::clone(&lines);
     let hook: DemoHook = Arc::new(move |key: &str, info: &CacheInfo| {
@@ -35,7 +35,7 @@ pub fn run(config: &Config, make: impl Fn(Config, DemoHook) -> Result<Engine>) -
         None if config.in_local_memory => "the embedded in-memory backend (pass --redis URL for Redis)",
         None => "Redis",
     };
-    say!("rtc demo on {backend}, namespace {:?}\n", config.namespace);
+    say!("rtc demo: the {engine} engine on {backend}, namespace {:?}\n", config.namespace);
     let cache = make(config.clone(), hook)?;
     let tags = |t: &[&str]| t.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     let show = |what: &str, got: Option<Vec<u8>>| match got {

@@ -36,8 +36,24 @@ struct Cli {
     /// Namespace of the cache.
     #[arg(long, global = true, default_value = "default")]
     namespace: String,
+    /// What runs the cache: native Rust, or the WebAssembly component in wasmtime.
+    #[arg(long, global = true, value_enum, default_value_t = EngineKind::Native)]
+    engine: EngineKind,
+    /// The component file for --engine component (default: $RTC_COMPONENT, else
+    /// target/wasm32-wasip2/release/rtc_component.wasm).
+    #[arg(long, global = true)]
+    component: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Cmd,
+}
+
+/// The engines of `--engine`.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum EngineKind {
+    /// rtc_core in this process.
+    Native,
+    /// The rtc component, run by the wasmtime host.
+    Component,
 }
 
 #[derive(Subcommand)]
@@ -150,7 +166,12 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         url: cli.redis,
         ..Config::default()
     };
-    let engine = Engine::native(config.clone())?;
+    let kind = cli.engine;
+    let component = cli.component.unwrap_or_else(default_component);
+    let engine = match kind {
+        EngineKind::Native => Engine::native(config.clone())?,
+        EngineKind::Component => Engine::component(&component, config.clone())?,
+    };
     match cli.command {
         Cmd::Set { key, value, tags, lifetime } => {
             let bytes = match value.as_deref() {
@@ -207,17 +228,43 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             // The engines are built once the benchmark knows its Redis (it may start one).
             let engines = |url: &str| -> rtc_core::Result<Vec<(String, Engine)>> {
                 let config = Config { url: Some(url.to_string()), in_local_memory: false, ..config.clone() };
-                Ok(vec![("native".to_string(), Engine::native(config)?)])
+                let mut engines = vec![("native".to_string(), Engine::native(config.clone())?)];
+                if component.exists() {
+                    engines.push(("component".to_string(), Engine::component(&component, config)?));
+                } else {
+                    eprintln!("bench: no component at {}; measuring the native engine only", component.display());
+                }
+                Ok(engines)
             };
             bench::run(options, engines).map_err(|e| Failure::Usage(format!("bench failed: {e:#}")))?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Demo => {
             drop(engine);
-            demo::run(&config, Engine::native_with_hook)?;
+            match kind {
+                EngineKind::Native => demo::run(&config, "native", Engine::native_with_hook)?,
+                EngineKind::Component => {
+                    demo::run(&config, "component (wasmtime)", |c, h| Engine::component_with_hook(&component, c, h))?
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Returns the component to load: `$RTC_COMPONENT`, else the one built beside
+/// this executable (`target/release/rtc` -> `target/wasm32-wasip2/release/`),
+/// else the one in the workspace this binary was built from.
+fn default_component() -> std::path::PathBuf {
+    if std::env::var_os("RTC_COMPONENT").is_none() {
+        let beside = std::env::current_exe()
+            .ok()
+            .and_then(|exe| Some(exe.parent()?.parent()?.join("wasm32-wasip2/release/rtc_component.wasm")));
+        if let Some(path) = beside.filter(|p| p.exists()) {
+            return path;
+        }
+    }
+    rtc_host::default_component_path()
 }
 
 /// Sends diagnostics to stderr; `RTC_LOG` (error, warn, info, debug, trace) sets the level.

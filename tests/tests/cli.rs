@@ -97,7 +97,32 @@ fn demo_runs_with_no_redis() {
     let out = rtc(None, &unique_namespace("demo"), &["demo"], None);
     assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("in-memory"), "{text}");
+    assert!(text.contains("native engine") && text.contains("in-memory"), "{text}");
     assert!(text.contains("computations: 1"), "the lock must compute once: {text}");
     assert!(text.matches("hook:").count() >= 9, "a hook line per get-or-compute: {text}");
+}
+
+#[test]
+fn component_engine_runs_the_demo_and_shares_entries_with_native() {
+    let demo = rtc(None, &unique_namespace("demo-component"), &["--engine", "component", "demo"], None);
+    assert_eq!(code(&demo), 0, "{}", String::from_utf8_lossy(&demo.stderr));
+    let text = String::from_utf8_lossy(&demo.stdout);
+    assert!(text.contains("component (wasmtime)") && text.contains("computations: 1"), "{text}");
+
+    let redis = RedisServer::start();
+    let ns = unique_namespace("cli-component");
+    let component = |args: &[&str]| {
+        let mut all = vec!["--engine", "component"];
+        all.extend_from_slice(args);
+        rtc(Some(&redis), &ns, &all, None)
+    };
+    assert_eq!(code(&component(&["set", "k", "from-component", "-t", "a"])), 0);
+    assert_eq!(rtc(Some(&redis), &ns, &["get", "k", "-t", "a"], None).stdout, b"from-component");
+    assert_eq!(code(&rtc(Some(&redis), &ns, &["set", "k2", "from-native", "-t", "a"], None)), 0);
+    assert_eq!(component(&["get", "k2", "-t", "a"]).stdout, b"from-native");
+    assert_eq!(code(&component(&["invalidate", "a"])), 0);
+    assert_eq!(code(&rtc(Some(&redis), &ns, &["get", "k2", "-t", "a"], None)), 1, "the component's invalidation reaches native");
+    let missing = rtc(None, &ns, &["--engine", "component", "--component", "/nonexistent.wasm", "get", "k"], None);
+    assert_eq!(code(&missing), 2, "a missing component is a usage error");
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("cargo build"), "the message says how to build it");
 }
