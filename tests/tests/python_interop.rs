@@ -680,14 +680,16 @@ fn block_after<'a>(text: &'a str, marker: &str) -> Vec<&'a str> {
 
 #[test]
 fn the_readme_transcript_python_service_c_program_and_rtc_command() {
-    let readme = std::fs::read_to_string(rtc_tests::tests_dir().join("python/README.md")).expect("read tests/python/README.md");
+    let whole = std::fs::read_to_string(rtc_tests::tests_dir().join("../README.md")).expect("read README.md");
+    let section = "## Sharing one cache with Python";
+    let readme = &whole[whole.find(section).unwrap_or_else(|| panic!("{section:?} in README.md"))..];
     // The code the README shows is the code that runs.
     let service = std::fs::read_to_string(rtc_tests::tests_dir().join("python/example_service.py")).expect("read");
-    let shown = block_after(&readme, "```python").join("\n");
+    let shown = block_after(readme, "```python").join("\n");
     assert!(service.contains(&shown), "the README's Python block must be verbatim from example_service.py:\n{shown}");
     let reader_source = rtc_tests::tests_dir().join("python/example_reader.c");
     let reader_text = std::fs::read_to_string(&reader_source).expect("read");
-    for line in block_after(&readme, "```c").into_iter().filter(|l| *l != "/* ... */") {
+    for line in block_after(readme, "```c\n").into_iter().filter(|l| *l != "/* ... */") {
         assert!(reader_text.lines().any(|l| l.trim() == line), "README line {line:?} is not in example_reader.c");
     }
 
@@ -695,7 +697,7 @@ fn the_readme_transcript_python_service_c_program_and_rtc_command() {
     let port = redis.port().to_string();
     let rtc = cprog::lib_dir().join("rtc");
     assert!(rtc.is_file(), "{} is missing: run `cargo build --release --locked`", rtc.display());
-    let transcript = block_after(&readme, "<!-- transcript");
+    let transcript = block_after(readme, "<!-- transcript");
     assert!(transcript.len() > 20, "the transcript block is there");
     let mut reader = None;
     let mut steps = transcript.iter().peekable();
