@@ -10,8 +10,10 @@ use std::time::{Duration, Instant};
 use crate::backend::{Backend, Command, Reply};
 use crate::error::{Error, ErrorKind, Result};
 
-/// How many writes between two sweeps of expired keys.
-const SWEEP_EVERY: u32 = 1024;
+/// The fewest writes between two sweeps of expired keys. A sweep visits every
+/// key, so sweeps also wait for as many writes as there are keys: O(1) per
+/// write, amortized, however large the store.
+const SWEEP_EVERY: usize = 1024;
 
 enum Value {
     Bytes(Vec<u8>),
@@ -32,7 +34,7 @@ impl Slot {
 #[derive(Default)]
 struct State {
     slots: HashMap<String, Slot>,
-    writes: u32,
+    writes: usize,
 }
 
 impl State {
@@ -52,8 +54,9 @@ impl State {
     }
 
     fn wrote(&mut self, now: Instant) {
-        self.writes = self.writes.wrapping_add(1);
-        if self.writes % SWEEP_EVERY == 0 {
+        self.writes += 1;
+        if self.writes >= SWEEP_EVERY.max(self.slots.len()) {
+            self.writes = 0;
             self.slots.retain(|_, s| s.live(now));
         }
     }

@@ -117,7 +117,7 @@ pub(crate) unsafe fn out<T>(ptr: *mut T, what: &str) -> Result<Out<T>, Failure> 
 ///
 /// # Safety
 /// `ptr` is NULL or points to `len` readable bytes that live for `'a`.
-pub(crate) unsafe fn bytes<'a>(ptr: *const u8, len: usize, what: &str) -> Result<&'a [u8], Failure> {
+pub(crate) unsafe fn bytes<'a>(ptr: *const u8, len: usize, what: impl std::fmt::Display) -> Result<&'a [u8], Failure> {
     if len == 0 {
         return Ok(&[]);
     }
@@ -136,9 +136,9 @@ pub(crate) unsafe fn bytes<'a>(ptr: *const u8, len: usize, what: &str) -> Result
 ///
 /// # Safety
 /// As [`bytes`].
-pub(crate) unsafe fn text<'a>(ptr: *const u8, len: usize, what: &str) -> Result<&'a str, Failure> {
+pub(crate) unsafe fn text<'a>(ptr: *const u8, len: usize, what: impl std::fmt::Display) -> Result<&'a str, Failure> {
     // SAFETY: forwarded.
-    let b = unsafe { bytes(ptr, len, what) }?;
+    let b = unsafe { bytes(ptr, len, &what) }?;
     std::str::from_utf8(b).map_err(|e| Failure::new(rtc_result::InvalidUtf8, format!("{what} is not valid UTF-8: {e}")))
 }
 
@@ -186,7 +186,7 @@ pub(crate) unsafe fn tags<'a>(ptr: *const rtc_bytes, len: usize) -> Result<Vec<&
     list.iter()
         .enumerate()
         // SAFETY: the caller promises each entry is a valid buffer.
-        .map(|(i, t)| unsafe { text(t.data, t.len, &format!("tag {i}")) })
+        .map(|(i, t)| unsafe { text(t.data, t.len, format_args!("tag {i}")) })
         .collect()
 }
 

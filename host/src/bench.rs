@@ -137,6 +137,8 @@ pub fn run(options: Options, engines: impl FnOnce(&str) -> rtc_core::Result<Vec<
     let _: () = redis::cmd("SET").arg(floor_key).arg(&value).query(&mut admin)?;
 
     let mut rows: Vec<Value> = Vec::new();
+    let mut c_trips: BTreeMap<String, f64> = BTreeMap::new();
+    let mut c_peak_rss_kib: Option<u64> = None;
     for &threads in &options.threads {
         let conns: Vec<std::sync::Mutex<redis::Connection>> =
             (0..threads).map(|_| client.get_connection().map(std::sync::Mutex::new)).collect::<Result<_, _>>()?;
@@ -171,7 +173,18 @@ pub fn run(options: Options, engines: impl FnOnce(&str) -> rtc_core::Result<Vec<
                 let _ = engine.invalidate(&[INVALIDATED_TAG.to_string()]);
             })));
         }
-        let samples = measure(&workloads, threads, options.ops, options.block);
+        // The C library (ffi/bench/bench.c linked against librtc.a, its threads
+        // sharing one rtc_cache): one of its rounds after each round above, so
+        // the C/native ratios come from the same conditions.
+        let mut c_leg = crate::bench_c::start(&url, &options.namespace, options.ops, options.block, threads)?;
+        let mut c_status = Ok(());
+        let samples = measure(&workloads, threads, options.ops, options.block, &mut || {
+            if c_status.is_ok() {
+                c_status = c_leg.round();
+            }
+        });
+        c_status?;
+        let c_rows = c_leg.finish()?;
         let floor = samples[0].ops_per_s();
         for ((name, _), mut sample) in workloads.iter().zip(samples) {
             let ops = sample.ops_per_s();
@@ -184,11 +197,28 @@ pub fn run(options: Options, engines: impl FnOnce(&str) -> rtc_core::Result<Vec<
                 "ratio_to_plain_get": (ops / floor * 1000.0).round() / 1000.0,
             }));
         }
+        for mut row in c_rows {
+            let name = row["workload"].as_str().unwrap_or("?").to_string();
+            let ops = row["ops_per_s"].as_f64().unwrap_or(0.0);
+            row["ops_per_s"] = json!(ops.round());
+            row["ratio_to_plain_get"] = json!((ops / floor * 1000.0).round() / 1000.0);
+            let native = name.replacen("c ", "native ", 1);
+            let native_ops = rows.iter().find(|r| r["workload"] == native.as_str() && r["threads"] == threads).and_then(|r| r["ops_per_s"].as_f64());
+            if let Some(native_ops) = native_ops.filter(|n| *n > 0.0) {
+                row["ratio_to_native"] = json!((ops / native_ops * 1000.0).round() / 1000.0);
+            }
+            if let Some(rt) = row["round_trips_per_op"].as_f64() {
+                c_trips.entry(name).or_insert(rt);
+            }
+            c_peak_rss_kib = c_peak_rss_kib.max(row["peak_rss_kib"].as_u64());
+            rows.push(row);
+        }
     }
     report["results"] = Value::Array(rows);
+    report["peak_rss_kib_c"] = json!(c_peak_rss_kib);
 
     // Round trips per operation, counted by the server.
-    let mut trips = BTreeMap::new();
+    let mut trips = c_trips;
     for (name, engine) in &engines {
         let n = 200;
         let count = |admin: &mut redis::Connection, f: &dyn Fn(usize)| -> anyhow::Result<f64> {
@@ -267,7 +297,8 @@ pub fn run(options: Options, engines: impl FnOnce(&str) -> rtc_core::Result<Vec<
 }
 
 /// Runs every workload `ops` times on `threads` threads, interleaved in blocks.
-fn measure(workloads: &[(String, Op<'_>)], threads: usize, ops: usize, block: usize) -> Vec<Sample> {
+/// `after_round` runs after each round, outside the measured time.
+fn measure(workloads: &[(String, Op<'_>)], threads: usize, ops: usize, block: usize, after_round: &mut dyn FnMut()) -> Vec<Sample> {
     let mut samples: Vec<Sample> = workloads.iter().map(|_| Sample::default()).collect();
     let rounds = ops.div_ceil(block.max(1));
     for round in 0..rounds {
@@ -298,6 +329,7 @@ fn measure(workloads: &[(String, Op<'_>)], threads: usize, ops: usize, block: us
                 sample.latencies_ns.extend(lat);
             }
         }
+        after_round();
     }
     samples
 }
@@ -413,6 +445,21 @@ fn print_report(report: &Value) {
     }
     if let Some(kib) = report["peak_rss_kib"].as_u64() {
         println!("\npeak RSS of the benchmark process: {} MiB", kib / 1024);
+    }
+    if let Some(kib) = report["peak_rss_kib_c"].as_u64() {
+        println!("peak RSS of the C benchmark program: {} MiB", kib / 1024);
+    }
+    let c_rows: Vec<&Value> = report["results"].as_array().into_iter().flatten().filter(|r| r.get("ratio_to_native").is_some()).collect();
+    if !c_rows.is_empty() {
+        println!("\nC library / native engine, ops/s (interleaved in this run):");
+        for row in c_rows {
+            println!(
+                "  {:<28} {:>2} threads: {:>6.3}",
+                row["workload"].as_str().unwrap_or("?"),
+                row["threads"].as_u64().unwrap_or(0),
+                row["ratio_to_native"].as_f64().unwrap_or(0.0)
+            );
+        }
     }
     if let Some(py) = report.get("python") {
         println!("\nPython redis-tagged-cache 0.12.1 on the same server (its own bench, medians):");

@@ -7,6 +7,7 @@
 //! (`delete`), 2 usage error, 3 backend error.
 
 mod bench;
+mod bench_c;
 mod demo;
 mod engine;
 
