@@ -60,6 +60,13 @@ pub enum Command {
         /// Time to live in milliseconds.
         ms: u64,
     },
+    /// `PTTL key`: replies [`Reply::Int`], the time to live in milliseconds,
+    /// -1 for a key with no expiry, -2 for no such key. Read-only; the
+    /// cache's operations never send it (`inspect` and `tags` do).
+    Pttl {
+        /// The key.
+        key: String,
+    },
     /// `BLPOP key timeout`: waits up to `timeout` for an element; replies
     /// [`Reply::Bytes`] (the element) or [`Reply::Nil`] on timeout.
     /// Put it last in a batch: it holds the connection while it waits.
@@ -119,6 +126,7 @@ impl Backend for DisabledBackend {
                 // A SET that "succeeds" keeps lock holders and tag creation on their normal paths.
                 Command::Set { .. } => Reply::Ok,
                 Command::Del { .. } | Command::DelIfEq { .. } | Command::Pexpire { .. } => Reply::Int(0),
+                Command::Pttl { .. } => Reply::Int(-2),
                 Command::Rpush { .. } => Reply::Int(1),
                 Command::Get { .. } | Command::Blpop { .. } => Reply::Nil,
             })

@@ -34,6 +34,7 @@ mod config;
 mod error;
 mod hash;
 mod info;
+mod inspect;
 mod layout;
 mod lock;
 mod memory;
@@ -51,6 +52,7 @@ pub use config::{Config, Lifetime, MAX_LIFETIME_SECS};
 pub use error::{Error, ErrorKind, Result};
 pub use hash::short_hash;
 pub use info::{CacheInfo, FunctionId, Hook, HookEvent};
+pub use inspect::{Inspection, TagState, Ttl};
 pub use layout::{ALL_TAG, EntryKeys, Layout, hash_order, metadata_hash};
 pub use lock::{GetOrLock, LockStats, Ticket};
 #[cfg(feature = "redis")]

@@ -118,6 +118,11 @@ impl State {
                 }
                 None => Reply::Int(0),
             },
+            Command::Pttl { key } => match self.live(key, now) {
+                None => Reply::Int(-2),
+                Some(Slot { expires: None, .. }) => Reply::Int(-1),
+                Some(Slot { expires: Some(t), .. }) => Reply::Int(t.saturating_duration_since(now).as_millis() as i64),
+            },
             Command::Blpop { key, .. } => self.pop(key, now)?.map_or(Reply::Nil, Reply::Bytes),
         })
     }

@@ -43,6 +43,7 @@ pub(crate) fn from_wit_command(command: redis::Command) -> Result<Command, Error
         redis::Command::DelIfEq(a) => Command::DelIfEq { key: a.key, value: a.value },
         redis::Command::Rpush(a) => Command::Rpush { key: a.key, value: a.value },
         redis::Command::Pexpire(a) => Command::Pexpire { key: a.key, ms: positive("PEXPIRE", a.ms)? },
+        redis::Command::Pttl(key) => Command::Pttl { key },
         redis::Command::Blpop(a) => {
             let ms = positive("BLPOP timeout", a.timeout_ms)?;
             if ms > MAX_BLPOP_MS {

@@ -10,6 +10,7 @@ mod bench;
 mod bench_c;
 mod demo;
 mod engine;
+mod ops;
 
 use std::io::{Read as _, Write as _};
 use std::process::ExitCode;
@@ -96,6 +97,27 @@ enum Cmd {
     },
     /// Invalidate every entry of the namespace.
     InvalidateAll,
+    /// Show an entry: its storage key, its tags' current values and TTLs,
+    /// and whether a read would hit (exit 0) or miss (exit 1). Creates nothing.
+    Inspect {
+        /// The key.
+        key: String,
+        /// A tag of the entry (repeat for several).
+        #[arg(long = "tag", short = 't')]
+        tags: Vec<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show tags' current values and TTLs. Creates nothing.
+    Tags {
+        /// The tags.
+        #[arg(required = true)]
+        tags: Vec<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Walk through rtc's main features and print what happens.
     Demo,
     /// Measure every path against plain GET/SET on one Redis (started on
@@ -212,6 +234,19 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         }
         Cmd::InvalidateAll => {
             engine.invalidate_all()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        // Inspection reads Redis through the native engine, whatever --engine
+        // says: both engines share one key layout.
+        Cmd::Inspect { key, tags, json } => {
+            drop(engine);
+            let cache = rtc_core::Cache::new(config)?;
+            let hit = ops::inspect(&cache, &key, &tags, json)?;
+            Ok(if hit { ExitCode::SUCCESS } else { ExitCode::from(EXIT_MISS) })
+        }
+        Cmd::Tags { tags, json } => {
+            drop(engine);
+            ops::tags(&rtc_core::Cache::new(config)?, &tags, json)?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Bench { ops, block, threads, entries, compare_python, json_out } => {

@@ -193,6 +193,12 @@ function run(command) {
       entry.expiresAt = performance.now() + ms;
       return { tag: 'int', val: 1n };
     }
+    case 'pttl': {
+      const entry = live(val);
+      if (!entry) return { tag: 'int', val: -2n };
+      if (entry.expiresAt === undefined || entry.expiresAt === null) return { tag: 'int', val: -1n };
+      return { tag: 'int', val: BigInt(Math.max(0, Math.round(entry.expiresAt - performance.now()))) };
+    }
     case 'blpop': {
       const { key, timeoutMs } = val;
       if (typeof timeoutMs !== 'bigint' || timeoutMs < 1n || timeoutMs > BLPOP_MAX_MS) {

@@ -126,3 +126,44 @@ fn component_engine_runs_the_demo_and_shares_entries_with_native() {
     assert_eq!(code(&missing), 2, "a missing component is a usage error");
     assert!(String::from_utf8_lossy(&missing.stderr).contains("cargo build"), "the message says how to build it");
 }
+
+#[test]
+fn inspect_and_tags_show_the_state_and_create_nothing() {
+    let redis = RedisServer::start();
+    let ns = unique_namespace("cli-inspect");
+    let r = |args: &[&str]| rtc(Some(&redis), &ns, args, None);
+    let json = |out: &Output| -> serde_json::Value { serde_json::from_slice(&out.stdout).expect("valid JSON") };
+
+    // Nothing exists yet, and inspecting must not create the tags.
+    let cold = r(&["inspect", "user:1", "--tag", "users", "--json"]);
+    assert_eq!(code(&cold), 1, "would miss");
+    let cold = json(&cold);
+    assert_eq!(cold["would_hit"], false);
+    assert!(cold["storage_key"].is_null(), "no storage key while a tag does not exist: {cold}");
+    let before = redis.cli(&["DBSIZE"]);
+    assert_eq!(before, "0", "inspect created keys");
+    let tags = json(&r(&["tags", "users", "--json"]));
+    assert!(tags[0]["value_hex"].is_null() && tags[0]["ttl_ms"].is_null(), "{tags}");
+    assert_eq!(redis.cli(&["DBSIZE"]), "0", "tags created keys");
+
+    assert_eq!(code(&r(&["set", "user:1", "Ada", "--tag", "users", "--lifetime", "600"])), 0);
+    let hot = r(&["inspect", "user:1", "--tag", "users", "--json"]);
+    assert_eq!(code(&hot), 0, "would hit");
+    let hot = json(&hot);
+    assert_eq!((hot["would_hit"].as_bool(), hot["value_size"].as_u64()), (Some(true), Some(3)));
+    let ttl = hot["entry_ttl_ms"].as_u64().expect("entry TTL");
+    assert!((590_000..=600_000).contains(&ttl), "{ttl}");
+    let names: Vec<&str> = hot["tags"].as_array().expect("tags").iter().map(|t| t["name"].as_str().expect("name")).collect();
+    assert_eq!(names, ["@@@all@@@", "users"], "hash order, with the implicit tag");
+    let storage = hot["storage_key"].as_str().expect("storage key");
+    assert_eq!(redis.cli(&["GET", storage]), "Ada", "the storage key shown is where the value is");
+    let value = hot["tags"][1]["value_hex"].as_str().expect("tag value").to_owned();
+    assert_eq!(value.len(), 32, "16 random bytes");
+
+    assert_eq!(code(&r(&["invalidate", "users"])), 0);
+    let after = json(&r(&["inspect", "user:1", "--tag", "users", "--json"]));
+    assert_eq!(after["would_hit"], false);
+    assert_ne!(after["tags"][1]["value_hex"].as_str(), Some(value.as_str()), "invalidate gave the tag a new value");
+    let text = String::from_utf8_lossy(&r(&["inspect", "user:1", "--tag", "users"]).stdout).into_owned();
+    assert!(text.contains("would hit   no") && text.contains("entry       missing"), "{text}");
+}

@@ -243,6 +243,7 @@ fn to_wit_command(command: &rtc_core::Command) -> redis::Command {
         }
         C::Rpush { key, value } => redis::Command::Rpush(redis::RpushArgs { key: key.clone(), value: value.clone() }),
         C::Pexpire { key, ms } => redis::Command::Pexpire(redis::PexpireArgs { key: key.clone(), ms: *ms }),
+        C::Pttl { key } => redis::Command::Pttl(key.clone()),
         C::Blpop { key, timeout } => {
             let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX).clamp(1, MAX_BLPOP_MS);
             redis::Command::Blpop(redis::BlpopArgs { key: key.clone(), timeout_ms: ms })

@@ -59,6 +59,7 @@ pub(crate) fn to_cmd(command: &Command) -> redis::Cmd {
         }
         Command::Rpush { key, value } => redis::cmd("RPUSH").arg(key).arg(value.as_slice()).to_owned(),
         Command::Pexpire { key, ms } => redis::cmd("PEXPIRE").arg(key).arg(*ms).to_owned(),
+        Command::Pttl { key } => redis::cmd("PTTL").arg(key).to_owned(),
         Command::Blpop { key, timeout } => {
             // Redis takes the timeout in seconds, fractions allowed; 0 would mean "forever".
             let secs = timeout.as_secs_f64().max(0.001);
