@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use rtc_core::{Cache, ComputeOptions, GetOrLock, Layout, Lifetime};
+use rtc_core::{Backend, Cache, CacheBuilder, Command, ComputeOptions, Config, GetOrLock, Layout, Lifetime, RedisBackend, Reply};
 use rtc_tests::{RedisServer, unique_namespace};
 
 const SOCKET_TIMEOUT: Duration = Duration::from_millis(500);
@@ -198,6 +198,44 @@ fn the_stale_read_detector_flags_wrong_values() {
     assert!(c.check(k, b"garbage", seen_before).is_err(), "garbage");
 }
 
+/// A broken backend: every tag read answers the first value it ever saw for
+/// that tag, so invalidations stay invisible to the cache's snapshot check.
+struct HidesInvalidations {
+    inner: RedisBackend,
+    first: Mutex<HashMap<String, Vec<u8>>>,
+}
+
+impl Backend for HidesInvalidations {
+    fn execute(&self, commands: &[Command]) -> rtc_core::Result<Vec<Reply>> {
+        let mut replies = self.inner.execute(commands)?;
+        let mut first = self.first.lock().expect("first");
+        for (command, reply) in commands.iter().zip(replies.iter_mut()) {
+            if let (Command::Mget { keys }, Reply::Array(items)) = (command, reply) {
+                for (key, item) in keys.iter().zip(items.iter_mut()) {
+                    if let Reply::Bytes(now) = item {
+                        *now = first.entry(key.clone()).or_insert_with(|| now.clone()).clone();
+                    }
+                }
+            }
+        }
+        Ok(replies)
+    }
+}
+
+/// The load check itself can fail: on a backend that hides invalidations it
+/// must count wrong (stale) values.
+#[test]
+fn the_load_check_catches_a_cache_that_hides_invalidations() {
+    let redis = RedisServer::start();
+    let config = Config { url: Some(redis.url()), ..Config::default() };
+    let backend = HidesInvalidations { inner: RedisBackend::new(&config).expect("backend"), first: Mutex::default() };
+    let load = Load::with_backend(&redis, "hides-invalidations", CONNECT_TIMEOUT, Some(Arc::new(backend)));
+    load.run(|| load.progress.wait("load", |ops, _| ops >= 3_000));
+    let wrong = load.figures.wrong.load(SeqCst);
+    eprintln!("{}", load.figures.line("hidden-invalidations", "").replacen("FAULT", "SELF-CHECK", 1));
+    assert!(wrong > 0, "a cache serving invalidated entries went unnoticed");
+}
+
 /// Counts of finished operations, for the main thread to wait on (an event, not a sleep).
 #[derive(Default)]
 struct Progress {
@@ -318,9 +356,20 @@ struct Load {
 
 impl Load {
     fn new(redis: &RedisServer, name: &str, connect_timeout: Duration) -> Self {
+        Self::with_backend(redis, name, connect_timeout, None)
+    }
+
+    /// Like [`Load::new`], with both caches on `backend` instead of their own Redis clients.
+    fn with_backend(redis: &RedisServer, name: &str, connect_timeout: Duration, backend: Option<Arc<dyn Backend>>) -> Self {
         let figures = Figures::default();
         let namespace = unique_namespace(name);
-        let caches = [0, 1].map(|_| Self::cache(redis, &namespace, connect_timeout, Arc::clone(&figures.bypassed)));
+        let caches = [0, 1].map(|_| {
+            let mut builder = Self::builder(redis, &namespace, connect_timeout, Arc::clone(&figures.bypassed));
+            if let Some(backend) = &backend {
+                builder = builder.backend(Arc::clone(backend));
+            }
+            builder.build().expect("build")
+        });
         Load {
             caches,
             connect_timeout,
@@ -332,7 +381,7 @@ impl Load {
         }
     }
 
-    fn cache(redis: &RedisServer, namespace: &str, connect_timeout: Duration, bypassed: Arc<AtomicU64>) -> Cache {
+    fn builder(redis: &RedisServer, namespace: &str, connect_timeout: Duration, bypassed: Arc<AtomicU64>) -> CacheBuilder {
         Cache::builder()
             .namespace(namespace)
             .url(Some(redis.url()))
@@ -347,8 +396,6 @@ impl Load {
                     flag.store(e.info.error.is_some(), SeqCst);
                 }
             })
-            .build()
-            .expect("build")
     }
 
     fn tags(k: u64) -> [String; 1] {
