@@ -179,6 +179,15 @@ impl<C: Codec> CacheBuilder<C> {
     }
 }
 
+/// Returns the native backend `config` asks for: a Redis Cluster when
+/// `cluster_nodes` is set, else one Redis server (URL or host/port/db).
+/// Hosts that serve Redis to the component use this, so every surface picks
+/// its backend the same way. Does not connect.
+#[cfg(feature = "redis")]
+pub fn native_backend(config: &Config) -> Result<Arc<dyn Backend>> {
+    redis_backend(config)
+}
+
 #[cfg(feature = "redis")]
 fn redis_backend(config: &Config) -> Result<Arc<dyn Backend>> {
     if config.cluster_nodes.is_empty() {

@@ -46,6 +46,8 @@ mod tags;
 pub use backend::{Backend, Command, DisabledBackend, Reply};
 pub use memory::MemoryBackend;
 pub use cache::{Cache, CacheBuilder};
+#[cfg(feature = "redis")]
+pub use cache::native_backend;
 pub use codec::{Cbor, Codec};
 pub use compute::{ComputeOptions, DEFAULT_LOCK_TIMEOUT, Decorated};
 pub use config::{Config, Lifetime, MAX_LIFETIME_SECS};

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use rtc_core::{
     Backend, CacheInfo, Cbor, Codec, ComputeOptions, Config, DisabledBackend, Error, ErrorKind, FunctionId, Hook,
-    HookEvent, Lifetime, LockStats, MemoryBackend, RedisBackend, Result, Tags,
+    HookEvent, Lifetime, LockStats, MemoryBackend, Result, Tags,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -147,7 +147,8 @@ impl ComponentCacheBuilder {
             _ if config.disabled || self.guest_memory => Arc::new(DisabledBackend),
             Some(backend) => backend,
             None if config.in_local_memory => Arc::new(MemoryBackend::new()),
-            None => Arc::new(RedisBackend::new(&config)?),
+            // Single node or cluster, chosen by core as for the native engine.
+            None => rtc_core::native_backend(&config)?,
         };
         let runtime_memory = self.runtime.options().max_memory;
         let pool = Arc::new(Pool {

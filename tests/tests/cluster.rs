@@ -69,3 +69,22 @@ fn cluster_scenarios_spread_and_failover() {
     assert!(recovered, "the cache did not recover within 40 s of the failover");
     eprintln!("failover: recovered after {:?}, {calls} rounds, slowest round {slowest:?}", started.elapsed());
 }
+
+#[test]
+fn the_component_and_native_share_a_cluster() {
+    let cluster = RedisCluster::start(3, 0);
+    let ns = unique_namespace("cluster-component");
+    let config = rtc_core::Config { namespace: ns.clone(), cluster_nodes: cluster.urls(), ..rtc_core::Config::default() };
+    let component = rtc_host::ComponentCache::new(rtc_host::default_component_path(), config).expect("component on a cluster");
+    run_table("component-cluster", |ns| {
+        let config = rtc_core::Config { namespace: ns.into(), cluster_nodes: cluster.urls(), ..rtc_core::Config::default() };
+        Box::new(rtc_tests::component_surface::ComponentSurface(
+            rtc_host::ComponentCache::new(rtc_host::default_component_path(), config).expect("component"),
+        ))
+    });
+    let native = cluster_cache(&cluster, &ns);
+    component.set_bytes("k", b"from the component", ["t"], Lifetime::Default).expect("set");
+    assert_eq!(native.get_bytes("k", ["t"]).expect("get"), Some(b"from the component".to_vec()));
+    native.invalidate("t").expect("invalidate");
+    assert_eq!(component.get_bytes("k", ["t"]).expect("get"), None);
+}
