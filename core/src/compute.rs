@@ -2,9 +2,8 @@
 
 use std::any::Any;
 use std::convert::Infallible;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -12,10 +11,10 @@ use serde::de::DeserializeOwned;
 use crate::cache::Cache;
 use crate::codec::{Cbor, Codec};
 use crate::config::Lifetime;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::hash::short_hash;
-use crate::info::{CacheInfo, FunctionId, HookEvent};
-use crate::lock::{GetOrLock, LockStats};
+use crate::info::FunctionId;
+use crate::split::Begin;
 use crate::tags::Tags;
 
 /// The reference's default `lock_timeout`.
@@ -110,7 +109,23 @@ impl ComputeOptions {
         self
     }
 
-    /// Sets data handed to the hook with this call's [`CacheInfo`].
+    /// Sets the function identity and the (CBOR) arguments reported to the
+    /// hook, keeping the key and the method flag: for adapters relaying a
+    /// call keyed elsewhere (the component's `get-or-lock`).
+    /// [`ComputeOptions::call`] sets them from the call itself.
+    ///
+    /// ```
+    /// use rtc_core::{ComputeOptions, FunctionId};
+    /// let o = ComputeOptions::key("k").identity(FunctionId::new("m", "", "f"), vec![0x80]);
+    /// assert_eq!((o.cache_key(), o.function_id().function.as_str(), o.arguments()), ("k", "f", &[0x80][..]));
+    /// ```
+    pub fn identity(mut self, function: FunctionId, arguments: Vec<u8>) -> Self {
+        self.function = function;
+        self.arguments = arguments;
+        self
+    }
+
+    /// Sets data handed to the hook with this call's [`CacheInfo`](crate::CacheInfo).
     pub fn hook_userdata(mut self, userdata: Arc<dyn Any + Send + Sync>) -> Self {
         self.hook_userdata = Some(userdata);
         self
@@ -179,6 +194,7 @@ impl<C: Codec> Cache<C> {
         self.run(options, |bytes| Ok(bytes.to_vec()), compute, |value| Ok(value.clone()))
     }
 
+    /// Get-or-compute on [`Cache::begin`], which does the accounting and calls the hook.
     fn run<T, E>(
         &self,
         options: &ComputeOptions,
@@ -186,71 +202,20 @@ impl<C: Codec> Cache<C> {
         compute: impl FnOnce() -> Result<T, E>,
         encode: impl Fn(&T) -> Result<Vec<u8>>,
     ) -> Result<T, E> {
-        let started = Instant::now();
-        let mut info = CacheInfo {
-            function: options.function.clone(),
-            arguments: options.arguments.clone(),
-            method: options.method,
-            ..CacheInfo::default()
+        let pending = match self.begin(options) {
+            Begin::Hit(hit) => match decode(hit.value()) {
+                Ok(value) => {
+                    let _ = hit.finish();
+                    return Ok(value);
+                }
+                // Garbage under our key: compute, and overwrite it.
+                Err(e) => hit.undecodable(e),
+            },
+            Begin::Pending(pending) => pending,
         };
-        let lock = options.lock.then_some(options.lock_timeout);
-        let mut ticket = None;
-        match self.get_or_lock(&options.key, &options.tags, lock) {
-            Ok(GetOrLock::Hit(bytes, stats)) => {
-                record(&mut info, stats);
-                info.serialized_size = bytes.len();
-                match decode(&bytes) {
-                    Ok(value) => {
-                        info.hit = true;
-                        info.elapsed = started.elapsed();
-                        self.call_hook(options, &info);
-                        return Ok(value);
-                    }
-                    // Garbage under our key: compute, and overwrite it below.
-                    Err(e) => bypass(&mut info, e, "cached bytes do not decode"),
-                }
-            }
-            Ok(GetOrLock::Locked(t) | GetOrLock::Miss(t)) => {
-                record(&mut info, t.stats());
-                ticket = Some(t);
-            }
-            Err(e) => bypass(&mut info, e, "cache bypassed"),
-        }
-        let computing = Instant::now();
-        let value = compute()?; // on Err the ticket drops here and releases the lock
-        info.decorated_elapsed = computing.elapsed();
-        match encode(&value) {
-            Ok(bytes) => {
-                info.serialized_size = bytes.len();
-                let stored = match ticket {
-                    Some(ticket) => self.set_and_unlock(ticket, &bytes, options.lifetime),
-                    None if info.error.as_ref().is_some_and(|e| e.kind() == crate::ErrorKind::Codec) => {
-                        self.set_bytes(&options.key, &bytes, &options.tags, options.lifetime)
-                    }
-                    None => Ok(()),
-                };
-                if let Err(e) = stored {
-                    bypass(&mut info, e, "cannot store the computed value");
-                }
-            }
-            Err(e) => bypass(&mut info, e, "cannot encode the computed value"),
-        }
-        info.elapsed = started.elapsed();
-        self.call_hook(options, &info);
+        let value = compute()?; // on Err the pending call drops here and releases the lock
+        let _ = pending.finish(encode(&value));
         Ok(value)
-    }
-
-    fn call_hook(&self, options: &ComputeOptions, info: &CacheInfo) {
-        let Some(hook) = &self.inner.hook else { return };
-        let event = HookEvent {
-            key: &options.key,
-            tags: &options.tags,
-            info,
-            userdata: options.hook_userdata.as_deref(),
-        };
-        if catch_unwind(AssertUnwindSafe(|| hook(&event))).is_err() {
-            tracing::warn!(key = options.key, "the cache hook panicked; ignored");
-        }
     }
 
     /// Returns a cached version of `function`: calling it with arguments
@@ -285,17 +250,6 @@ impl<C: Codec> Cache<C> {
             _types: std::marker::PhantomData,
         }
     }
-}
-
-fn record(info: &mut CacheInfo, stats: LockStats) {
-    info.lock_waiting_ms = stats.waiting_ms;
-    info.lock_full_hit = stats.full_hit;
-    info.lock_full_miss = stats.full_miss;
-}
-
-fn bypass(info: &mut CacheInfo, error: Error, what: &str) {
-    tracing::warn!(error = %error, "{what}");
-    info.error = Some(error);
 }
 
 type TagsFn<A> = Arc<dyn Fn(&A) -> Vec<String> + Send + Sync>;
@@ -421,7 +375,7 @@ impl ComputeOptions {
         self.method
     }
 
-    /// Returns the data handed to the hook with this call's [`CacheInfo`].
+    /// Returns the data handed to the hook with this call's [`CacheInfo`](crate::CacheInfo).
     pub fn userdata(&self) -> Option<&Arc<dyn Any + Send + Sync>> {
         self.hook_userdata.as_ref()
     }

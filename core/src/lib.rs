@@ -41,6 +41,7 @@ mod memory;
 #[cfg(feature = "redis")]
 mod native;
 mod snapshot;
+mod split;
 mod tags;
 
 pub use backend::{Backend, Command, DisabledBackend, Reply};
@@ -59,4 +60,5 @@ pub use layout::{ALL_TAG, EntryKeys, Layout, hash_order, metadata_hash};
 pub use lock::{GetOrLock, LockStats, Ticket};
 #[cfg(feature = "redis")]
 pub use native::{ClusterBackend, RedisBackend};
+pub use split::{Accounting, Begin, Hit, Pending};
 pub use tags::{NO_TAGS, Tags};
