@@ -3,10 +3,12 @@
 //!
 //! This crate has no cache logic of its own. It
 //! - implements core's [`Backend`] over the imported `redis.execute`,
-//! - exposes core's [`Cache`] as the exported `cache` resource and core's
-//!   [`rtc_core::Ticket`] as the `ticket` resource,
+//! - exposes core's [`Cache`] as the exported `cache` resource, core's
+//!   [`Cache::begin`] as `get-or-lock` and [`Pending::finish`] as
+//!   `set-and-unlock` (core's [`Pending`] is the `ticket` resource),
 //! - maps types and errors between core and WIT, and
-//! - reports each get-or-compute's [`CacheInfo`] through the `hooks` import.
+//! - reports each get-or-compute's [`CacheInfo`], as core measured it,
+//!   through the `hooks` import.
 //!
 //! Build it (only) for `wasm32-wasip2`:
 //!
@@ -27,9 +29,9 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use rtc_core::{Backend, Cache, CacheInfo, ErrorKind, FunctionId, GetOrLock, Lifetime, LockStats};
+use rtc_core::{Backend, Begin, Cache, CacheInfo, ComputeOptions, ErrorKind, FunctionId, Lifetime, Pending};
 
 #[allow(missing_docs)]
 mod bindings {
@@ -62,17 +64,10 @@ struct CacheResource {
     cache: Cache,
 }
 
-/// The `ticket` resource: core's ticket plus what the hook report needs.
+/// The `ticket` resource: core's pending get-or-compute, which always holds
+/// a ticket here (`get-or-lock` returns no resource for one that does not).
 struct TicketResource {
-    ticket: rtc_core::Ticket,
-    key: String,
-    tags: Vec<String>,
-    /// Function identity, arguments and method flag from `lock-options`.
-    info: CacheInfo,
-    /// When `get-or-lock` started.
-    started: Instant,
-    /// When `get-or-lock` returned this ticket (the computation starts).
-    returned: Instant,
+    pending: Pending,
 }
 
 impl wit::GuestCache for CacheResource {
@@ -122,70 +117,59 @@ impl wit::GuestCache for CacheResource {
         options: wit::LockOptions,
     ) -> Result<wit::Lookup, types::Error> {
         guard(|| {
-            let started = Instant::now();
-            let lock = match options.lock_timeout_ms {
-                None => None,
-                Some(ms) if ms <= MAX_LOCK_TIMEOUT_MS => Some(Duration::from_millis(ms)),
+            let f = options.function;
+            let mut compute = ComputeOptions::key(key.as_str())
+                .tags(&tags)
+                .identity(FunctionId::new(f.module, f.type_name, f.function), options.arguments)
+                .method(options.method);
+            match options.lock_timeout_ms {
+                None => {}
+                Some(ms) if ms <= MAX_LOCK_TIMEOUT_MS => {
+                    compute = compute.lock(true).lock_timeout(Duration::from_millis(ms));
+                }
                 Some(ms) => {
                     return Err(types::Error::InvalidArgument(format!(
                         "lock-timeout-ms {ms} is above the maximum of {MAX_LOCK_TIMEOUT_MS} (one day)"
                     )));
                 }
-            };
-            let f = options.function;
-            let mut info = CacheInfo {
-                function: FunctionId::new(f.module, f.type_name, f.function),
-                arguments: options.arguments,
-                method: options.method,
-                ..CacheInfo::default()
-            };
-            let ticket = |ticket: rtc_core::Ticket, key: String, tags: Vec<String>, info: CacheInfo| {
-                wit::Ticket::new(TicketResource { ticket, key, tags, info, started, returned: Instant::now() })
-            };
-            match self.cache.get_or_lock(&key, &tags, lock) {
-                Ok(GetOrLock::Hit(value, stats)) => {
-                    record(&mut info, stats);
-                    info.hit = true;
-                    info.serialized_size = value.len();
-                    info.elapsed = started.elapsed();
+            }
+            // Core does the accounting; this reports it and maps it to WIT.
+            match self.cache.begin(&compute) {
+                Begin::Hit(hit) => {
+                    let (value, info) = hit.finish();
+                    let stats = wit::LockStats {
+                        waiting_ms: info.lock_waiting_ms,
+                        full_hit: info.lock_full_hit,
+                        full_miss: info.lock_full_miss,
+                    };
                     report(key, tags, &info);
-                    Ok(wit::Lookup::Hit(wit::Hit { value, stats: to_wit_stats(stats) }))
+                    Ok(wit::Lookup::Hit(wit::Hit { value, stats }))
                 }
-                Ok(GetOrLock::Locked(t)) => {
-                    record(&mut info, t.stats());
-                    Ok(wit::Lookup::Locked(ticket(t, key, tags, info)))
-                }
-                Ok(GetOrLock::Miss(t)) => {
-                    record(&mut info, t.stats());
-                    Ok(wit::Lookup::Miss(ticket(t, key, tags, info)))
-                }
-                Err(e) => {
-                    let wit_error = to_wit_error(e.clone());
-                    info.error = Some(e);
-                    info.elapsed = started.elapsed();
-                    report(key, tags, &info);
-                    Err(wit_error)
-                }
+                Begin::Pending(pending) => match pending.ticket().map(rtc_core::Ticket::holds_lock) {
+                    Some(true) => Ok(wit::Lookup::Locked(wit::Ticket::new(TicketResource { pending }))),
+                    Some(false) => Ok(wit::Lookup::Miss(wit::Ticket::new(TicketResource { pending }))),
+                    // No ticket: the backend failed, and the info says how.
+                    None => {
+                        let info = pending.abandon();
+                        let error =
+                            info.error.clone().map_or_else(|| types::Error::Other("no ticket".into()), to_wit_error);
+                        report(key, tags, &info);
+                        Err(error)
+                    }
+                },
             }
         })
     }
 
     fn set_and_unlock(&self, ticket: wit::Ticket, value: Vec<u8>, lifetime: wit::Lifetime) -> Result<(), types::Error> {
         guard(|| {
-            let TicketResource { ticket, key, tags, mut info, started, returned } = ticket.into_inner();
-            info.decorated_elapsed = returned.elapsed();
-            info.serialized_size = value.len();
             // The ticket carries its own cache: core stores under its snapshot and namespace.
-            let stored = self.cache.set_and_unlock(ticket, &value, to_lifetime(lifetime));
-            info.elapsed = started.elapsed();
-            let result = match stored {
-                Ok(()) => Ok(()),
-                Err(e) => {
-                    let wit_error = to_wit_error(e.clone());
-                    info.error = Some(e);
-                    Err(wit_error)
-                }
-            };
+            let TicketResource { mut pending } = ticket.into_inner();
+            pending.set_lifetime(to_lifetime(lifetime));
+            let (key, tags) = (pending.key().to_owned(), pending.tags().to_vec());
+            let info = pending.finish(Ok::<_, rtc_core::Error>(value));
+            // The ticket came from a successful lookup, so an error is the store's.
+            let result = info.error.clone().map_or(Ok(()), |e| Err(to_wit_error(e)));
             report(key, tags, &info);
             result
         })
@@ -194,15 +178,16 @@ impl wit::GuestCache for CacheResource {
 
 impl wit::GuestTicket for TicketResource {
     fn holds_lock(&self) -> bool {
-        self.ticket.holds_lock()
+        self.pending.ticket().is_some_and(rtc_core::Ticket::holds_lock)
     }
 
     fn stats(&self) -> wit::LockStats {
-        to_wit_stats(self.ticket.stats())
+        let stats = self.pending.ticket().map(rtc_core::Ticket::stats).unwrap_or_default();
+        wit::LockStats { waiting_ms: stats.waiting_ms, full_hit: stats.full_hit, full_miss: stats.full_miss }
     }
 
     fn storage_key(&self) -> String {
-        self.ticket.storage_key().to_owned()
+        self.pending.ticket().map(|t| t.storage_key().to_owned()).unwrap_or_default()
     }
 }
 
@@ -268,16 +253,6 @@ fn to_lifetime(lifetime: wit::Lifetime) -> Lifetime {
         wit::Lifetime::Forever => Lifetime::Forever,
         wit::Lifetime::Seconds(s) => Lifetime::Seconds(s),
     }
-}
-
-fn to_wit_stats(stats: LockStats) -> wit::LockStats {
-    wit::LockStats { waiting_ms: stats.waiting_ms, full_hit: stats.full_hit, full_miss: stats.full_miss }
-}
-
-fn record(info: &mut CacheInfo, stats: LockStats) {
-    info.lock_waiting_ms = stats.waiting_ms;
-    info.lock_full_hit = stats.full_hit;
-    info.lock_full_miss = stats.full_miss;
 }
 
 /// Returns a core error's message with its cause, without the kind (the
