@@ -5,11 +5,11 @@ use std::convert::Infallible;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rtc_core::{
-    Backend, CacheInfo, Cbor, Codec, ComputeOptions, Config, DisabledBackend, Error, ErrorKind, FunctionId, Hook,
-    HookEvent, Lifetime, LockStats, MemoryBackend, Result, Tags,
+    Accounting, Backend, CacheInfo, Cbor, Codec, ComputeOptions, Config, DisabledBackend, Error, ErrorKind, FunctionId,
+    Hook, HookEvent, Lifetime, LockStats, MemoryBackend, Result, Tags,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -384,6 +384,12 @@ impl ComponentCache {
         self.run(options, |bytes| Ok(bytes.to_vec()), compute, |value| Ok(value.clone()))
     }
 
+    /// Get-or-compute on the component: `get-or-lock`, the computation, then
+    /// `set-and-unlock`. The component does the accounting and reports the
+    /// call to the hook; `shadow` (core's accounting) measures it too, and
+    /// holds an error only for what the component never saw or could not
+    /// report (no instance, a trap, an encode failure): then the host
+    /// reports the call itself.
     fn run<T, E>(
         &self,
         options: &ComputeOptions,
@@ -391,82 +397,48 @@ impl ComponentCache {
         compute: impl FnOnce() -> Result<T, E>,
         encode: impl Fn(&T) -> Result<Vec<u8>>,
     ) -> Result<T, E> {
-        let started = Instant::now();
+        let (key, tags, lifetime) = (options.cache_key(), options.tag_list(), options.entry_lifetime());
+        let mut shadow = Accounting::start(options);
         let wit_options = wit::LockOptions {
             lock_timeout_ms: lock_timeout_ms(options.lock_wait()),
             function: to_wit_function(options.function_id()),
             arguments: options.arguments().to_vec(),
             method: options.is_method(),
         };
-        let key = options.cache_key();
-        let lifetime = options.entry_lifetime();
-        let mut ticket = None;
-        let mut stats = LockStats::default();
-        let mut overwrite = false;
-        // The component reports hits, failed lookups and stores to the hook
-        // itself; `unreported` keeps a failure it never saw or could not report.
-        let mut unreported = None;
-        match self.lookup(key, options.tag_list(), &wit_options, CallHook::reporting(options.userdata().cloned())) {
+        let hook = CallHook::reporting(options.userdata().cloned());
+        let (ticket, overwrite) = match self.lookup(key, tags, &wit_options, hook) {
             Ok(GetOrLock::Hit(bytes, _)) => match decode(&bytes) {
                 Ok(value) => return Ok(value),
                 Err(e) => {
                     tracing::warn!(key, error = %e, "cached bytes do not decode; computing and overwriting");
-                    overwrite = true;
+                    (None, true)
                 }
             },
-            Ok(GetOrLock::Locked(t) | GetOrLock::Miss(t)) => {
-                stats = t.stats();
-                ticket = Some(t);
-            }
+            Ok(GetOrLock::Locked(t) | GetOrLock::Miss(t)) => (Some(t), false),
             Err(failure) => {
-                tracing::warn!(key, error = %failure.error, "cache bypassed");
-                if !failure.answered {
-                    unreported = Some(failure.error);
-                }
+                unanswered(&mut shadow, key, failure, "cache bypassed");
+                (None, false)
             }
-        }
-        let computing = Instant::now();
+        };
+        shadow.looked_up(ticket.as_ref().map(Ticket::stats).unwrap_or_default());
         let value = compute()?; // on Err the ticket drops here and releases the lock
-        let decorated_elapsed = computing.elapsed();
-        let mut serialized_size = 0;
-        match encode(&value) {
-            Ok(bytes) => {
-                serialized_size = bytes.len();
-                let stored = match ticket.take() {
-                    Some(ticket) => store_ticket(ticket, &bytes, lifetime),
-                    None if overwrite => {
-                        self.set_bytes(key, &bytes, options.tag_list(), lifetime).map_err(Failure::answered)
-                    }
-                    None => Ok(()),
-                };
-                if let Err(failure) = stored {
-                    tracing::warn!(key, error = %failure.error, "cannot store the computed value");
-                    if !failure.answered {
-                        unreported.get_or_insert(failure.error);
-                    }
-                }
-            }
-            Err(e) => {
+        let encoded = encode(&value);
+        shadow.computed(encoded.as_ref().map(Vec::len).map_err(Error::clone));
+        let stored = match (&encoded, ticket) {
+            // The ticket drops (releasing the lock); the component reports nothing for it.
+            (Err(e), _) => {
                 tracing::warn!(key, error = %e, "cannot encode the computed value");
-                drop(ticket.take()); // releases the lock; the component reports nothing for it
-                unreported.get_or_insert(e);
+                Ok(())
             }
+            (Ok(bytes), Some(ticket)) => store_ticket(ticket, bytes, lifetime),
+            (Ok(bytes), None) if overwrite => self.set_bytes(key, bytes, tags, lifetime).map_err(Failure::answered),
+            (Ok(_), None) => Ok(()),
+        };
+        if let Err(failure) = stored {
+            unanswered(&mut shadow, key, failure, "cannot store the computed value");
         }
-        if let Some(error) = unreported {
-            let info = CacheInfo {
-                function: options.function_id().clone(),
-                arguments: options.arguments().to_vec(),
-                method: options.is_method(),
-                elapsed: started.elapsed(),
-                decorated_elapsed,
-                lock_waiting_ms: stats.waiting_ms,
-                lock_full_hit: stats.full_hit,
-                lock_full_miss: stats.full_miss,
-                serialized_size,
-                error: Some(error),
-                ..CacheInfo::default()
-            };
-            self.pool.report(key, options.tag_list(), &info, options.userdata().map(|u| &**u));
+        if shadow.info().error.is_some() {
+            self.pool.report(key, tags, &shadow.finish(), options.userdata().map(|u| &**u));
         }
         Ok(value)
     }
@@ -533,6 +505,15 @@ impl ComponentCache {
         let healthy = result.as_ref().map_or_else(|f| !f.trapped, |_| true);
         self.pool.release(slot, healthy);
         result.map_err(|f| f.error)
+    }
+}
+
+/// Logs a failed call, and records it in `shadow` when the component did not
+/// answer (and so could not report it).
+fn unanswered(shadow: &mut Accounting, key: &str, failure: Failure, what: &str) {
+    tracing::warn!(key, error = %failure.error, "{what}");
+    if !failure.answered {
+        shadow.bypass(failure.error);
     }
 }
 
