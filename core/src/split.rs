@@ -354,3 +354,69 @@ impl<C: Codec> Cache<C> {
         Begin::Pending(Pending { call: call(accounting), ticket, overwrite: false })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::backend::{Backend, Command, Reply};
+    use crate::error::{ErrorKind, Result};
+
+    struct Down;
+
+    impl Backend for Down {
+        fn execute(&self, _: &[Command]) -> Result<Vec<Reply>> {
+            Err(Error::new(ErrorKind::BackendUnavailable, "down"))
+        }
+    }
+
+    fn counting(backend: Option<Arc<dyn Backend>>) -> (Cache, Arc<Mutex<Vec<CacheInfo>>>) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let hook_seen = Arc::clone(&seen);
+        let mut builder = Cache::builder().in_local_memory(true).hook(move |e| {
+            hook_seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(e.info.clone())
+        });
+        if let Some(backend) = backend {
+            builder = builder.backend(backend);
+        }
+        (builder.build().expect("cache"), seen)
+    }
+
+    #[test]
+    fn a_backend_failure_is_a_pending_call_that_stores_nothing() {
+        let (cache, seen) = counting(Some(Arc::new(Down)));
+        let Begin::Pending(pending) = cache.begin(&ComputeOptions::key("k").lock(true)) else { panic!("no hit") };
+        assert!(pending.ticket().is_none());
+        assert_eq!(pending.info().error.as_ref().map(Error::kind), Some(ErrorKind::BackendUnavailable));
+        let info = pending.finish(Ok(b"v"));
+        assert_eq!((info.serialized_size, info.error.map(|e| e.kind())), (1, Some(ErrorKind::BackendUnavailable)));
+        assert_eq!(seen.lock().expect("seen").len(), 1, "finish calls the hook once");
+    }
+
+    #[test]
+    fn dropping_or_abandoning_releases_the_lock_and_calls_no_hook() {
+        let (cache, seen) = counting(None);
+        let options = ComputeOptions::key("k").lock(true).lock_timeout(Duration::from_secs(5));
+        for _ in 0..2 {
+            let Begin::Pending(pending) = cache.begin(&options) else { panic!("cold") };
+            assert!(pending.ticket().is_some_and(Ticket::holds_lock), "the previous lock was released");
+            drop(pending);
+        }
+        let Begin::Pending(pending) = cache.begin(&options) else { panic!("cold") };
+        let _ = pending.abandon();
+        assert!(seen.lock().expect("seen").is_empty());
+    }
+
+    #[test]
+    fn an_encode_failure_is_reported_and_stores_nothing() {
+        let (cache, seen) = counting(None);
+        let options = ComputeOptions::key("k").tags(["t"]);
+        let Begin::Pending(pending) = cache.begin(&options) else { panic!("cold") };
+        let info = pending.finish(Err::<&[u8], _>(Error::new(ErrorKind::Codec, "no")));
+        assert_eq!(info.error.map(|e| e.kind()), Some(ErrorKind::Codec));
+        assert_eq!(cache.get_bytes("k", ["t"]).expect("get"), None);
+        assert_eq!(seen.lock().expect("seen").len(), 1);
+    }
+}
