@@ -42,7 +42,10 @@ fn replay(cache: &Cache, data: &[u8]) {
     fn both_ways<T: DeserializeOwned + PartialEq + std::fmt::Debug>(cache: &Cache, data: &[u8]) -> Option<T> {
         let direct = Cbor.decode::<T>(data).ok();
         let cached = cache.get::<T>("k", ["t"]).expect("the memory backend does not fail");
-        assert_eq!(direct, cached, "a typed get must be a hit exactly when the bytes decode");
+        assert_eq!(
+            direct, cached,
+            "a typed get must be a hit exactly when the bytes decode"
+        );
         direct
     }
     let _ = Cbor.decode::<f64>(data);
@@ -57,19 +60,34 @@ fn replay(cache: &Cache, data: &[u8]) {
     both_ways::<Kind>(cache, data);
     both_ways::<Tree>(cache, data);
     let record = both_ways::<Record>(cache, data);
-    let computed = Record { id: 7, name: "computed".into(), tags: vec![], score: None, attributes: BTreeMap::new(), kind: Kind::Unit };
+    let computed = Record {
+        id: 7,
+        name: "computed".into(),
+        tags: vec![],
+        score: None,
+        attributes: BTreeMap::new(),
+        kind: Kind::Unit,
+    };
     let got: Record = cache.get_or_compute(&ComputeOptions::key("k").tags(["t"]), || computed.clone());
     match record {
         Some(r) => assert_eq!(got, r),
         None => {
             assert_eq!(got, computed);
-            assert_eq!(cache.get::<Record>("k", ["t"]).expect("get"), Some(computed), "the garbage was replaced");
+            assert_eq!(
+                cache.get::<Record>("k", ["t"]).expect("get"),
+                Some(computed),
+                "the garbage was replaced"
+            );
         }
     }
 }
 
 fn cache() -> Cache {
-    Cache::builder().namespace("fuzz-regressions").in_local_memory(true).build().expect("memory cache")
+    Cache::builder()
+        .namespace("fuzz-regressions")
+        .in_local_memory(true)
+        .build()
+        .expect("memory cache")
 }
 
 /// `n` nested one-element arrays around a zero: deeper than any decoder should recurse.
@@ -86,14 +104,29 @@ fn hostile_values_decode_to_errors_or_values_never_a_crash() {
         ("empty", vec![]),
         ("break byte alone", vec![0xff]),
         ("reserved additional info", vec![0x1c]),
-        ("array of 2^64-1 items, none present", vec![0x9b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]),
-        ("byte string of 2^64-1 bytes, none present", vec![0x5b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]),
-        ("text string of 2^32-1 bytes, 3 present", vec![0x7a, 0xff, 0xff, 0xff, 0xff, b'a', b'b', b'c']),
-        ("map of 2^64-1 pairs", vec![0xbb, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]),
+        (
+            "array of 2^64-1 items, none present",
+            vec![0x9b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
+        ),
+        (
+            "byte string of 2^64-1 bytes, none present",
+            vec![0x5b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
+        ),
+        (
+            "text string of 2^32-1 bytes, 3 present",
+            vec![0x7a, 0xff, 0xff, 0xff, 0xff, b'a', b'b', b'c'],
+        ),
+        (
+            "map of 2^64-1 pairs",
+            vec![0xbb, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
+        ),
         ("invalid UTF-8 text", vec![0x62, 0xc3, 0x28]),
         ("indefinite text of byte chunks", vec![0x7f, 0x41, b'a', 0xff]),
         ("indefinite array never closed", vec![0x9f, 0x01, 0x02]),
-        ("nested indefinite arrays", [vec![0x9f; 4096], vec![0xff; 4096]].concat()),
+        (
+            "nested indefinite arrays",
+            [vec![0x9f; 4096], vec![0xff; 4096]].concat(),
+        ),
         ("tag around tag", [[0xd8, 0x18].repeat(2048), vec![0x00]].concat()),
         ("deep arrays (10 000)", nested_arrays(10_000)),
         ("deep arrays (1 000 000)", nested_arrays(1_000_000)),
@@ -101,9 +134,19 @@ fn hostile_values_decode_to_errors_or_values_never_a_crash() {
         ("u64::MAX", vec![0x1b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]),
         ("negative bignum tag", vec![0xc3, 0x49, 0x01, 0, 0, 0, 0, 0, 0, 0, 0]),
         ("half-float NaN", vec![0xf9, 0x7e, 0x00]),
-        ("enum as a map with a wrong variant", vec![0xa1, 0x64, b'N', b'o', b'p', b'e', 0x00]),
+        (
+            "enum as a map with a wrong variant",
+            vec![0xa1, 0x64, b'N', b'o', b'p', b'e', 0x00],
+        ),
         ("valid record then trailing garbage", {
-            let r = Record { id: 1, name: "a".into(), tags: vec!["t".into()], score: Some(-1), attributes: BTreeMap::new(), kind: Kind::Pair(-5, "x".into()) };
+            let r = Record {
+                id: 1,
+                name: "a".into(),
+                tags: vec!["t".into()],
+                score: Some(-1),
+                attributes: BTreeMap::new(),
+                kind: Kind::Pair(-5, "x".into()),
+            };
             let mut v = Cbor.encode(&r).expect("encode");
             v.extend_from_slice(&[0xff, 0x00, 0x9b]);
             v
@@ -124,10 +167,17 @@ fn valid_values_of_every_representative_type_round_trip_through_the_cache() {
         tags: vec![String::new(), "x".repeat(300)],
         score: Some(i64::MIN),
         attributes: [("k".to_string(), vec![0, 255])].into_iter().collect(),
-        kind: Kind::Named { flag: true, items: vec![0, u16::MAX] },
+        kind: Kind::Named {
+            flag: true,
+            items: vec![0, u16::MAX],
+        },
     };
     let deep = (0..64).fold(Tree::Leaf(1), |t, _| Tree::Node(vec![t]));
-    for data in [Cbor.encode(&record).expect("record"), Cbor.encode(&deep).expect("tree"), Cbor.encode(&Kind::Unit).expect("unit")] {
+    for data in [
+        Cbor.encode(&record).expect("record"),
+        Cbor.encode(&deep).expect("tree"),
+        Cbor.encode(&Kind::Unit).expect("unit"),
+    ] {
         replay(&cache, &data);
     }
     // The last value is no Record: get-or-compute computed one over it.

@@ -129,20 +129,72 @@ struct Compute {
 
 #[derive(Arbitrary, Debug)]
 enum Op {
-    Set { null_cache: bool, key: Buf, value: Buf, tags: TagList, lifetime: i64 },
-    Get { null_cache: bool, key: Buf, tags: TagList, null_out: bool },
-    Delete { null_cache: bool, key: Buf, tags: TagList, null_out: bool },
-    Invalidate { null_cache: bool, tags: TagList },
-    InvalidateAll { null_cache: bool },
-    OptionsNew { key: Buf, null_out: bool },
-    OptionsNewCall { module: Text, type_name: Text, function: Text, arguments: Buf, null_out: bool },
-    OptionsSet { options: Option<u8>, setting: OptionSetting },
-    OptionsFree { options: u8 },
-    GetOrCompute { options: Option<u8>, compute: Option<Compute>, null_out: bool },
-    GetOrLock { options: Option<u8>, null_value_out: bool, null_ticket_out: bool },
-    SetAndUnlock { ticket: Option<u8>, null_cache: bool, value: Buf, lifetime: i64 },
-    TicketFree { ticket: u8 },
-    TicketRead { ticket: Option<u8> },
+    Set {
+        null_cache: bool,
+        key: Buf,
+        value: Buf,
+        tags: TagList,
+        lifetime: i64,
+    },
+    Get {
+        null_cache: bool,
+        key: Buf,
+        tags: TagList,
+        null_out: bool,
+    },
+    Delete {
+        null_cache: bool,
+        key: Buf,
+        tags: TagList,
+        null_out: bool,
+    },
+    Invalidate {
+        null_cache: bool,
+        tags: TagList,
+    },
+    InvalidateAll {
+        null_cache: bool,
+    },
+    OptionsNew {
+        key: Buf,
+        null_out: bool,
+    },
+    OptionsNewCall {
+        module: Text,
+        type_name: Text,
+        function: Text,
+        arguments: Buf,
+        null_out: bool,
+    },
+    OptionsSet {
+        options: Option<u8>,
+        setting: OptionSetting,
+    },
+    OptionsFree {
+        options: u8,
+    },
+    GetOrCompute {
+        options: Option<u8>,
+        compute: Option<Compute>,
+        null_out: bool,
+    },
+    GetOrLock {
+        options: Option<u8>,
+        null_value_out: bool,
+        null_ticket_out: bool,
+    },
+    SetAndUnlock {
+        ticket: Option<u8>,
+        null_cache: bool,
+        value: Buf,
+        lifetime: i64,
+    },
+    TicketFree {
+        ticket: u8,
+    },
+    TicketRead {
+        ticket: Option<u8>,
+    },
     ResultName(u32),
 }
 
@@ -173,7 +225,10 @@ fn ok(r: rtc_result, what: &str) -> rtc_result {
 
 /// Reads a value handed out by rtc, then frees it.
 fn consume(value: *mut rtc_value) {
-    assert!(!value.is_null() && value != sentinel(), "a value out-parameter was not written on success");
+    assert!(
+        !value.is_null() && value != sentinel(),
+        "a value out-parameter was not written on success"
+    );
     let (data, len) = (rtc_value_data(value), rtc_value_len(value));
     assert!(!data.is_null(), "rtc_value_data is never NULL for a value");
     // SAFETY: rtc promises `len` readable bytes at `data` until rtc_value_free.
@@ -193,7 +248,11 @@ unsafe extern "C" fn hook(userdata: *mut c_void, info: *const rtc_cache_info) {
     };
     read(info.key);
     read(info.arguments);
-    assert_eq!(info.tags.is_null(), info.tags_len == 0, "tags are NULL exactly when there are none");
+    assert_eq!(
+        info.tags.is_null(),
+        info.tags_len == 0,
+        "tags are NULL exactly when there are none"
+    );
     if !info.tags.is_null() {
         // SAFETY: `tags_len` entries.
         for t in unsafe { std::slice::from_raw_parts(info.tags, info.tags_len) } {
@@ -205,7 +264,11 @@ unsafe extern "C" fn hook(userdata: *mut c_void, info: *const rtc_cache_info) {
         // SAFETY: NUL-terminated strings owned by rtc.
         let _ = unsafe { CStr::from_ptr(s) };
     }
-    assert_eq!(info.error_message.is_null(), info.error == rtc_result::Ok, "a message exactly when there is an error");
+    assert_eq!(
+        info.error_message.is_null(),
+        info.error == rtc_result::Ok,
+        "a message exactly when there is an error"
+    );
     if !info.error_message.is_null() {
         // SAFETY: as above.
         let _ = unsafe { CStr::from_ptr(info.error_message) };
@@ -217,9 +280,16 @@ unsafe extern "C" fn compute(userdata: *mut c_void, output: *mut rtc_output) -> 
     let c = unsafe { &*(userdata as *const Compute) };
     for w in c.writes.iter().take(8) {
         let (data, len) = w.raw();
-        let r = ok(rtc_output_write(if c.null_output { null_mut() } else { output }, data, len), "rtc_output_write");
+        let r = ok(
+            rtc_output_write(if c.null_output { null_mut() } else { output }, data, len),
+            "rtc_output_write",
+        );
         let expected_ok = !c.null_output && (!data.is_null() || len == 0);
-        assert_eq!(r == rtc_result::Ok, expected_ok, "rtc_output_write({data:?}, {len}) -> {r:?}");
+        assert_eq!(
+            r == rtc_result::Ok,
+            expected_ok,
+            "rtc_output_write({data:?}, {len}) -> {r:?}"
+        );
     }
     c_int::from(c.ret)
 }
@@ -260,7 +330,11 @@ fn lock_timeout_ms(ms: u64) -> u64 {
 }
 
 fuzz_target!(|input: Input| {
-    let builder = if input.null_builder { null_mut() } else { rtc_cache_builder_new() };
+    let builder = if input.null_builder {
+        null_mut()
+    } else {
+        rtc_cache_builder_new()
+    };
     for s in input.settings.iter().take(16) {
         apply(builder, s);
     }
@@ -274,7 +348,10 @@ fuzz_target!(|input: Input| {
         assert_eq!(probe, sentinel(), "cache_out written on failure");
     }
     // The cache the operations run on: the same settings, in memory.
-    ok(rtc_cache_builder_set_in_local_memory(builder, true), "set_in_local_memory");
+    ok(
+        rtc_cache_builder_set_in_local_memory(builder, true),
+        "set_in_local_memory",
+    );
     let mut cache: *mut rtc_cache = sentinel();
     let r = ok(rtc_cache_new(builder, &mut cache), "rtc_cache_new (in memory)");
     if r != rtc_result::Ok {
@@ -293,11 +370,25 @@ fuzz_target!(|input: Input| {
     for op in input.ops.iter().take(32) {
         let c = |null_cache: bool| if null_cache { null() } else { cache as *const rtc_cache };
         match op {
-            Op::Set { null_cache, key, value, tags, lifetime } => {
+            Op::Set {
+                null_cache,
+                key,
+                value,
+                tags,
+                lifetime,
+            } => {
                 let ((k, kl), (v, vl), (_t, tp, tl)) = (key.raw(), value.raw(), tag_array(tags));
-                ok(rtc_cache_set(c(*null_cache), k, kl, v, vl, tp, tl, *lifetime), "rtc_cache_set");
+                ok(
+                    rtc_cache_set(c(*null_cache), k, kl, v, vl, tp, tl, *lifetime),
+                    "rtc_cache_set",
+                );
             }
-            Op::Get { null_cache, key, tags, null_out } => {
+            Op::Get {
+                null_cache,
+                key,
+                tags,
+                null_out,
+            } => {
                 let ((k, kl), (_t, tp, tl)) = (key.raw(), tag_array(tags));
                 let mut out: *mut rtc_value = sentinel();
                 let out_ptr = if *null_out { null_mut() } else { &mut out as *mut _ };
@@ -308,11 +399,23 @@ fuzz_target!(|input: Input| {
                     assert_eq!(out, sentinel(), "value_out written without a hit ({r:?})");
                 }
             }
-            Op::Delete { null_cache, key, tags, null_out } => {
+            Op::Delete {
+                null_cache,
+                key,
+                tags,
+                null_out,
+            } => {
                 let ((k, kl), (_t, tp, tl)) = (key.raw(), tag_array(tags));
                 let mut deleted = false;
-                let out_ptr = if *null_out { null_mut() } else { &mut deleted as *mut bool };
-                ok(rtc_cache_delete(c(*null_cache), k, kl, tp, tl, out_ptr), "rtc_cache_delete");
+                let out_ptr = if *null_out {
+                    null_mut()
+                } else {
+                    &mut deleted as *mut bool
+                };
+                ok(
+                    rtc_cache_delete(c(*null_cache), k, kl, tp, tl, out_ptr),
+                    "rtc_cache_delete",
+                );
             }
             Op::Invalidate { null_cache, tags } => {
                 let (_t, tp, tl) = tag_array(tags);
@@ -324,7 +427,10 @@ fuzz_target!(|input: Input| {
             Op::OptionsNew { key, null_out } => {
                 let (k, kl) = key.raw();
                 let mut out: *mut rtc_compute_options = sentinel();
-                let r = ok(rtc_compute_options_new(k, kl, if *null_out { null_mut() } else { &mut out }), "rtc_compute_options_new");
+                let r = ok(
+                    rtc_compute_options_new(k, kl, if *null_out { null_mut() } else { &mut out }),
+                    "rtc_compute_options_new",
+                );
                 if r == rtc_result::Ok {
                     assert!(out != sentinel() && !out.is_null());
                     ok(rtc_compute_options_set_lock_timeout_ms(out, 2), "set_lock_timeout_ms");
@@ -333,12 +439,25 @@ fuzz_target!(|input: Input| {
                     assert_eq!(out, sentinel());
                 }
             }
-            Op::OptionsNewCall { module, type_name, function, arguments, null_out } => {
+            Op::OptionsNewCall {
+                module,
+                type_name,
+                function,
+                arguments,
+                null_out,
+            } => {
                 let (m, t, f) = (module.c_string(), type_name.c_string(), function.c_string());
                 let (a, al) = arguments.raw();
                 let mut out: *mut rtc_compute_options = sentinel();
                 let r = ok(
-                    rtc_compute_options_new_call(ptr(&m), ptr(&t), ptr(&f), a, al, if *null_out { null_mut() } else { &mut out }),
+                    rtc_compute_options_new_call(
+                        ptr(&m),
+                        ptr(&t),
+                        ptr(&f),
+                        a,
+                        al,
+                        if *null_out { null_mut() } else { &mut out },
+                    ),
                     "rtc_compute_options_new_call",
                 );
                 if r == rtc_result::Ok {
@@ -358,7 +477,9 @@ fuzz_target!(|input: Input| {
                     }
                     OptionSetting::Lifetime(l) => rtc_compute_options_set_lifetime(o, *l),
                     OptionSetting::Lock(b) => rtc_compute_options_set_lock(o, *b),
-                    OptionSetting::LockTimeoutMs(ms) => rtc_compute_options_set_lock_timeout_ms(o, lock_timeout_ms(*ms)),
+                    OptionSetting::LockTimeoutMs(ms) => {
+                        rtc_compute_options_set_lock_timeout_ms(o, lock_timeout_ms(*ms))
+                    }
                     OptionSetting::Method(b) => rtc_compute_options_set_method(o, *b),
                     OptionSetting::HookUserdata(u) => rtc_compute_options_set_hook_userdata(o, *u as *mut c_void),
                 };
@@ -370,13 +491,23 @@ fuzz_target!(|input: Input| {
                     rtc_compute_options_free(o);
                 }
             }
-            Op::GetOrCompute { options: i, compute: how, null_out } => {
+            Op::GetOrCompute {
+                options: i,
+                compute: how,
+                null_out,
+            } => {
                 let o = pick(&options, *i);
                 let mut out: *mut rtc_value = sentinel();
                 let callback: rtc_compute_callback = how.as_ref().map(|_| compute as _);
                 let userdata = how.as_ref().map_or(null_mut(), |h| h as *const Compute as *mut c_void);
                 let r = ok(
-                    rtc_cache_get_or_compute(cache, o, callback, userdata, if *null_out { null_mut() } else { &mut out }),
+                    rtc_cache_get_or_compute(
+                        cache,
+                        o,
+                        callback,
+                        userdata,
+                        if *null_out { null_mut() } else { &mut out },
+                    ),
                     "rtc_cache_get_or_compute",
                 );
                 if r == rtc_result::Ok {
@@ -385,7 +516,11 @@ fuzz_target!(|input: Input| {
                     assert_eq!(out, sentinel(), "value_out written on failure ({r:?})");
                 }
             }
-            Op::GetOrLock { options: i, null_value_out, null_ticket_out } => {
+            Op::GetOrLock {
+                options: i,
+                null_value_out,
+                null_ticket_out,
+            } => {
                 let o = pick(&options, *i);
                 let mut value: *mut rtc_value = sentinel();
                 let mut ticket: *mut rtc_ticket = sentinel();
@@ -408,17 +543,28 @@ fuzz_target!(|input: Input| {
                         assert!(ticket != sentinel() && !ticket.is_null());
                         tickets.push(ticket);
                     }
-                    _ => assert!(value == sentinel() && ticket == sentinel(), "out-parameters written on failure ({r:?})"),
+                    _ => assert!(
+                        value == sentinel() && ticket == sentinel(),
+                        "out-parameters written on failure ({r:?})"
+                    ),
                 }
             }
-            Op::SetAndUnlock { ticket: i, null_cache, value, lifetime } => {
+            Op::SetAndUnlock {
+                ticket: i,
+                null_cache,
+                value,
+                lifetime,
+            } => {
                 let t = match i {
                     Some(i) if !tickets.is_empty() => tickets.swap_remove(usize::from(*i) % tickets.len()),
                     _ => null_mut(),
                 };
                 let (v, vl) = value.raw();
                 // Consumes the ticket whatever the result.
-                ok(rtc_cache_set_and_unlock(c(*null_cache), t, v, vl, *lifetime), "rtc_cache_set_and_unlock");
+                ok(
+                    rtc_cache_set_and_unlock(c(*null_cache), t, v, vl, *lifetime),
+                    "rtc_cache_set_and_unlock",
+                );
             }
             Op::TicketFree { ticket: i } => {
                 if !tickets.is_empty() {

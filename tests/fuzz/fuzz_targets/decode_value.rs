@@ -43,14 +43,23 @@ enum Tree {
 
 fn cache() -> &'static Cache {
     static CACHE: OnceLock<Cache> = OnceLock::new();
-    CACHE.get_or_init(|| Cache::builder().namespace("fuzz").in_local_memory(true).build().expect("memory cache"))
+    CACHE.get_or_init(|| {
+        Cache::builder()
+            .namespace("fuzz")
+            .in_local_memory(true)
+            .build()
+            .expect("memory cache")
+    })
 }
 
 /// Decodes `data` as `T` directly and through the cache; both must agree.
 fn both_ways<T: DeserializeOwned + PartialEq + std::fmt::Debug>(data: &[u8]) -> Option<T> {
     let direct = Cbor.decode::<T>(data).ok();
     let cached = cache().get::<T>("k", ["t"]).expect("the memory backend does not fail");
-    assert_eq!(direct, cached, "a typed get must be a hit exactly when the bytes decode");
+    assert_eq!(
+        direct, cached,
+        "a typed get must be a hit exactly when the bytes decode"
+    );
     direct
 }
 
@@ -72,8 +81,13 @@ fuzz_target!(|data: &[u8]| {
     // Through a cache, as bytes someone else wrote into Redis: the typed read
     // path is generic, so two types cover it.
     let c = cache();
-    c.set_bytes("k", data, ["t"], Lifetime::Default).expect("set_bytes in memory");
-    assert_eq!(c.get_bytes("k", ["t"]).expect("get_bytes"), Some(data.to_vec()), "raw bytes round-trip");
+    c.set_bytes("k", data, ["t"], Lifetime::Default)
+        .expect("set_bytes in memory");
+    assert_eq!(
+        c.get_bytes("k", ["t"]).expect("get_bytes"),
+        Some(data.to_vec()),
+        "raw bytes round-trip"
+    );
     both_ways::<Tree>(data);
     let record = both_ways::<Record>(data);
 
@@ -99,7 +113,11 @@ fuzz_target!(|data: &[u8]| {
         Some(r) => assert_eq!(&got, r, "a decodable value is a hit"),
         None => {
             assert_eq!(got, computed, "undecodable bytes are computed over");
-            assert_eq!(c.get::<Record>("k", ["t"]).expect("get"), Some(computed), "the computed value replaced the garbage");
+            assert_eq!(
+                c.get::<Record>("k", ["t"]).expect("get"),
+                Some(computed),
+                "the computed value replaced the garbage"
+            );
         }
     }
 });

@@ -19,20 +19,50 @@ const LOCK_TIMEOUT: Duration = Duration::from_millis(2);
 
 #[derive(Arbitrary, Debug)]
 enum Op {
-    Set { key: u8, tags: Vec<u8>, value: Vec<u8> },
-    Get { key: u8, tags: Vec<u8> },
-    Delete { key: u8, tags: Vec<u8> },
-    Invalidate { tags: Vec<u8> },
+    Set {
+        key: u8,
+        tags: Vec<u8>,
+        value: Vec<u8>,
+    },
+    Get {
+        key: u8,
+        tags: Vec<u8>,
+    },
+    Delete {
+        key: u8,
+        tags: Vec<u8>,
+    },
+    Invalidate {
+        tags: Vec<u8>,
+    },
     InvalidateAll,
-    GetOrLock { key: u8, tags: Vec<u8>, lock: bool },
-    SetAndUnlock { ticket: u8, value: Vec<u8> },
-    DropTicket { ticket: u8 },
-    GetOrCompute { key: u8, tags: Vec<u8>, value: Vec<u8>, lock: bool },
+    GetOrLock {
+        key: u8,
+        tags: Vec<u8>,
+        lock: bool,
+    },
+    SetAndUnlock {
+        ticket: u8,
+        value: Vec<u8>,
+    },
+    DropTicket {
+        ticket: u8,
+    },
+    GetOrCompute {
+        key: u8,
+        tags: Vec<u8>,
+        value: Vec<u8>,
+        lock: bool,
+    },
 }
 
 /// Tag indices to names: at most 4 tags, duplicates kept (they change the entry, as in the reference).
 fn tags(indices: &[u8]) -> Vec<&'static str> {
-    indices.iter().take(4).map(|&i| TAGS[usize::from(i) % TAGS.len()]).collect()
+    indices
+        .iter()
+        .take(4)
+        .map(|&i| TAGS[usize::from(i) % TAGS.len()])
+        .collect()
 }
 
 fn key(i: u8) -> &'static str {
@@ -69,7 +99,11 @@ impl Model {
 }
 
 fuzz_target!(|ops: Vec<Op>| {
-    let cache = Cache::builder().namespace("scenario").in_local_memory(true).build().expect("memory cache");
+    let cache = Cache::builder()
+        .namespace("scenario")
+        .in_local_memory(true)
+        .build()
+        .expect("memory cache");
     let mut model = Model::default();
     // Tickets still held, with the model slot their snapshot stores to.
     let mut tickets: Vec<(Ticket, (&'static str, Vec<&'static str>, Vec<u64>))> = Vec::new();
@@ -88,7 +122,11 @@ fuzz_target!(|ops: Vec<Op>| {
             Op::Delete { key: k, tags: t } => {
                 let (k, t) = (key(k), tags(&t));
                 let existed = cache.delete(k, &t).expect("delete");
-                assert_eq!(existed, model.entries.remove(&model.slot(k, &t)).is_some(), "delete {k:?} {t:?}");
+                assert_eq!(
+                    existed,
+                    model.entries.remove(&model.slot(k, &t)).is_some(),
+                    "delete {k:?} {t:?}"
+                );
             }
             Op::Invalidate { tags: t } => {
                 let t = tags(&t);
@@ -102,10 +140,19 @@ fuzz_target!(|ops: Vec<Op>| {
             Op::GetOrLock { key: k, tags: t, lock } => {
                 let (k, t) = (key(k), tags(&t));
                 let slot = model.slot(k, &t);
-                match cache.get_or_lock(k, &t, lock.then_some(LOCK_TIMEOUT)).expect("get_or_lock") {
-                    GetOrLock::Hit(v, _) => assert_eq!(Some(&v), model.entries.get(&slot), "get_or_lock hit {k:?} {t:?}"),
+                match cache
+                    .get_or_lock(k, &t, lock.then_some(LOCK_TIMEOUT))
+                    .expect("get_or_lock")
+                {
+                    GetOrLock::Hit(v, _) => {
+                        assert_eq!(Some(&v), model.entries.get(&slot), "get_or_lock hit {k:?} {t:?}")
+                    }
                     GetOrLock::Locked(ticket) | GetOrLock::Miss(ticket) => {
-                        assert_eq!(model.entries.get(&slot), None, "get_or_lock missed a stored value {k:?} {t:?}");
+                        assert_eq!(
+                            model.entries.get(&slot),
+                            None,
+                            "get_or_lock missed a stored value {k:?} {t:?}"
+                        );
                         tickets.push((ticket, slot));
                     }
                 }
@@ -115,7 +162,9 @@ fuzz_target!(|ops: Vec<Op>| {
                     continue;
                 }
                 let (ticket, slot) = tickets.swap_remove(usize::from(ticket) % tickets.len());
-                cache.set_and_unlock(ticket, &value, Lifetime::Default).expect("set_and_unlock");
+                cache
+                    .set_and_unlock(ticket, &value, Lifetime::Default)
+                    .expect("set_and_unlock");
                 // Stored under the ticket's snapshot: visible only if no tag changed since.
                 model.entries.insert(slot, value);
             }
@@ -124,11 +173,18 @@ fuzz_target!(|ops: Vec<Op>| {
                     drop(tickets.swap_remove(usize::from(ticket) % tickets.len()));
                 }
             }
-            Op::GetOrCompute { key: k, tags: t, value, lock } => {
+            Op::GetOrCompute {
+                key: k,
+                tags: t,
+                value,
+                lock,
+            } => {
                 let (k, t) = (key(k), tags(&t));
                 let slot = model.slot(k, &t);
                 let options = ComputeOptions::key(k).tags(&t).lock(lock).lock_timeout(LOCK_TIMEOUT);
-                let got = cache.get_or_compute_bytes(&options, || Ok::<_, ()>(value.clone())).expect("infallible");
+                let got = cache
+                    .get_or_compute_bytes(&options, || Ok::<_, ()>(value.clone()))
+                    .expect("infallible");
                 match model.entries.get(&slot) {
                     Some(stored) => assert_eq!(&got, stored, "get_or_compute hit {k:?} {t:?}"),
                     None => {
