@@ -427,8 +427,8 @@ rtc_result rtc_cache_builder_set_socket_timeout_ms(struct rtc_cache_builder *bui
                                                    uint64_t timeout_ms);
 
 /**
- * Sets the connect timeout in milliseconds (default 5000; 0 means the
- * system's default).
+ * Sets the connect timeout in milliseconds, the handshake included
+ * (default 5000; 0 means the socket timeout bounds it).
  *
  * Errors: RTC_RESULT_NULL_PARAMETER.
  */

@@ -41,7 +41,8 @@ pub struct Config {
     pub tls_ca_cert: Option<Vec<u8>>,
     /// Read/write timeout of one round trip; zero means none.
     pub socket_timeout: Duration,
-    /// Connect timeout; zero means the OS default.
+    /// Connect timeout, the handshake included; zero means `socket_timeout`
+    /// bounds it (a paused Redis accepts TCP connections, then never answers).
     pub socket_connect_timeout: Duration,
     /// Default entry lifetime in seconds; `None` or `Some(0)` means no expiry.
     pub default_lifetime: Option<u64>,

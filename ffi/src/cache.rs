@@ -236,8 +236,8 @@ pub extern "C" fn rtc_cache_builder_set_socket_timeout_ms(builder: *mut rtc_cach
     })
 }
 
-/// Sets the connect timeout in milliseconds (default 5000; 0 means the
-/// system's default).
+/// Sets the connect timeout in milliseconds, the handshake included
+/// (default 5000; 0 means the socket timeout bounds it).
 ///
 /// Errors: RTC_RESULT_NULL_PARAMETER.
 #[unsafe(no_mangle)]
