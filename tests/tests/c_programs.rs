@@ -5,132 +5,20 @@
 //! AddressSanitizer with leak checking, each against its own real
 //! `redis-server`, and their exit status and output are checked.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
-use std::sync::OnceLock;
-use std::time::SystemTime;
 
 use rtc_core::{Cache, ComputeOptions, FunctionId, Lifetime};
+use rtc_tests::cprog::{Link, compile, lib_dir, out_dir, root, run, run_checked};
 use rtc_tests::{RedisServer, unique_namespace};
 
-/// How a program is linked to librtc.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Link {
-    Shared,
-    Static,
-}
-
+/// Every program is linked both ways.
 const BOTH: [Link; 2] = [Link::Shared, Link::Static];
 
-/// The repository's root.
-fn root() -> PathBuf {
-    rtc_tests::tests_dir().parent().expect("tests/ has a parent").to_path_buf()
-}
-
-/// The folder holding librtc: the release folder this test binary was built in.
-fn lib_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let exe = std::env::current_exe().expect("current_exe");
-        // target/release/deps/c_programs-HASH -> target/release
-        let dir = exe.parent().and_then(Path::parent).expect("the test binary lives in target/<profile>/deps").to_path_buf();
-        for lib in ["librtc.so", "librtc.a"] {
-            let path = dir.join(lib);
-            let built = std::fs::metadata(&path).and_then(|m| m.modified()).unwrap_or_else(|_| {
-                panic!(
-                    "{} is missing: build librtc first with `cargo build --release --locked` \
-                     (the README's test command, tests/run.sh, does)",
-                    path.display()
-                )
-            });
-            let newest = newest_source();
-            assert!(
-                built >= newest,
-                "{} is older than ffi/src: rebuild it with `cargo build --release --locked`",
-                path.display()
-            );
-        }
-        dir
-    })
-}
-
-/// The newest modification time of librtc's own sources.
-fn newest_source() -> SystemTime {
-    let src = root().join("ffi/src");
-    std::fs::read_dir(&src)
-        .expect("read ffi/src")
-        .filter_map(|e| e.ok()?.metadata().ok()?.modified().ok())
-        .chain(std::fs::metadata(root().join("ffi/Cargo.toml")).and_then(|m| m.modified()))
-        .max()
-        .unwrap_or(SystemTime::UNIX_EPOCH)
-}
-
-/// Where compiled programs go.
-fn out_dir() -> PathBuf {
-    let dir = lib_dir().join("c-tests");
-    std::fs::create_dir_all(&dir).expect("create target/release/c-tests");
-    dir
-}
-
-fn run_checked(cmd: &mut Command, what: &str) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {what} ({cmd:?}): {e}"));
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\n--- command\n{cmd:?}\n--- stdout\n{}\n--- stderr\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-/// Compiles `tests/c/<source>` with warnings as errors and AddressSanitizer,
-/// linked to librtc as `link` says; returns the program.
-fn compile(source: &str, link: Link) -> PathBuf {
-    let cxx = source.ends_with(".cpp");
-    let stem = source.rsplit_once('.').map_or(source, |(s, _)| s);
-    let program = out_dir().join(format!("{stem}-{link:?}").to_lowercase());
-    let mut cmd = Command::new(if cxx { "g++" } else { "cc" });
-    cmd.arg(if cxx { "-std=c++17" } else { "-std=c11" })
-        .args(["-Wall", "-Wextra", "-Werror", "-pedantic", "-g", "-O1"])
-        .args(["-fsanitize=address", "-fno-omit-frame-pointer"])
-        .arg("-I")
-        .arg(root().join("include"))
-        .arg("-I")
-        .arg(root().join("tests/c"))
-        .arg(root().join("tests/c").join(source))
-        .arg("-o")
-        .arg(&program);
-    match link {
-        Link::Shared => {
-            cmd.arg("-L").arg(lib_dir()).arg("-lrtc").arg(format!("-Wl,-rpath,{}", lib_dir().display()));
-        }
-        Link::Static => {
-            cmd.arg(lib_dir().join("librtc.a")).args(["-lpthread", "-ldl", "-lm"]);
-        }
-    }
-    cmd.arg("-lpthread");
-    run_checked(&mut cmd, &format!("compiling {source} ({link:?})"));
-    assert_eq!(needs_librtc_so(&program), link == Link::Shared, "{} links librtc as asked", program.display());
-    program
-}
-
-/// Whether `program`'s dynamic section needs librtc.so.
+/// Whether `program` is dynamically linked to librtc.
 fn needs_librtc_so(program: &Path) -> bool {
     let out = run_checked(Command::new("readelf").arg("-d").arg(program), "readelf -d");
     String::from_utf8_lossy(&out.stdout).contains("[librtc.so]")
-}
-
-/// Runs a compiled program under AddressSanitizer with leak checking; panics
-/// with its output unless it exits 0. Returns its stdout.
-fn run(program: &Path, args: &[&str]) -> String {
-    let out = run_checked(
-        Command::new(program).args(args).env("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0:halt_on_error=1"),
-        &program.display().to_string(),
-    );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!stderr.contains("Sanitizer"), "{}: sanitizer report:\n{stderr}", program.display());
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]
