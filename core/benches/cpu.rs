@@ -2,6 +2,8 @@
 //! whole core path of a hit on the in-memory backend (no network).
 //!
 //! Run with `cargo bench -p rtc-core`.
+// criterion_group! generates an undocumented function.
+#![allow(missing_docs)]
 
 use std::hint::black_box;
 

@@ -107,10 +107,10 @@ impl Ticket {
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        if let Some(token) = self.token.take() {
-            if let Err(e) = self.inner.backend.execute(&self.release_commands(&token)) {
-                tracing::warn!(error = %e, "cannot release a stampede lock; it expires after lock_timeout");
-            }
+        if let Some(token) = self.token.take()
+            && let Err(e) = self.inner.backend.execute(&self.release_commands(&token))
+        {
+            tracing::warn!(error = %e, "cannot release a stampede lock; it expires after lock_timeout");
         }
     }
 }
@@ -189,9 +189,7 @@ impl<C: Codec> Cache<C> {
     /// it holds one) and wakes the waiters, all in one round trip.
     pub fn set_and_unlock(&self, mut ticket: Ticket, value: &[u8], lifetime: Lifetime) -> Result<()> {
         let inner = Arc::clone(&ticket.inner);
-        if let Err(e) = inner.check_size(value.len()) {
-            return Err(e); // dropping the ticket releases the lock
-        }
+        inner.check_size(value.len())?; // on error, dropping the ticket releases the lock
         let expire_ms = expire_ms(lifetime.resolve(inner.config.default_lifetime))?;
         let mut commands = vec![Command::Set { key: ticket.keys.storage.clone(), value: value.to_vec(), expire_ms, nx: false }];
         if let Some(token) = ticket.token.take() {

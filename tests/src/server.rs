@@ -64,10 +64,10 @@ impl RedisServer {
             if self.ping() {
                 return;
             }
-            if let Some(child) = &mut self.child {
-                if let Ok(Some(status)) = child.try_wait() {
-                    panic!("redis-server exited with {status} at start; log:\n{}", self.log());
-                }
+            if let Some(child) = &mut self.child
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!("redis-server exited with {status} at start; log:\n{}", self.log());
             }
             std::thread::sleep(Duration::from_millis(10));
         }

@@ -181,10 +181,13 @@ fn an_invalidation_during_the_computation_is_not_hidden() {
     }
 }
 
+/// What the test hook saw of one call: key, tags, info, userdata.
+type Seen = (String, Vec<String>, CacheInfo, Option<String>);
+
 #[test]
 fn hooks_receive_every_field_and_a_failing_hook_never_fails_the_call() {
     let redis = RedisServer::start();
-    let seen: Arc<Mutex<Vec<(String, Vec<String>, CacheInfo, Option<String>)>>> = Arc::default();
+    let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
     let sink = Arc::clone(&seen);
     let cache = Cache::builder()
         .namespace(unique_namespace("hooks"))
