@@ -129,5 +129,65 @@ impl std::error::Error for Error {
     }
 }
 
+/// The cases of the WIT `error` variant (`wit/types.wit`), so that the
+/// component and every host map errors the same way: each adapter only
+/// turns a case into its own generated type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WitErrorCase {
+    /// `backend-unavailable`.
+    BackendUnavailable,
+    /// `timeout`.
+    Timeout,
+    /// `invalid-argument`.
+    InvalidArgument,
+    /// `backend`.
+    Backend,
+    /// `other`: every kind without a case of its own.
+    Other,
+}
+
+impl Error {
+    /// Returns the WIT case and message of this error. The message carries
+    /// the cause; [`ErrorKind::Codec`], which has no WIT case, becomes
+    /// `other` with a `codec: ` prefix.
+    ///
+    /// ```
+    /// use rtc_core::{Error, ErrorKind, WitErrorCase};
+    /// let (case, m) = Error::new(ErrorKind::Codec, "bad bytes").to_wit();
+    /// assert_eq!((case, m.as_str()), (WitErrorCase::Other, "codec: bad bytes"));
+    /// ```
+    pub fn to_wit(&self) -> (WitErrorCase, String) {
+        let m = match &self.source {
+            Some(source) => format!("{}: {source}", self.message),
+            None => self.message.clone(),
+        };
+        match self.kind {
+            ErrorKind::BackendUnavailable => (WitErrorCase::BackendUnavailable, m),
+            ErrorKind::Timeout => (WitErrorCase::Timeout, m),
+            ErrorKind::InvalidArgument => (WitErrorCase::InvalidArgument, m),
+            ErrorKind::Backend => (WitErrorCase::Backend, m),
+            ErrorKind::Codec => (WitErrorCase::Other, format!("codec: {m}")),
+            ErrorKind::Other => (WitErrorCase::Other, m),
+        }
+    }
+
+    /// Builds an error from a WIT case and its message.
+    ///
+    /// ```
+    /// use rtc_core::{Error, ErrorKind, WitErrorCase};
+    /// assert_eq!(Error::from_wit(WitErrorCase::Timeout, "slow".into()).kind(), ErrorKind::Timeout);
+    /// ```
+    pub fn from_wit(case: WitErrorCase, message: String) -> Self {
+        let kind = match case {
+            WitErrorCase::BackendUnavailable => ErrorKind::BackendUnavailable,
+            WitErrorCase::Timeout => ErrorKind::Timeout,
+            WitErrorCase::InvalidArgument => ErrorKind::InvalidArgument,
+            WitErrorCase::Backend => ErrorKind::Backend,
+            WitErrorCase::Other => ErrorKind::Other,
+        };
+        Error::new(kind, message)
+    }
+}
+
 /// The result type of rtc operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

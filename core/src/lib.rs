@@ -52,7 +52,7 @@ pub use cache::native_backend;
 pub use codec::{Cbor, Codec};
 pub use compute::{ComputeOptions, DEFAULT_LOCK_TIMEOUT, Decorated};
 pub use config::{Config, Lifetime, MAX_LIFETIME_SECS};
-pub use error::{Error, ErrorKind, Result};
+pub use error::{Error, ErrorKind, Result, WitErrorCase};
 pub use hash::short_hash;
 pub use info::{CacheInfo, FunctionId, Hook, HookEvent};
 pub use inspect::{Inspection, TagState, Ttl};

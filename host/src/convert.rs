@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use rtc_core::{CacheInfo, Command, Config, Error, ErrorKind, FunctionId, Lifetime, LockStats, Reply};
+use rtc_core::{CacheInfo, Command, Config, Error, ErrorKind, FunctionId, Lifetime, LockStats, Reply, WitErrorCase};
 
 use crate::bindings::exports::rtc::cache::cache as wit;
 use crate::bindings::rtc::cache::{hooks, redis, types};
@@ -77,38 +77,28 @@ pub(crate) fn to_wit_reply(reply: Reply) -> Result<redis::Reply, Error> {
     })
 }
 
-/// Returns a core error's message with its cause, without the kind (the WIT
-/// case carries the kind).
-fn message(e: &Error) -> String {
-    match std::error::Error::source(e) {
-        Some(source) => format!("{}: {source}", e.message()),
-        None => e.message().to_owned(),
-    }
-}
-
-/// Converts a core error to the WIT variant (`codec` has no case of its own).
+/// Converts a core error to the WIT variant; which case and message is
+/// decided in core ([`Error::to_wit`]).
 pub(crate) fn to_wit_error(e: &Error) -> types::Error {
-    let m = message(e);
-    match e.kind() {
-        ErrorKind::BackendUnavailable => types::Error::BackendUnavailable(m),
-        ErrorKind::Timeout => types::Error::Timeout(m),
-        ErrorKind::InvalidArgument => types::Error::InvalidArgument(m),
-        ErrorKind::Backend => types::Error::Backend(m),
-        ErrorKind::Codec => types::Error::Other(format!("codec: {m}")),
-        _ => types::Error::Other(m),
+    match e.to_wit() {
+        (WitErrorCase::BackendUnavailable, m) => types::Error::BackendUnavailable(m),
+        (WitErrorCase::Timeout, m) => types::Error::Timeout(m),
+        (WitErrorCase::InvalidArgument, m) => types::Error::InvalidArgument(m),
+        (WitErrorCase::Backend, m) => types::Error::Backend(m),
+        (WitErrorCase::Other, m) => types::Error::Other(m),
     }
 }
 
-/// Converts the WIT error variant to a core error of the same kind.
+/// Converts a WIT error to core's.
 pub(crate) fn from_wit_error(e: types::Error) -> Error {
-    let (kind, m) = match e {
-        types::Error::BackendUnavailable(m) => (ErrorKind::BackendUnavailable, m),
-        types::Error::Timeout(m) => (ErrorKind::Timeout, m),
-        types::Error::InvalidArgument(m) => (ErrorKind::InvalidArgument, m),
-        types::Error::Backend(m) => (ErrorKind::Backend, m),
-        types::Error::Other(m) => (ErrorKind::Other, m),
+    let (case, m) = match e {
+        types::Error::BackendUnavailable(m) => (WitErrorCase::BackendUnavailable, m),
+        types::Error::Timeout(m) => (WitErrorCase::Timeout, m),
+        types::Error::InvalidArgument(m) => (WitErrorCase::InvalidArgument, m),
+        types::Error::Backend(m) => (WitErrorCase::Backend, m),
+        types::Error::Other(m) => (WitErrorCase::Other, m),
     };
-    Error::new(kind, m)
+    Error::from_wit(case, m)
 }
 
 /// Converts a reported `cache-info` to core's [`CacheInfo`].

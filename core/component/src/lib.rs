@@ -31,7 +31,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rtc_core::{Backend, Begin, Cache, CacheInfo, ComputeOptions, ErrorKind, FunctionId, Lifetime, Pending};
+use rtc_core::{Backend, Begin, Cache, CacheInfo, ComputeOptions, ErrorKind, FunctionId, Lifetime, Pending, WitErrorCase};
 
 #[allow(missing_docs)]
 mod bindings {
@@ -255,36 +255,26 @@ fn to_lifetime(lifetime: wit::Lifetime) -> Lifetime {
     }
 }
 
-/// Returns a core error's message with its cause, without the kind (the
-/// WIT case carries the kind).
-fn message(e: &rtc_core::Error) -> String {
-    match std::error::Error::source(e) {
-        Some(source) => format!("{}: {source}", e.message()),
-        None => e.message().to_owned(),
-    }
-}
-
+/// Builds the WIT error; which case and message is decided in core ([`rtc_core::Error::to_wit`]).
 fn to_wit_error(e: rtc_core::Error) -> types::Error {
-    let m = message(&e);
-    match e.kind() {
-        ErrorKind::BackendUnavailable => types::Error::BackendUnavailable(m),
-        ErrorKind::Timeout => types::Error::Timeout(m),
-        ErrorKind::InvalidArgument => types::Error::InvalidArgument(m),
-        ErrorKind::Backend => types::Error::Backend(m),
-        ErrorKind::Codec => types::Error::Other(format!("codec: {m}")),
-        _ => types::Error::Other(m),
+    match e.to_wit() {
+        (WitErrorCase::BackendUnavailable, m) => types::Error::BackendUnavailable(m),
+        (WitErrorCase::Timeout, m) => types::Error::Timeout(m),
+        (WitErrorCase::InvalidArgument, m) => types::Error::InvalidArgument(m),
+        (WitErrorCase::Backend, m) => types::Error::Backend(m),
+        (WitErrorCase::Other, m) => types::Error::Other(m),
     }
 }
 
 fn from_wit_error(e: types::Error) -> rtc_core::Error {
-    let (kind, m) = match e {
-        types::Error::BackendUnavailable(m) => (ErrorKind::BackendUnavailable, m),
-        types::Error::Timeout(m) => (ErrorKind::Timeout, m),
-        types::Error::InvalidArgument(m) => (ErrorKind::InvalidArgument, m),
-        types::Error::Backend(m) => (ErrorKind::Backend, m),
-        types::Error::Other(m) => (ErrorKind::Other, m),
+    let (case, m) = match e {
+        types::Error::BackendUnavailable(m) => (WitErrorCase::BackendUnavailable, m),
+        types::Error::Timeout(m) => (WitErrorCase::Timeout, m),
+        types::Error::InvalidArgument(m) => (WitErrorCase::InvalidArgument, m),
+        types::Error::Backend(m) => (WitErrorCase::Backend, m),
+        types::Error::Other(m) => (WitErrorCase::Other, m),
     };
-    rtc_core::Error::new(kind, m)
+    rtc_core::Error::from_wit(case, m)
 }
 
 fn to_wit_info(info: &CacheInfo) -> hooks::CacheInfo {
