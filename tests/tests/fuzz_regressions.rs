@@ -1,5 +1,5 @@
 //! Inputs of interest to the fuzz targets (tests/fuzz), replayed in the normal
-//! suite on stable through the same code path as the `decode_value` target:
+//! suite on stable through the same code (`tests/fuzz/checks/decode.rs`) as the `decode_value` target:
 //! the CBOR codec into representative types, and a cache in memory after
 //! `set_bytes` of the same bytes. Every crash a fuzz run finds is added here
 //! (with the artifact's bytes) before it is fixed.
@@ -10,76 +10,16 @@
 
 use std::collections::BTreeMap;
 
-use rtc_core::{Cache, Cbor, Codec, ComputeOptions, Lifetime};
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use rtc_core::{Cache, Cbor, Codec};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct Record {
-    id: u64,
-    name: String,
-    tags: Vec<String>,
-    score: Option<i64>,
-    attributes: BTreeMap<String, Vec<u8>>,
-    kind: Kind,
-}
+#[path = "../fuzz/checks/decode.rs"]
+mod decode;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-enum Kind {
-    Unit,
-    Pair(i32, String),
-    Named { flag: bool, items: Vec<u16> },
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-enum Tree {
-    Leaf(u8),
-    Node(Vec<Tree>),
-}
+use decode::{Kind, Record, Tree};
 
 /// The `decode_value` fuzz target's checks, for one input.
 fn replay(cache: &Cache, data: &[u8]) {
-    fn both_ways<T: DeserializeOwned + PartialEq + std::fmt::Debug>(cache: &Cache, data: &[u8]) -> Option<T> {
-        let direct = Cbor.decode::<T>(data).ok();
-        let cached = cache.get::<T>("k", ["t"]).expect("the memory backend does not fail");
-        assert_eq!(
-            direct, cached,
-            "a typed get must be a hit exactly when the bytes decode"
-        );
-        direct
-    }
-    let _ = Cbor.decode::<f64>(data);
-    cache.set_bytes("k", data, ["t"], Lifetime::Default).expect("set_bytes");
-    assert_eq!(cache.get_bytes("k", ["t"]).expect("get_bytes"), Some(data.to_vec()));
-    both_ways::<u64>(cache, data);
-    both_ways::<i128>(cache, data);
-    both_ways::<String>(cache, data);
-    both_ways::<Vec<u8>>(cache, data);
-    both_ways::<Option<Vec<String>>>(cache, data);
-    both_ways::<BTreeMap<String, u32>>(cache, data);
-    both_ways::<Kind>(cache, data);
-    both_ways::<Tree>(cache, data);
-    let record = both_ways::<Record>(cache, data);
-    let computed = Record {
-        id: 7,
-        name: "computed".into(),
-        tags: vec![],
-        score: None,
-        attributes: BTreeMap::new(),
-        kind: Kind::Unit,
-    };
-    let got: Record = cache.get_or_compute(&ComputeOptions::key("k").tags(["t"]), || computed.clone());
-    match record {
-        Some(r) => assert_eq!(got, r),
-        None => {
-            assert_eq!(got, computed);
-            assert_eq!(
-                cache.get::<Record>("k", ["t"]).expect("get"),
-                Some(computed),
-                "the garbage was replaced"
-            );
-        }
-    }
+    decode::check(cache, data);
 }
 
 fn cache() -> Cache {
