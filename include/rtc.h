@@ -112,6 +112,11 @@ enum rtc_result
    * handles passed to the call are still valid, but please report it.
    */
   RTC_RESULT_PANIC = 11,
+  /**
+   * The backend broke its reply contract (a missing reply, or one of the
+   * wrong kind): a bug in a custom backend or host, not Redis being down.
+   */
+  RTC_RESULT_PROTOCOL = 12,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -746,7 +751,9 @@ rtc_result rtc_cache_get_or_compute(const struct rtc_cache *cache,
 /**
  * Reads the entry of `options` (its key and tags), and on a miss takes the
  * stampede lock if the options have the lock on (waiting up to the lock
- * timeout for another holder). For callers that compute elsewhere.
+ * timeout for another holder). For callers that compute elsewhere: the same
+ * get-or-compute as rtc_cache_get_or_compute in two calls, with the same
+ * hook report (a hit is reported here, a miss by rtc_cache_set_and_unlock).
  *
  * - RTC_RESULT_OK: a hit; writes a new value to `*value_out` (the caller
  *   frees it with rtc_value_free).
@@ -758,7 +765,7 @@ rtc_result rtc_cache_get_or_compute(const struct rtc_cache *cache,
  * Only one of the out-parameters is written. Thread-safe.
  *
  * Errors: RTC_RESULT_NULL_PARAMETER, and Redis errors (then compute the value
- * and do not store it).
+ * and do not store it; the hook has been told, with the error).
  */
 rtc_result rtc_cache_get_or_lock(const struct rtc_cache *cache,
                                  const struct rtc_compute_options *options,
@@ -769,7 +776,7 @@ rtc_result rtc_cache_get_or_lock(const struct rtc_cache *cache,
  * Stores `value` (`value_len` bytes, copied; NULL only when `value_len` is 0)
  * under the ticket's tag snapshot for `lifetime` (RTC_LIFETIME_DEFAULT,
  * RTC_LIFETIME_FOREVER, or seconds), then releases the ticket's lock and
- * wakes the waiters, in one round trip.
+ * wakes the waiters, in one round trip, and calls the hook.
  *
  * Consumes `ticket` whatever the result (on an error its lock is released
  * without storing): do not use or free it afterwards. If a tag was
@@ -777,7 +784,7 @@ rtc_result rtc_cache_get_or_lock(const struct rtc_cache *cache,
  * reader looks, as it is stale. Thread-safe.
  *
  * Errors: RTC_RESULT_NULL_PARAMETER, RTC_RESULT_INVALID_ARGUMENT (value over
- * max_value_size, bad lifetime), and Redis errors.
+ * max_value_size, bad lifetime, a ticket of another cache), and Redis errors.
  */
 rtc_result rtc_cache_set_and_unlock(const struct rtc_cache *cache,
                                     struct rtc_ticket *ticket,
@@ -798,7 +805,8 @@ uint64_t rtc_ticket_lock_waiting_ms(const struct rtc_ticket *ticket);
 
 /**
  * Frees a ticket without storing a value: releases its lock (if it holds
- * one) and wakes the waiters, so one of them can compute. NULL is a no-op.
+ * one, one round trip) and wakes the waiters, so one of them can compute.
+ * NULL is a no-op.
  */
 void rtc_ticket_free(struct rtc_ticket *ticket);
 

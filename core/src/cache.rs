@@ -6,19 +6,17 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::backend::{Backend, Command, DisabledBackend, Reply};
+use crate::backend::{Backend, DisabledBackend, Reply};
 use crate::codec::{Cbor, Codec};
 use crate::config::{Config, Lifetime, expire_ms};
-use crate::error::{Error, ErrorKind, Result};
-use crate::hash::random_bytes;
+use crate::error::{Error, Result};
 use crate::info::{Hook, HookEvent};
+use crate::invalidate::Invalidate;
 use crate::layout::{ALL_TAG, Layout};
 use crate::memory::MemoryBackend;
-use crate::snapshot::TagMemo;
+use crate::snapshot::{Access, Snapshot, TagMemo};
+use crate::step::{drive, int};
 use crate::tags::Tags;
-
-/// How many times a tag read retries when tag keys vanish between two commands.
-const TAG_READ_ATTEMPTS: usize = 3;
 
 /// A Redis-backed cache with O(1) tag-based invalidation.
 ///
@@ -38,12 +36,13 @@ const TAG_READ_ATTEMPTS: usize = 3;
 #[derive(Clone)]
 pub struct Cache<C = Cbor> {
     pub(crate) inner: Arc<Inner>,
+    pub(crate) backend: Arc<dyn Backend>,
     pub(crate) codec: C,
 }
 
-/// The shared state behind every clone of a [`Cache`].
+/// The state every driver's operations share (no backend: the driver owns
+/// the I/O): configuration, key layout, hook and the memo of tag values.
 pub(crate) struct Inner {
-    pub(crate) backend: Arc<dyn Backend>,
     pub(crate) layout: Layout,
     pub(crate) config: Config,
     pub(crate) hook: Option<Hook>,
@@ -54,7 +53,12 @@ pub(crate) struct Inner {
 impl Cache<Cbor> {
     /// Returns a builder holding the default configuration.
     pub fn builder() -> CacheBuilder<Cbor> {
-        CacheBuilder { config: Config::default(), hook: None, backend: None, codec: Cbor }
+        CacheBuilder {
+            config: Config::default(),
+            hook: None,
+            backend: None,
+            codec: Cbor,
+        }
     }
 
     /// Builds a cache from `config` with the default codec and no hook.
@@ -153,13 +157,50 @@ impl<C: Codec> CacheBuilder<C> {
 
     /// Uses `codec` for typed values.
     pub fn codec<D: Codec>(self, codec: D) -> CacheBuilder<D> {
-        CacheBuilder { config: self.config, hook: self.hook, backend: self.backend, codec }
+        CacheBuilder {
+            config: self.config,
+            hook: self.hook,
+            backend: self.backend,
+            codec,
+        }
+    }
+
+    /// Builds the async cache ([`crate::future::Cache`], feature `tokio`),
+    /// with the same configuration rules as [`CacheBuilder::build`]: Redis
+    /// through the `redis` crate's async multiplexed connection, the memory
+    /// and disabled backends (and a custom blocking one) on tokio's blocking
+    /// pool. Does not connect. Redis Cluster is not served async yet
+    /// (`InvalidArgument`).
+    #[cfg(feature = "tokio")]
+    pub fn build_async(self) -> Result<crate::future::Cache<C>> {
+        use crate::future::{AsyncBackend, Blocking};
+        let config = self.config;
+        config.validate()?;
+        let backend: Arc<dyn AsyncBackend> = if config.disabled {
+            Arc::new(Blocking(Arc::new(DisabledBackend)))
+        } else if let Some(backend) = self.backend {
+            Arc::new(Blocking(backend))
+        } else if config.in_local_memory {
+            Arc::new(Blocking(Arc::new(MemoryBackend::new())))
+        } else if !config.cluster_nodes.is_empty() {
+            return Err(Error::invalid(
+                "the async API does not serve a Redis Cluster yet; use the sync API",
+            ));
+        } else {
+            Arc::new(crate::future::AsyncRedisBackend::new(&config)?)
+        };
+        let inner = Inner::new(config, self.hook);
+        Ok(crate::future::Cache {
+            inner: Arc::new(inner),
+            backend,
+            codec: self.codec,
+        })
     }
 
     /// Builds the cache. Does not connect: a cache built while Redis is down
     /// works once Redis is up.
     ///
-    /// Fails with [`ErrorKind::InvalidArgument`] for an unusable URL, or when
+    /// Fails with [`crate::ErrorKind::InvalidArgument`] for an unusable URL, or when
     /// Redis is asked for in a build without the `redis` feature.
     pub fn build(self) -> Result<Cache<C>> {
         let config = self.config;
@@ -173,9 +214,31 @@ impl<C: Codec> CacheBuilder<C> {
         } else {
             redis_backend(&config)?
         };
-        let layout = Layout::new(&config.namespace);
-        let inner = Inner { backend, layout, config, hook: self.hook, memo: TagMemo::default() };
-        Ok(Cache { inner: Arc::new(inner), codec: self.codec })
+        let inner = Inner::new(config, self.hook);
+        Ok(Cache {
+            inner: Arc::new(inner),
+            backend,
+            codec: self.codec,
+        })
+    }
+}
+
+impl Inner {
+    pub(crate) fn new(config: Config, hook: Option<Hook>) -> Self {
+        Inner {
+            layout: Layout::new(&config.namespace),
+            config,
+            hook,
+            memo: TagMemo::default(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache")
+            .field("namespace", &self.config.namespace)
+            .finish_non_exhaustive()
     }
 }
 
@@ -199,7 +262,9 @@ fn redis_backend(config: &Config) -> Result<Arc<dyn Backend>> {
 
 #[cfg(not(feature = "redis"))]
 fn redis_backend(_: &Config) -> Result<Arc<dyn Backend>> {
-    Err(Error::invalid("this build has no Redis backend (feature `redis`): set in_local_memory, disabled, or a backend"))
+    Err(Error::invalid(
+        "this build has no Redis backend (feature `redis`): set in_local_memory, disabled, or a backend",
+    ))
 }
 
 impl<C: Codec> Cache<C> {
@@ -217,7 +282,13 @@ impl<C: Codec> Cache<C> {
     ///
     /// The entry is readable until it expires, one of its tags is invalidated,
     /// `invalidate_all` is called, or it is deleted.
-    pub fn set<T: Serialize + ?Sized>(&self, key: &str, value: &T, tags: impl Tags, lifetime: Lifetime) -> Result<()> {
+    pub fn set<T: Serialize + ?Sized>(
+        &self,
+        key: &str,
+        value: &T,
+        tags: impl Tags,
+        lifetime: Lifetime,
+    ) -> Result<()> {
         let bytes = self.codec.encode(value)?;
         self.set_bytes(key, &bytes, tags, lifetime)
     }
@@ -228,145 +299,82 @@ impl<C: Codec> Cache<C> {
     /// Bytes that do not decode (written by another program, or corrupted)
     /// are logged and read as a miss.
     pub fn get<T: DeserializeOwned>(&self, key: &str, tags: impl Tags) -> Result<Option<T>> {
-        let Some(bytes) = self.get_bytes(key, tags)? else { return Ok(None) };
-        match self.codec.decode(&bytes) {
-            Ok(value) => Ok(Some(value)),
-            Err(e) => {
-                tracing::warn!(key, error = %e, "cached bytes do not decode; read as a miss");
-                Ok(None)
-            }
-        }
+        let bytes = self.get_bytes(key, tags)?;
+        Ok(bytes.and_then(|b| crate::codec::decode_or_miss(&self.codec, key, &b)))
     }
 
     /// Stores raw bytes, with no codec, so any language can read them.
-    pub fn set_bytes(&self, key: &str, value: &[u8], tags: impl Tags, lifetime: Lifetime) -> Result<()> {
-        self.inner.check_size(value.len())?;
-        let expire_ms = expire_ms(lifetime.resolve(self.inner.config.default_lifetime))?;
-        let set = |hash: &str| Command::Set { key: self.inner.layout.storage_key(key, hash), value: value.to_vec(), expire_ms, nx: false };
-        match self.inner.under_snapshot(&tags.tag_names(), set)?.1 {
-            Reply::Ok => Ok(()),
-            other => Err(unexpected("SET", &other)),
-        }
+    ///
+    /// When the tags keep changing during the call (a hot tag invalidated
+    /// in a loop), the write still succeeds: an invalidation followed it.
+    pub fn set_bytes(
+        &self,
+        key: &str,
+        value: &[u8],
+        tags: impl Tags,
+        lifetime: Lifetime,
+    ) -> Result<()> {
+        let access = self.inner.set_access(value, lifetime)?;
+        drive(
+            &*self.backend,
+            Snapshot::new(&self.inner, key, &tags.tag_names(), access),
+        )?;
+        Ok(())
     }
 
-    /// Reads raw bytes: `Ok(Some)` on a hit, `Ok(None)` on a miss.
+    /// Reads raw bytes: `Ok(Some)` on a hit, `Ok(None)` on a miss (also when
+    /// the tags kept changing during the call: the entry was invalidated).
     pub fn get_bytes(&self, key: &str, tags: impl Tags) -> Result<Option<Vec<u8>>> {
-        let get = |hash: &str| Command::Get { key: self.inner.layout.storage_key(key, hash) };
-        match self.inner.under_snapshot(&tags.tag_names(), get)?.1 {
-            Reply::Bytes(b) => Ok(Some(b)),
-            Reply::Nil => Ok(None),
-            other => Err(unexpected("GET", &other)),
-        }
+        let done = drive(
+            &*self.backend,
+            Snapshot::new(&self.inner, key, &tags.tag_names(), Access::Get),
+        )?;
+        Ok(done.confirmed_reply().and_then(Reply::into_bytes))
     }
 
     /// Deletes the entry of `key` under `tags`; returns whether one existed.
     pub fn delete(&self, key: &str, tags: impl Tags) -> Result<bool> {
-        let del = |hash: &str| Command::Del { keys: vec![self.inner.layout.storage_key(key, hash)] };
-        match self.inner.under_snapshot(&tags.tag_names(), del)?.1 {
-            Reply::Int(n) => Ok(n > 0),
-            other => Err(unexpected("DEL", &other)),
-        }
+        let done = drive(
+            &*self.backend,
+            Snapshot::new(&self.inner, key, &tags.tag_names(), Access::Del),
+        )?;
+        Ok(done.confirmed_reply().is_some_and(|r| int(&r) > 0))
     }
 
     /// Invalidates one tag or several, in one round trip, whatever the number
     /// of entries carrying them: each tag gets a new random value (keeping the
     /// tag lifetime), so every entry stored under the old value is unreachable.
     pub fn invalidate(&self, tags: impl Tags) -> Result<()> {
-        self.inner.invalidate(&tags.tag_names())
+        drive(
+            &*self.backend,
+            Invalidate::new(&self.inner, tags.tag_names()),
+        )
     }
 
     /// Invalidates every entry of the namespace in O(1) (one write).
     pub fn invalidate_all(&self) -> Result<()> {
-        self.inner.invalidate(&[ALL_TAG])
+        drive(&*self.backend, Invalidate::new(&self.inner, vec![ALL_TAG]))
     }
 }
 
 impl Inner {
-    pub(crate) fn one(&self, command: Command) -> Result<Reply> {
-        let mut replies = self.backend.execute(std::slice::from_ref(&command))?;
-        match (replies.pop(), replies.is_empty()) {
-            (Some(reply), true) => Ok(reply),
-            _ => Err(Error::new(ErrorKind::Other, "the backend returned a wrong number of replies")),
-        }
+    /// Checks a value's size and lifetime and returns the write to make.
+    pub(crate) fn set_access(&self, value: &[u8], lifetime: Lifetime) -> Result<Access> {
+        self.check_size(value.len())?;
+        let expire_ms = expire_ms(lifetime.resolve(self.config.default_lifetime))?;
+        Ok(Access::Set {
+            value: value.to_vec(),
+            expire_ms,
+        })
     }
 
     pub(crate) fn check_size(&self, len: usize) -> Result<()> {
         let max = self.config.max_value_size;
         if len > max {
-            return Err(Error::invalid(format!("value of {len} bytes exceeds max_value_size ({max} bytes)")));
+            return Err(Error::invalid(format!(
+                "value of {len} bytes exceeds max_value_size ({max} bytes)"
+            )));
         }
         Ok(())
     }
-
-    pub(crate) fn read(&self, storage: String) -> Result<Option<Vec<u8>>> {
-        match self.one(Command::Get { key: storage })? {
-            Reply::Bytes(b) => Ok(Some(b)),
-            Reply::Nil => Ok(None),
-            other => Err(unexpected("GET", &other)),
-        }
-    }
-
-    fn invalidate(&self, tags: &[&str]) -> Result<()> {
-        if tags.is_empty() {
-            return Ok(());
-        }
-        // Keeping the tag lifetime here fixes the reference, which drops it on invalidation.
-        let expire_ms = expire_ms(self.config.lifetime_for_tags)?;
-        let keys: Vec<String> = tags.iter().map(|t| self.layout.tag_key(t)).collect();
-        let values = keys.iter().map(|_| Ok(random_bytes()?.to_vec())).collect::<Result<Vec<_>>>()?;
-        let commands: Vec<Command> = keys
-            .iter()
-            .zip(&values)
-            .map(|(key, value)| Command::Set { key: key.clone(), value: value.clone(), expire_ms, nx: false })
-            .collect();
-        self.backend.execute(&commands)?;
-        // Our own invalidation need not cost our next read a second round trip.
-        self.memo.remember(tags, &keys, &values.iter().map(Some).collect::<Vec<_>>());
-        Ok(())
-    }
-
-    /// Reads the values of the tag keys `keys`, creating missing ones.
-    ///
-    /// A missing tag is created with `SET NX` and then read back with `GET`,
-    /// so concurrent first readers all use whichever value won (the reference
-    /// overwrites, and two first readers can hash differently).
-    pub(crate) fn tag_values(&self, keys: &[String]) -> Result<Vec<Vec<u8>>> {
-        let mut values: Vec<Option<Vec<u8>>> = match self.one(Command::Mget { keys: keys.to_vec() })? {
-            Reply::Array(items) if items.len() == keys.len() => items.into_iter().map(Reply::into_bytes).collect(),
-            other => return Err(unexpected("MGET", &other)),
-        };
-        let expire_ms = expire_ms(self.config.lifetime_for_tags)?;
-        for _ in 0..TAG_READ_ATTEMPTS {
-            let mut missing: Vec<&String> = keys.iter().zip(&values).filter(|(_, v)| v.is_none()).map(|(k, _)| k).collect();
-            missing.dedup();
-            if missing.is_empty() {
-                break;
-            }
-            let mut commands = Vec::with_capacity(missing.len() * 2);
-            for key in &missing {
-                commands.push(Command::Set { key: (*key).clone(), value: random_bytes()?.to_vec(), expire_ms, nx: true });
-                commands.push(Command::Get { key: (*key).clone() });
-            }
-            let replies = self.backend.execute(&commands)?;
-            if replies.len() != commands.len() {
-                return Err(Error::new(ErrorKind::Other, "the backend returned a wrong number of replies"));
-            }
-            for (key, reply) in missing.iter().zip(replies.into_iter().skip(1).step_by(2)) {
-                let value = reply.into_bytes();
-                for (k, v) in keys.iter().zip(values.iter_mut()) {
-                    if k == *key && v.is_none() {
-                        v.clone_from(&value);
-                    }
-                }
-            }
-        }
-        values
-            .into_iter()
-            .map(|v| v.ok_or_else(|| Error::new(ErrorKind::Other, "tag keys keep vanishing (is Redis evicting them?)")))
-            .collect()
-    }
-}
-
-pub(crate) fn unexpected(command: &str, reply: &Reply) -> Error {
-    Error::new(ErrorKind::Other, format!("unexpected reply to {command}: {reply:?}"))
 }

@@ -14,7 +14,6 @@ use crate::config::Lifetime;
 use crate::error::Result;
 use crate::hash::short_hash;
 use crate::info::FunctionId;
-use crate::split::Begin;
 use crate::tags::Tags;
 
 /// The reference's default `lock_timeout`.
@@ -74,7 +73,12 @@ impl ComputeOptions {
         let identity = (&function.module, &function.type_name, &function.function);
         let key = short_hash(&Cbor.encode(&(identity, serde_bytes_ref(&arguments)))?);
         let method = !function.type_name.is_empty();
-        Ok(ComputeOptions { function, arguments, method, ..Self::with_key(key) })
+        Ok(ComputeOptions {
+            function,
+            arguments,
+            method,
+            ..Self::with_key(key)
+        })
     }
 
     /// Sets the tags (static, or computed by the caller from the arguments).
@@ -167,7 +171,8 @@ impl<C: Codec> Cache<C> {
 
     /// Like [`Cache::get_or_compute`] for a fallible computation: an `Err`
     /// from `compute` is returned as is, nothing is stored, and the lock is
-    /// released so a waiter can try.
+    /// released at once so a waiter can try. (A `compute` that panics
+    /// leaves the lock to expire after the lock timeout.)
     pub fn try_get_or_compute<T, E, F>(&self, options: &ComputeOptions, compute: F) -> Result<T, E>
     where
         T: Serialize + DeserializeOwned,
@@ -177,24 +182,44 @@ impl<C: Codec> Cache<C> {
     }
 
     /// Like [`Cache::try_get_or_compute`] with a codec for this call only.
-    pub fn get_or_compute_with<D, T, E, F>(&self, codec: &D, options: &ComputeOptions, compute: F) -> Result<T, E>
+    pub fn get_or_compute_with<D, T, E, F>(
+        &self,
+        codec: &D,
+        options: &ComputeOptions,
+        compute: F,
+    ) -> Result<T, E>
     where
         D: Codec,
         T: Serialize + DeserializeOwned,
         F: FnOnce() -> Result<T, E>,
     {
-        self.run(options, |bytes| codec.decode(bytes), compute, |value| codec.encode(value))
+        self.run(
+            options,
+            |bytes| codec.decode(bytes),
+            compute,
+            |value| codec.encode(value),
+        )
     }
 
     /// Get-or-compute on raw bytes, with no codec (the C library's form).
-    pub fn get_or_compute_bytes<E, F>(&self, options: &ComputeOptions, compute: F) -> Result<Vec<u8>, E>
+    pub fn get_or_compute_bytes<E, F>(
+        &self,
+        options: &ComputeOptions,
+        compute: F,
+    ) -> Result<Vec<u8>, E>
     where
         F: FnOnce() -> Result<Vec<u8>, E>,
     {
-        self.run(options, |bytes| Ok(bytes.to_vec()), compute, |value| Ok(value.clone()))
+        self.run(
+            options,
+            |bytes| Ok(bytes.to_vec()),
+            compute,
+            |value| Ok(value.clone()),
+        )
     }
 
-    /// Get-or-compute on [`Cache::begin`], which does the accounting and calls the hook.
+    /// Get-or-compute on [`Cache::get_or_lock`] and [`Cache::set_and_unlock`],
+    /// which do the accounting and call the hook.
     fn run<T, E>(
         &self,
         options: &ComputeOptions,
@@ -202,20 +227,21 @@ impl<C: Codec> Cache<C> {
         compute: impl FnOnce() -> Result<T, E>,
         encode: impl Fn(&T) -> Result<Vec<u8>>,
     ) -> Result<T, E> {
-        let pending = match self.begin(options) {
-            Begin::Hit(hit) => match decode(hit.value()) {
-                Ok(value) => {
-                    let _ = hit.finish();
-                    return Ok(value);
-                }
-                // Garbage under our key: compute, and overwrite it.
-                Err(e) => hit.undecodable(e),
-            },
-            Begin::Pending(pending) => pending,
+        let ticket = match self.get_or_lock(options).decoded(decode) {
+            Ok(value) => return Ok(value),
+            Err(ticket) => ticket,
         };
-        let value = compute()?; // on Err the pending call drops here and releases the lock
-        let _ = pending.finish(encode(&value));
-        Ok(value)
+        match compute() {
+            Ok(value) => {
+                let _ = self.set_and_unlock(ticket, encode(&value));
+                Ok(value)
+            }
+            Err(e) => {
+                // Nothing to store: free the lock now so a waiter can compute.
+                let _ = self.release(ticket);
+                Err(e)
+            }
+        }
     }
 
     /// Returns a cached version of `function`: calling it with arguments
@@ -329,7 +355,11 @@ where
             TagSource::Static(t) => t.clone(),
             TagSource::Computed(f) => f(args),
         };
-        let mut options = options.tags(tags).lifetime(self.lifetime).lock(self.lock).lock_timeout(self.lock_timeout);
+        let mut options = options
+            .tags(tags)
+            .lifetime(self.lifetime)
+            .lock(self.lock)
+            .lock_timeout(self.lock_timeout);
         options.hook_userdata.clone_from(&self.hook_userdata);
         self.cache.get_or_compute(&options, || (self.f)(args))
     }

@@ -6,8 +6,11 @@ use std::sync::Arc;
 /// What went wrong, in a form a program can act on.
 ///
 /// A cache miss is never an error: it is `Ok(None)` (Rust), `miss` (WIT) or
-/// `RTC_RESULT_MISS` (C).
-#[non_exhaustive]
+/// `RTC_RESULT_MISS` (C). Contention (tags changing under an operation) is
+/// never an error either: such a read is a miss, such a write succeeds.
+///
+/// The enum is exhaustive on purpose: every surface maps every kind with a
+/// `match` that stops compiling when a kind is added.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorKind {
     /// The backend could not be reached (connection refused, reset, closed).
@@ -18,9 +21,13 @@ pub enum ErrorKind {
     InvalidArgument,
     /// The backend answered with an error (authentication, wrong type, ...).
     Backend,
+    /// The backend broke the reply contract: a reply missing, extra, or not
+    /// of the kind its command promises (a host or backend bug, not Redis
+    /// being down).
+    Protocol,
     /// A value could not be encoded, or cached bytes could not be decoded.
     Codec,
-    /// Anything else.
+    /// Anything else (no randomness available, a panic caught at a boundary).
     Other,
 }
 
@@ -28,11 +35,22 @@ impl ErrorKind {
     /// Returns a short hint on how to fix an error of this kind.
     pub fn hint(self) -> &'static str {
         match self {
-            ErrorKind::BackendUnavailable => "check that Redis is running and reachable at the configured address",
-            ErrorKind::Timeout => "Redis is slow or paused; raise socket_timeout or check the server",
+            ErrorKind::BackendUnavailable => {
+                "check that Redis is running and reachable at the configured address"
+            }
+            ErrorKind::Timeout => {
+                "Redis is slow or paused; raise socket_timeout or check the server"
+            }
             ErrorKind::InvalidArgument => "check the arguments and configuration passed to rtc",
-            ErrorKind::Backend => "Redis refused the command; check credentials, ACLs and the server log",
-            ErrorKind::Codec => "the value does not round-trip through the codec; check the type or the codec",
+            ErrorKind::Backend => {
+                "Redis refused the command; check credentials, ACLs and the server log"
+            }
+            ErrorKind::Protocol => {
+                "the backend answered out of contract; check the host or backend implementation"
+            }
+            ErrorKind::Codec => {
+                "the value does not round-trip through the codec; check the type or the codec"
+            }
             ErrorKind::Other => "see the message for details",
         }
     }
@@ -44,8 +62,31 @@ impl ErrorKind {
             ErrorKind::Timeout => "timeout",
             ErrorKind::InvalidArgument => "invalid-argument",
             ErrorKind::Backend => "backend",
+            ErrorKind::Protocol => "protocol",
             ErrorKind::Codec => "codec",
             ErrorKind::Other => "other",
+        }
+    }
+}
+
+impl ErrorKind {
+    /// Returns true for kinds that may go away if the same call is tried
+    /// again later (Redis down, slow or paused); false for the caller's bad
+    /// input, codec failures, Redis refusing a command, and contract breaks.
+    ///
+    /// ```
+    /// use rtc_core::ErrorKind;
+    /// assert!(ErrorKind::Timeout.is_retryable() && ErrorKind::BackendUnavailable.is_retryable());
+    /// assert!(!ErrorKind::InvalidArgument.is_retryable() && !ErrorKind::Protocol.is_retryable());
+    /// ```
+    pub fn is_retryable(self) -> bool {
+        match self {
+            ErrorKind::BackendUnavailable | ErrorKind::Timeout => true,
+            ErrorKind::InvalidArgument
+            | ErrorKind::Backend
+            | ErrorKind::Protocol
+            | ErrorKind::Codec
+            | ErrorKind::Other => false,
         }
     }
 }
@@ -76,7 +117,11 @@ pub struct Error {
 impl Error {
     /// Creates an error of `kind` with a message.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Error { kind, message: message.into(), source: None }
+        Error {
+            kind,
+            message: message.into(),
+            source: None,
+        }
     }
 
     /// Creates an error of `kind` caused by `source`.
@@ -85,7 +130,11 @@ impl Error {
         message: impl Into<String>,
         source: impl std::error::Error + Send + Sync + 'static,
     ) -> Self {
-        Error { kind, message: message.into(), source: Some(Arc::new(source)) }
+        Error {
+            kind,
+            message: message.into(),
+            source: Some(Arc::new(source)),
+        }
     }
 
     /// Returns what kind of error this is.
@@ -125,7 +174,9 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source.as_deref().map(|s| s as &(dyn std::error::Error + 'static))
+        self.source
+            .as_deref()
+            .map(|s| s as &(dyn std::error::Error + 'static))
     }
 }
 
@@ -142,7 +193,8 @@ pub enum WitErrorCase {
     InvalidArgument,
     /// `backend`.
     Backend,
-    /// `other`: every kind without a case of its own.
+    /// `other`: every kind without a case of its own (`codec` and
+    /// `protocol`, whose messages start with their kind's name).
     Other,
 }
 
@@ -167,6 +219,7 @@ impl Error {
             ErrorKind::InvalidArgument => (WitErrorCase::InvalidArgument, m),
             ErrorKind::Backend => (WitErrorCase::Backend, m),
             ErrorKind::Codec => (WitErrorCase::Other, format!("codec: {m}")),
+            ErrorKind::Protocol => (WitErrorCase::Other, format!("protocol: {m}")),
             ErrorKind::Other => (WitErrorCase::Other, m),
         }
     }
@@ -176,6 +229,8 @@ impl Error {
     /// ```
     /// use rtc_core::{Error, ErrorKind, WitErrorCase};
     /// assert_eq!(Error::from_wit(WitErrorCase::Timeout, "slow".into()).kind(), ErrorKind::Timeout);
+    /// let e = Error::from_wit(WitErrorCase::Other, "protocol: two replies".into());
+    /// assert_eq!((e.kind(), e.message()), (ErrorKind::Protocol, "two replies"));
     /// ```
     pub fn from_wit(case: WitErrorCase, message: String) -> Self {
         let kind = match case {
@@ -183,7 +238,18 @@ impl Error {
             WitErrorCase::Timeout => ErrorKind::Timeout,
             WitErrorCase::InvalidArgument => ErrorKind::InvalidArgument,
             WitErrorCase::Backend => ErrorKind::Backend,
-            WitErrorCase::Other => ErrorKind::Other,
+            // `to_wit` folds these two into `other` with their name as a prefix.
+            WitErrorCase::Other => {
+                for (prefix, kind) in [
+                    ("codec: ", ErrorKind::Codec),
+                    ("protocol: ", ErrorKind::Protocol),
+                ] {
+                    if let Some(rest) = message.strip_prefix(prefix) {
+                        return Error::new(kind, rest);
+                    }
+                }
+                ErrorKind::Other
+            }
         };
         Error::new(kind, message)
     }

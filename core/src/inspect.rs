@@ -2,13 +2,14 @@
 //! tags hold now, and whether a read would hit. Nothing here creates a tag
 //! or touches an entry.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::backend::{Command, Reply};
-use crate::cache::{Cache, unexpected};
+use crate::cache::{Cache, Inner};
 use crate::codec::Codec;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::Result;
 use crate::layout::{hash_order, metadata_hash};
+use crate::step::{Op, Step, array, bytes, drive, int, next};
 use crate::tags::Tags;
 
 /// How long a key has to live, as Redis's `PTTL` says.
@@ -23,12 +24,12 @@ pub enum Ttl {
 }
 
 impl Ttl {
-    fn from_reply(reply: Reply) -> Result<Self> {
-        match reply {
-            Reply::Int(-2) => Ok(Ttl::Missing),
-            Reply::Int(-1) => Ok(Ttl::Forever),
-            Reply::Int(ms) if ms >= 0 => Ok(Ttl::Expires(Duration::from_millis(ms as u64))),
-            other => Err(unexpected("PTTL", &other)),
+    /// Reads a checked `PTTL` reply (negative values other than -1 mean no key).
+    fn from_reply(reply: &Reply) -> Self {
+        match int(reply) {
+            -1 => Ttl::Forever,
+            ms if ms >= 0 => Ttl::Expires(Duration::from_millis(ms as u64)),
+            _ => Ttl::Missing,
         }
     }
 }
@@ -70,9 +71,112 @@ impl Inspection {
     }
 }
 
+/// Reads tags' values and TTLs, then (for `inspect`) the entry under them:
+/// the step machine of `tags` and `inspect`. Creates nothing.
+pub(crate) struct Inspect<'a> {
+    inner: &'a Inner,
+    /// The entry's key; `None` for `tags` alone.
+    key: Option<&'a str>,
+    names: Vec<&'a str>,
+    keys: Vec<String>,
+    states: Vec<TagState>,
+    storage: Option<(String, String)>,
+}
+
+impl Op for Inspect<'_> {
+    type Output = Inspection;
+
+    fn start(&mut self, _now: Instant) -> Result<Step<Inspection>> {
+        if self.names.is_empty() {
+            return Ok(Step::Done(self.finish(None, Ttl::Missing)));
+        }
+        self.keys = self
+            .names
+            .iter()
+            .map(|t| self.inner.layout.tag_key(t))
+            .collect();
+        let mut commands = vec![Command::Mget {
+            keys: self.keys.clone(),
+        }];
+        commands.extend(self.keys.iter().map(|k| Command::Pttl { key: k.clone() }));
+        Ok(Step::Send(commands))
+    }
+
+    fn resume(&mut self, replies: Vec<Reply>, _now: Instant) -> Result<Step<Inspection>> {
+        let mut replies = replies.into_iter();
+        if self.storage.is_some() {
+            let value_size = bytes(next(&mut replies)?).map(|b| b.len());
+            let ttl = Ttl::from_reply(&next(&mut replies)?);
+            return Ok(Step::Done(self.finish(value_size, ttl)));
+        }
+        let values = array(next(&mut replies)?);
+        for ((name, key), value) in self.names.iter().zip(&self.keys).zip(values) {
+            let ttl = Ttl::from_reply(&next(&mut replies)?);
+            self.states.push(TagState {
+                name: (*name).to_owned(),
+                key: key.clone(),
+                value,
+                ttl,
+            });
+        }
+        let Some(key) = self.key else {
+            return Ok(Step::Done(self.finish(None, Ttl::Missing)));
+        };
+        let values: Option<Vec<&Vec<u8>>> = self.states.iter().map(|t| t.value.as_ref()).collect();
+        let Some(values) = values else {
+            return Ok(Step::Done(self.finish(None, Ttl::Missing)));
+        };
+        let hash = metadata_hash(&values);
+        let storage = self.inner.layout.storage_key(key, &hash);
+        let commands = vec![
+            Command::Get {
+                key: storage.clone(),
+            },
+            Command::Pttl {
+                key: storage.clone(),
+            },
+        ];
+        self.storage = Some((storage, hash));
+        Ok(Step::Send(commands))
+    }
+}
+
+impl<'a> Inspect<'a> {
+    /// Reads `names`' values and TTLs.
+    pub(crate) fn tags(inner: &'a Inner, names: Vec<&'a str>) -> Self {
+        Inspect {
+            inner,
+            key: None,
+            names,
+            keys: Vec::new(),
+            states: Vec::new(),
+            storage: None,
+        }
+    }
+
+    /// Reads the tags of the entry of `key` (hash order, `@@@all@@@` included), then the entry.
+    pub(crate) fn entry(inner: &'a Inner, key: &'a str, tags: &[&'a str]) -> Self {
+        Inspect {
+            key: Some(key),
+            ..Self::tags(inner, hash_order(tags))
+        }
+    }
+
+    fn finish(&mut self, value_size: Option<usize>, entry_ttl: Ttl) -> Inspection {
+        let (storage_key, metadata_hash) = self.storage.take().unzip();
+        Inspection {
+            tags: std::mem::take(&mut self.states),
+            storage_key,
+            metadata_hash,
+            value_size,
+            entry_ttl,
+        }
+    }
+}
+
 impl<C: Codec> Cache<C> {
     /// Returns the current value and time to live of each tag, without
-    /// creating any (two round trips at most: values, then TTLs).
+    /// creating any (one round trip).
     ///
     /// ```
     /// use rtc_core::{Cache, Lifetime, Ttl};
@@ -82,37 +186,12 @@ impl<C: Codec> Cache<C> {
     /// assert!(cache.tags(["t"]).unwrap()[0].value.is_some());
     /// ```
     pub fn tags(&self, tags: impl Tags) -> Result<Vec<TagState>> {
-        let names = tags.tag_names();
-        self.tag_states(&names)
-    }
-
-    fn tag_states(&self, names: &[&str]) -> Result<Vec<TagState>> {
-        if names.is_empty() {
-            return Ok(Vec::new());
-        }
-        let keys: Vec<String> = names.iter().map(|t| self.inner.layout.tag_key(t)).collect();
-        let mut commands = vec![Command::Mget { keys: keys.clone() }];
-        commands.extend(keys.iter().map(|k| Command::Pttl { key: k.clone() }));
-        let mut replies = self.inner.backend.execute(&commands)?.into_iter();
-        let values = match replies.next() {
-            Some(Reply::Array(items)) if items.len() == keys.len() => items,
-            Some(other) => return Err(unexpected("MGET", &other)),
-            None => return Err(Error::new(ErrorKind::Other, "the backend returned no reply")),
-        };
-        names
-            .iter()
-            .zip(keys)
-            .zip(values)
-            .map(|((name, key), value)| {
-                let ttl = Ttl::from_reply(replies.next().unwrap_or(Reply::Nil))?;
-                Ok(TagState { name: (*name).to_owned(), key, value: value.into_bytes(), ttl })
-            })
-            .collect()
+        Ok(drive(&*self.backend, Inspect::tags(&self.inner, tags.tag_names()))?.tags)
     }
 
     /// Describes the entry of `key` under `tags`: its tags' current values
     /// and TTLs, its storage key, and whether a read would hit. Creates
-    /// nothing (a `get` would create missing tags).
+    /// nothing (a `get` would create missing tags); two round trips at most.
     ///
     /// ```
     /// use rtc_core::{Cache, Lifetime};
@@ -123,22 +202,9 @@ impl<C: Codec> Cache<C> {
     /// assert!(seen.would_hit() && seen.value_size == Some(1));
     /// ```
     pub fn inspect(&self, key: &str, tags: impl Tags) -> Result<Inspection> {
-        let names = hash_order(&tags.tag_names());
-        let states = self.tag_states(&names)?;
-        let values: Option<Vec<&Vec<u8>>> = states.iter().map(|t| t.value.as_ref()).collect();
-        let Some(values) = values else {
-            return Ok(Inspection { tags: states, storage_key: None, metadata_hash: None, value_size: None, entry_ttl: Ttl::Missing });
-        };
-        let hash = metadata_hash(&values);
-        let storage = self.inner.layout.storage_key(key, &hash);
-        let replies = self.inner.backend.execute(&[Command::Get { key: storage.clone() }, Command::Pttl { key: storage.clone() }])?;
-        let mut replies = replies.into_iter();
-        let value_size = match replies.next() {
-            Some(Reply::Bytes(b)) => Some(b.len()),
-            Some(Reply::Nil) => None,
-            other => return Err(unexpected("GET", &other.unwrap_or(Reply::Nil))),
-        };
-        let entry_ttl = Ttl::from_reply(replies.next().unwrap_or(Reply::Nil))?;
-        Ok(Inspection { tags: states, storage_key: Some(storage), metadata_hash: Some(hash), value_size, entry_ttl })
+        drive(
+            &*self.backend,
+            Inspect::entry(&self.inner, key, &tags.tag_names()),
+        )
     }
 }

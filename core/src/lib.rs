@@ -26,39 +26,45 @@
 //! ```
 #![deny(missing_docs)]
 
+mod accounting;
 mod backend;
 mod cache;
 mod codec;
 mod compute;
 mod config;
 mod error;
+#[cfg(feature = "tokio")]
+pub mod future;
+mod get_or_lock;
 mod hash;
 mod info;
 mod inspect;
+mod invalidate;
 mod layout;
 mod lock;
 mod memory;
 #[cfg(feature = "redis")]
 mod native;
 mod snapshot;
-mod split;
+mod step;
 mod tags;
 
+pub use accounting::Accounting;
 pub use backend::{Backend, Command, DisabledBackend, Reply};
-pub use memory::MemoryBackend;
-pub use cache::{Cache, CacheBuilder};
 #[cfg(feature = "redis")]
 pub use cache::native_backend;
+pub use cache::{Cache, CacheBuilder};
 pub use codec::{Cbor, Codec};
 pub use compute::{ComputeOptions, DEFAULT_LOCK_TIMEOUT, Decorated};
 pub use config::{Config, Lifetime, MAX_LIFETIME_SECS};
 pub use error::{Error, ErrorKind, Result, WitErrorCase};
+pub use get_or_lock::{GetOrLock, Hit, Ticket};
 pub use hash::short_hash;
 pub use info::{CacheInfo, FunctionId, Hook, HookEvent};
 pub use inspect::{Inspection, TagState, Ttl};
 pub use layout::{ALL_TAG, EntryKeys, Layout, hash_order, metadata_hash};
-pub use lock::{GetOrLock, LockStats, Ticket};
+pub use lock::{LockStats, MAX_LOCK_TIMEOUT};
+pub use memory::MemoryBackend;
 #[cfg(feature = "redis")]
 pub use native::{ClusterBackend, RedisBackend};
-pub use split::{Accounting, Begin, Hit, Pending};
 pub use tags::{NO_TAGS, Tags};

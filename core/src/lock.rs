@@ -1,33 +1,36 @@
-//! The stampede lock, split in two calls for callers that cannot pass a
-//! closure: [`Cache::get_or_lock`] then [`Cache::set_and_unlock`].
+//! The stampede lock as step machines: [`Lookup`] (read, and on a miss take
+//! the lock or wait for its holder), [`Store`] (store under the lookup's
+//! snapshot and release) and [`Release`] (give up).
 //!
 //! Protocol (the same on Redis and in memory):
 //! 1. Take the tag snapshot (metadata hash) and read the entry. Hit: done.
-//! 2. Try the lock: `SET lock-key token NX PX lock_timeout`.
-//! 3. Got it: read again (a holder may have just finished); still missing,
-//!    the caller computes and calls `set_and_unlock`, which stores under the
-//!    snapshot of step 1, deletes the lock if it still holds our token, and
-//!    pushes a wake-up onto the wake-up list.
-//! 4. Lock taken by someone else: `BLPOP` the wake-up list (at most one second
-//!    at a time, in case the holder died), read again, and on a hit pass the
-//!    wake-up on to the next waiter; otherwise go back to 2, until
-//!    `lock_timeout` has passed, then compute without the lock.
+//! 2. Try the lock and read again in one round trip:
+//!    `SET lock-key token NX PX lock_timeout`, `GET storage-key`.
+//! 3. Got it: if the value appeared meanwhile, release the lock and return
+//!    it; else the caller computes, and [`Store`] stores under the snapshot
+//!    of step 1, deletes the lock if it still holds our token, and pushes a
+//!    wake-up onto the wake-up list.
+//! 4. Lock taken by someone else: a value already there is a hit; else
+//!    `BLPOP` the wake-up list (at most one second at a time, in case the
+//!    holder died) and go back to 2, until `lock_timeout` has passed, then
+//!    compute without the lock. A waiter woken by a push that finds the value
+//!    passes the wake-up on to the next waiter.
 //!
 //! Storing under the step-1 snapshot means an invalidation that happens while
 //! the value is computed is never hidden: the value lands under the old tag
 //! values, which no reader uses any more.
+//!
+//! Time is passed in; nothing here reads a clock, sleeps or calls a backend.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::backend::{Command, Reply};
-use crate::cache::{Cache, Inner, unexpected};
-use crate::codec::Codec;
-use crate::config::{Lifetime, MAX_LIFETIME_SECS, expire_ms};
+use crate::cache::Inner;
 use crate::error::{Error, Result};
 use crate::hash::random_token;
 use crate::layout::EntryKeys;
-use crate::tags::Tags;
+use crate::snapshot::{Access, Snapshot};
+use crate::step::{Op, Step, bytes, next};
 
 /// Longest single wait on the wake-up list, so a waiter notices a dead holder's expired lock.
 const MAX_WAIT_STEP: Duration = Duration::from_secs(1);
@@ -35,22 +38,11 @@ const MAX_WAIT_STEP: Duration = Duration::from_secs(1);
 const WAKE_TTL_MS: u64 = 3000;
 /// The element pushed onto a wake-up list (as the reference).
 const WAKE_TOKEN: &[u8] = b"x";
+/// The longest stampede-lock timeout, on every surface (one day): a lock is
+/// held while one value is computed, and a longer wait is a bug upstream.
+pub const MAX_LOCK_TIMEOUT: Duration = Duration::from_secs(86_400);
 
-/// The outcome of [`Cache::get_or_lock`].
-#[derive(Debug)]
-pub enum GetOrLock {
-    /// The value was cached.
-    Hit(Vec<u8>, LockStats),
-    /// Not cached, and this caller holds the lock: compute the value, then
-    /// call [`Cache::set_and_unlock`] (or drop the ticket to give up).
-    Locked(Ticket),
-    /// Not cached, and no lock is held (none was asked for, or the wait for
-    /// another holder timed out): compute the value; `set_and_unlock` still
-    /// stores it under the snapshot.
-    Miss(Ticket),
-}
-
-/// How the lock behaved during one [`Cache::get_or_lock`].
+/// How the lock behaved during one get-or-lock.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LockStats {
     /// Time spent waiting for another caller's lock, in milliseconds.
@@ -61,145 +53,304 @@ pub struct LockStats {
     pub full_miss: bool,
 }
 
-/// The right to store one computed value under the tag snapshot taken by
-/// [`Cache::get_or_lock`], and the stampede lock if [`Ticket::holds_lock`].
-///
-/// Dropping a ticket without storing releases its lock (and wakes waiters).
+/// What a miss holds: where to store, and the lock if this caller took it.
+#[derive(Debug, Clone)]
+pub(crate) struct Hold {
+    /// The entry's keys under the lookup's snapshot; `None` when the tags
+    /// could not be read (nothing will be stored).
+    pub(crate) keys: Option<EntryKeys>,
+    /// The lock token, when this caller holds the lock.
+    pub(crate) token: Option<String>,
+    /// How the lock behaved.
+    pub(crate) stats: LockStats,
+}
+
+impl Hold {
+    /// The commands that release the lock and wake one waiter (none without the lock).
+    pub(crate) fn release_commands(&self) -> Vec<Command> {
+        match (&self.keys, &self.token) {
+            (Some(keys), Some(token)) => release_commands(keys, token).into(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+fn release_commands(keys: &EntryKeys, token: &str) -> [Command; 3] {
+    [
+        Command::DelIfEq {
+            key: keys.lock.clone(),
+            value: token.as_bytes().to_vec(),
+        },
+        Command::Rpush {
+            key: keys.wake.clone(),
+            value: WAKE_TOKEN.to_vec(),
+        },
+        Command::Pexpire {
+            key: keys.wake.clone(),
+            ms: WAKE_TTL_MS,
+        },
+    ]
+}
+
+/// The outcome of a [`Lookup`].
 #[derive(Debug)]
-#[must_use = "a ticket holds a lock until it is used or dropped"]
-pub struct Ticket {
-    inner: Arc<Inner>,
-    keys: EntryKeys,
-    token: Option<String>,
-    stats: LockStats,
+pub(crate) enum Looked {
+    /// The value was cached.
+    Hit(Vec<u8>, LockStats),
+    /// Not cached: compute the value.
+    Miss(Hold),
 }
 
-impl std::fmt::Debug for Inner {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Cache").field("namespace", &self.config.namespace).finish_non_exhaustive()
-    }
+enum State {
+    Snapshot,
+    /// Waiting for `SET NX` + `GET`.
+    Acquire,
+    /// Waiting for `BLPOP`.
+    Wait,
+    /// Waiting for the release of a lock taken just as the value appeared.
+    Release(Vec<u8>, LockStats),
+    /// Waiting for the wake-up passed on to the next waiter.
+    PassOn(Vec<u8>, LockStats),
 }
 
-impl Ticket {
-    /// Returns true when this ticket holds the stampede lock.
-    pub fn holds_lock(&self) -> bool {
-        self.token.is_some()
-    }
-
-    /// Returns how the lock behaved while this ticket was obtained.
-    pub fn stats(&self) -> LockStats {
-        self.stats
-    }
-
-    /// Returns the storage key the value will be written to.
-    pub fn storage_key(&self) -> &str {
-        &self.keys.storage
-    }
-
-    fn release_commands(&self, token: &str) -> [Command; 3] {
-        [
-            Command::DelIfEq { key: self.keys.lock.clone(), value: token.as_bytes().to_vec() },
-            Command::Rpush { key: self.keys.wake.clone(), value: WAKE_TOKEN.to_vec() },
-            Command::Pexpire { key: self.keys.wake.clone(), ms: WAKE_TTL_MS },
-        ]
-    }
+/// Reads an entry, and on a miss takes the stampede lock if asked to.
+pub(crate) struct Lookup<'a> {
+    inner: &'a Inner,
+    key: &'a str,
+    snapshot: Snapshot<'a>,
+    lock: Option<Duration>,
+    state: State,
+    keys: Option<EntryKeys>,
+    token: String,
+    started: Option<Instant>,
+    woken: bool,
 }
 
-impl Drop for Ticket {
-    fn drop(&mut self) {
-        if let Some(token) = self.token.take()
-            && let Err(e) = self.inner.backend.execute(&self.release_commands(&token))
-        {
-            tracing::warn!(error = %e, "cannot release a stampede lock; it expires after lock_timeout");
+impl<'a> Lookup<'a> {
+    /// Prepares the lookup of `key` under `tags`, with the lock held at most
+    /// (and waited for at most) `lock` if given. Fails with
+    /// `InvalidArgument` for a lock timeout over [`MAX_LOCK_TIMEOUT`].
+    pub(crate) fn new(
+        inner: &'a Inner,
+        key: &'a str,
+        tags: &[&'a str],
+        lock: Option<Duration>,
+    ) -> Result<Self> {
+        if let Some(timeout) = lock.filter(|t| *t > MAX_LOCK_TIMEOUT) {
+            return Err(Error::invalid(format!(
+                "a lock timeout of {timeout:?} is over the maximum of one day"
+            )));
+        }
+        Ok(Lookup {
+            inner,
+            key,
+            snapshot: Snapshot::new(inner, key, tags, Access::Get),
+            lock,
+            state: State::Snapshot,
+            keys: None,
+            token: String::new(),
+            started: None,
+            woken: false,
+        })
+    }
+
+    fn waited(&self, now: Instant) -> LockStats {
+        let waiting_ms = self
+            .started
+            .map_or(0, |s| now.saturating_duration_since(s).as_millis() as u64);
+        LockStats {
+            waiting_ms,
+            ..LockStats::default()
         }
     }
-}
 
-impl<C: Codec> Cache<C> {
-    /// Reads `key` under `tags`, and on a miss takes the stampede lock if
-    /// `lock_timeout` is given (waiting up to that long for another holder).
-    ///
-    /// `Err` means the backend failed: compute the value and do not store it.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use rtc_core::{Cache, GetOrLock, Lifetime};
-    /// let cache = Cache::builder().in_local_memory(true).build().unwrap();
-    /// match cache.get_or_lock("k", ["t"], Some(Duration::from_secs(5))).unwrap() {
-    ///     GetOrLock::Locked(ticket) => cache.set_and_unlock(ticket, b"v", Lifetime::Default).unwrap(),
-    ///     other => panic!("cold key must lock: {other:?}"),
-    /// }
-    /// assert!(matches!(cache.get_or_lock("k", ["t"], None).unwrap(), GetOrLock::Hit(v, _) if v == b"v"));
-    /// ```
-    pub fn get_or_lock(&self, key: &str, tags: impl Tags, lock_timeout: Option<Duration>) -> Result<GetOrLock> {
-        let inner = &self.inner;
-        if let Some(timeout) = lock_timeout.filter(|t| t.as_secs() > MAX_LIFETIME_SECS) {
-            return Err(Error::invalid(format!("a lock timeout of {timeout:?} is over the maximum lifetime (100 years)")));
-        }
-        let get = |hash: &str| Command::Get { key: inner.layout.storage_key(key, hash) };
-        let (hash, first) = inner.under_snapshot(&tags.tag_names(), get)?;
-        match first {
-            Reply::Bytes(value) => {
-                let stats = LockStats { full_hit: lock_timeout.is_some(), ..LockStats::default() };
-                return Ok(GetOrLock::Hit(value, stats));
-            }
-            Reply::Nil => {}
-            other => return Err(unexpected("GET", &other)),
-        }
-        let keys = inner.layout.entry(key, &hash);
-        let ticket = |token: Option<String>, stats: LockStats| Ticket { inner: Arc::clone(inner), keys: keys.clone(), token, stats };
-        let Some(lock_timeout) = lock_timeout else {
-            return Ok(GetOrLock::Miss(ticket(None, LockStats::default())));
+    fn miss(&mut self, token: Option<String>, stats: LockStats) -> Step<Looked> {
+        Step::Done(Looked::Miss(Hold {
+            keys: self.keys.take(),
+            token,
+            stats,
+        }))
+    }
+
+    fn acquire(&self) -> Result<Step<Looked>> {
+        let (Some(keys), Some(timeout)) = (&self.keys, self.lock) else {
+            return Err(crate::step::protocol("the lock is taken without keys"));
         };
-        let started = Instant::now();
-        let deadline = started + lock_timeout;
-        let waited = || LockStats { waiting_ms: started.elapsed().as_millis() as u64, ..LockStats::default() };
-        let token = random_token()?;
-        let lock_ms = (lock_timeout.as_millis() as u64).max(1);
-        loop {
-            let acquire = Command::Set { key: keys.lock.clone(), value: token.as_bytes().to_vec(), expire_ms: Some(lock_ms), nx: true };
-            if matches!(inner.one(acquire)?, Reply::Ok) {
-                let held = ticket(Some(token), LockStats { full_miss: true, ..waited() });
-                // Someone may have stored the value between our read and our lock.
-                if let Some(value) = inner.read(keys.storage.clone())? {
-                    let stats = LockStats { full_miss: false, ..held.stats };
-                    drop(held);
-                    return Ok(GetOrLock::Hit(value, stats));
-                }
-                return Ok(GetOrLock::Locked(held));
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return Ok(GetOrLock::Miss(ticket(None, LockStats { full_miss: true, ..waited() })));
-            }
-            let step = (deadline - now).min(MAX_WAIT_STEP);
-            inner.backend.execute(&[Command::Blpop { key: keys.wake.clone(), timeout: step }])?;
-            if let Some(value) = inner.read(keys.storage.clone())? {
-                // One RPUSH wakes one waiter: pass the wake-up on to the next one.
-                inner.backend.execute(&[
-                    Command::Rpush { key: keys.wake.clone(), value: WAKE_TOKEN.to_vec() },
-                    Command::Pexpire { key: keys.wake.clone(), ms: WAKE_TTL_MS },
-                ])?;
-                return Ok(GetOrLock::Hit(value, waited()));
-            }
+        let lock_ms = (timeout.as_millis() as u64).max(1);
+        Ok(Step::Send(vec![
+            Command::Set {
+                key: keys.lock.clone(),
+                value: self.token.as_bytes().to_vec(),
+                expire_ms: Some(lock_ms),
+                nx: true,
+            },
+            Command::Get {
+                key: keys.storage.clone(),
+            },
+        ]))
+    }
+}
+
+impl Op for Lookup<'_> {
+    type Output = Looked;
+
+    fn start(&mut self, now: Instant) -> Result<Step<Looked>> {
+        match self.snapshot.start(now)? {
+            Step::Send(commands) => Ok(Step::Send(commands)),
+            Step::Done(_) => Err(crate::step::protocol("a snapshot ended before any command")),
         }
     }
 
-    /// Stores `value` under the ticket's snapshot, then releases its lock (if
-    /// it holds one) and wakes the waiters, all in one round trip.
-    pub fn set_and_unlock(&self, mut ticket: Ticket, value: &[u8], lifetime: Lifetime) -> Result<()> {
-        let inner = Arc::clone(&ticket.inner);
-        inner.check_size(value.len())?; // on error, dropping the ticket releases the lock
-        let expire_ms = expire_ms(lifetime.resolve(inner.config.default_lifetime))?;
-        let mut commands = vec![Command::Set { key: ticket.keys.storage.clone(), value: value.to_vec(), expire_ms, nx: false }];
-        if let Some(token) = ticket.token.take() {
-            commands.extend(ticket.release_commands(&token));
+    fn resume(&mut self, replies: Vec<Reply>, now: Instant) -> Result<Step<Looked>> {
+        match std::mem::replace(&mut self.state, State::Snapshot) {
+            State::Snapshot => {
+                let done = match self.snapshot.resume(replies, now)? {
+                    Step::Send(commands) => return Ok(Step::Send(commands)),
+                    Step::Done(done) => done,
+                };
+                let Some((hash, reply)) = done.entry else {
+                    // The tags could not be read: compute, store nothing.
+                    return Ok(self.miss(None, LockStats::default()));
+                };
+                if done.confirmed
+                    && let Reply::Bytes(value) = reply
+                {
+                    let stats = LockStats {
+                        full_hit: self.lock.is_some(),
+                        ..LockStats::default()
+                    };
+                    return Ok(Step::Done(Looked::Hit(value, stats)));
+                }
+                self.keys = Some(self.inner.layout.entry(self.key, &hash));
+                if self.lock.is_none() {
+                    return Ok(self.miss(None, LockStats::default()));
+                }
+                self.token = random_token()?;
+                self.started = Some(now);
+                self.state = State::Acquire;
+                self.acquire()
+            }
+            State::Acquire => {
+                let mut replies = replies.into_iter();
+                let locked = matches!(next(&mut replies)?, Reply::Ok);
+                let value = bytes(next(&mut replies)?);
+                let stats = self.waited(now);
+                match (locked, value) {
+                    // Someone stored the value between our read and our lock.
+                    (true, Some(value)) => {
+                        let release = self
+                            .keys
+                            .as_ref()
+                            .map(|k| release_commands(k, &self.token).to_vec())
+                            .unwrap_or_default();
+                        self.state = State::Release(value, stats);
+                        Ok(Step::Send(release))
+                    }
+                    (true, None) => {
+                        let token = std::mem::take(&mut self.token);
+                        Ok(self.miss(
+                            Some(token),
+                            LockStats {
+                                full_miss: true,
+                                ..stats
+                            },
+                        ))
+                    }
+                    (false, Some(value)) if self.woken => {
+                        // One RPUSH wakes one waiter: pass the wake-up on to the next one.
+                        let Some(keys) = &self.keys else {
+                            return Ok(Step::Done(Looked::Hit(value, stats)));
+                        };
+                        let pass = vec![
+                            Command::Rpush {
+                                key: keys.wake.clone(),
+                                value: WAKE_TOKEN.to_vec(),
+                            },
+                            Command::Pexpire {
+                                key: keys.wake.clone(),
+                                ms: WAKE_TTL_MS,
+                            },
+                        ];
+                        self.state = State::PassOn(value, stats);
+                        Ok(Step::Send(pass))
+                    }
+                    (false, Some(value)) => Ok(Step::Done(Looked::Hit(value, stats))),
+                    (false, None) => {
+                        let deadline = self.started.unwrap_or(now) + self.lock.unwrap_or_default();
+                        if now >= deadline {
+                            return Ok(self.miss(
+                                None,
+                                LockStats {
+                                    full_miss: true,
+                                    ..stats
+                                },
+                            ));
+                        }
+                        let Some(keys) = &self.keys else {
+                            return Ok(self.miss(None, stats));
+                        };
+                        let wait = (deadline - now).min(MAX_WAIT_STEP);
+                        self.state = State::Wait;
+                        Ok(Step::Send(vec![Command::Blpop {
+                            key: keys.wake.clone(),
+                            timeout: wait,
+                        }]))
+                    }
+                }
+            }
+            State::Wait => {
+                self.woken = bytes(next(&mut replies.into_iter())?).is_some();
+                self.state = State::Acquire;
+                self.acquire()
+            }
+            State::Release(value, stats) | State::PassOn(value, stats) => {
+                Ok(Step::Done(Looked::Hit(value, stats)))
+            }
         }
-        let replies = inner.backend.execute(&commands)?;
-        match replies.first() {
-            Some(Reply::Ok) => Ok(()),
-            Some(other) => Err(unexpected("SET", other)),
-            None => Err(unexpected("SET", &Reply::Nil)),
+    }
+}
+
+/// Stores a computed value under a [`Hold`]'s snapshot, then releases its
+/// lock and wakes the waiters, in one round trip.
+pub(crate) struct Store {
+    commands: Vec<Command>,
+}
+
+impl Store {
+    /// Prepares the store of `access` (a [`Access::Set`]) for `hold`.
+    pub(crate) fn new(hold: &Hold, access: Access) -> Self {
+        let mut commands = Vec::with_capacity(4);
+        if let (Some(keys), Access::Set { value, expire_ms }) = (&hold.keys, access) {
+            commands.push(Command::Set {
+                key: keys.storage.clone(),
+                value,
+                expire_ms,
+                nx: false,
+            });
         }
+        commands.extend(hold.release_commands());
+        Store { commands }
+    }
+
+    /// Prepares the release of `hold`'s lock alone (storing nothing).
+    pub(crate) fn release(hold: &Hold) -> Self {
+        Store {
+            commands: hold.release_commands(),
+        }
+    }
+}
+
+impl Op for Store {
+    type Output = ();
+
+    fn start(&mut self, _now: Instant) -> Result<Step<()>> {
+        if self.commands.is_empty() {
+            return Ok(Step::Done(()));
+        }
+        Ok(Step::Send(std::mem::take(&mut self.commands)))
+    }
+
+    fn resume(&mut self, _replies: Vec<Reply>, _now: Instant) -> Result<Step<()>> {
+        Ok(Step::Done(()))
     }
 }

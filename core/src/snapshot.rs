@@ -21,21 +21,42 @@
 //! A stale attempt is harmless: a `GET` under old values is discarded, a
 //! `SET` under old values lands on a key no reader builds any more (it
 //! expires with its lifetime), a `DEL` of such a key removes nothing current.
+//!
+//! Contention is never an error. When the tags keep changing through
+//! [`ATTEMPTS`] tries (a hot tag invalidated in a tight loop), the operation
+//! ends unconfirmed, and each kind linearizes: a read is a miss (the entry
+//! it would have returned was invalidated during the call), a write
+//! succeeded and an invalidation followed it (its value lands under a
+//! snapshot that was current during the call, which no reader builds any
+//! more), a delete removed nothing current. The same holds when tag keys
+//! vanish as fast as they are created (eviction): that is an invalidation too.
+//!
+//! [`Snapshot`] is the step machine ([`crate::step`]); it makes no backend call.
 
 use std::collections::HashMap;
 use std::sync::{PoisonError, RwLock};
+use std::time::Instant;
 
 use crate::backend::{Command, Reply};
-use crate::cache::{Inner, unexpected};
-use crate::error::{Error, ErrorKind, Result};
+use crate::cache::Inner;
+use crate::config::expire_ms;
+use crate::error::Result;
+use crate::hash::random_bytes;
 use crate::layout::{Layout, hash_order, metadata_hash};
+use crate::step::{Op, Step, array, bytes, next};
 
 /// How many tag values a cache remembers; past that the memo starts over
 /// (it is only a hint, so forgetting costs one extra round trip, never correctness).
 const MEMO_CAPACITY: usize = 65_536;
 
-/// How many times an operation retries when tags change under it.
+/// How many times an operation runs its entry command when tags change under
+/// it; past that it ends unconfirmed (see the module documentation). At least
+/// 2, so the last try runs under values read during the call.
 const ATTEMPTS: usize = 4;
+
+/// How many rounds of tag creation an operation makes when tag keys vanish
+/// between two commands (eviction) before it ends unconfirmed.
+const CREATE_ATTEMPTS: usize = 3;
 
 /// What a cache remembers of one tag: its key (an MD5 away from its name)
 /// and the value it last saw.
@@ -51,22 +72,17 @@ pub(crate) struct TagMemo {
 }
 
 impl TagMemo {
-    /// Returns the keys of `names`, and their remembered values if all are known.
-    fn recall(&self, names: &[&str], layout: &Layout) -> (Vec<String>, Option<Vec<Vec<u8>>>) {
+    /// Returns the keys of `names` and their remembered values (`None` for a
+    /// tag not seen yet).
+    fn recall(&self, names: &[&str], layout: &Layout) -> (Vec<String>, Vec<Option<Vec<u8>>>) {
         {
             let map = self.tags.read().unwrap_or_else(PoisonError::into_inner);
-            let mut keys = Vec::with_capacity(names.len());
-            let mut values = Some(Vec::with_capacity(names.len()));
-            for name in names {
-                let Some(r) = map.get(*name) else { break };
-                keys.push(r.key.clone());
-                values = values.and_then(|mut v: Vec<Vec<u8>>| r.value.clone().map(|x| {
-                    v.push(x);
-                    v
-                }));
-            }
-            if keys.len() == names.len() {
-                return (keys, values);
+            let known: Option<Vec<(String, Option<Vec<u8>>)>> = names
+                .iter()
+                .map(|name| map.get(*name).map(|r| (r.key.clone(), r.value.clone())))
+                .collect();
+            if let Some(known) = known {
+                return known.into_iter().unzip();
             }
         }
         let keys: Vec<String> = names.iter().map(|t| layout.tag_key(t)).collect();
@@ -74,10 +90,16 @@ impl TagMemo {
         for (name, key) in names.iter().zip(&keys) {
             if !map.contains_key(*name) {
                 Self::make_room(&mut map);
-                map.insert((*name).to_owned(), Remembered { key: key.clone(), value: None });
+                map.insert(
+                    (*name).to_owned(),
+                    Remembered {
+                        key: key.clone(),
+                        value: None,
+                    },
+                );
             }
         }
-        (keys, None)
+        (keys, vec![None; names.len()])
     }
 
     /// Remembers `values` (by tag name, with their keys); `None` forgets a value.
@@ -92,7 +114,13 @@ impl TagMemo {
                 }
                 None => {
                     Self::make_room(&mut map);
-                    map.insert((*name).to_owned(), Remembered { key: key.clone(), value: value.cloned() });
+                    map.insert(
+                        (*name).to_owned(),
+                        Remembered {
+                            key: key.clone(),
+                            value: value.cloned(),
+                        },
+                    );
                 }
             }
         }
@@ -105,43 +133,233 @@ impl TagMemo {
     }
 }
 
-impl Inner {
-    /// Runs the command `make(metadata_hash)` builds under the current tag
-    /// snapshot of `tags`; returns the metadata hash used and the reply.
-    ///
-    /// One round trip when the remembered tag values are current; see the
-    /// module documentation for why the result is never stale.
-    pub(crate) fn under_snapshot(&self, tags: &[&str], make: impl Fn(&str) -> Command) -> Result<(String, Reply)> {
-        if self.config.disabled {
-            // Nothing is stored, so there are no tags to read.
-            return Ok((String::new(), self.one(make(""))?));
+/// What an operation does to the entry under the snapshot.
+#[derive(Debug, Clone)]
+pub(crate) enum Access {
+    /// `GET` the entry.
+    Get,
+    /// `SET` the entry.
+    Set {
+        /// The bytes to store.
+        value: Vec<u8>,
+        /// The entry's expiry.
+        expire_ms: Option<u64>,
+    },
+    /// `DEL` the entry.
+    Del,
+}
+
+/// How an entry command ran.
+#[derive(Debug)]
+pub(crate) struct Snapshotted {
+    /// The metadata hash the command ran under, and its reply; `None` when
+    /// the tags could not be read at all (they vanished on every try).
+    pub(crate) entry: Option<(String, Reply)>,
+    /// True when the tags held the hashed values when the command ran.
+    pub(crate) confirmed: bool,
+}
+
+impl Snapshotted {
+    /// The reply of a confirmed command; `None` when unconfirmed.
+    pub(crate) fn confirmed_reply(self) -> Option<Reply> {
+        if self.confirmed {
+            self.entry.map(|(_, reply)| reply)
+        } else {
+            None
         }
-        let names = hash_order(tags);
-        for _ in 0..ATTEMPTS {
-            let (keys, values) = self.memo.recall(&names, &self.layout);
-            let values = match values {
-                Some(values) => values,
-                None => {
-                    let values = self.tag_values(&keys)?;
-                    self.memo.remember(&names, &keys, &values.iter().map(Some).collect::<Vec<_>>());
-                    values
-                }
-            };
-            let hash = metadata_hash(&values);
-            let mut replies = self.backend.execute(&[make(&hash), Command::Mget { keys: keys.clone() }])?.into_iter();
-            let (Some(reply), Some(current), None) = (replies.next(), replies.next(), replies.next()) else {
-                return Err(Error::new(ErrorKind::Other, "the backend returned a wrong number of replies"));
-            };
-            let current = match current {
-                Reply::Array(items) if items.len() == keys.len() => items.into_iter().map(Reply::into_bytes).collect::<Vec<_>>(),
-                other => return Err(unexpected("MGET", &other)),
-            };
-            if current.iter().zip(&values).all(|(now, seen)| now.as_ref() == Some(seen)) {
-                return Ok((hash, reply));
+    }
+}
+
+enum State {
+    /// Waiting for the `MGET` of the tag keys.
+    Read,
+    /// Waiting for `SET NX` + `GET` of each missing tag key (indices into `keys`).
+    Create(Vec<usize>),
+    /// Waiting for the entry command and the confirming `MGET`, run under this hash.
+    Entry(String),
+    /// A disabled cache: the entry command alone, nothing to hash.
+    Disabled,
+}
+
+/// Runs one entry command under the current snapshot of its tags: the step
+/// machine of every set, get and delete, and of get-or-lock's first read.
+pub(crate) struct Snapshot<'a> {
+    inner: &'a Inner,
+    key: &'a str,
+    access: Access,
+    names: Vec<&'a str>,
+    keys: Vec<String>,
+    values: Vec<Option<Vec<u8>>>,
+    attempts: usize,
+    creations: usize,
+    state: State,
+}
+
+impl<'a> Snapshot<'a> {
+    /// Prepares `access` to the entry of `key` under `tags`.
+    pub(crate) fn new(inner: &'a Inner, key: &'a str, tags: &[&'a str], access: Access) -> Self {
+        Snapshot {
+            inner,
+            key,
+            access,
+            names: hash_order(tags),
+            keys: Vec::new(),
+            values: Vec::new(),
+            attempts: 0,
+            creations: 0,
+            state: State::Read,
+        }
+    }
+
+    fn entry_command(&self, hash: &str) -> Command {
+        let key = self.inner.layout.storage_key(self.key, hash);
+        match &self.access {
+            Access::Get => Command::Get { key },
+            Access::Set { value, expire_ms } => Command::Set {
+                key,
+                value: value.clone(),
+                expire_ms: *expire_ms,
+                nx: false,
+            },
+            Access::Del => Command::Del { keys: vec![key] },
+        }
+    }
+
+    /// With every value known, runs the entry command and confirms; else
+    /// creates the missing tags.
+    fn proceed(&mut self) -> Result<Step<Snapshotted>> {
+        let mut missing: Vec<usize> = Vec::new();
+        for (i, value) in self.values.iter().enumerate() {
+            // A tag given twice has one key: create it once.
+            if value.is_none() && !missing.iter().any(|&m| self.keys[m] == self.keys[i]) {
+                missing.push(i);
             }
-            // A tag changed (or vanished) since we last saw it: start over from what Redis holds now.
-            self.memo.remember(&names, &keys, &current.iter().map(Option::as_ref).collect::<Vec<_>>());
         }
-        Err(Error::new(ErrorKind::Other, "tags kept changing during the operation; try again"))
+        if missing.is_empty() {
+            let values: Vec<&Vec<u8>> = self.values.iter().flatten().collect();
+            let hash = metadata_hash(&values);
+            let commands = vec![
+                self.entry_command(&hash),
+                Command::Mget {
+                    keys: self.keys.clone(),
+                },
+            ];
+            self.state = State::Entry(hash);
+            return Ok(Step::Send(commands));
+        }
+        if self.creations == CREATE_ATTEMPTS {
+            // Tag keys vanish as fast as they are made: an eviction storm, read as an invalidation.
+            tracing::warn!(
+                "tag keys keep vanishing (is Redis evicting them?); operation unconfirmed"
+            );
+            return Ok(Step::Done(Snapshotted {
+                entry: None,
+                confirmed: false,
+            }));
+        }
+        self.creations += 1;
+        // `SET NX` then `GET`: concurrent first users all adopt whichever value won.
+        let expire_ms = expire_ms(self.inner.config.lifetime_for_tags)?;
+        let mut commands = Vec::with_capacity(missing.len() * 2);
+        for &i in &missing {
+            let key = self.keys[i].clone();
+            commands.push(Command::Set {
+                key: key.clone(),
+                value: random_bytes()?.to_vec(),
+                expire_ms,
+                nx: true,
+            });
+            commands.push(Command::Get { key });
+        }
+        self.state = State::Create(missing);
+        Ok(Step::Send(commands))
+    }
+
+    fn remember(&self, values: &[Option<Vec<u8>>]) {
+        self.inner.memo.remember(
+            &self.names,
+            &self.keys,
+            &values.iter().map(Option::as_ref).collect::<Vec<_>>(),
+        );
+    }
+}
+
+impl Op for Snapshot<'_> {
+    type Output = Snapshotted;
+
+    fn start(&mut self, _now: Instant) -> Result<Step<Snapshotted>> {
+        if self.inner.config.disabled {
+            // Nothing is stored, so there are no tags to read.
+            self.state = State::Disabled;
+            return Ok(Step::Send(vec![self.entry_command("")]));
+        }
+        let (keys, values) = self.inner.memo.recall(&self.names, &self.inner.layout);
+        self.keys = keys;
+        if values.iter().all(Option::is_some) {
+            self.values = values;
+            return self.proceed();
+        }
+        self.state = State::Read;
+        Ok(Step::Send(vec![Command::Mget {
+            keys: self.keys.clone(),
+        }]))
+    }
+
+    fn resume(&mut self, replies: Vec<Reply>, _now: Instant) -> Result<Step<Snapshotted>> {
+        let mut replies = replies.into_iter();
+        match std::mem::replace(&mut self.state, State::Read) {
+            State::Disabled => Ok(Step::Done(Snapshotted {
+                entry: Some((String::new(), next(&mut replies)?)),
+                confirmed: true,
+            })),
+            State::Read => {
+                self.values = array(next(&mut replies)?);
+                self.proceed()
+            }
+            State::Create(missing) => {
+                for i in missing {
+                    let _set = next(&mut replies)?;
+                    let value = bytes(next(&mut replies)?);
+                    for (k, v) in self.keys.iter().zip(self.values.iter_mut()) {
+                        if *k == self.keys[i] && v.is_none() {
+                            v.clone_from(&value);
+                        }
+                    }
+                }
+                if self.values.iter().all(Option::is_some) {
+                    self.remember(&self.values);
+                }
+                self.proceed()
+            }
+            State::Entry(hash) => {
+                let reply = next(&mut replies)?;
+                let current = array(next(&mut replies)?);
+                if current
+                    .iter()
+                    .zip(&self.values)
+                    .all(|(now, seen)| now.is_some() && now == seen)
+                {
+                    return Ok(Step::Done(Snapshotted {
+                        entry: Some((hash, reply)),
+                        confirmed: true,
+                    }));
+                }
+                // A tag changed (or vanished) since we last saw it: go on from what Redis holds now.
+                self.remember(&current);
+                self.values = current;
+                self.attempts += 1;
+                if self.attempts == ATTEMPTS {
+                    tracing::debug!(
+                        key = self.key,
+                        "tags kept changing during the operation; it ends unconfirmed"
+                    );
+                    return Ok(Step::Done(Snapshotted {
+                        entry: Some((hash, reply)),
+                        confirmed: false,
+                    }));
+                }
+                self.proceed()
+            }
+        }
     }
 }

@@ -7,8 +7,8 @@ use std::time::Duration;
 use rtc_core::{Cache, Config, Lifetime};
 
 use crate::boundary::{
-    bytes, c_text, data_ptr, c_text_opt, free_handle, guard, guard_or, handle, handle_mut, into_handle, out, rtc_bytes,
-    tags, text,
+    bytes, c_text, c_text_opt, data_ptr, free_handle, guard, guard_or, handle, handle_mut,
+    into_handle, out, rtc_bytes, tags, text,
 };
 use crate::error::{Failure, rtc_result};
 use crate::hook::{HookFn, call_hook};
@@ -28,7 +28,9 @@ pub(crate) fn lifetime(value: i64) -> Result<Lifetime, Failure> {
         n if n > 0 => Ok(Lifetime::Seconds(n.unsigned_abs())),
         n => Err(Failure::new(
             rtc_result::InvalidArgument,
-            format!("lifetime {n} is invalid: use RTC_LIFETIME_DEFAULT, RTC_LIFETIME_FOREVER or a number of seconds"),
+            format!(
+                "lifetime {n} is invalid: use RTC_LIFETIME_DEFAULT, RTC_LIFETIME_FOREVER or a number of seconds"
+            ),
         )),
     }
 }
@@ -72,7 +74,12 @@ pub struct rtc_value {
 /// Returns NULL only if rtc failed internally.
 #[unsafe(no_mangle)]
 pub extern "C" fn rtc_cache_builder_new() -> *mut rtc_cache_builder {
-    guard_or(std::ptr::null_mut(), || into_handle(rtc_cache_builder { config: Config::default(), hook: None }))
+    guard_or(std::ptr::null_mut(), || {
+        into_handle(rtc_cache_builder {
+            config: Config::default(),
+            hook: None,
+        })
+    })
 }
 
 /// Frees a builder. NULL is a no-op. Caches built from it are not affected.
@@ -83,7 +90,10 @@ pub extern "C" fn rtc_cache_builder_free(builder: *mut rtc_cache_builder) {
 }
 
 /// Runs `set` on the builder behind `builder`.
-fn with_builder(builder: *mut rtc_cache_builder, set: impl FnOnce(&mut rtc_cache_builder) -> Result<(), Failure>) -> rtc_result {
+fn with_builder(
+    builder: *mut rtc_cache_builder,
+    set: impl FnOnce(&mut rtc_cache_builder) -> Result<(), Failure>,
+) -> rtc_result {
     guard(|| {
         // SAFETY: the caller passes NULL or a live builder, used by one thread.
         let b = unsafe { handle_mut(builder, "builder") }?;
@@ -97,7 +107,10 @@ fn with_builder(builder: *mut rtc_cache_builder, set: impl FnOnce(&mut rtc_cache
 ///
 /// Errors: RTC_RESULT_NULL_PARAMETER, RTC_RESULT_INVALID_UTF8.
 #[unsafe(no_mangle)]
-pub extern "C" fn rtc_cache_builder_set_namespace(builder: *mut rtc_cache_builder, name: *const c_char) -> rtc_result {
+pub extern "C" fn rtc_cache_builder_set_namespace(
+    builder: *mut rtc_cache_builder,
+    name: *const c_char,
+) -> rtc_result {
     with_builder(builder, |b| {
         // SAFETY: the caller passes NULL or a NUL-terminated string.
         b.config.namespace = unsafe { c_text(name, "name") }?.to_owned();
@@ -110,7 +123,10 @@ pub extern "C" fn rtc_cache_builder_set_namespace(builder: *mut rtc_cache_builde
 ///
 /// Errors: RTC_RESULT_NULL_PARAMETER, RTC_RESULT_INVALID_UTF8.
 #[unsafe(no_mangle)]
-pub extern "C" fn rtc_cache_builder_set_host(builder: *mut rtc_cache_builder, host: *const c_char) -> rtc_result {
+pub extern "C" fn rtc_cache_builder_set_host(
+    builder: *mut rtc_cache_builder,
+    host: *const c_char,
+) -> rtc_result {
     with_builder(builder, |b| {
         // SAFETY: the caller passes NULL or a NUL-terminated string.
         b.config.host = unsafe { c_text(host, "host") }?.to_owned();
@@ -122,7 +138,10 @@ pub extern "C" fn rtc_cache_builder_set_host(builder: *mut rtc_cache_builder, ho
 ///
 /// Errors: RTC_RESULT_NULL_PARAMETER.
 #[unsafe(no_mangle)]
-pub extern "C" fn rtc_cache_builder_set_port(builder: *mut rtc_cache_builder, port: u16) -> rtc_result {
+pub extern "C" fn rtc_cache_builder_set_port(
+    builder: *mut rtc_cache_builder,
+    port: u16,
+) -> rtc_result {
     with_builder(builder, |b| {
         b.config.port = port;
         Ok(())
@@ -145,7 +164,10 @@ pub extern "C" fn rtc_cache_builder_set_db(builder: *mut rtc_cache_builder, db: 
 ///
 /// Errors: RTC_RESULT_NULL_PARAMETER.
 #[unsafe(no_mangle)]
-pub extern "C" fn rtc_cache_builder_set_ssl(builder: *mut rtc_cache_builder, ssl: bool) -> rtc_result {
+pub extern "C" fn rtc_cache_builder_set_ssl(
+    builder: *mut rtc_cache_builder,
+    ssl: bool,
+) -> rtc_result {
     with_builder(builder, |b| {
         b.config.ssl = ssl;
         Ok(())
@@ -157,7 +179,10 @@ pub extern "C" fn rtc_cache_builder_set_ssl(builder: *mut rtc_cache_builder, ssl
 ///
 /// Errors: RTC_RESULT_NULL_PARAMETER (builder), RTC_RESULT_INVALID_UTF8.
 #[unsafe(no_mangle)]
-pub extern "C" fn rtc_cache_builder_set_username(builder: *mut rtc_cache_builder, username: *const c_char) -> rtc_result {
+pub extern "C" fn rtc_cache_builder_set_username(
+    builder: *mut rtc_cache_builder,
+    username: *const c_char,
+) -> rtc_result {
     with_builder(builder, |b| {
         // SAFETY: the caller passes NULL or a NUL-terminated string.
         b.config.username = unsafe { c_text_opt(username, "username") }?.map(str::to_owned);
@@ -170,7 +195,10 @@ pub extern "C" fn rtc_cache_builder_set_username(builder: *mut rtc_cache_builder
 ///
 /// Errors: RTC_RESULT_NULL_PARAMETER (builder), RTC_RESULT_INVALID_UTF8.
 #[unsafe(no_mangle)]
-pub extern "C" fn rtc_cache_builder_set_password(builder: *mut rtc_cache_builder, password: *const c_char) -> rtc_result {
+pub extern "C" fn rtc_cache_builder_set_password(
+    builder: *mut rtc_cache_builder,
+    password: *const c_char,
+) -> rtc_result {
     with_builder(builder, |b| {
         // SAFETY: the caller passes NULL or a NUL-terminated string.
         b.config.password = unsafe { c_text_opt(password, "password") }?.map(str::to_owned);
@@ -185,7 +213,10 @@ pub extern "C" fn rtc_cache_builder_set_password(builder: *mut rtc_cache_builder
 ///
 /// Errors: RTC_RESULT_NULL_PARAMETER (builder), RTC_RESULT_INVALID_UTF8.
 #[unsafe(no_mangle)]
-pub extern "C" fn rtc_cache_builder_set_url(builder: *mut rtc_cache_builder, url: *const c_char) -> rtc_result {
+pub extern "C" fn rtc_cache_builder_set_url(
+    builder: *mut rtc_cache_builder,
+    url: *const c_char,
+) -> rtc_result {
     with_builder(builder, |b| {
         // SAFETY: the caller passes NULL or a NUL-terminated string.
         b.config.url = unsafe { c_text_opt(url, "url") }?.map(str::to_owned);
@@ -200,7 +231,10 @@ pub extern "C" fn rtc_cache_builder_set_url(builder: *mut rtc_cache_builder, url
 ///
 /// Errors: RTC_RESULT_NULL_PARAMETER (builder or node), RTC_RESULT_INVALID_UTF8.
 #[unsafe(no_mangle)]
-pub extern "C" fn rtc_cache_builder_add_cluster_node(builder: *mut rtc_cache_builder, node: *const c_char) -> rtc_result {
+pub extern "C" fn rtc_cache_builder_add_cluster_node(
+    builder: *mut rtc_cache_builder,
+    node: *const c_char,
+) -> rtc_result {
     with_builder(builder, |b| {
         // SAFETY: the caller passes a NUL-terminated string.
         let node = unsafe { c_text(node, "node") }?;
@@ -215,7 +249,11 @@ pub extern "C" fn rtc_cache_builder_add_cluster_node(builder: *mut rtc_cache_bui
 ///
 /// Errors: RTC_RESULT_NULL_PARAMETER (builder, or NULL with a length).
 #[unsafe(no_mangle)]
-pub extern "C" fn rtc_cache_builder_set_tls_ca_cert(builder: *mut rtc_cache_builder, pem: *const u8, pem_len: usize) -> rtc_result {
+pub extern "C" fn rtc_cache_builder_set_tls_ca_cert(
+    builder: *mut rtc_cache_builder,
+    pem: *const u8,
+    pem_len: usize,
+) -> rtc_result {
     with_builder(builder, |b| {
         // SAFETY: the caller passes NULL or `pem_len` readable bytes.
         let pem = unsafe { bytes(pem, pem_len, "pem") }?;
@@ -229,7 +267,10 @@ pub extern "C" fn rtc_cache_builder_set_tls_ca_cert(builder: *mut rtc_cache_buil
 ///
 /// Errors: RTC_RESULT_NULL_PARAMETER.
 #[unsafe(no_mangle)]
-pub extern "C" fn rtc_cache_builder_set_socket_timeout_ms(builder: *mut rtc_cache_builder, timeout_ms: u64) -> rtc_result {
+pub extern "C" fn rtc_cache_builder_set_socket_timeout_ms(
+    builder: *mut rtc_cache_builder,
+    timeout_ms: u64,
+) -> rtc_result {
     with_builder(builder, |b| {
         b.config.socket_timeout = Duration::from_millis(timeout_ms);
         Ok(())
@@ -257,7 +298,10 @@ pub extern "C" fn rtc_cache_builder_set_socket_connect_timeout_ms(
 ///
 /// Errors: RTC_RESULT_NULL_PARAMETER.
 #[unsafe(no_mangle)]
-pub extern "C" fn rtc_cache_builder_set_default_lifetime(builder: *mut rtc_cache_builder, seconds: u64) -> rtc_result {
+pub extern "C" fn rtc_cache_builder_set_default_lifetime(
+    builder: *mut rtc_cache_builder,
+    seconds: u64,
+) -> rtc_result {
     with_builder(builder, |b| {
         b.config.default_lifetime = (seconds > 0).then_some(seconds);
         Ok(())
@@ -270,7 +314,10 @@ pub extern "C" fn rtc_cache_builder_set_default_lifetime(builder: *mut rtc_cache
 ///
 /// Errors: RTC_RESULT_NULL_PARAMETER.
 #[unsafe(no_mangle)]
-pub extern "C" fn rtc_cache_builder_set_lifetime_for_tags(builder: *mut rtc_cache_builder, seconds: u64) -> rtc_result {
+pub extern "C" fn rtc_cache_builder_set_lifetime_for_tags(
+    builder: *mut rtc_cache_builder,
+    seconds: u64,
+) -> rtc_result {
     with_builder(builder, |b| {
         b.config.lifetime_for_tags = (seconds > 0).then_some(seconds);
         Ok(())
@@ -282,7 +329,10 @@ pub extern "C" fn rtc_cache_builder_set_lifetime_for_tags(builder: *mut rtc_cach
 ///
 /// Errors: RTC_RESULT_NULL_PARAMETER.
 #[unsafe(no_mangle)]
-pub extern "C" fn rtc_cache_builder_set_disabled(builder: *mut rtc_cache_builder, disabled: bool) -> rtc_result {
+pub extern "C" fn rtc_cache_builder_set_disabled(
+    builder: *mut rtc_cache_builder,
+    disabled: bool,
+) -> rtc_result {
     with_builder(builder, |b| {
         b.config.disabled = disabled;
         Ok(())
@@ -294,7 +344,10 @@ pub extern "C" fn rtc_cache_builder_set_disabled(builder: *mut rtc_cache_builder
 ///
 /// Errors: RTC_RESULT_NULL_PARAMETER.
 #[unsafe(no_mangle)]
-pub extern "C" fn rtc_cache_builder_set_in_local_memory(builder: *mut rtc_cache_builder, in_local_memory: bool) -> rtc_result {
+pub extern "C" fn rtc_cache_builder_set_in_local_memory(
+    builder: *mut rtc_cache_builder,
+    in_local_memory: bool,
+) -> rtc_result {
     with_builder(builder, |b| {
         b.config.in_local_memory = in_local_memory;
         Ok(())
@@ -307,7 +360,10 @@ pub extern "C" fn rtc_cache_builder_set_in_local_memory(builder: *mut rtc_cache_
 ///
 /// Errors: RTC_RESULT_NULL_PARAMETER.
 #[unsafe(no_mangle)]
-pub extern "C" fn rtc_cache_builder_set_max_value_size(builder: *mut rtc_cache_builder, max_value_size: usize) -> rtc_result {
+pub extern "C" fn rtc_cache_builder_set_max_value_size(
+    builder: *mut rtc_cache_builder,
+    max_value_size: usize,
+) -> rtc_result {
     with_builder(builder, |b| {
         b.config.max_value_size = max_value_size;
         Ok(())
@@ -345,7 +401,10 @@ pub extern "C" fn rtc_cache_builder_set_hook(
 /// Errors: RTC_RESULT_NULL_PARAMETER, RTC_RESULT_INVALID_ARGUMENT (an unusable
 /// URL or address); `*cache_out` is then left untouched.
 #[unsafe(no_mangle)]
-pub extern "C" fn rtc_cache_new(builder: *const rtc_cache_builder, cache_out: *mut *mut rtc_cache) -> rtc_result {
+pub extern "C" fn rtc_cache_new(
+    builder: *const rtc_cache_builder,
+    cache_out: *mut *mut rtc_cache,
+) -> rtc_result {
     guard(|| {
         // SAFETY: the caller passes NULL or a live builder.
         let b = unsafe { handle(builder, "builder") }?;
@@ -355,9 +414,12 @@ pub extern "C" fn rtc_cache_new(builder: *const rtc_cache_builder, cache_out: *m
         if let Some((f, userdata)) = b.hook {
             // SAFETY: the caller of rtc_cache_builder_set_hook promised a
             // thread-safe hook and a userdata that outlives the cache.
-            cache = cache.hook(move |event| unsafe { call_hook(f, userdata as *mut c_void, event) });
+            cache =
+                cache.hook(move |event| unsafe { call_hook(f, userdata as *mut c_void, event) });
         }
-        out.put(into_handle(rtc_cache { cache: cache.build()? }));
+        out.put(into_handle(rtc_cache {
+            cache: cache.build()?,
+        }));
         Ok(rtc_result::Ok)
     })
 }
@@ -483,7 +545,11 @@ pub extern "C" fn rtc_cache_delete(
 ///
 /// Errors: RTC_RESULT_NULL_PARAMETER, RTC_RESULT_INVALID_UTF8, and Redis errors.
 #[unsafe(no_mangle)]
-pub extern "C" fn rtc_cache_invalidate(cache: *const rtc_cache, tags: *const rtc_bytes, tags_len: usize) -> rtc_result {
+pub extern "C" fn rtc_cache_invalidate(
+    cache: *const rtc_cache,
+    tags: *const rtc_bytes,
+    tags_len: usize,
+) -> rtc_result {
     guard(|| {
         let cache = cache_ref(cache)?;
         // SAFETY: the caller passes an array valid for its length.

@@ -5,9 +5,12 @@ use std::ffi::{c_char, c_int, c_void};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rtc_core::{ComputeOptions, DEFAULT_LOCK_TIMEOUT, FunctionId, GetOrLock, Ticket};
+use rtc_core::{Cache, ComputeOptions, FunctionId, GetOrLock, Ticket};
 
-use crate::boundary::{bytes, c_text, free_handle, guard, guard_or, handle, handle_mut, into_handle, out, rtc_bytes, tags, text};
+use crate::boundary::{
+    bytes, c_text, free_handle, guard, guard_or, handle, handle_mut, into_handle, out, rtc_bytes,
+    tags, text,
+};
 use crate::cache::{cache_ref, lifetime, rtc_cache, rtc_value};
 use crate::error::{Failure, rtc_result};
 use crate::hook::CallUserdata;
@@ -23,9 +26,6 @@ use crate::hook::CallUserdata;
 #[allow(non_camel_case_types)]
 pub struct rtc_compute_options {
     options: ComputeOptions,
-    tags: Vec<String>,
-    lock: bool,
-    lock_timeout: Duration,
 }
 
 /// Where a compute callback writes the value it produces, with
@@ -44,6 +44,8 @@ pub struct rtc_output {
 #[allow(non_camel_case_types)]
 pub struct rtc_ticket {
     ticket: Ticket,
+    /// The cache that made the ticket, which releases it in rtc_ticket_free.
+    cache: Cache,
 }
 
 /// A compute callback: called with the userdata given to
@@ -52,7 +54,8 @@ pub struct rtc_ticket {
 /// return value means the computation failed: nothing is stored, the lock is
 /// released, and rtc_cache_get_or_compute returns RTC_RESULT_COMPUTE_FAILED.
 #[allow(non_camel_case_types)]
-pub type rtc_compute_callback = Option<unsafe extern "C" fn(userdata: *mut c_void, output: *mut rtc_output) -> c_int>;
+pub type rtc_compute_callback =
+    Option<unsafe extern "C" fn(userdata: *mut c_void, output: *mut rtc_output) -> c_int>;
 
 /// A `serde` view of C bytes as one CBOR byte string.
 struct ByteString<'a>(&'a [u8]);
@@ -64,7 +67,7 @@ impl serde::Serialize for ByteString<'_> {
 }
 
 fn new_options(options: ComputeOptions) -> rtc_compute_options {
-    rtc_compute_options { options, tags: Vec::new(), lock: false, lock_timeout: DEFAULT_LOCK_TIMEOUT }
+    rtc_compute_options { options }
 }
 
 /// Creates options for a value cached under a fixed `key` (UTF-8, `key_len`
@@ -124,7 +127,10 @@ pub extern "C" fn rtc_compute_options_new_call(
         let arguments = unsafe { bytes(arguments, arguments_len, "arguments") }?;
         let out = unsafe { out(options_out, "options_out") }?;
         let id = FunctionId::new(module, type_name, function);
-        out.put(into_handle(new_options(ComputeOptions::call(id, &ByteString(arguments))?)));
+        out.put(into_handle(new_options(ComputeOptions::call(
+            id,
+            &ByteString(arguments),
+        )?)));
         Ok(rtc_result::Ok)
     })
 }
@@ -166,9 +172,11 @@ pub extern "C" fn rtc_compute_options_set_tags(
 ) -> rtc_result {
     with_options(options, |o| {
         // SAFETY: the caller passes an array valid for its length.
-        let tags: Vec<String> = unsafe { self::tags(tags, tags_len) }?.into_iter().map(str::to_owned).collect();
+        let tags: Vec<String> = unsafe { self::tags(tags, tags_len) }?
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
         update(o, |c| c.tags(&tags));
-        o.tags = tags;
         Ok(())
     })
 }
@@ -178,7 +186,10 @@ pub extern "C" fn rtc_compute_options_set_tags(
 ///
 /// Errors: RTC_RESULT_NULL_PARAMETER, RTC_RESULT_INVALID_ARGUMENT.
 #[unsafe(no_mangle)]
-pub extern "C" fn rtc_compute_options_set_lifetime(options: *mut rtc_compute_options, lifetime: i64) -> rtc_result {
+pub extern "C" fn rtc_compute_options_set_lifetime(
+    options: *mut rtc_compute_options,
+    lifetime: i64,
+) -> rtc_result {
     with_options(options, |o| {
         let lifetime = self::lifetime(lifetime)?;
         update(o, |c| c.lifetime(lifetime));
@@ -192,9 +203,11 @@ pub extern "C" fn rtc_compute_options_set_lifetime(options: *mut rtc_compute_opt
 ///
 /// Errors: RTC_RESULT_NULL_PARAMETER.
 #[unsafe(no_mangle)]
-pub extern "C" fn rtc_compute_options_set_lock(options: *mut rtc_compute_options, lock: bool) -> rtc_result {
+pub extern "C" fn rtc_compute_options_set_lock(
+    options: *mut rtc_compute_options,
+    lock: bool,
+) -> rtc_result {
     with_options(options, |o| {
-        o.lock = lock;
         update(o, |c| c.lock(lock));
         Ok(())
     })
@@ -205,9 +218,11 @@ pub extern "C" fn rtc_compute_options_set_lock(options: *mut rtc_compute_options
 ///
 /// Errors: RTC_RESULT_NULL_PARAMETER.
 #[unsafe(no_mangle)]
-pub extern "C" fn rtc_compute_options_set_lock_timeout_ms(options: *mut rtc_compute_options, timeout_ms: u64) -> rtc_result {
+pub extern "C" fn rtc_compute_options_set_lock_timeout_ms(
+    options: *mut rtc_compute_options,
+    timeout_ms: u64,
+) -> rtc_result {
     with_options(options, |o| {
-        o.lock_timeout = Duration::from_millis(timeout_ms);
         update(o, |c| c.lock_timeout(Duration::from_millis(timeout_ms)));
         Ok(())
     })
@@ -218,7 +233,10 @@ pub extern "C" fn rtc_compute_options_set_lock_timeout_ms(options: *mut rtc_comp
 ///
 /// Errors: RTC_RESULT_NULL_PARAMETER.
 #[unsafe(no_mangle)]
-pub extern "C" fn rtc_compute_options_set_method(options: *mut rtc_compute_options, method: bool) -> rtc_result {
+pub extern "C" fn rtc_compute_options_set_method(
+    options: *mut rtc_compute_options,
+    method: bool,
+) -> rtc_result {
     with_options(options, |o| {
         update(o, |c| c.method(method));
         Ok(())
@@ -247,7 +265,11 @@ pub extern "C" fn rtc_compute_options_set_hook_userdata(
 ///
 /// Errors: RTC_RESULT_NULL_PARAMETER.
 #[unsafe(no_mangle)]
-pub extern "C" fn rtc_output_write(output: *mut rtc_output, data: *const u8, len: usize) -> rtc_result {
+pub extern "C" fn rtc_output_write(
+    output: *mut rtc_output,
+    data: *const u8,
+    len: usize,
+) -> rtc_result {
     guard(|| {
         // SAFETY: the caller passes the live output of its callback and a
         // buffer valid for its length.
@@ -302,7 +324,9 @@ pub extern "C" fn rtc_cache_get_or_compute(
 
 /// Reads the entry of `options` (its key and tags), and on a miss takes the
 /// stampede lock if the options have the lock on (waiting up to the lock
-/// timeout for another holder). For callers that compute elsewhere.
+/// timeout for another holder). For callers that compute elsewhere: the same
+/// get-or-compute as rtc_cache_get_or_compute in two calls, with the same
+/// hook report (a hit is reported here, a miss by rtc_cache_set_and_unlock).
 ///
 /// - RTC_RESULT_OK: a hit; writes a new value to `*value_out` (the caller
 ///   frees it with rtc_value_free).
@@ -314,7 +338,7 @@ pub extern "C" fn rtc_cache_get_or_compute(
 /// Only one of the out-parameters is written. Thread-safe.
 ///
 /// Errors: RTC_RESULT_NULL_PARAMETER, and Redis errors (then compute the value
-/// and do not store it).
+/// and do not store it; the hook has been told, with the error).
 #[unsafe(no_mangle)]
 pub extern "C" fn rtc_cache_get_or_lock(
     cache: *const rtc_cache,
@@ -328,14 +352,22 @@ pub extern "C" fn rtc_cache_get_or_lock(
         let options = unsafe { handle(options, "options") }?;
         let value_out = unsafe { out(value_out, "value_out") }?;
         let ticket_out = unsafe { out(ticket_out, "ticket_out") }?;
-        let lock = options.lock.then_some(options.lock_timeout);
-        Ok(match cache.get_or_lock(options.options.cache_key(), &options.tags, lock)? {
-            GetOrLock::Hit(bytes, _) => {
+        Ok(match cache.get_or_lock(&options.options) {
+            GetOrLock::Hit(hit) => {
+                let (bytes, _) = hit.finish();
                 value_out.put(into_handle(rtc_value { bytes }));
                 rtc_result::Ok
             }
             GetOrLock::Locked(ticket) | GetOrLock::Miss(ticket) => {
-                ticket_out.put(into_handle(rtc_ticket { ticket }));
+                if let Some(error) = ticket.info().error.clone() {
+                    // The lookup failed: the ticket could store nothing, so report and say so now.
+                    let _ = cache.release(ticket);
+                    return Err(error.into());
+                }
+                ticket_out.put(into_handle(rtc_ticket {
+                    ticket,
+                    cache: cache.clone(),
+                }));
                 rtc_result::Miss
             }
         })
@@ -345,7 +377,7 @@ pub extern "C" fn rtc_cache_get_or_lock(
 /// Stores `value` (`value_len` bytes, copied; NULL only when `value_len` is 0)
 /// under the ticket's tag snapshot for `lifetime` (RTC_LIFETIME_DEFAULT,
 /// RTC_LIFETIME_FOREVER, or seconds), then releases the ticket's lock and
-/// wakes the waiters, in one round trip.
+/// wakes the waiters, in one round trip, and calls the hook.
 ///
 /// Consumes `ticket` whatever the result (on an error its lock is released
 /// without storing): do not use or free it afterwards. If a tag was
@@ -353,7 +385,7 @@ pub extern "C" fn rtc_cache_get_or_lock(
 /// reader looks, as it is stale. Thread-safe.
 ///
 /// Errors: RTC_RESULT_NULL_PARAMETER, RTC_RESULT_INVALID_ARGUMENT (value over
-/// max_value_size, bad lifetime), and Redis errors.
+/// max_value_size, bad lifetime, a ticket of another cache), and Redis errors.
 #[unsafe(no_mangle)]
 pub extern "C" fn rtc_cache_set_and_unlock(
     cache: *const rtc_cache,
@@ -367,12 +399,31 @@ pub extern "C" fn rtc_cache_set_and_unlock(
             return Err(Failure::null("ticket"));
         }
         // SAFETY: non-NULL, and the caller passes a ticket from rtc, once.
-        let ticket = unsafe { Box::from_raw(ticket) }.ticket;
-        let cache = cache_ref(cache)?;
-        // SAFETY: the caller passes a buffer valid for its length.
-        let value = unsafe { bytes(value, value_len, "value") }?;
-        cache.set_and_unlock(ticket, value, self::lifetime(lifetime)?)?;
-        Ok(rtc_result::Ok)
+        let rtc_ticket {
+            mut ticket,
+            cache: owner,
+        } = *unsafe { Box::from_raw(ticket) };
+        let checked = (|| {
+            let cache = cache_ref(cache)?;
+            // SAFETY: the caller passes a buffer valid for its length.
+            let value = unsafe { bytes(value, value_len, "value") }?;
+            Ok::<_, Failure>((cache, value, self::lifetime(lifetime)?))
+        })();
+        let (cache, value, lifetime) = match checked {
+            Ok(checked) => checked,
+            Err(failure) => {
+                let _ = owner.release(ticket);
+                return Err(failure);
+            }
+        };
+        ticket.set_lifetime(lifetime);
+        match cache
+            .set_and_unlock(ticket, Ok::<_, rtc_core::Error>(value))
+            .error
+        {
+            Some(error) => Err(error.into()),
+            None => Ok(rtc_result::Ok),
+        }
     })
 }
 
@@ -396,9 +447,15 @@ pub extern "C" fn rtc_ticket_lock_waiting_ms(ticket: *const rtc_ticket) -> u64 {
 }
 
 /// Frees a ticket without storing a value: releases its lock (if it holds
-/// one) and wakes the waiters, so one of them can compute. NULL is a no-op.
+/// one, one round trip) and wakes the waiters, so one of them can compute.
+/// NULL is a no-op.
 #[unsafe(no_mangle)]
 pub extern "C" fn rtc_ticket_free(ticket: *mut rtc_ticket) {
-    // SAFETY: the caller passes NULL or a ticket from rtc, once.
-    guard_or((), || unsafe { free_handle(ticket) })
+    guard_or((), || {
+        if !ticket.is_null() {
+            // SAFETY: non-NULL, and the caller passes a ticket from rtc, once.
+            let rtc_ticket { ticket, cache } = *unsafe { Box::from_raw(ticket) };
+            let _ = cache.release(ticket);
+        }
+    })
 }

@@ -45,6 +45,9 @@ pub enum rtc_result {
     /// rtc hit an internal bug (a Rust panic), caught at the boundary. The
     /// handles passed to the call are still valid, but please report it.
     Panic = 11,
+    /// The backend broke its reply contract (a missing reply, or one of the
+    /// wrong kind): a bug in a custom backend or host, not Redis being down.
+    Protocol = 12,
 }
 
 impl rtc_result {
@@ -56,7 +59,8 @@ impl rtc_result {
             ErrorKind::InvalidArgument => rtc_result::InvalidArgument,
             ErrorKind::Backend => rtc_result::Backend,
             ErrorKind::Codec => rtc_result::Codec,
-            _ => rtc_result::Other,
+            ErrorKind::Protocol => rtc_result::Protocol,
+            ErrorKind::Other => rtc_result::Other,
         }
     }
 
@@ -74,6 +78,7 @@ impl rtc_result {
             9 => "RTC_RESULT_OTHER\0",
             10 => "RTC_RESULT_COMPUTE_FAILED\0",
             11 => "RTC_RESULT_PANIC\0",
+            12 => "RTC_RESULT_PROTOCOL\0",
             _ => "RTC_RESULT_UNKNOWN\0",
         }
     }
@@ -89,7 +94,10 @@ pub(crate) struct Failure {
 
 impl Failure {
     pub(crate) fn new(code: rtc_result, message: impl Into<String>) -> Self {
-        Failure { code, message: message.into() }
+        Failure {
+            code,
+            message: message.into(),
+        }
     }
 
     pub(crate) fn null(what: &str) -> Self {
@@ -99,7 +107,10 @@ impl Failure {
 
 impl From<rtc_core::Error> for Failure {
     fn from(e: rtc_core::Error) -> Self {
-        Failure { code: rtc_result::from_kind(e.kind()), message: format!("{e} (hint: {})", e.kind().hint()) }
+        Failure {
+            code: rtc_result::from_kind(e.kind()),
+            message: format!("{e} (hint: {})", e.kind().hint()),
+        }
     }
 }
 
@@ -124,7 +135,9 @@ pub(crate) fn set_last_error(message: &str) {
 /// is safe to call from any thread.
 #[unsafe(no_mangle)]
 pub extern "C" fn rtc_last_error_message() -> *const c_char {
-    LAST_ERROR.try_with(|last| last.borrow().as_ptr()).unwrap_or(c"".as_ptr())
+    LAST_ERROR
+        .try_with(|last| last.borrow().as_ptr())
+        .unwrap_or(c"".as_ptr())
 }
 
 /// Returns the name of a result code as a static string, e.g.
@@ -157,7 +170,10 @@ mod tests {
             rtc_result::Panic,
         ];
         for (i, code) in all.iter().enumerate() {
-            assert_eq!(*code as u32, i as u32, "codes are dense and never renumbered");
+            assert_eq!(
+                *code as u32, i as u32,
+                "codes are dense and never renumbered"
+            );
             let name = rtc_result::name(*code as u32);
             let debug = format!("{code:?}");
             let screaming: String = debug

@@ -54,16 +54,30 @@ impl Server {
     fn start() -> anyhow::Result<Self> {
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let child = Process::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .map_err(|e| anyhow::anyhow!("cannot start redis-server ({e}); install it or pass --redis URL"))?;
+            .map_err(|e| {
+                anyhow::anyhow!("cannot start redis-server ({e}); install it or pass --redis URL")
+            })?;
         let url = format!("redis://127.0.0.1:{port}/");
         let deadline = Instant::now() + Duration::from_secs(10);
         let client = redis::Client::open(url.as_str())?;
         while client.get_connection().is_err() {
-            anyhow::ensure!(Instant::now() < deadline, "redis-server did not start on port {port}");
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "redis-server did not start on port {port}"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
         Ok(Server { child, url, port })
@@ -104,7 +118,10 @@ impl Sample {
 type Op<'a> = Box<dyn Fn(usize, usize) + Send + Sync + 'a>;
 
 /// Runs the whole benchmark and prints the table (and JSON).
-pub fn run(options: Options, engines: impl FnOnce(&str) -> rtc_core::Result<Vec<(String, Engine)>>) -> anyhow::Result<()> {
+pub fn run(
+    options: Options,
+    engines: impl FnOnce(&str) -> rtc_core::Result<Vec<(String, Engine)>>,
+) -> anyhow::Result<()> {
     let _server;
     let url = match &options.redis {
         Some(url) => url.clone(),
@@ -134,49 +151,95 @@ pub fn run(options: Options, engines: impl FnOnce(&str) -> rtc_core::Result<Vec<
 
     // The floor: plain GET and SET by the same Redis client, one connection per thread.
     let floor_key = "bench:plain";
-    let _: () = redis::cmd("SET").arg(floor_key).arg(&value).query(&mut admin)?;
+    let _: () = redis::cmd("SET")
+        .arg(floor_key)
+        .arg(&value)
+        .query(&mut admin)?;
 
     let mut rows: Vec<Value> = Vec::new();
     let mut c_trips: BTreeMap<String, f64> = BTreeMap::new();
     let mut c_peak_rss_kib: Option<u64> = None;
     for &threads in &options.threads {
-        let conns: Vec<std::sync::Mutex<redis::Connection>> =
-            (0..threads).map(|_| client.get_connection().map(std::sync::Mutex::new)).collect::<Result<_, _>>()?;
+        let conns: Vec<std::sync::Mutex<redis::Connection>> = (0..threads)
+            .map(|_| client.get_connection().map(std::sync::Mutex::new))
+            .collect::<Result<_, _>>()?;
         let mut workloads: Vec<(String, Op<'_>)> = vec![
-            ("plain GET".into(), Box::new(|t, _| {
-                let mut c = conns[t].lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                let _: Option<Vec<u8>> = redis::cmd("GET").arg(floor_key).query(&mut *c).unwrap_or(None);
-            })),
-            ("plain SET".into(), Box::new(|t, i| {
-                let mut c = conns[t].lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                let _: Result<(), _> = redis::cmd("SET").arg(format!("bench:plain:{t}:{i}")).arg(&value).query(&mut *c);
-            })),
+            (
+                "plain GET".into(),
+                Box::new(|t, _| {
+                    let mut c = conns[t]
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    let _: Option<Vec<u8>> = redis::cmd("GET")
+                        .arg(floor_key)
+                        .query(&mut *c)
+                        .unwrap_or(None);
+                }),
+            ),
+            (
+                "plain SET".into(),
+                Box::new(|t, i| {
+                    let mut c = conns[t]
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    let _: Result<(), _> = redis::cmd("SET")
+                        .arg(format!("bench:plain:{t}:{i}"))
+                        .arg(&value)
+                        .query(&mut *c);
+                }),
+            ),
         ];
         for (name, engine) in &engines {
             engine.set("bench:hit", &value, &tags, Lifetime::Default)?;
             let goc = ComputeOptions::key("bench:goc").tags(TAGS);
             let _ = engine.get_or_compute(&goc, || value.clone());
             let (tags, value) = (&tags, &value);
-            workloads.push((format!("{name} set"), Box::new(move |t, i| {
-                let _ = engine.set(&format!("bench:set:{t}:{i}"), value, tags, Lifetime::Default);
-            })));
-            workloads.push((format!("{name} get hit"), Box::new(move |_, _| {
-                let _ = engine.get("bench:hit", tags);
-            })));
-            workloads.push((format!("{name} get miss"), Box::new(move |_, _| {
-                let _ = engine.get("bench:absent", tags);
-            })));
-            workloads.push((format!("{name} get-or-compute hit"), Box::new(move |_, _| {
-                let _ = engine.get_or_compute(&goc, || value.clone());
-            })));
-            workloads.push((format!("{name} invalidate"), Box::new(move |_, _| {
-                let _ = engine.invalidate(&[INVALIDATED_TAG.to_string()]);
-            })));
+            workloads.push((
+                format!("{name} set"),
+                Box::new(move |t, i| {
+                    let _ = engine.set(
+                        &format!("bench:set:{t}:{i}"),
+                        value,
+                        tags,
+                        Lifetime::Default,
+                    );
+                }),
+            ));
+            workloads.push((
+                format!("{name} get hit"),
+                Box::new(move |_, _| {
+                    let _ = engine.get("bench:hit", tags);
+                }),
+            ));
+            workloads.push((
+                format!("{name} get miss"),
+                Box::new(move |_, _| {
+                    let _ = engine.get("bench:absent", tags);
+                }),
+            ));
+            workloads.push((
+                format!("{name} get-or-compute hit"),
+                Box::new(move |_, _| {
+                    let _ = engine.get_or_compute(&goc, || value.clone());
+                }),
+            ));
+            workloads.push((
+                format!("{name} invalidate"),
+                Box::new(move |_, _| {
+                    let _ = engine.invalidate(&[INVALIDATED_TAG.to_string()]);
+                }),
+            ));
         }
         // The C library (ffi/bench/bench.c linked against librtc.a, its threads
         // sharing one rtc_cache): one of its rounds after each round above, so
         // the C/native ratios come from the same conditions.
-        let mut c_leg = crate::bench_c::start(&url, &options.namespace, options.ops, options.block, threads)?;
+        let mut c_leg = crate::bench_c::start(
+            &url,
+            &options.namespace,
+            options.ops,
+            options.block,
+            threads,
+        )?;
         let mut c_status = Ok(());
         let samples = measure(&workloads, threads, options.ops, options.block, &mut || {
             if c_status.is_ok() {
@@ -203,7 +266,10 @@ pub fn run(options: Options, engines: impl FnOnce(&str) -> rtc_core::Result<Vec<
             row["ops_per_s"] = json!(ops.round());
             row["ratio_to_plain_get"] = json!((ops / floor * 1000.0).round() / 1000.0);
             let native = name.replacen("c ", "native ", 1);
-            let native_ops = rows.iter().find(|r| r["workload"] == native.as_str() && r["threads"] == threads).and_then(|r| r["ops_per_s"].as_f64());
+            let native_ops = rows
+                .iter()
+                .find(|r| r["workload"] == native.as_str() && r["threads"] == threads)
+                .and_then(|r| r["ops_per_s"].as_f64());
             if let Some(native_ops) = native_ops.filter(|n| *n > 0.0) {
                 row["ratio_to_native"] = json!((ops / native_ops * 1000.0).round() / 1000.0);
             }
@@ -230,21 +296,36 @@ pub fn run(options: Options, engines: impl FnOnce(&str) -> rtc_core::Result<Vec<
             Ok((after - before - 1) as f64 / n as f64) // minus the second INFO itself
         };
         let goc = ComputeOptions::key("bench:goc").tags(TAGS);
-        trips.insert(format!("{name} set"), count(&mut admin, &|i| {
-            let _ = engine.set(&format!("bench:rt:{i}"), &value, &tags, Lifetime::Default);
-        })?);
-        trips.insert(format!("{name} get hit"), count(&mut admin, &|_| {
-            let _ = engine.get("bench:hit", &tags);
-        })?);
-        trips.insert(format!("{name} get miss"), count(&mut admin, &|_| {
-            let _ = engine.get("bench:absent", &tags);
-        })?);
-        trips.insert(format!("{name} get-or-compute hit"), count(&mut admin, &|_| {
-            let _ = engine.get_or_compute(&goc, || value.clone());
-        })?);
-        trips.insert(format!("{name} invalidate"), count(&mut admin, &|_| {
-            let _ = engine.invalidate(&[INVALIDATED_TAG.to_string()]);
-        })?);
+        trips.insert(
+            format!("{name} set"),
+            count(&mut admin, &|i| {
+                let _ = engine.set(&format!("bench:rt:{i}"), &value, &tags, Lifetime::Default);
+            })?,
+        );
+        trips.insert(
+            format!("{name} get hit"),
+            count(&mut admin, &|_| {
+                let _ = engine.get("bench:hit", &tags);
+            })?,
+        );
+        trips.insert(
+            format!("{name} get miss"),
+            count(&mut admin, &|_| {
+                let _ = engine.get("bench:absent", &tags);
+            })?,
+        );
+        trips.insert(
+            format!("{name} get-or-compute hit"),
+            count(&mut admin, &|_| {
+                let _ = engine.get_or_compute(&goc, || value.clone());
+            })?,
+        );
+        trips.insert(
+            format!("{name} invalidate"),
+            count(&mut admin, &|_| {
+                let _ = engine.invalidate(&[INVALIDATED_TAG.to_string()]);
+            })?,
+        );
     }
     report["round_trips"] = json!(trips);
 
@@ -252,7 +333,11 @@ pub fn run(options: Options, engines: impl FnOnce(&str) -> rtc_core::Result<Vec<
     // sizes populated first, then measured interleaved, so they share conditions.
     let mut series = Vec::new();
     if let Some((name, engine)) = engines.first() {
-        let tags_by_size: Vec<String> = options.entries.iter().map(|n| format!("bench:scale:{n}")).collect();
+        let tags_by_size: Vec<String> = options
+            .entries
+            .iter()
+            .map(|n| format!("bench:scale:{n}"))
+            .collect();
         for (&entries, tag) in options.entries.iter().zip(&tags_by_size) {
             populate(&mut admin, &url, &options.namespace, tag, entries, &value)?;
         }
@@ -298,7 +383,13 @@ pub fn run(options: Options, engines: impl FnOnce(&str) -> rtc_core::Result<Vec<
 
 /// Runs every workload `ops` times on `threads` threads, interleaved in blocks.
 /// `after_round` runs after each round, outside the measured time.
-fn measure(workloads: &[(String, Op<'_>)], threads: usize, ops: usize, block: usize, after_round: &mut dyn FnMut()) -> Vec<Sample> {
+fn measure(
+    workloads: &[(String, Op<'_>)],
+    threads: usize,
+    ops: usize,
+    block: usize,
+    after_round: &mut dyn FnMut(),
+) -> Vec<Sample> {
     let mut samples: Vec<Sample> = workloads.iter().map(|_| Sample::default()).collect();
     let rounds = ops.div_ceil(block.max(1));
     for round in 0..rounds {
@@ -321,7 +412,10 @@ fn measure(workloads: &[(String, Op<'_>)], threads: usize, ops: usize, block: us
                         })
                     })
                     .collect();
-                handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_default())
+                    .collect()
             });
             sample.wall += started.elapsed();
             sample.ops += threads * block;
@@ -336,21 +430,38 @@ fn measure(workloads: &[(String, Op<'_>)], threads: usize, ops: usize, block: us
 
 /// Writes `entries` entries under `tag` straight into Redis, in big pipelines,
 /// at the storage keys rtc uses (invalidate's cost must not depend on them).
-fn populate(admin: &mut redis::Connection, url: &str, namespace: &str, tag: &str, entries: usize, value: &[u8]) -> anyhow::Result<()> {
+fn populate(
+    admin: &mut redis::Connection,
+    url: &str,
+    namespace: &str,
+    tag: &str,
+    entries: usize,
+    value: &[u8],
+) -> anyhow::Result<()> {
     // Learn the tag's current snapshot through rtc itself, then write the storage keys directly.
-    let cache = rtc_core::Cache::new(Config { namespace: namespace.to_string(), url: Some(url.to_string()), ..Config::default() })?;
-    let storage = match cache.get_or_lock("probe", [tag], None)? {
-        rtc_core::GetOrLock::Miss(t) | rtc_core::GetOrLock::Locked(t) => t.storage_key().to_string(),
-        rtc_core::GetOrLock::Hit(..) => anyhow::bail!("unexpected hit while populating"),
-    };
-    let hash = storage.rsplit(':').next().unwrap_or_default();
+    let cache = rtc_core::Cache::new(Config {
+        namespace: namespace.to_string(),
+        url: Some(url.to_string()),
+        ..Config::default()
+    })?;
+    cache.get_bytes("probe", [tag])?; // creates the tag
+    let inspection = cache.inspect("probe", [tag])?;
+    let hash = inspection
+        .metadata_hash
+        .as_deref()
+        .ok_or_else(|| anyhow::anyhow!("the tag {tag} vanished while populating"))?;
     let layout = Layout::new(namespace);
     let mut done = 0;
     while done < entries {
         let n = (entries - done).min(10_000);
         let mut pipe = redis::pipe();
         for i in done..done + n {
-            pipe.cmd("SET").arg(layout.storage_key(&format!("bench:entry:{i}"), hash)).arg(value).arg("EX").arg(3600).ignore();
+            pipe.cmd("SET")
+                .arg(layout.storage_key(&format!("bench:entry:{i}"), hash))
+                .arg(value)
+                .arg("EX")
+                .arg(3600)
+                .ignore();
         }
         let _: () = pipe.query(admin)?;
         done += n;
@@ -360,22 +471,52 @@ fn populate(admin: &mut redis::Connection, url: &str, namespace: &str, tag: &str
 
 /// Runs the Python reference's own benchmark against the same server.
 fn python_reference(url: &str) -> anyhow::Result<Value> {
-    let script = ["../shared/bench/python_rtc_bench.py", "../../shared/bench/python_rtc_bench.py"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-        .ok_or_else(|| anyhow::anyhow!("python_rtc_bench.py not found in ../shared/bench"))?;
+    let script = [
+        "../shared/bench/python_rtc_bench.py",
+        "../../shared/bench/python_rtc_bench.py",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.exists())
+    .ok_or_else(|| anyhow::anyhow!("python_rtc_bench.py not found in ../shared/bench"))?;
     let venv = std::env::temp_dir().join("rtc-bench-venv");
     let python = venv.join("bin/python");
     if !python.exists() {
-        eprintln!("bench: creating {} with redis-tagged-cache==0.12.1", venv.display());
+        eprintln!(
+            "bench: creating {} with redis-tagged-cache==0.12.1",
+            venv.display()
+        );
         run_ok(Process::new("python3").arg("-m").arg("venv").arg(&venv))?;
-        run_ok(Process::new(venv.join("bin/pip")).args(["install", "-q", "redis-tagged-cache==0.12.1", "redis"]))?;
+        run_ok(Process::new(venv.join("bin/pip")).args([
+            "install",
+            "-q",
+            "redis-tagged-cache==0.12.1",
+            "redis",
+        ]))?;
     }
-    let port = url.rsplit(':').next().unwrap_or("6379").trim_end_matches('/').to_string();
+    let port = url
+        .rsplit(':')
+        .next()
+        .unwrap_or("6379")
+        .trim_end_matches('/')
+        .to_string();
     let out = std::env::temp_dir().join(format!("rtc-python-bench-{}.json", std::process::id()));
     eprintln!("bench: running the Python reference (this takes a minute)");
-    run_ok(Process::new(&python).arg(&script).args(["--port", &port, "-n", "5000", "--reps", "3", "--skip-ttl", "--json-out"]).arg(&out))?;
+    run_ok(
+        Process::new(&python)
+            .arg(&script)
+            .args([
+                "--port",
+                &port,
+                "-n",
+                "5000",
+                "--reps",
+                "3",
+                "--skip-ttl",
+                "--json-out",
+            ])
+            .arg(&out),
+    )?;
     let v: Value = serde_json::from_str(&std::fs::read_to_string(&out)?)?;
     let _ = std::fs::remove_file(&out);
     Ok(json!({ "median": v["median"], "ratios": v["ratios"] }))
@@ -396,18 +537,31 @@ fn reads(admin: &mut redis::Connection) -> anyhow::Result<u64> {
 }
 
 fn redis_version(admin: &mut redis::Connection) -> String {
-    let info: String = redis::cmd("INFO").arg("server").query(admin).unwrap_or_default();
-    info.lines().find_map(|l| l.strip_prefix("redis_version:")).unwrap_or("?").trim().to_string()
+    let info: String = redis::cmd("INFO")
+        .arg("server")
+        .query(admin)
+        .unwrap_or_default();
+    info.lines()
+        .find_map(|l| l.strip_prefix("redis_version:"))
+        .unwrap_or("?")
+        .trim()
+        .to_string()
 }
 
 /// Peak resident memory of this process (the benchmark, all engines included).
 fn peak_rss_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 fn chrono_free_now() -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     format!("unix:{secs}")
 }
 
@@ -416,12 +570,34 @@ fn round1(x: f64) -> f64 {
 }
 
 fn print_report(report: &Value) {
-    println!("rtc bench: Redis {}, {} ops per workload, {}-byte values, {} tags", report["redis"].as_str().unwrap_or("?"), report["ops_per_workload"], VALUE_SIZE, TAGS.len());
-    println!("\n{:<34} {:>7} {:>10} {:>8} {:>8} {:>9} {:>8}", "workload", "threads", "ops/s", "p50 us", "p99 us", "x GET", "RT/op");
+    println!(
+        "rtc bench: Redis {}, {} ops per workload, {}-byte values, {} tags",
+        report["redis"].as_str().unwrap_or("?"),
+        report["ops_per_workload"],
+        VALUE_SIZE,
+        TAGS.len()
+    );
+    println!(
+        "\n{:<34} {:>7} {:>10} {:>8} {:>8} {:>9} {:>8}",
+        "workload", "threads", "ops/s", "p50 us", "p99 us", "x GET", "RT/op"
+    );
     for row in report["results"].as_array().into_iter().flatten() {
         let name = row["workload"].as_str().unwrap_or("?");
-        let rt = report["round_trips"][name].as_f64().map(|v| format!("{v:.2}")).unwrap_or_else(|| if name.starts_with("plain") { "1".into() } else { String::new() });
-        let f = |v: &Value, digits: usize| v.as_f64().map(|x| format!("{x:.digits$}")).unwrap_or_default();
+        let rt = report["round_trips"][name]
+            .as_f64()
+            .map(|v| format!("{v:.2}"))
+            .unwrap_or_else(|| {
+                if name.starts_with("plain") {
+                    "1".into()
+                } else {
+                    String::new()
+                }
+            });
+        let f = |v: &Value, digits: usize| {
+            v.as_f64()
+                .map(|x| format!("{x:.digits$}"))
+                .unwrap_or_default()
+        };
         println!(
             "{:<34} {:>7} {:>10} {:>8} {:>8} {:>9} {:>8}",
             name,
@@ -434,7 +610,11 @@ fn print_report(report: &Value) {
         );
     }
     println!("\ninvalidate latency by entries under the tag:");
-    for row in report["invalidate_latency"].as_array().into_iter().flatten() {
+    for row in report["invalidate_latency"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
         println!(
             "  {:>9} entries: p50 {:>6.1} us, p99 {:>6.1} us, {:>7.0} ops/s",
             row["entries"].as_u64().unwrap_or(0),
@@ -449,7 +629,12 @@ fn print_report(report: &Value) {
     if let Some(kib) = report["peak_rss_kib_c"].as_u64() {
         println!("peak RSS of the C benchmark program: {} MiB", kib / 1024);
     }
-    let c_rows: Vec<&Value> = report["results"].as_array().into_iter().flatten().filter(|r| r.get("ratio_to_native").is_some()).collect();
+    let c_rows: Vec<&Value> = report["results"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r.get("ratio_to_native").is_some())
+        .collect();
     if !c_rows.is_empty() {
         println!("\nC library / native engine, ops/s (interleaved in this run):");
         for row in c_rows {
@@ -464,7 +649,10 @@ fn print_report(report: &Value) {
     if let Some(py) = report.get("python") {
         println!("\nPython redis-tagged-cache 0.12.1 on the same server (its own bench, medians):");
         for op in ["plain_get", "get_hit", "set", "decorator_hit", "invalidate"] {
-            println!("  {:<16} {:>10} ops/s  p50 {} us", op, py["median"][op]["ops_per_s"], py["median"][op]["p50_us"]);
+            println!(
+                "  {:<16} {:>10} ops/s  p50 {} us",
+                op, py["median"][op]["ops_per_s"], py["median"][op]["p50_us"]
+            );
         }
     }
 }

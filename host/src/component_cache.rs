@@ -5,11 +5,10 @@ use std::convert::Infallible;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
 
 use rtc_core::{
-    Accounting, Backend, CacheInfo, Cbor, Codec, ComputeOptions, Config, DisabledBackend, Error, ErrorKind, FunctionId,
-    Hook, HookEvent, Lifetime, LockStats, MemoryBackend, Result, Tags,
+    Accounting, Backend, CacheInfo, Cbor, Codec, ComputeOptions, Config, DisabledBackend, Error,
+    ErrorKind, Hook, HookEvent, Lifetime, LockStats, MemoryBackend, Result, Tags,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -19,7 +18,8 @@ use wasmtime::component::ResourceAny;
 use crate::bindings::Rtc;
 use crate::bindings::exports::rtc::cache::cache as wit;
 use crate::convert::{
-    from_wit_error, from_wit_stats, lock_timeout_ms, to_wit_config, to_wit_function, to_wit_lifetime,
+    from_wit_error, from_wit_stats, lock_timeout_ms, to_wit_config, to_wit_function,
+    to_wit_lifetime,
 };
 use crate::runtime::ComponentRuntime;
 
@@ -154,11 +154,23 @@ impl ComponentCacheBuilder {
         let pool = Arc::new(Pool {
             wit_config: to_wit_config(&config, self.guest_memory),
             config,
-            imports: Arc::new(Imports { backend, hook: self.hook }),
-            max_memory: self.max_memory.map_or(runtime_memory, |m| m.min(runtime_memory)),
-            max_instances: if self.guest_memory { 1 } else { self.max_instances },
+            imports: Arc::new(Imports {
+                backend,
+                hook: self.hook,
+            }),
+            max_memory: self
+                .max_memory
+                .map_or(runtime_memory, |m| m.min(runtime_memory)),
+            max_instances: if self.guest_memory {
+                1
+            } else {
+                self.max_instances
+            },
             runtime: self.runtime,
-            slots: Mutex::new(Slots { idle: Vec::new(), live: 0 }),
+            slots: Mutex::new(Slots {
+                idle: Vec::new(),
+                live: 0,
+            }),
             freed: Condvar::new(),
         });
         let first = pool.acquire()?;
@@ -167,7 +179,8 @@ impl ComponentCacheBuilder {
     }
 }
 
-/// The outcome of [`ComponentCache::get_or_lock`], shaped as core's `GetOrLock`.
+/// The outcome of [`ComponentCache::get_or_lock`], shaped as core's `GetOrLock`
+/// (the hit is already reported to the hook).
 #[derive(Debug)]
 pub enum GetOrLock {
     /// The value was cached.
@@ -195,6 +208,7 @@ pub struct Ticket {
     holds_lock: bool,
     stats: LockStats,
     storage_key: String,
+    lifetime: Lifetime,
     hook: CallHook,
 }
 
@@ -227,7 +241,9 @@ impl Ticket {
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        let (Some(mut slot), Some(handle)) = (self.slot.take(), self.handle.take()) else { return };
+        let (Some(mut slot), Some(handle)) = (self.slot.take(), self.handle.take()) else {
+            return;
+        };
         // The guest's destructor releases the lock through `redis.execute`.
         let dropped = catch_unwind(AssertUnwindSafe(|| handle.resource_drop(&mut slot.store)));
         let healthy = match dropped {
@@ -237,7 +253,10 @@ impl Drop for Ticket {
                 false
             }
             Err(panic) => {
-                tracing::warn!(panic = panic_message(&*panic), "dropping a ticket panicked; the instance is discarded");
+                tracing::warn!(
+                    panic = panic_message(&*panic),
+                    "dropping a ticket panicked; the instance is discarded"
+                );
                 false
             }
         };
@@ -255,7 +274,9 @@ impl ComponentCache {
     /// missing (the message tells how to build it) or the Redis address is
     /// unusable.
     pub fn new(path: impl AsRef<Path>, config: Config) -> Result<Self> {
-        ComponentCache::builder(ComponentRuntime::shared(path)?).config(config).build()
+        ComponentCache::builder(ComponentRuntime::shared(path)?)
+            .config(config)
+            .build()
     }
 
     /// Returns a builder for a cache on `runtime`.
@@ -282,7 +303,13 @@ impl ComponentCache {
     }
 
     /// Stores `value` (encoded as CBOR) under `key` and `tags`.
-    pub fn set<T: Serialize + ?Sized>(&self, key: &str, value: &T, tags: impl Tags, lifetime: Lifetime) -> Result<()> {
+    pub fn set<T: Serialize + ?Sized>(
+        &self,
+        key: &str,
+        value: &T,
+        tags: impl Tags,
+        lifetime: Lifetime,
+    ) -> Result<()> {
         self.set_bytes(key, &Cbor.encode(value)?, tags, lifetime)
     }
 
@@ -290,7 +317,9 @@ impl ComponentCache {
     /// on a miss, `Err` when the backend failed. Bytes that do not decode are
     /// logged and read as a miss.
     pub fn get<T: DeserializeOwned>(&self, key: &str, tags: impl Tags) -> Result<Option<T>> {
-        let Some(bytes) = self.get_bytes(key, tags)? else { return Ok(None) };
+        let Some(bytes) = self.get_bytes(key, tags)? else {
+            return Ok(None);
+        };
         match Cbor.decode(&bytes) {
             Ok(value) => Ok(Some(value)),
             Err(e) => {
@@ -301,9 +330,24 @@ impl ComponentCache {
     }
 
     /// Stores raw bytes under `key` and `tags`.
-    pub fn set_bytes(&self, key: &str, value: &[u8], tags: impl Tags, lifetime: Lifetime) -> Result<()> {
+    pub fn set_bytes(
+        &self,
+        key: &str,
+        value: &[u8],
+        tags: impl Tags,
+        lifetime: Lifetime,
+    ) -> Result<()> {
         let tags = owned(tags);
-        self.call(|s| cache_api(&s.rtc).call_set(&mut s.store, s.cache, key, value, &tags, to_wit_lifetime(lifetime)))
+        self.call(|s| {
+            cache_api(&s.rtc).call_set(
+                &mut s.store,
+                s.cache,
+                key,
+                value,
+                &tags,
+                to_wit_lifetime(lifetime),
+            )
+        })
     }
 
     /// Reads raw bytes: `Ok(Some)` on a hit, `Ok(None)` on a miss.
@@ -329,26 +373,23 @@ impl ComponentCache {
         self.call(|s| cache_api(&s.rtc).call_invalidate_all(&mut s.store, s.cache))
     }
 
-    /// Reads `key` under `tags`, and on a miss takes the stampede lock if
-    /// `lock_timeout` is given (waiting up to that long for another holder).
-    /// `Err` means the backend failed: compute the value and do not store it.
-    ///
-    /// As core's, this and [`ComponentCache::set_and_unlock`] do not call the
-    /// hook (get-or-compute does), although the component reports them.
-    pub fn get_or_lock(&self, key: &str, tags: impl Tags, lock_timeout: Option<Duration>) -> Result<GetOrLock> {
-        let options = wit::LockOptions {
-            lock_timeout_ms: lock_timeout_ms(lock_timeout),
-            function: to_wit_function(&FunctionId::default()),
-            arguments: Vec::new(),
-            method: false,
-        };
-        self.lookup(key, &owned(tags), &options, CallHook::silent()).map_err(|f| f.error)
+    /// The component's `get-or-lock`, core's [`rtc_core::Cache::get_or_lock`]
+    /// run in the guest: reads the entry of `options`, and on a miss takes the
+    /// stampede lock if the options ask for it. The component reports a hit
+    /// (and a failed lookup) to the hook; a miss is reported by
+    /// [`ComponentCache::set_and_unlock`]. `Err` means the backend failed:
+    /// compute the value and do not store it.
+    pub fn get_or_lock(&self, options: &ComputeOptions) -> Result<GetOrLock> {
+        let hook = CallHook::reporting(options.userdata().cloned());
+        self.lookup(options, hook).map_err(|f| f.error)
     }
 
-    /// Stores `value` under the ticket's snapshot, then releases its lock (if
-    /// it holds one) and wakes the waiters, all in one round trip.
-    pub fn set_and_unlock(&self, ticket: Ticket, value: &[u8], lifetime: Lifetime) -> Result<()> {
-        store_ticket(ticket, value, lifetime).map_err(|f| f.error)
+    /// The component's `set-and-unlock`: stores `value` under the ticket's
+    /// snapshot for the options' lifetime, releases its lock (if it holds
+    /// one) and wakes the waiters, all in one round trip, and reports the
+    /// call to the hook.
+    pub fn set_and_unlock(&self, ticket: Ticket, value: &[u8]) -> Result<()> {
+        store_ticket(ticket, value).map_err(|f| f.error)
     }
 
     /// Returns the cached value for `options`, or computes it with `compute`,
@@ -373,15 +414,29 @@ impl ComponentCache {
         T: Serialize + DeserializeOwned,
         F: FnOnce() -> Result<T, E>,
     {
-        self.run(options, |bytes| Cbor.decode(bytes), compute, |value| Cbor.encode(value))
+        self.run(
+            options,
+            |bytes| Cbor.decode(bytes),
+            compute,
+            |value| Cbor.encode(value),
+        )
     }
 
     /// Get-or-compute on raw bytes, with no codec.
-    pub fn get_or_compute_bytes<E, F>(&self, options: &ComputeOptions, compute: F) -> Result<Vec<u8>, E>
+    pub fn get_or_compute_bytes<E, F>(
+        &self,
+        options: &ComputeOptions,
+        compute: F,
+    ) -> Result<Vec<u8>, E>
     where
         F: FnOnce() -> Result<Vec<u8>, E>,
     {
-        self.run(options, |bytes| Ok(bytes.to_vec()), compute, |value| Ok(value.clone()))
+        self.run(
+            options,
+            |bytes| Ok(bytes.to_vec()),
+            compute,
+            |value| Ok(value.clone()),
+        )
     }
 
     /// Get-or-compute on the component: `get-or-lock`, the computation, then
@@ -397,16 +452,14 @@ impl ComponentCache {
         compute: impl FnOnce() -> Result<T, E>,
         encode: impl Fn(&T) -> Result<Vec<u8>>,
     ) -> Result<T, E> {
-        let (key, tags, lifetime) = (options.cache_key(), options.tag_list(), options.entry_lifetime());
+        let (key, tags, lifetime) = (
+            options.cache_key(),
+            options.tag_list(),
+            options.entry_lifetime(),
+        );
         let mut shadow = Accounting::start(options);
-        let wit_options = wit::LockOptions {
-            lock_timeout_ms: lock_timeout_ms(options.lock_wait()),
-            function: to_wit_function(options.function_id()),
-            arguments: options.arguments().to_vec(),
-            method: options.is_method(),
-        };
         let hook = CallHook::reporting(options.userdata().cloned());
-        let (ticket, overwrite) = match self.lookup(key, tags, &wit_options, hook) {
+        let (ticket, overwrite) = match self.lookup(options, hook) {
             Ok(GetOrLock::Hit(bytes, _)) => match decode(&bytes) {
                 Ok(value) => return Ok(value),
                 Err(e) => {
@@ -430,30 +483,46 @@ impl ComponentCache {
                 tracing::warn!(key, error = %e, "cannot encode the computed value");
                 Ok(())
             }
-            (Ok(bytes), Some(ticket)) => store_ticket(ticket, bytes, lifetime),
-            (Ok(bytes), None) if overwrite => self.set_bytes(key, bytes, tags, lifetime).map_err(Failure::answered),
+            (Ok(bytes), Some(ticket)) => store_ticket(ticket, bytes),
+            (Ok(bytes), None) if overwrite => self
+                .set_bytes(key, bytes, tags, lifetime)
+                .map_err(Failure::answered),
             (Ok(_), None) => Ok(()),
         };
         if let Err(failure) = stored {
             unanswered(&mut shadow, key, failure, "cannot store the computed value");
         }
         if shadow.info().error.is_some() {
-            self.pool.report(key, tags, &shadow.finish(), options.userdata().map(|u| &**u));
+            self.pool.report(
+                key,
+                tags,
+                &shadow.finish(),
+                options.userdata().map(|u| &**u),
+            );
         }
         Ok(value)
     }
 
     /// Runs `get-or-lock` and turns its outcome into [`GetOrLock`].
-    fn lookup(
-        &self,
-        key: &str,
-        tags: &[String],
-        options: &wit::LockOptions,
-        hook: CallHook,
-    ) -> Result<GetOrLock, Failure> {
+    fn lookup(&self, options: &ComputeOptions, hook: CallHook) -> Result<GetOrLock, Failure> {
+        let (key, tags) = (options.cache_key(), options.tag_list());
+        let wit_options = wit::LockOptions {
+            lock_timeout_ms: lock_timeout_ms(options.lock_wait()),
+            function: to_wit_function(options.function_id()),
+            arguments: options.arguments().to_vec(),
+            method: options.is_method(),
+        };
         let mut slot = self.pool.acquire().map_err(Failure::unanswered)?;
         hook.enter(&mut slot.store);
-        let looked = guarded(|| cache_api(&slot.rtc).call_get_or_lock(&mut slot.store, slot.cache, key, tags, options));
+        let looked = guarded(|| {
+            cache_api(&slot.rtc).call_get_or_lock(
+                &mut slot.store,
+                slot.cache,
+                key,
+                tags,
+                &wit_options,
+            )
+        });
         CallHook::leave(&mut slot.store);
         let lookup = match looked {
             Ok(lookup) => lookup,
@@ -474,7 +543,10 @@ impl ComponentCache {
             let ticket = slot.rtc.rtc_cache_cache().ticket();
             let stats = ticket.call_stats(&mut slot.store, handle)?;
             let storage_key = ticket.call_storage_key(&mut slot.store, handle)?;
-            Ok(Ok::<_, crate::bindings::rtc::cache::types::Error>((stats, storage_key)))
+            Ok(Ok::<_, crate::bindings::rtc::cache::types::Error>((
+                stats,
+                storage_key,
+            )))
         });
         let (stats, storage_key) = match described {
             Ok(described) => described,
@@ -490,15 +562,23 @@ impl ComponentCache {
             holds_lock: locked,
             stats: from_wit_stats(stats),
             storage_key,
+            lifetime: options.entry_lifetime(),
             hook,
         };
-        Ok(if locked { GetOrLock::Locked(ticket) } else { GetOrLock::Miss(ticket) })
+        Ok(if locked {
+            GetOrLock::Locked(ticket)
+        } else {
+            GetOrLock::Miss(ticket)
+        })
     }
 
     /// Runs one export on a pooled instance; a trap discards the instance.
     fn call<T>(
         &self,
-        body: impl FnOnce(&mut Slot) -> wasmtime::Result<Result<T, crate::bindings::rtc::cache::types::Error>>,
+        body: impl FnOnce(
+            &mut Slot,
+        )
+            -> wasmtime::Result<Result<T, crate::bindings::rtc::cache::types::Error>>,
     ) -> Result<T> {
         let mut slot = self.pool.acquire()?;
         let result = guarded(|| body(&mut slot));
@@ -519,14 +599,24 @@ fn unanswered(shadow: &mut Accounting, key: &str, failure: Failure, what: &str) 
 
 /// Runs `set-and-unlock` on the ticket's own instance (and cache, as core's
 /// ticket carries its own), then returns the instance to its pool.
-fn store_ticket(mut ticket: Ticket, value: &[u8], lifetime: Lifetime) -> Result<(), Failure> {
+fn store_ticket(mut ticket: Ticket, value: &[u8]) -> Result<(), Failure> {
+    let lifetime = ticket.lifetime;
     let (Some(mut slot), Some(handle)) = (ticket.slot.take(), ticket.handle.take()) else {
-        return Err(Failure::unanswered(Error::new(ErrorKind::Other, "this ticket was already used")));
+        return Err(Failure::unanswered(Error::new(
+            ErrorKind::Other,
+            "this ticket was already used",
+        )));
     };
     let pool = Arc::clone(&ticket.pool);
     ticket.hook.enter(&mut slot.store);
     let result = guarded(|| {
-        cache_api(&slot.rtc).call_set_and_unlock(&mut slot.store, slot.cache, handle, value, to_wit_lifetime(lifetime))
+        cache_api(&slot.rtc).call_set_and_unlock(
+            &mut slot.store,
+            slot.cache,
+            handle,
+            value,
+            to_wit_lifetime(lifetime),
+        )
     });
     CallHook::leave(&mut slot.store);
     let healthy = result.as_ref().map_or_else(|f| !f.trapped, |_| true);
@@ -534,35 +624,24 @@ fn store_ticket(mut ticket: Ticket, value: &[u8], lifetime: Lifetime) -> Result<
     result
 }
 
-/// Whether the component's `hooks.report` reaches the hook during a call,
-/// and with which `hook_userdata`.
+/// The `hook_userdata` the component's `hooks.report` passes on during a call.
 #[derive(Default)]
 struct CallHook {
-    report: bool,
     userdata: Option<Arc<dyn Any + Send + Sync>>,
 }
 
 impl CallHook {
-    /// For get-or-compute: reports reach the hook, with the call's userdata.
+    /// Reports reach the hook with the call's userdata.
     fn reporting(userdata: Option<Arc<dyn Any + Send + Sync>>) -> Self {
-        CallHook { report: true, userdata }
-    }
-
-    /// For the direct split calls, which (as core's) do not call the hook.
-    fn silent() -> Self {
-        CallHook { report: false, userdata: None }
+        CallHook { userdata }
     }
 
     fn enter(&self, store: &mut Store<HostState>) {
-        let state = store.data_mut();
-        state.reporting = self.report;
-        state.userdata.clone_from(&self.userdata);
+        store.data_mut().userdata.clone_from(&self.userdata);
     }
 
     fn leave(store: &mut Store<HostState>) {
-        let state = store.data_mut();
-        state.reporting = true;
-        state.userdata = None;
+        store.data_mut().userdata = None;
     }
 }
 
@@ -577,17 +656,29 @@ struct Failure {
 impl Failure {
     /// The component answered with an error.
     fn answered(error: Error) -> Self {
-        Failure { error, trapped: false, answered: true }
+        Failure {
+            error,
+            trapped: false,
+            answered: true,
+        }
     }
 
     /// The call never reached the component (no instance could be had).
     fn unanswered(error: Error) -> Self {
-        Failure { error, trapped: false, answered: false }
+        Failure {
+            error,
+            trapped: false,
+            answered: false,
+        }
     }
 
     /// The instance trapped.
     fn trapped(error: Error) -> Self {
-        Failure { error, trapped: true, answered: false }
+        Failure {
+            error,
+            trapped: true,
+            answered: false,
+        }
     }
 }
 
@@ -600,13 +691,18 @@ fn guarded<T>(
         Ok(Ok(Ok(value))) => Ok(value),
         Ok(Ok(Err(e))) => Err(Failure::answered(from_wit_error(e))),
         Ok(Err(trap)) => {
-            let error = Error::new(ErrorKind::Other, format!("the rtc component trapped: {trap:#}"));
+            let error = Error::new(
+                ErrorKind::Other,
+                format!("the rtc component trapped: {trap:#}"),
+            );
             tracing::warn!(error = %error, "discarding the component instance");
             Err(Failure::trapped(error))
         }
         Err(panic) => {
-            let error =
-                Error::new(ErrorKind::Other, format!("the component host panicked: {}", panic_message(&*panic)));
+            let error = Error::new(
+                ErrorKind::Other,
+                format!("the component host panicked: {}", panic_message(&*panic)),
+            );
             tracing::error!(error = %error, "discarding the component instance");
             Err(Failure::trapped(error))
         }
@@ -665,15 +761,22 @@ impl Pool {
                 slots.live += 1;
                 break;
             }
-            slots = self.freed.wait(slots).unwrap_or_else(PoisonError::into_inner);
+            slots = self
+                .freed
+                .wait(slots)
+                .unwrap_or_else(PoisonError::into_inner);
         }
         drop(slots);
-        let created = catch_unwind(AssertUnwindSafe(|| self.instantiate())).unwrap_or_else(|panic| {
-            Err(Error::new(
-                ErrorKind::Other,
-                format!("instantiating the component panicked: {}", panic_message(&*panic)),
-            ))
-        });
+        let created =
+            catch_unwind(AssertUnwindSafe(|| self.instantiate())).unwrap_or_else(|panic| {
+                Err(Error::new(
+                    ErrorKind::Other,
+                    format!(
+                        "instantiating the component panicked: {}",
+                        panic_message(&*panic)
+                    ),
+                ))
+            });
         if created.is_err() {
             self.lock().live -= 1;
             self.freed.notify_one();
@@ -698,26 +801,44 @@ impl Pool {
         let state = HostState::new(Arc::clone(&self.imports), self.max_memory);
         let mut store = Store::new(self.runtime.engine(), state);
         store.limiter(|state| &mut state.limits);
-        let rtc = self
-            .runtime
-            .pre()
-            .instantiate(&mut store)
-            .map_err(|e| Error::new(ErrorKind::Other, format!("cannot instantiate the rtc component: {e:#}")))?;
+        let rtc = self.runtime.pre().instantiate(&mut store).map_err(|e| {
+            Error::new(
+                ErrorKind::Other,
+                format!("cannot instantiate the rtc component: {e:#}"),
+            )
+        })?;
         let opened = rtc
             .rtc_cache_cache()
             .cache()
             .call_open(&mut store, &self.wit_config)
-            .map_err(|e| Error::new(ErrorKind::Other, format!("the rtc component trapped in open: {e:#}")))?;
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::Other,
+                    format!("the rtc component trapped in open: {e:#}"),
+                )
+            })?;
         let cache = opened.map_err(from_wit_error)?;
         Ok(Slot { store, rtc, cache })
     }
 
     /// Calls the hook from the host side (for a call the component could not report).
-    fn report(&self, key: &str, tags: &[String], info: &CacheInfo, userdata: Option<&(dyn Any + Send + Sync)>) {
-        let Some(hook) = &self.imports.hook else { return };
+    fn report(
+        &self,
+        key: &str,
+        tags: &[String],
+        info: &CacheInfo,
+        userdata: Option<&(dyn Any + Send + Sync)>,
+    ) {
+        let Some(hook) = &self.imports.hook else {
+            return;
+        };
         let event = HookEvent::new(key, tags, info, userdata);
         if let Err(panic) = catch_unwind(AssertUnwindSafe(|| hook(&event))) {
-            tracing::warn!(key, panic = panic_message(&*panic), "the cache hook panicked; ignored");
+            tracing::warn!(
+                key,
+                panic = panic_message(&*panic),
+                "the cache hook panicked; ignored"
+            );
         }
     }
 }

@@ -27,7 +27,10 @@ impl Engine {
 
     /// Builds the native engine with a hook.
     pub fn native_with_hook(config: Config, hook: DemoHook) -> Result<Self> {
-        let cache = Cache::builder().config(config).hook(move |e| hook(e.key, e.info)).build()?;
+        let cache = Cache::builder()
+            .config(config)
+            .hook(move |e| hook(e.key, e.info))
+            .build()?;
         Ok(Engine::Native(cache))
     }
 
@@ -39,7 +42,10 @@ impl Engine {
     /// Builds the component engine with a hook.
     pub fn component_with_hook(path: &Path, config: Config, hook: DemoHook) -> Result<Self> {
         let runtime = rtc_host::ComponentRuntime::shared(path)?;
-        let cache = ComponentCache::builder(runtime).config(config).hook(move |e| hook(e.key, e.info)).build()?;
+        let cache = ComponentCache::builder(runtime)
+            .config(config)
+            .hook(move |e| hook(e.key, e.info))
+            .build()?;
         Ok(Engine::Component(cache))
     }
 
@@ -84,10 +90,18 @@ impl Engine {
     }
 
     /// get-or-compute on raw bytes.
-    pub fn get_or_compute(&self, options: &ComputeOptions, compute: impl FnOnce() -> Vec<u8>) -> Vec<u8> {
+    pub fn get_or_compute(
+        &self,
+        options: &ComputeOptions,
+        compute: impl FnOnce() -> Vec<u8>,
+    ) -> Vec<u8> {
         let result = match self {
-            Engine::Native(c) => c.get_or_compute_bytes(options, || Ok::<_, std::convert::Infallible>(compute())),
-            Engine::Component(c) => c.get_or_compute_bytes(options, || Ok::<_, std::convert::Infallible>(compute())),
+            Engine::Native(c) => {
+                c.get_or_compute_bytes(options, || Ok::<_, std::convert::Infallible>(compute()))
+            }
+            Engine::Component(c) => {
+                c.get_or_compute_bytes(options, || Ok::<_, std::convert::Infallible>(compute()))
+            }
         };
         match result {
             Ok(v) => v,

@@ -196,11 +196,18 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         EngineKind::Component => Engine::component(&component, config.clone())?,
     };
     match cli.command {
-        Cmd::Set { key, value, tags, lifetime } => {
+        Cmd::Set {
+            key,
+            value,
+            tags,
+            lifetime,
+        } => {
             let bytes = match value.as_deref() {
                 None | Some("-") => {
                     let mut buf = Vec::new();
-                    std::io::stdin().read_to_end(&mut buf).map_err(|e| Failure::Usage(format!("cannot read stdin: {e}")))?;
+                    std::io::stdin()
+                        .read_to_end(&mut buf)
+                        .map_err(|e| Failure::Usage(format!("cannot read stdin: {e}")))?;
                     buf
                 }
                 Some(v) => v.as_bytes().to_vec(),
@@ -212,7 +219,9 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Cmd::Get { key, tags } => match engine.get(&key, &tags)? {
             Some(bytes) => {
                 let mut out = std::io::stdout().lock();
-                out.write_all(&bytes).and_then(|()| out.flush()).map_err(|e| Failure::Usage(format!("cannot write stdout: {e}")))?;
+                out.write_all(&bytes)
+                    .and_then(|()| out.flush())
+                    .map_err(|e| Failure::Usage(format!("cannot write stdout: {e}")))?;
                 Ok(ExitCode::SUCCESS)
             }
             None => {
@@ -242,14 +251,25 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             drop(engine);
             let cache = rtc_core::Cache::new(config)?;
             let hit = ops::inspect(&cache, &key, &tags, json)?;
-            Ok(if hit { ExitCode::SUCCESS } else { ExitCode::from(EXIT_MISS) })
+            Ok(if hit {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_MISS)
+            })
         }
         Cmd::Tags { tags, json } => {
             drop(engine);
             ops::tags(&rtc_core::Cache::new(config)?, &tags, json)?;
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Bench { ops, block, threads, entries, compare_python, json_out } => {
+        Cmd::Bench {
+            ops,
+            block,
+            threads,
+            entries,
+            compare_python,
+            json_out,
+        } => {
             drop(engine);
             let options = bench::Options {
                 redis: explicit_redis,
@@ -263,25 +283,36 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             };
             // The engines are built once the benchmark knows its Redis (it may start one).
             let engines = |url: &str| -> rtc_core::Result<Vec<(String, Engine)>> {
-                let config = Config { url: Some(url.to_string()), in_local_memory: false, ..config.clone() };
+                let config = Config {
+                    url: Some(url.to_string()),
+                    in_local_memory: false,
+                    ..config.clone()
+                };
                 let mut engines = vec![("native".to_string(), Engine::native(config.clone())?)];
                 if component.exists() {
-                    engines.push(("component".to_string(), Engine::component(&component, config)?));
+                    engines.push((
+                        "component".to_string(),
+                        Engine::component(&component, config)?,
+                    ));
                 } else {
-                    eprintln!("bench: no component at {}; measuring the native engine only", component.display());
+                    eprintln!(
+                        "bench: no component at {}; measuring the native engine only",
+                        component.display()
+                    );
                 }
                 Ok(engines)
             };
-            bench::run(options, engines).map_err(|e| Failure::Usage(format!("bench failed: {e:#}")))?;
+            bench::run(options, engines)
+                .map_err(|e| Failure::Usage(format!("bench failed: {e:#}")))?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Demo => {
             drop(engine);
             match kind {
                 EngineKind::Native => demo::run(&config, "native", Engine::native_with_hook)?,
-                EngineKind::Component => {
-                    demo::run(&config, "component (wasmtime)", |c, h| Engine::component_with_hook(&component, c, h))?
-                }
+                EngineKind::Component => demo::run(&config, "component (wasmtime)", |c, h| {
+                    Engine::component_with_hook(&component, c, h)
+                })?,
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -293,9 +324,13 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
 /// else the one in the workspace this binary was built from.
 fn default_component() -> std::path::PathBuf {
     if std::env::var_os("RTC_COMPONENT").is_none() {
-        let beside = std::env::current_exe()
-            .ok()
-            .and_then(|exe| Some(exe.parent()?.parent()?.join("wasm32-wasip2/release/rtc_component.wasm")));
+        let beside = std::env::current_exe().ok().and_then(|exe| {
+            Some(
+                exe.parent()?
+                    .parent()?
+                    .join("wasm32-wasip2/release/rtc_component.wasm"),
+            )
+        });
         if let Some(path) = beside.filter(|p| p.exists()) {
             return path;
         }
@@ -309,5 +344,9 @@ fn init_logging() {
         .ok()
         .and_then(|l| l.parse::<tracing::Level>().ok())
         .unwrap_or(tracing::Level::ERROR);
-    tracing_subscriber::fmt().with_writer(std::io::stderr).with_max_level(level).with_target(false).init();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(level)
+        .with_target(false)
+        .init();
 }

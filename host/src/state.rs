@@ -29,10 +29,6 @@ pub(crate) struct HostState {
     imports: Arc<Imports>,
     /// The `hook_userdata` of the get-or-compute in progress on this store.
     pub(crate) userdata: Option<Arc<dyn Any + Send + Sync>>,
-    /// Whether `hooks.report` reaches the hook during the current call: off
-    /// for the direct `get_or_lock`/`set_and_unlock`, which (as core's) do
-    /// not call the hook.
-    pub(crate) reporting: bool,
 }
 
 impl HostState {
@@ -40,23 +36,41 @@ impl HostState {
     pub(crate) fn new(imports: Arc<Imports>, max_memory: usize) -> Self {
         // No files, no environment, no inherited stdio: the component needs none.
         let wasi = WasiCtx::builder().build();
-        let limits = StoreLimitsBuilder::new().memory_size(max_memory).trap_on_grow_failure(true).build();
-        HostState { wasi, table: ResourceTable::new(), limits, imports, userdata: None, reporting: true }
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(max_memory)
+            .trap_on_grow_failure(true)
+            .build();
+        HostState {
+            wasi,
+            table: ResourceTable::new(),
+            limits,
+            imports,
+            userdata: None,
+        }
     }
 }
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
 impl types::Host for HostState {}
 
 impl redis::Host for HostState {
-    fn execute(&mut self, commands: Vec<redis::Command>) -> wasmtime::Result<Result<Vec<redis::Reply>, types::Error>> {
-        let count = commands.len();
-        let commands = match commands.into_iter().map(from_wit_command).collect::<Result<Vec<_>, _>>() {
+    fn execute(
+        &mut self,
+        commands: Vec<redis::Command>,
+    ) -> wasmtime::Result<Result<Vec<redis::Reply>, types::Error>> {
+        let commands = match commands
+            .into_iter()
+            .map(from_wit_command)
+            .collect::<Result<Vec<_>, _>>()
+        {
             Ok(commands) => commands,
             Err(e) => return Ok(Err(to_wit_error(&e))),
         };
@@ -66,17 +80,18 @@ impl redis::Host for HostState {
             Ok(Err(e)) => return Ok(Err(to_wit_error(&e))),
             // A host bug, not the guest's: trap, so the instance is discarded and the caller sees an error.
             Err(panic) => {
-                return Err(wasmtime::Error::msg(format!("the rtc backend panicked: {}", panic_message(&*panic))));
+                return Err(wasmtime::Error::msg(format!(
+                    "the rtc backend panicked: {}",
+                    panic_message(&*panic)
+                )));
             }
         };
-        if replies.len() != count {
-            let e = rtc_core::Error::new(
-                rtc_core::ErrorKind::Other,
-                format!("the backend answered {count} commands with {} replies", replies.len()),
-            );
-            return Ok(Err(to_wit_error(&e)));
-        }
-        match replies.into_iter().map(to_wit_reply).collect::<Result<Vec<_>, _>>() {
+        // The reply count and kinds are checked once, by core's driver in the guest.
+        match replies
+            .into_iter()
+            .map(to_wit_reply)
+            .collect::<Result<Vec<_>, _>>()
+        {
             Ok(replies) => Ok(Ok(replies)),
             Err(e) => Ok(Err(to_wit_error(&e))),
         }
@@ -85,11 +100,17 @@ impl redis::Host for HostState {
 
 impl hooks::Host for HostState {
     fn report(&mut self, event: hooks::HookEvent) -> wasmtime::Result<()> {
-        let Some(hook) = self.imports.hook.as_ref().filter(|_| self.reporting) else { return Ok(()) };
+        let Some(hook) = self.imports.hook.as_ref() else {
+            return Ok(());
+        };
         let info = from_wit_info(event.info);
         let event = HookEvent::new(&event.key, &event.tags, &info, self.userdata.as_deref());
         if let Err(panic) = catch_unwind(AssertUnwindSafe(|| hook(&event))) {
-            tracing::warn!(key = event.key, panic = panic_message(&*panic), "the cache hook panicked; ignored");
+            tracing::warn!(
+                key = event.key,
+                panic = panic_message(&*panic),
+                "the cache hook panicked; ignored"
+            );
         }
         Ok(())
     }

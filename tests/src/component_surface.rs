@@ -22,7 +22,8 @@ pub fn component_runtime() -> Arc<ComponentRuntime> {
         rtc_host::BUILD_COMMAND,
         rtc_host::COMPONENT_ENV,
     );
-    ComponentRuntime::shared(&path).unwrap_or_else(|e| panic!("cannot load the rtc component {}: {e}", path.display()))
+    ComponentRuntime::shared(&path)
+        .unwrap_or_else(|e| panic!("cannot load the rtc component {}: {e}", path.display()))
 }
 
 /// Runs scenario steps through the component's raw-bytes operations.
@@ -30,7 +31,9 @@ pub struct ComponentSurface(pub ComponentCache);
 
 impl Surface for ComponentSurface {
     fn set(&self, key: &str, value: &[u8], tags: &[String]) -> Result<(), String> {
-        self.0.set_bytes(key, value, tags, Lifetime::Default).map_err(|e| e.to_string())
+        self.0
+            .set_bytes(key, value, tags, Lifetime::Default)
+            .map_err(|e| e.to_string())
     }
 
     fn get(&self, key: &str, tags: &[String]) -> Result<Option<Vec<u8>>, String> {
@@ -49,7 +52,12 @@ impl Surface for ComponentSurface {
         self.0.invalidate_all().map_err(|e| e.to_string())
     }
 
-    fn get_or_compute(&self, key: &str, tags: &[String], computed: &[u8]) -> Result<(Vec<u8>, bool), String> {
+    fn get_or_compute(
+        &self,
+        key: &str,
+        tags: &[String],
+        computed: &[u8],
+    ) -> Result<(Vec<u8>, bool), String> {
         let ran = Cell::new(false);
         let options = ComputeOptions::key(key).tags(tags).lock(true);
         let value = self.0.get_or_compute_bytes(&options, || {

@@ -11,7 +11,9 @@ pub struct CoreSurface(pub Cache);
 
 impl Surface for CoreSurface {
     fn set(&self, key: &str, value: &[u8], tags: &[String]) -> Result<(), String> {
-        self.0.set_bytes(key, value, tags, Lifetime::Default).map_err(|e| e.to_string())
+        self.0
+            .set_bytes(key, value, tags, Lifetime::Default)
+            .map_err(|e| e.to_string())
     }
 
     fn get(&self, key: &str, tags: &[String]) -> Result<Option<Vec<u8>>, String> {
@@ -30,15 +32,18 @@ impl Surface for CoreSurface {
         self.0.invalidate_all().map_err(|e| e.to_string())
     }
 
-    fn get_or_compute(&self, key: &str, tags: &[String], computed: &[u8]) -> Result<(Vec<u8>, bool), String> {
+    fn get_or_compute(
+        &self,
+        key: &str,
+        tags: &[String],
+        computed: &[u8],
+    ) -> Result<(Vec<u8>, bool), String> {
         let ran = Cell::new(false);
         let options = ComputeOptions::key(key).tags(tags).lock(true);
-        let value = self
-            .0
-            .get_or_compute_bytes(&options, || {
-                ran.set(true);
-                Ok::<_, String>(computed.to_vec())
-            })?;
+        let value = self.0.get_or_compute_bytes(&options, || {
+            ran.set(true);
+            Ok::<_, String>(computed.to_vec())
+        })?;
         Ok((value, ran.get()))
     }
 }

@@ -2,17 +2,19 @@
 //! surface runs (core in memory, core on Redis, the component, the C library).
 #![deny(missing_docs)]
 
-pub mod component_surface;
-pub mod cprog;
+pub mod async_surface;
 pub mod cluster;
+pub mod component_surface;
 pub mod core_surface;
+pub mod cprog;
 pub mod scenarios;
 pub mod server;
 
-pub use scenarios::{Scenario, Step, Surface, run_table};
-pub use server::RedisServer;
+pub use async_surface::AsyncSurface;
 pub use cluster::RedisCluster;
 pub use core_surface::CoreSurface;
+pub use scenarios::{Scenario, Step, Surface, run_table};
+pub use server::RedisServer;
 
 /// Returns a namespace no other test run uses, so suites can share a server.
 pub fn unique_namespace(prefix: &str) -> String {

@@ -31,7 +31,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use rtc_core::{
-    Backend, Cache, CacheBuilder, Command, ComputeOptions, Config, GetOrLock, Layout, Lifetime, RedisBackend, Reply,
+    Backend, Cache, CacheBuilder, Command, ComputeOptions, Config, GetOrLock, Layout, Lifetime,
+    RedisBackend, Reply,
 };
 use rtc_tests::{RedisServer, unique_namespace};
 
@@ -147,7 +148,8 @@ impl Checker {
 
     /// Checks a value read for key `k`; `Err` describes a wrong value.
     fn check(&self, k: u64, value: &[u8], seen: [u64; 3]) -> Result<(), String> {
-        let text = std::str::from_utf8(value).map_err(|_| format!("{}: not UTF-8: {value:?}", key_name(k)))?;
+        let text = std::str::from_utf8(value)
+            .map_err(|_| format!("{}: not UTF-8: {value:?}", key_name(k)))?;
         let parsed = text
             .strip_prefix("key=")
             .and_then(|rest| rest.split_once(";id="))
@@ -159,14 +161,21 @@ impl Checker {
             return Err(format!("{}: read the value of {key} ({text})", key_name(k)));
         }
         if id == 0 || id >= self.next_id.load(SeqCst) {
-            return Err(format!("{}: write id {id} was never handed out", key_name(k)));
+            return Err(format!(
+                "{}: write id {id} was never handed out",
+                key_name(k)
+            ));
         }
         let writes = self.writes.lock().expect("writes");
         let Some(&(written_key, n)) = writes.get(&id) else {
             return Ok(());
         }; // still in flight
         if written_key != k {
-            return Err(format!("{}: write {id} was for {}", key_name(k), key_name(written_key)));
+            return Err(format!(
+                "{}: write {id} was for {}",
+                key_name(k),
+                key_name(written_key)
+            ));
         }
         for (slot, (m, n)) in Self::slots(k).iter().zip(seen.iter().zip(n)) {
             if *m > n {
@@ -196,7 +205,10 @@ fn the_stale_read_detector_flags_wrong_values() {
     let concurrent = c.events[tag_of(k)].begin();
     c.written(k, id);
     c.events[tag_of(k)].succeeded(concurrent);
-    assert!(c.check(k, &v, c.before_read(k)).is_ok(), "overlapping invalidation");
+    assert!(
+        c.check(k, &v, c.before_read(k)).is_ok(),
+        "overlapping invalidation"
+    );
     let seen_before = c.before_read(k);
     for slot in [tag_of(k), ALL, RESTART] {
         let index = c.events[slot].begin();
@@ -212,7 +224,10 @@ fn the_stale_read_detector_flags_wrong_values() {
     );
     let unrelated = c.events[tag_of(other)].begin();
     c.events[tag_of(other)].succeeded(unrelated);
-    assert!(c.check(other, &v, c.before_read(other)).is_err(), "another key's value");
+    assert!(
+        c.check(other, &v, c.before_read(other)).is_err(),
+        "another key's value"
+    );
     assert!(
         c.check(k, b"key=k1;id=999999", seen_before).is_err(),
         "an id never handed out"
@@ -235,7 +250,10 @@ impl Backend for HidesInvalidations {
             if let (Command::Mget { keys }, Reply::Array(items)) = (command, reply) {
                 for (key, item) in keys.iter().zip(items.iter_mut()) {
                     if let Reply::Bytes(now) = item {
-                        *now = first.entry(key.clone()).or_insert_with(|| now.clone()).clone();
+                        *now = first
+                            .entry(key.clone())
+                            .or_insert_with(|| now.clone())
+                            .clone();
                     }
                 }
             }
@@ -257,7 +275,12 @@ fn the_load_check_catches_a_cache_that_hides_invalidations() {
         inner: RedisBackend::new(&config).expect("backend"),
         first: Mutex::default(),
     };
-    let load = Load::with_backend(&redis, "hides-invalidations", CONNECT_TIMEOUT, Some(Arc::new(backend)));
+    let load = Load::with_backend(
+        &redis,
+        "hides-invalidations",
+        CONNECT_TIMEOUT,
+        Some(Arc::new(backend)),
+    );
     load.run(|| load.progress.wait("load", |ops, _| ops >= 3_000));
     let wrong = load.figures.wrong.load(SeqCst);
     eprintln!(
@@ -266,7 +289,10 @@ fn the_load_check_catches_a_cache_that_hides_invalidations() {
             .line("hidden-invalidations", "")
             .replacen("FAULT", "SELF-CHECK", 1)
     );
-    assert!(wrong > 0, "a cache serving invalidated entries went unnoticed");
+    assert!(
+        wrong > 0,
+        "a cache serving invalidated entries went unnoticed"
+    );
 }
 
 /// Counts of finished operations, for the main thread to wait on (an event, not a sleep).
@@ -291,7 +317,11 @@ impl Progress {
     /// Waits until `done(ops, ok)` holds; panics after [`PROGRESS_DEADLINE`].
     fn wait(&self, what: &str, done: impl Fn(u64, u64) -> bool) {
         let reached = self.wait_at_most(PROGRESS_DEADLINE, done);
-        assert!(reached, "the load made no progress towards {what}: {:?}", self.now());
+        assert!(
+            reached,
+            "the load made no progress towards {what}: {:?}",
+            self.now()
+        );
     }
 
     /// Waits until `done(ops, ok)` holds or `limit` has passed; returns whether it holds.
@@ -335,7 +365,8 @@ impl Figures {
         self.ops.fetch_add(1, SeqCst);
         self.slowest_us.fetch_max(took.as_micros() as u64, SeqCst);
         if !what.starts_with("get_or_compute") && what != "waiter" {
-            self.slowest_plain_us.fetch_max(took.as_micros() as u64, SeqCst);
+            self.slowest_plain_us
+                .fetch_max(took.as_micros() as u64, SeqCst);
         }
         if took > bound {
             self.over_timeout.fetch_add(1, SeqCst);
@@ -372,7 +403,11 @@ impl Figures {
             0,
             "{name}: calls over their bound: {problems:#?}"
         );
-        assert_eq!(self.wrong.load(SeqCst), 0, "{name}: wrong values: {problems:#?}");
+        assert_eq!(
+            self.wrong.load(SeqCst),
+            0,
+            "{name}: wrong values: {problems:#?}"
+        );
     }
 }
 
@@ -409,7 +444,12 @@ impl Load {
         let figures = Figures::default();
         let namespace = unique_namespace(name);
         let caches = [0, 1].map(|_| {
-            let mut builder = Self::builder(redis, &namespace, connect_timeout, Arc::clone(&figures.bypassed));
+            let mut builder = Self::builder(
+                redis,
+                &namespace,
+                connect_timeout,
+                Arc::clone(&figures.bypassed),
+            );
             if let Some(backend) = &backend {
                 builder = builder.backend(Arc::clone(backend));
             }
@@ -488,12 +528,18 @@ impl Load {
                         Ok::<_, ()>(mine.clone())
                     })
                     .expect("infallible computation");
-                f.timed("get_or_compute", started.elapsed(), bound(self.connect_timeout, true));
+                f.timed(
+                    "get_or_compute",
+                    started.elapsed(),
+                    bound(self.connect_timeout, true),
+                );
                 if ran.load(SeqCst) {
                     self.checker.written(k, id);
                     f.computed.fetch_add(1, SeqCst);
                     if got != mine {
-                        f.wrong(format!("{key}: get_or_compute computed {mine:?} but returned {got:?}"));
+                        f.wrong(format!(
+                            "{key}: get_or_compute computed {mine:?} but returned {got:?}"
+                        ));
                     }
                 } else {
                     f.hits.fetch_add(1, SeqCst);
@@ -619,11 +665,16 @@ impl Load {
         a.set_bytes(&key_name(k), &value, &tags, Lifetime::Default)
             .expect("set after the fault");
         assert_eq!(
-            b.get_bytes(&key_name(k), &tags).expect("get after the fault"),
+            b.get_bytes(&key_name(k), &tags)
+                .expect("get after the fault"),
             Some(value)
         );
         b.invalidate(&tags).expect("invalidate after the fault");
-        assert_eq!(a.get_bytes(&key_name(k), &tags).expect("get after the fault"), None);
+        assert_eq!(
+            a.get_bytes(&key_name(k), &tags)
+                .expect("get after the fault"),
+            None
+        );
     }
 }
 
@@ -648,29 +699,36 @@ fn redis_killed_under_load() {
         let killed = Instant::now();
         let (ops_at_kill, _) = load.progress.now();
         // Calls keep coming while Redis is down; lock waiters meet the fault too.
-        load.progress
-            .wait("calls while Redis is down", |ops, _| ops >= ops_at_kill + 2_000);
+        load.progress.wait("calls while Redis is down", |ops, _| {
+            ops >= ops_at_kill + 2_000
+        });
         hold(killed, Duration::from_millis(1500));
         let restarting = Instant::now();
         dead.push((killed, restarting));
         redis.restart();
         load.checker.events[RESTART].succeeded(index);
         let (_, ok_at_restart) = load.progress.now();
-        load.progress.wait("successful calls after the restart", |_, ok| {
-            ok >= ok_at_restart + 2_000
-        });
+        load.progress
+            .wait("successful calls after the restart", |_, ok| {
+                ok >= ok_at_restart + 2_000
+            });
         ok_after_restart = load.progress.now().1 - ok_at_restart;
     });
     load.check_dead_windows(&dead);
     load.check_works();
     let f = &load.figures;
-    assert!(f.errors.load(SeqCst) > 0, "the kill was never seen by a call");
+    assert!(
+        f.errors.load(SeqCst) > 0,
+        "the kill was never seen by a call"
+    );
     assert!(
         f.bypassed.load(SeqCst) > 0,
         "no get-or-compute bypassed the cache while Redis was down"
     );
-    load.figures
-        .report("killed-under-load", &format!(" ok_after_restart={ok_after_restart}"));
+    load.figures.report(
+        "killed-under-load",
+        &format!(" ok_after_restart={ok_after_restart}"),
+    );
 }
 
 /// Sends `signal` to the server and waits until /proc shows the process state it causes.
@@ -685,8 +743,11 @@ fn signal(redis: &RedisServer, signal: &str, stopped: bool) {
     // Signal delivery is asynchronous; /proc tells when it has happened (no event to wait on).
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc/pid/stat");
-        let state = stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next());
+        let stat =
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc/pid/stat");
+        let state = stat
+            .rsplit_once(") ")
+            .and_then(|(_, rest)| rest.chars().next());
         if (state == Some('T')) == stopped {
             return;
         }
@@ -712,7 +773,8 @@ fn paused_under_load(name: &str, connect_timeout: Duration) {
         // shows as a call over its bound once SIGCONT releases it.
         let pause = bound(connect_timeout, true) + Duration::from_millis(1500);
         let (ops_at_pause, _) = load.progress.now();
-        load.progress.wait_at_most(pause, |ops, _| ops >= ops_at_pause + 1_000);
+        load.progress
+            .wait_at_most(pause, |ops, _| ops >= ops_at_pause + 1_000);
         hold(paused, pause);
         ops_while_paused = load.progress.now().0 - ops_at_pause;
         let resuming = Instant::now();
@@ -721,7 +783,9 @@ fn paused_under_load(name: &str, connect_timeout: Duration) {
         dead.push((paused, resuming));
         let (_, ok_at_resume) = load.progress.now();
         load.progress
-            .wait("successful calls after SIGCONT", |_, ok| ok >= ok_at_resume + 2_000);
+            .wait("successful calls after SIGCONT", |_, ok| {
+                ok >= ok_at_resume + 2_000
+            });
     });
     load.check_dead_windows(&dead);
     load.check_works();
@@ -776,7 +840,10 @@ fn each_call_on_a_paused_redis_fails_within_one_timeout() {
         cache
             .set_bytes("k", b"v", tags, Lifetime::Default)
             .expect("warm-up set");
-        assert_eq!(cache.get_bytes("k", tags).expect("warm-up get"), Some(b"v".to_vec()));
+        assert_eq!(
+            cache.get_bytes("k", tags).expect("warm-up get"),
+            Some(b"v".to_vec())
+        );
         cache
     };
     let caches: Vec<Cache> = (0..8).map(|_| warmed()).collect();
@@ -787,8 +854,12 @@ fn each_call_on_a_paused_redis_fails_within_one_timeout() {
         .socket_connect_timeout(TIMEOUT)
         .build()
         .expect("build");
-    let locked = |cache: &Cache, key: &str| match cache.get_or_lock(key, tags, Some(LOCK_TIMEOUT)).expect("get_or_lock")
-    {
+    let locked = |cache: &Cache, key: &str| match cache.get_or_lock(
+        &ComputeOptions::key(key)
+            .tags(tags)
+            .lock(true)
+            .lock_timeout(LOCK_TIMEOUT),
+    ) {
         GetOrLock::Locked(ticket) => ticket,
         other => panic!("expected the lock, got {other:?}"),
     };
@@ -807,22 +878,33 @@ fn each_call_on_a_paused_redis_fails_within_one_timeout() {
                 f.wrong(format!("{what} succeeded on a paused Redis"));
             }
         };
-        call("get (2 commands)", &mut || caches[0].get_bytes("k", tags).is_err());
-        call("set (2 commands)", &mut || {
-            caches[1].set_bytes("k", b"w", tags, Lifetime::Default).is_err()
+        call("get (2 commands)", &mut || {
+            caches[0].get_bytes("k", tags).is_err()
         });
-        call("invalidate (6 commands)", &mut || caches[2].invalidate(tags).is_err());
+        call("set (2 commands)", &mut || {
+            caches[1]
+                .set_bytes("k", b"w", tags, Lifetime::Default)
+                .is_err()
+        });
+        call("invalidate (6 commands)", &mut || {
+            caches[2].invalidate(tags).is_err()
+        });
         call("invalidate_all (1 command)", &mut || {
             caches[3].invalidate_all().is_err()
         });
         let mut to_store = Some(to_store);
         call("set_and_unlock (4 commands)", &mut || {
             let ticket = to_store.take().expect("ticket");
-            caches[4].set_and_unlock(ticket, b"v", Lifetime::Default).is_err()
+            // A failed store is recorded in the info, not returned.
+            caches[4]
+                .set_and_unlock(ticket, Ok::<_, rtc_core::Error>(b"v"))
+                .error
+                .is_some()
         });
         let mut to_drop = Some(to_drop);
         call("a ticket's release (3 commands)", &mut || {
-            drop(to_drop.take());
+            // A failed release is only logged: the lock expires after lock_timeout.
+            let _ = caches[5].release(to_drop.take().expect("ticket"));
             true
         });
         call("get_or_compute with the lock", &mut || {
@@ -835,7 +917,9 @@ fn each_call_on_a_paused_redis_fails_within_one_timeout() {
                 .expect("value")
                 == b"computed"
         });
-        call("get on a fresh connection", &mut || cold.get_bytes("k", tags).is_err());
+        call("get on a fresh connection", &mut || {
+            cold.get_bytes("k", tags).is_err()
+        });
     }));
     signal(&redis, "-CONT", false);
     if let Err(panic) = result {
@@ -884,7 +968,8 @@ fn redis_restarted_empty_under_load() {
     load.run(|| {
         for round in 0..RESTARTS {
             let (ops, _) = load.progress.now();
-            load.progress.wait("load between restarts", |o, _| o >= ops + 1_500);
+            load.progress
+                .wait("load between restarts", |o, _| o >= ops + 1_500);
             let index = load.checker.events[RESTART].begin();
             redis.restart();
             load.checker.events[RESTART].succeeded(index);
@@ -899,7 +984,9 @@ fn redis_restarted_empty_under_load() {
                             let _ = load.checker.check(k, &v, seen);
                         }
                         Ok(None) => {}
-                        Err(e) => load.figures.problem(format!("get after restart failed: {e}")),
+                        Err(e) => load
+                            .figures
+                            .problem(format!("get after restart failed: {e}")),
                     }
                 }
             }
@@ -924,7 +1011,8 @@ fn tag_keys_evicted_or_deleted_give_misses_never_stale_values() {
     const ENTRIES: u64 = 300;
     const ENTRY_TAGS: u64 = 30;
     const FILLER: usize = 400;
-    let redis = RedisServer::start_with(&["--maxmemory", "4mb", "--maxmemory-policy", "allkeys-lru"]);
+    let redis =
+        RedisServer::start_with(&["--maxmemory", "4mb", "--maxmemory-policy", "allkeys-lru"]);
     let ns = unique_namespace("evicted");
     let cache = Cache::builder()
         .namespace(&ns)
@@ -939,7 +1027,8 @@ fn tag_keys_evicted_or_deleted_give_misses_never_stale_values() {
         .expect("connect");
     let tag = |k: u64| format!("e{}", k % ENTRY_TAGS);
     let f = Figures::default();
-    let (mut hits, mut misses, mut deleted_by_hand, mut tags_gone, mut errors) = (0u64, 0u64, 0u64, 0u64, 0u64);
+    let (mut hits, mut misses, mut deleted_by_hand, mut tags_gone, mut errors) =
+        (0u64, 0u64, 0u64, 0u64, 0u64);
     // What the model expects of each entry: the round it was last written in,
     // unless one of its tags changed (evicted, deleted, invalidated) since.
     let mut written: Vec<Option<u64>> = vec![None; ENTRIES as usize];
@@ -949,7 +1038,12 @@ fn tag_keys_evicted_or_deleted_give_misses_never_stale_values() {
         for k in 0..ENTRIES {
             let value = format!("key={k};round={round}");
             let started = Instant::now();
-            let r = cache.set_bytes(&format!("e{k}"), value.as_bytes(), [tag(k)], Lifetime::Default);
+            let r = cache.set_bytes(
+                &format!("e{k}"),
+                value.as_bytes(),
+                [tag(k)],
+                Lifetime::Default,
+            );
             f.timed("set", started.elapsed(), bound(CONNECT_TIMEOUT, false));
             match r {
                 Ok(()) => written[k as usize] = Some(round),
@@ -1014,7 +1108,10 @@ fn tag_keys_evicted_or_deleted_give_misses_never_stale_values() {
             }
         }
     }
-    let info: String = redis::cmd("INFO").arg("stats").query(&mut raw).expect("INFO");
+    let info: String = redis::cmd("INFO")
+        .arg("stats")
+        .query(&mut raw)
+        .expect("INFO");
     let evicted: u64 = info
         .lines()
         .find_map(|l| l.strip_prefix("evicted_keys:"))
@@ -1026,7 +1123,10 @@ fn tag_keys_evicted_or_deleted_give_misses_never_stale_values() {
         "tag-keys-evicted",
         &format!(" misses={misses} evicted_keys={evicted} tag_keys_deleted_by_hand={deleted_by_hand} tag_keys_found_gone={tags_gone}"),
     );
-    assert!(evicted > 0, "Redis evicted nothing: the test did not exercise eviction");
+    assert!(
+        evicted > 0,
+        "Redis evicted nothing: the test did not exercise eviction"
+    );
     assert!(
         tags_gone > deleted_by_hand,
         "no tag key was evicted (only {deleted_by_hand} deleted by hand)"
@@ -1052,17 +1152,20 @@ fn crashed_lock_holders_delay_waiters_only_until_lock_timeout() {
     let f = Figures::default();
     let computed = AtomicU64::new(0);
     let waiters = build();
-    // Each holder takes its lock and "crashes": the ticket is never used or dropped.
+    // Each holder takes its lock and "crashes": the ticket is dropped unused,
+    // which does no I/O, so the lock stays until it expires.
     let holders: Vec<(String, Instant)> = (0..CRASHED_KEYS)
         .map(|i| {
             let key = format!("cold-{i}");
             let holder = build();
             let taken = Instant::now();
-            match holder
-                .get_or_lock(&key, ["t"], Some(LOCK_TIMEOUT))
-                .expect("get_or_lock")
-            {
-                GetOrLock::Locked(ticket) => std::mem::forget(ticket),
+            match holder.get_or_lock(
+                &ComputeOptions::key(&key)
+                    .tags(["t"])
+                    .lock(true)
+                    .lock_timeout(LOCK_TIMEOUT),
+            ) {
+                GetOrLock::Locked(ticket) => drop(ticket),
                 other => panic!("expected the lock, got {other:?}"),
             }
             (key, taken)
@@ -1083,7 +1186,9 @@ fn crashed_lock_holders_delay_waiters_only_until_lock_timeout() {
                     let v = waiters
                         .get_or_compute_bytes(&options, || {
                             computed.fetch_add(1, SeqCst);
-                            Ok::<_, ()>(format!("{}:computed-by-waiter-{w}", holders[i].0).into_bytes())
+                            Ok::<_, ()>(
+                                format!("{}:computed-by-waiter-{w}", holders[i].0).into_bytes(),
+                            )
                         })
                         .expect("infallible");
                     f.timed("waiter", started.elapsed(), bound(CONNECT_TIMEOUT, true));
@@ -1091,7 +1196,10 @@ fn crashed_lock_holders_delay_waiters_only_until_lock_timeout() {
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().expect("waiter thread")).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("waiter thread"))
+            .collect()
     });
     for (i, ended, v) in &results {
         let (key, taken) = &holders[*i];
@@ -1104,7 +1212,10 @@ fn crashed_lock_holders_delay_waiters_only_until_lock_timeout() {
             ));
         }
         if !v.starts_with(format!("{key}:computed-by-waiter-").as_bytes()) {
-            f.wrong(format!("{key}: waiter got {:?}", String::from_utf8_lossy(v)));
+            f.wrong(format!(
+                "{key}: waiter got {:?}",
+                String::from_utf8_lossy(v)
+            ));
         }
     }
     // The value computed after the lock expired is cached for everyone.
@@ -1125,5 +1236,8 @@ fn crashed_lock_holders_delay_waiters_only_until_lock_timeout() {
             LOCK_TIMEOUT.as_millis()
         ),
     );
-    assert!(n >= CRASHED_KEYS as u64, "each key must be computed at least once");
+    assert!(
+        n >= CRASHED_KEYS as u64,
+        "each key must be computed at least once"
+    );
 }

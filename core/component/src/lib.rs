@@ -3,9 +3,9 @@
 //!
 //! This crate has no cache logic of its own. It
 //! - implements core's [`Backend`] over the imported `redis.execute`,
-//! - exposes core's [`Cache`] as the exported `cache` resource, core's
-//!   [`Cache::begin`] as `get-or-lock` and [`Pending::finish`] as
-//!   `set-and-unlock` (core's [`Pending`] is the `ticket` resource),
+//! - exposes core's [`Cache`] as the exported `cache` resource, with core's
+//!   [`Cache::get_or_lock`] and [`Cache::set_and_unlock`] under the same
+//!   names (core's [`Ticket`] is the `ticket` resource),
 //! - maps types and errors between core and WIT, and
 //! - reports each get-or-compute's [`CacheInfo`], as core measured it,
 //!   through the `hooks` import.
@@ -31,7 +31,10 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rtc_core::{Backend, Begin, Cache, CacheInfo, ComputeOptions, ErrorKind, FunctionId, Lifetime, Pending, WitErrorCase};
+use rtc_core::{
+    Backend, Cache, CacheInfo, ComputeOptions, FunctionId, GetOrLock, Lifetime, MAX_LOCK_TIMEOUT,
+    Ticket, WitErrorCase,
+};
 
 #[allow(missing_docs)]
 mod bindings {
@@ -46,8 +49,6 @@ use bindings::rtc::cache::{hooks, redis, types};
 
 /// The longest `blpop` timeout the WIT contract allows (one day).
 const MAX_BLPOP_MS: u64 = 86_400_000;
-/// The longest stampede-lock timeout `get-or-lock` accepts (one day).
-const MAX_LOCK_TIMEOUT_MS: u64 = 86_400_000;
 
 /// The component: the root of the exported interface.
 struct Component;
@@ -64,10 +65,20 @@ struct CacheResource {
     cache: Cache,
 }
 
-/// The `ticket` resource: core's pending get-or-compute, which always holds
-/// a ticket here (`get-or-lock` returns no resource for one that does not).
+/// The `ticket` resource: core's [`Ticket`] and the cache that made it.
+/// Dropping the resource (the host's explicit `resource.drop`) releases the
+/// lock, as the WIT contract says.
 struct TicketResource {
-    pending: Pending,
+    ticket: Option<Ticket>,
+    cache: Cache,
+}
+
+impl Drop for TicketResource {
+    fn drop(&mut self) {
+        if let Some(ticket) = self.ticket.take() {
+            let _ = self.cache.release(ticket);
+        }
+    }
 }
 
 impl wit::GuestCache for CacheResource {
@@ -90,8 +101,18 @@ impl wit::GuestCache for CacheResource {
         })
     }
 
-    fn set(&self, key: String, value: Vec<u8>, tags: Vec<String>, lifetime: wit::Lifetime) -> Result<(), types::Error> {
-        guard(|| self.cache.set_bytes(&key, &value, &tags, to_lifetime(lifetime)).map_err(to_wit_error))
+    fn set(
+        &self,
+        key: String,
+        value: Vec<u8>,
+        tags: Vec<String>,
+        lifetime: wit::Lifetime,
+    ) -> Result<(), types::Error> {
+        guard(|| {
+            self.cache
+                .set_bytes(&key, &value, &tags, to_lifetime(lifetime))
+                .map_err(to_wit_error)
+        })
     }
 
     fn get(&self, key: String, tags: Vec<String>) -> Result<Option<Vec<u8>>, types::Error> {
@@ -120,22 +141,30 @@ impl wit::GuestCache for CacheResource {
             let f = options.function;
             let mut compute = ComputeOptions::key(key.as_str())
                 .tags(&tags)
-                .identity(FunctionId::new(f.module, f.type_name, f.function), options.arguments)
+                .identity(
+                    FunctionId::new(f.module, f.type_name, f.function),
+                    options.arguments,
+                )
                 .method(options.method);
-            match options.lock_timeout_ms {
+            match options.lock_timeout_ms.map(Duration::from_millis) {
                 None => {}
-                Some(ms) if ms <= MAX_LOCK_TIMEOUT_MS => {
-                    compute = compute.lock(true).lock_timeout(Duration::from_millis(ms));
+                Some(timeout) if timeout <= MAX_LOCK_TIMEOUT => {
+                    compute = compute.lock(true).lock_timeout(timeout);
                 }
-                Some(ms) => {
+                Some(timeout) => {
                     return Err(types::Error::InvalidArgument(format!(
-                        "lock-timeout-ms {ms} is above the maximum of {MAX_LOCK_TIMEOUT_MS} (one day)"
+                        "lock-timeout-ms {} is above the maximum of {} (one day)",
+                        timeout.as_millis(),
+                        MAX_LOCK_TIMEOUT.as_millis()
                     )));
                 }
             }
-            // Core does the accounting; this reports it and maps it to WIT.
-            match self.cache.begin(&compute) {
-                Begin::Hit(hit) => {
+            let resource = |ticket| TicketResource {
+                ticket: Some(ticket),
+                cache: self.cache.clone(),
+            };
+            match self.cache.get_or_lock(&compute) {
+                GetOrLock::Hit(hit) => {
                     let (value, info) = hit.finish();
                     let stats = wit::LockStats {
                         waiting_ms: info.lock_waiting_ms,
@@ -145,29 +174,43 @@ impl wit::GuestCache for CacheResource {
                     report(key, tags, &info);
                     Ok(wit::Lookup::Hit(wit::Hit { value, stats }))
                 }
-                Begin::Pending(pending) => match pending.ticket().map(rtc_core::Ticket::holds_lock) {
-                    Some(true) => Ok(wit::Lookup::Locked(wit::Ticket::new(TicketResource { pending }))),
-                    Some(false) => Ok(wit::Lookup::Miss(wit::Ticket::new(TicketResource { pending }))),
-                    // No ticket: the backend failed, and the info says how.
-                    None => {
-                        let info = pending.abandon();
-                        let error =
-                            info.error.clone().map_or_else(|| types::Error::Other("no ticket".into()), to_wit_error);
-                        report(key, tags, &info);
-                        Err(error)
-                    }
-                },
+                GetOrLock::Locked(ticket) => {
+                    Ok(wit::Lookup::Locked(wit::Ticket::new(resource(ticket))))
+                }
+                GetOrLock::Miss(ticket) if ticket.info().error.is_none() => {
+                    Ok(wit::Lookup::Miss(wit::Ticket::new(resource(ticket))))
+                }
+                // The lookup failed (the info says how): report it, and say so.
+                GetOrLock::Miss(ticket) => {
+                    let info = self.cache.release(ticket);
+                    let error = info
+                        .error
+                        .clone()
+                        .map_or_else(|| types::Error::Other("no ticket".into()), to_wit_error);
+                    report(key, tags, &info);
+                    Err(error)
+                }
             }
         })
     }
 
-    fn set_and_unlock(&self, ticket: wit::Ticket, value: Vec<u8>, lifetime: wit::Lifetime) -> Result<(), types::Error> {
+    fn set_and_unlock(
+        &self,
+        ticket: wit::Ticket,
+        value: Vec<u8>,
+        lifetime: wit::Lifetime,
+    ) -> Result<(), types::Error> {
         guard(|| {
-            // The ticket carries its own cache: core stores under its snapshot and namespace.
-            let TicketResource { mut pending } = ticket.into_inner();
-            pending.set_lifetime(to_lifetime(lifetime));
-            let (key, tags) = (pending.key().to_owned(), pending.tags().to_vec());
-            let info = pending.finish(Ok::<_, rtc_core::Error>(value));
+            let mut resource = ticket.into_inner::<TicketResource>();
+            let Some(mut ticket) = resource.ticket.take() else {
+                return Err(types::Error::Other("the ticket was already used".into()));
+            };
+            ticket.set_lifetime(to_lifetime(lifetime));
+            let (key, tags) = (ticket.key().to_owned(), ticket.tags().to_vec());
+            // Core checks that the ticket is this cache's.
+            let info = self
+                .cache
+                .set_and_unlock(ticket, Ok::<_, rtc_core::Error>(value));
             // The ticket came from a successful lookup, so an error is the store's.
             let result = info.error.clone().map_or(Ok(()), |e| Err(to_wit_error(e)));
             report(key, tags, &info);
@@ -178,16 +221,24 @@ impl wit::GuestCache for CacheResource {
 
 impl wit::GuestTicket for TicketResource {
     fn holds_lock(&self) -> bool {
-        self.pending.ticket().is_some_and(rtc_core::Ticket::holds_lock)
+        self.ticket.as_ref().is_some_and(Ticket::holds_lock)
     }
 
     fn stats(&self) -> wit::LockStats {
-        let stats = self.pending.ticket().map(rtc_core::Ticket::stats).unwrap_or_default();
-        wit::LockStats { waiting_ms: stats.waiting_ms, full_hit: stats.full_hit, full_miss: stats.full_miss }
+        let stats = self.ticket.as_ref().map(Ticket::stats).unwrap_or_default();
+        wit::LockStats {
+            waiting_ms: stats.waiting_ms,
+            full_hit: stats.full_hit,
+            full_miss: stats.full_miss,
+        }
     }
 
     fn storage_key(&self) -> String {
-        self.pending.ticket().map(|t| t.storage_key().to_owned()).unwrap_or_default()
+        self.ticket
+            .as_ref()
+            .and_then(Ticket::storage_key)
+            .map(str::to_owned)
+            .unwrap_or_default()
     }
 }
 
@@ -200,13 +251,8 @@ impl Backend for ImportBackend {
             return Ok(Vec::new());
         }
         let batch: Vec<redis::Command> = commands.iter().map(to_wit_command).collect();
+        // Core's driver checks the reply count and kinds (the backend contract), once.
         let replies = redis::execute(&batch).map_err(from_wit_error)?;
-        if replies.len() != commands.len() {
-            return Err(rtc_core::Error::new(
-                ErrorKind::Other,
-                format!("the host answered {} commands with {} replies", commands.len(), replies.len()),
-            ));
-        }
         Ok(replies.into_iter().map(from_wit_reply).collect())
     }
 }
@@ -216,22 +262,39 @@ fn to_wit_command(command: &rtc_core::Command) -> redis::Command {
     match command {
         C::Get { key } => redis::Command::Get(key.clone()),
         C::Mget { keys } => redis::Command::Mget(keys.clone()),
-        C::Set { key, value, expire_ms, nx } => redis::Command::Set(redis::SetArgs {
+        C::Set {
+            key,
+            value,
+            expire_ms,
+            nx,
+        } => redis::Command::Set(redis::SetArgs {
             key: key.clone(),
             value: value.clone(),
             expire_ms: *expire_ms,
             nx: *nx,
         }),
         C::Del { keys } => redis::Command::Del(keys.clone()),
-        C::DelIfEq { key, value } => {
-            redis::Command::DelIfEq(redis::DelIfEqArgs { key: key.clone(), value: value.clone() })
-        }
-        C::Rpush { key, value } => redis::Command::Rpush(redis::RpushArgs { key: key.clone(), value: value.clone() }),
-        C::Pexpire { key, ms } => redis::Command::Pexpire(redis::PexpireArgs { key: key.clone(), ms: *ms }),
+        C::DelIfEq { key, value } => redis::Command::DelIfEq(redis::DelIfEqArgs {
+            key: key.clone(),
+            value: value.clone(),
+        }),
+        C::Rpush { key, value } => redis::Command::Rpush(redis::RpushArgs {
+            key: key.clone(),
+            value: value.clone(),
+        }),
+        C::Pexpire { key, ms } => redis::Command::Pexpire(redis::PexpireArgs {
+            key: key.clone(),
+            ms: *ms,
+        }),
         C::Pttl { key } => redis::Command::Pttl(key.clone()),
         C::Blpop { key, timeout } => {
-            let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX).clamp(1, MAX_BLPOP_MS);
-            redis::Command::Blpop(redis::BlpopArgs { key: key.clone(), timeout_ms: ms })
+            let ms = u64::try_from(timeout.as_millis())
+                .unwrap_or(u64::MAX)
+                .clamp(1, MAX_BLPOP_MS);
+            redis::Command::Blpop(redis::BlpopArgs {
+                key: key.clone(),
+                timeout_ms: ms,
+            })
         }
     }
 }
@@ -243,7 +306,12 @@ fn from_wit_reply(reply: redis::Reply) -> rtc_core::Reply {
         redis::Reply::Ok => R::Ok,
         redis::Reply::Int(i) => R::Int(i),
         redis::Reply::Bytes(b) => R::Bytes(b),
-        redis::Reply::Array(items) => R::Array(items.into_iter().map(|item| item.map_or(R::Nil, R::Bytes)).collect()),
+        redis::Reply::Array(items) => R::Array(
+            items
+                .into_iter()
+                .map(|item| item.map_or(R::Nil, R::Bytes))
+                .collect(),
+        ),
     }
 }
 
@@ -300,7 +368,11 @@ fn to_wit_info(info: &CacheInfo) -> hooks::CacheInfo {
 
 /// Reports one get-or-compute to the host's hook.
 fn report(key: String, tags: Vec<String>, info: &CacheInfo) {
-    hooks::report(&hooks::HookEvent { key, tags, info: to_wit_info(info) });
+    hooks::report(&hooks::HookEvent {
+        key,
+        tags,
+        info: to_wit_info(info),
+    });
 }
 
 /// Runs an export's body; a panic (where the target unwinds) becomes `other`.
@@ -311,6 +383,8 @@ fn guard<T>(body: impl FnOnce() -> Result<T, types::Error>) -> Result<T, types::
             .map(|s| (*s).to_owned())
             .or_else(|| panic.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "unknown panic".to_owned());
-        Err(types::Error::Other(format!("the rtc component panicked: {what}")))
+        Err(types::Error::Other(format!(
+            "the rtc component panicked: {what}"
+        )))
     })
 }

@@ -57,9 +57,13 @@ impl ClusterBackend {
         if let Some(certs) = tls_certificates(config) {
             builder = builder.certs(certs);
         }
-        let client = builder
-            .build()
-            .map_err(|e| Error::with_source(ErrorKind::InvalidArgument, "invalid Redis Cluster seed nodes", e))?;
+        let client = builder.build().map_err(|e| {
+            Error::with_source(
+                ErrorKind::InvalidArgument,
+                "invalid Redis Cluster seed nodes",
+                e,
+            )
+        })?;
         Ok(ClusterBackend {
             client,
             idle: Pool::new(),
@@ -71,9 +75,14 @@ impl ClusterBackend {
         if let Some(conn) = self.idle.take() {
             return Ok((conn, true));
         }
-        let conn = self.client.get_connection().map_err(|e| map_error(e, "cannot connect to the Redis Cluster"))?;
-        conn.set_write_timeout(self.socket_timeout).map_err(|e| map_error(e, "cannot set the write timeout"))?;
-        conn.set_read_timeout(self.socket_timeout).map_err(|e| map_error(e, "cannot set the read timeout"))?;
+        let conn = self
+            .client
+            .get_connection()
+            .map_err(|e| map_error(e, "cannot connect to the Redis Cluster"))?;
+        conn.set_write_timeout(self.socket_timeout)
+            .map_err(|e| map_error(e, "cannot set the write timeout"))?;
+        conn.set_read_timeout(self.socket_timeout)
+            .map_err(|e| map_error(e, "cannot set the read timeout"))?;
         Ok((conn, false))
     }
 }
@@ -112,7 +121,7 @@ impl Backend for ClusterBackend {
                 }
                 other => {
                     if let Command::Blpop { timeout, .. } = other {
-                        blocking += *timeout;
+                        blocking = blocking.saturating_add(*timeout);
                     }
                     pipe.add_command(to_cmd(other));
                     folds.push(Fold::One);
@@ -125,14 +134,15 @@ impl Backend for ClusterBackend {
             let (mut conn, pooled) = self.checkout()?;
             if !blocking.is_zero() {
                 // The server legitimately stays silent while BLPOP waits.
-                conn.set_read_timeout(self.socket_timeout.map(|t| t + blocking))
+                conn.set_read_timeout(self.socket_timeout.map(|t| t.saturating_add(blocking)))
                     .map_err(|e| map_error(e, "cannot set the read timeout"))?;
             }
             let result: redis::RedisResult<Vec<Value>> = pipe.query(&mut conn);
             match result {
                 Ok(values) => {
                     if !blocking.is_zero() {
-                        conn.set_read_timeout(self.socket_timeout).map_err(|e| map_error(e, "cannot set the read timeout"))?;
+                        conn.set_read_timeout(self.socket_timeout)
+                            .map_err(|e| map_error(e, "cannot set the read timeout"))?;
                     }
                     self.idle.put(conn);
                     return fold(commands, &folds, values);
@@ -153,12 +163,18 @@ impl Backend for ClusterBackend {
 }
 
 fn fold(commands: &[Command], folds: &[Fold], values: Vec<Value>) -> Result<Vec<Reply>> {
-    let expected: usize = folds.iter().map(|f| match f {
-        Fold::One => 1,
-        Fold::Array(n) | Fold::Sum(n) => *n,
-    }).sum();
+    let expected: usize = folds
+        .iter()
+        .map(|f| match f {
+            Fold::One => 1,
+            Fold::Array(n) | Fold::Sum(n) => *n,
+        })
+        .sum();
     if values.len() != expected {
-        return Err(Error::new(ErrorKind::Other, "the cluster returned a reply count that does not match the batch"));
+        return Err(Error::new(
+            ErrorKind::Other,
+            "the cluster returned a reply count that does not match the batch",
+        ));
     }
     let mut values = values.into_iter();
     let mut out = Vec::with_capacity(commands.len());
@@ -166,11 +182,19 @@ fn fold(commands: &[Command], folds: &[Fold], values: Vec<Value>) -> Result<Vec<
         out.push(match f {
             Fold::One => match (command, values.next()) {
                 // BLPOP answers [key, element]; the cache only wants the element.
-                (Command::Blpop { .. }, Some(Value::Array(mut items))) if items.len() == 2 => to_reply(items.remove(1))?,
+                (Command::Blpop { .. }, Some(Value::Array(mut items))) if items.len() == 2 => {
+                    to_reply(items.remove(1))?
+                }
                 (_, Some(v)) => to_reply(v)?,
                 (_, None) => Reply::Nil,
             },
-            Fold::Array(n) => Reply::Array(values.by_ref().take(*n).map(to_reply).collect::<Result<_>>()?),
+            Fold::Array(n) => Reply::Array(
+                values
+                    .by_ref()
+                    .take(*n)
+                    .map(to_reply)
+                    .collect::<Result<_>>()?,
+            ),
             Fold::Sum(n) => {
                 let mut sum = 0;
                 for v in values.by_ref().take(*n) {

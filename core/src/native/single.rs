@@ -33,50 +33,7 @@ impl RedisBackend {
     /// Does not connect: the first command does, so a cache can be built while
     /// Redis is down and start working when it comes up.
     pub fn new(config: &Config) -> Result<Self> {
-        let info = match &config.url {
-            Some(url) => url.as_str().into_connection_info(),
-            None => {
-                let addr = if config.ssl {
-                    ConnectionAddr::TcpTls {
-                        host: config.host.clone(),
-                        port: config.port,
-                        insecure: false,
-                        tls_params: None,
-                    }
-                } else {
-                    ConnectionAddr::Tcp(config.host.clone(), config.port)
-                };
-                addr.into_connection_info().map(|info| {
-                    let mut redis = info.redis_settings().clone().set_db(config.db);
-                    if let Some(user) = &config.username {
-                        redis = redis.set_username(user);
-                    }
-                    if let Some(password) = &config.password {
-                        redis = redis.set_password(password);
-                    }
-                    info.set_redis_settings(redis)
-                })
-            }
-        }
-        .map_err(|e| Error::with_source(ErrorKind::InvalidArgument, "invalid Redis address", e))?;
-        // No CLIENT SETINFO at connect: the handshake reads each reply with the
-        // whole connect timeout, so every command in it adds one timeout when
-        // Redis does not answer (and Redis before 7.2 refuses it anyway).
-        let info = {
-            let redis = info.redis_settings().clone().set_skip_set_lib_name();
-            info.set_redis_settings(redis)
-        };
-        if !info.addr().is_supported() {
-            return Err(Error::invalid(format!(
-                "Redis address {} is not supported by this build (TLS needs the TLS feature)",
-                info.addr()
-            )));
-        }
-        let client = match tls_certificates(config) {
-            Some(certs) => redis::Client::build_with_tls(info, certs),
-            None => redis::Client::open(info),
-        }
-        .map_err(|e| Error::with_source(ErrorKind::InvalidArgument, "invalid Redis address or TLS certificate", e))?;
+        let client = client(config)?;
         Ok(RedisBackend {
             client,
             idle: Pool::new(),
@@ -94,14 +51,20 @@ impl RedisBackend {
         // SETINFO), which the kernel lets start even while Redis is paused. With
         // no connect timeout, the socket timeout bounds both (as in redis-py),
         // or a fresh connection to a paused Redis would wait forever.
-        let connect_timeout = if self.connect_timeout.is_zero() { self.socket_timeout } else { Some(self.connect_timeout) };
+        let connect_timeout = if self.connect_timeout.is_zero() {
+            self.socket_timeout
+        } else {
+            Some(self.connect_timeout)
+        };
         let conn = match connect_timeout {
             Some(timeout) => self.client.get_connection_with_timeout(timeout),
             None => self.client.get_connection(),
         }
         .map_err(|e| map_error(e, "cannot connect to Redis"))?;
-        conn.set_write_timeout(self.socket_timeout).map_err(|e| map_error(e, "cannot set the write timeout"))?;
-        conn.set_read_timeout(self.socket_timeout).map_err(|e| map_error(e, "cannot set the read timeout"))?;
+        conn.set_write_timeout(self.socket_timeout)
+            .map_err(|e| map_error(e, "cannot set the write timeout"))?;
+        conn.set_read_timeout(self.socket_timeout)
+            .map_err(|e| map_error(e, "cannot set the read timeout"))?;
         Ok((conn, false))
     }
 
@@ -120,7 +83,7 @@ impl Backend for RedisBackend {
         for command in commands {
             pipe.add_command(to_cmd(command));
             if let Command::Blpop { timeout, .. } = command {
-                blocking += *timeout;
+                blocking = blocking.saturating_add(*timeout);
             }
         }
         // A pooled connection may have died with a Redis restart: retry once on
@@ -138,7 +101,11 @@ impl Backend for RedisBackend {
                     // Only a server error reply leaves the connection in a known state.
                     if matches!(e.kind(), redis::ErrorKind::Server(_)) && conn.is_open() {
                         self.checkin(conn);
-                    } else if pooled && attempt == 1 && !e.is_timeout() && (e.is_connection_dropped() || e.is_io_error()) {
+                    } else if pooled
+                        && attempt == 1
+                        && !e.is_timeout()
+                        && (e.is_connection_dropped() || e.is_io_error())
+                    {
                         self.idle.clear();
                         continue;
                     }
@@ -154,9 +121,15 @@ impl RedisBackend {
     /// socket timeout (plus the BLPOP wait): the first reply that does not come
     /// in time ends the round trip. (`Pipeline::query` keeps reading after a
     /// timeout, one more full timeout per remaining reply.)
-    fn query(&self, conn: &mut redis::Connection, pipe: &redis::Pipeline, count: usize, blocking: Duration) -> redis::RedisResult<Vec<Value>> {
+    fn query(
+        &self,
+        conn: &mut redis::Connection,
+        pipe: &redis::Pipeline,
+        count: usize,
+        blocking: Duration,
+    ) -> redis::RedisResult<Vec<Value>> {
         // The server legitimately stays silent while BLPOP waits.
-        let budget = self.socket_timeout.map(|t| t + blocking);
+        let budget = self.socket_timeout.map(|t| t.saturating_add(blocking));
         let started = Instant::now();
         let mut retimed = !blocking.is_zero();
         if retimed {
@@ -169,9 +142,15 @@ impl RedisBackend {
                 let elapsed = started.elapsed();
                 // Replies that come at once cost no extra system call.
                 if elapsed > DEADLINE_SLACK {
-                    let left = budget.checked_sub(elapsed).filter(|d| !d.is_zero()).ok_or_else(|| {
-                        redis::RedisError::from(std::io::Error::new(std::io::ErrorKind::TimedOut, "no reply within the socket timeout"))
-                    })?;
+                    let left = budget
+                        .checked_sub(elapsed)
+                        .filter(|d| !d.is_zero())
+                        .ok_or_else(|| {
+                            redis::RedisError::from(std::io::Error::new(
+                                std::io::ErrorKind::TimedOut,
+                                "no reply within the socket timeout",
+                            ))
+                        })?;
                     conn.set_read_timeout(Some(left))?;
                     retimed = true;
                 }
@@ -189,3 +168,57 @@ impl RedisBackend {
     }
 }
 
+/// The client of the one Redis server `config` names (URL, or
+/// host/port/db/...), for the sync and the async backends. Does not connect.
+pub(crate) fn client(config: &Config) -> Result<redis::Client> {
+    let info = match &config.url {
+        Some(url) => url.as_str().into_connection_info(),
+        None => {
+            let addr = if config.ssl {
+                ConnectionAddr::TcpTls {
+                    host: config.host.clone(),
+                    port: config.port,
+                    insecure: false,
+                    tls_params: None,
+                }
+            } else {
+                ConnectionAddr::Tcp(config.host.clone(), config.port)
+            };
+            addr.into_connection_info().map(|info| {
+                let mut redis = info.redis_settings().clone().set_db(config.db);
+                if let Some(user) = &config.username {
+                    redis = redis.set_username(user);
+                }
+                if let Some(password) = &config.password {
+                    redis = redis.set_password(password);
+                }
+                info.set_redis_settings(redis)
+            })
+        }
+    }
+    .map_err(|e| Error::with_source(ErrorKind::InvalidArgument, "invalid Redis address", e))?;
+    // No CLIENT SETINFO at connect: the handshake reads each reply with the
+    // whole connect timeout, so every command in it adds one timeout when
+    // Redis does not answer (and Redis before 7.2 refuses it anyway).
+    let info = {
+        let redis = info.redis_settings().clone().set_skip_set_lib_name();
+        info.set_redis_settings(redis)
+    };
+    if !info.addr().is_supported() {
+        return Err(Error::invalid(format!(
+            "Redis address {} is not supported by this build (TLS needs the TLS feature)",
+            info.addr()
+        )));
+    }
+    match tls_certificates(config) {
+        Some(certs) => redis::Client::build_with_tls(info, certs),
+        None => redis::Client::open(info),
+    }
+    .map_err(|e| {
+        Error::with_source(
+            ErrorKind::InvalidArgument,
+            "invalid Redis address or TLS certificate",
+            e,
+        )
+    })
+}

@@ -1,0 +1,238 @@
+//! [`Cache`]: the async cache, driving core's step machines over an [`AsyncBackend`].
+
+use std::future::Future;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{AsyncBackend, drive};
+use crate::backend::Reply;
+use crate::cache::Inner;
+use crate::codec::{Cbor, Codec};
+use crate::compute::ComputeOptions;
+use crate::config::{Config, Lifetime};
+use crate::error::{Error, Result};
+use crate::get_or_lock::{Call, GetOrLock, Ticket};
+use crate::info::CacheInfo;
+use crate::inspect::{Inspect, Inspection, TagState};
+use crate::invalidate::Invalidate;
+use crate::layout::ALL_TAG;
+use crate::snapshot::{Access, Snapshot};
+use crate::step::int;
+use crate::tags::Tags;
+
+/// The async cache: the operations of [`crate::Cache`] under the same names
+/// and with the same meaning, as `async fn`s. Built by
+/// [`crate::CacheBuilder::build_async`]; cheap to clone, safe to share.
+#[derive(Clone)]
+pub struct Cache<C = Cbor> {
+    pub(crate) inner: Arc<Inner>,
+    pub(crate) backend: Arc<dyn AsyncBackend>,
+    pub(crate) codec: C,
+}
+
+impl<C: Codec> Cache<C> {
+    /// Returns the configuration this cache was built from.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// Stores `value` (encoded by the codec) under `key` and `tags`.
+    pub async fn set<T: Serialize + ?Sized>(
+        &self,
+        key: &str,
+        value: &T,
+        tags: impl Tags,
+        lifetime: Lifetime,
+    ) -> Result<()> {
+        let bytes = self.codec.encode(value)?;
+        self.set_bytes(key, &bytes, tags, lifetime).await
+    }
+
+    /// Reads the value of `key` under `tags`: `Ok(Some)` on a hit, `Ok(None)`
+    /// on a miss (bytes that do not decode are logged and read as a miss).
+    pub async fn get<T: DeserializeOwned>(&self, key: &str, tags: impl Tags) -> Result<Option<T>> {
+        let bytes = self.get_bytes(key, tags).await?;
+        Ok(bytes.and_then(|b| crate::codec::decode_or_miss(&self.codec, key, &b)))
+    }
+
+    /// Stores raw bytes, with no codec.
+    pub async fn set_bytes(
+        &self,
+        key: &str,
+        value: &[u8],
+        tags: impl Tags,
+        lifetime: Lifetime,
+    ) -> Result<()> {
+        let access = self.inner.set_access(value, lifetime)?;
+        drive(
+            &*self.backend,
+            Snapshot::new(&self.inner, key, &tags.tag_names(), access),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Reads raw bytes: `Ok(Some)` on a hit, `Ok(None)` on a miss.
+    pub async fn get_bytes(&self, key: &str, tags: impl Tags) -> Result<Option<Vec<u8>>> {
+        let done = drive(
+            &*self.backend,
+            Snapshot::new(&self.inner, key, &tags.tag_names(), Access::Get),
+        )
+        .await?;
+        Ok(done.confirmed_reply().and_then(Reply::into_bytes))
+    }
+
+    /// Deletes the entry of `key` under `tags`; returns whether one existed.
+    pub async fn delete(&self, key: &str, tags: impl Tags) -> Result<bool> {
+        let done = drive(
+            &*self.backend,
+            Snapshot::new(&self.inner, key, &tags.tag_names(), Access::Del),
+        )
+        .await?;
+        Ok(done.confirmed_reply().is_some_and(|r| int(&r) > 0))
+    }
+
+    /// Invalidates one tag or several, in one round trip.
+    pub async fn invalidate(&self, tags: impl Tags) -> Result<()> {
+        drive(
+            &*self.backend,
+            Invalidate::new(&self.inner, tags.tag_names()),
+        )
+        .await
+    }
+
+    /// Invalidates every entry of the namespace in O(1).
+    pub async fn invalidate_all(&self) -> Result<()> {
+        drive(&*self.backend, Invalidate::new(&self.inner, vec![ALL_TAG])).await
+    }
+
+    /// The first half of get-or-compute (see [`crate::Cache::get_or_lock`]);
+    /// a wait for another holder never blocks a runtime thread.
+    pub async fn get_or_lock(&self, options: &ComputeOptions) -> GetOrLock {
+        let call = Call::new(&self.inner, options);
+        let looked = match call.lookup(options) {
+            Ok(op) => drive(&*self.backend, op).await,
+            Err(e) => Err(e),
+        };
+        call.looked(looked, options.lock_wait().is_some())
+    }
+
+    /// The second half of get-or-compute (see [`crate::Cache::set_and_unlock`]).
+    pub async fn set_and_unlock(
+        &self,
+        mut ticket: Ticket,
+        value: Result<impl AsRef<[u8]>, Error>,
+    ) -> CacheInfo {
+        let value = value.as_ref().map(|v| v.as_ref()).map_err(Clone::clone);
+        let stored = match ticket.finishing(&self.inner, value) {
+            Ok(op) => drive(&*self.backend, op).await,
+            Err(e) => Err(e),
+        };
+        ticket.report(stored)
+    }
+
+    /// Gives up a ticket (see [`crate::Cache::release`]).
+    pub async fn release(&self, ticket: Ticket) -> CacheInfo {
+        if ticket.belongs_to(&self.inner)
+            && let Err(e) = drive(&*self.backend, ticket.releasing()).await
+        {
+            tracing::warn!(error = %e, "cannot release a stampede lock; it expires after lock_timeout");
+        }
+        ticket.released()
+    }
+
+    /// Returns the cached value for `options`, or computes it with `compute`
+    /// (a future), stores it, and returns it. A backend failure never fails
+    /// the call: the value is computed, and the error reported to the hook.
+    pub async fn get_or_compute<T, F, Fut>(&self, options: &ComputeOptions, compute: F) -> T
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = T>,
+    {
+        let result: Result<T, std::convert::Infallible> = self
+            .try_get_or_compute(options, || async { Ok(compute().await) })
+            .await;
+        match result {
+            Ok(value) => value,
+        }
+    }
+
+    /// Like [`Cache::get_or_compute`] for a fallible computation: an `Err` is
+    /// returned as is, nothing is stored, and the lock is released at once.
+    pub async fn try_get_or_compute<T, E, F, Fut>(
+        &self,
+        options: &ComputeOptions,
+        compute: F,
+    ) -> Result<T, E>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let codec = &self.codec;
+        self.run(options, |b| codec.decode(b), compute, |v| codec.encode(v))
+            .await
+    }
+
+    /// Get-or-compute on raw bytes, with no codec.
+    pub async fn get_or_compute_bytes<E, F, Fut>(
+        &self,
+        options: &ComputeOptions,
+        compute: F,
+    ) -> Result<Vec<u8>, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Vec<u8>, E>>,
+    {
+        self.run(options, |b| Ok(b.to_vec()), compute, |v| Ok(v.clone()))
+            .await
+    }
+
+    async fn run<T, E, F, Fut>(
+        &self,
+        options: &ComputeOptions,
+        decode: impl Fn(&[u8]) -> Result<T>,
+        compute: F,
+        encode: impl Fn(&T) -> Result<Vec<u8>>,
+    ) -> Result<T, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let ticket = match self.get_or_lock(options).await.decoded(decode) {
+            Ok(value) => return Ok(value),
+            Err(ticket) => ticket,
+        };
+        match compute().await {
+            Ok(value) => {
+                let _ = self.set_and_unlock(ticket, encode(&value)).await;
+                Ok(value)
+            }
+            Err(e) => {
+                let _ = self.release(ticket).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Returns the current value and time to live of each tag (see [`crate::Cache::tags`]).
+    pub async fn tags(&self, tags: impl Tags) -> Result<Vec<TagState>> {
+        Ok(
+            drive(&*self.backend, Inspect::tags(&self.inner, tags.tag_names()))
+                .await?
+                .tags,
+        )
+    }
+
+    /// Describes the entry of `key` under `tags` (see [`crate::Cache::inspect`]).
+    pub async fn inspect(&self, key: &str, tags: impl Tags) -> Result<Inspection> {
+        drive(
+            &*self.backend,
+            Inspect::entry(&self.inner, key, &tags.tag_names()),
+        )
+        .await
+    }
+}

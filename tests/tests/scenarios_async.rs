@@ -1,0 +1,164 @@
+//! The scenario table on the async Rust API (`rtc_core::future::Cache`): in
+//! memory and on a real Redis; and its stampede lock on a real Redis.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use rtc_core::{Cache, ComputeOptions};
+use rtc_tests::{AsyncSurface, RedisServer, run_table, unique_namespace};
+
+#[test]
+fn scenario_table_in_memory_async() {
+    run_table("async-memory", |ns| {
+        Box::new(AsyncSurface::new(
+            Cache::builder()
+                .namespace(ns)
+                .in_local_memory(true)
+                .build_async()
+                .expect("build"),
+        ))
+    });
+}
+
+#[test]
+fn scenario_table_on_redis_async() {
+    let redis = RedisServer::start();
+    run_table("async-redis", |ns| {
+        Box::new(AsyncSurface::new(
+            Cache::builder()
+                .namespace(ns)
+                .url(Some(redis.url()))
+                .build_async()
+                .expect("build"),
+        ))
+    });
+}
+
+#[test]
+fn sync_and_async_share_entries_on_redis() {
+    let redis = RedisServer::start();
+    let ns = unique_namespace("async-share");
+    let sync = Cache::builder()
+        .namespace(ns.as_str())
+        .url(Some(redis.url()))
+        .build()
+        .expect("sync");
+    let cache = Cache::builder()
+        .namespace(ns.as_str())
+        .url(Some(redis.url()))
+        .build_async()
+        .expect("async");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        cache
+            .set_bytes("k", b"v", ["t"], rtc_core::Lifetime::Default)
+            .await
+            .expect("set");
+        assert_eq!(
+            sync.get_bytes("k", ["t"]).expect("sync get"),
+            Some(b"v".to_vec())
+        );
+        sync.invalidate("t").expect("invalidate");
+        assert_eq!(
+            cache.get_bytes("k", ["t"]).await.expect("get"),
+            None,
+            "the sync invalidation reaches the async cache"
+        );
+    });
+}
+
+#[test]
+fn sixty_four_tasks_compute_once_under_the_lock_without_blocking_the_runtime() {
+    let redis = RedisServer::start();
+    let cache = Cache::builder()
+        .namespace(unique_namespace("async-lock"))
+        .url(Some(redis.url()))
+        .build_async()
+        .expect("async");
+    // Two worker threads for 64 tasks: a wait that blocked a thread would starve the holder.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let computed = Arc::new(AtomicUsize::new(0));
+    let values = runtime.block_on(async {
+        let (release, hold) = tokio::sync::oneshot::channel::<()>();
+        let options = ComputeOptions::key("cold")
+            .tags(["t"])
+            .lock(true)
+            .lock_timeout(Duration::from_secs(20));
+        // The holder computes until every waiter has started.
+        let holder = {
+            let (cache, options, computed) =
+                (cache.clone(), options.clone(), Arc::clone(&computed));
+            tokio::spawn(async move {
+                cache
+                    .get_or_compute(&options, || async move {
+                        computed.fetch_add(1, Ordering::SeqCst);
+                        let _ = hold.await;
+                        42u64
+                    })
+                    .await
+            })
+        };
+        // Wait (an event, polled) until the holder holds the lock: its computation has started.
+        while computed.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        let waiters: Vec<_> = (0..63)
+            .map(|_| {
+                let (cache, options, computed) =
+                    (cache.clone(), options.clone(), Arc::clone(&computed));
+                tokio::spawn(async move {
+                    cache
+                        .get_or_compute(&options, || async move {
+                            computed.fetch_add(1, Ordering::SeqCst);
+                            0u64
+                        })
+                        .await
+                })
+            })
+            .collect();
+        // Most waiters are blocked in BLPOP on Redis (polled, with a deadline), on 2 threads.
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while blocked_clients(&redis) < 32 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the waiters never blocked on the lock"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // The runtime still serves other work while the tasks wait on the lock.
+        cache
+            .set_bytes("other", b"x", ["t"], rtc_core::Lifetime::Default)
+            .await
+            .expect("the runtime is not blocked");
+        let _ = release.send(());
+        let mut values = vec![holder.await.expect("holder")];
+        for w in waiters {
+            values.push(w.await.expect("waiter"));
+        }
+        values
+    });
+    assert_eq!(
+        computed.load(Ordering::SeqCst),
+        1,
+        "one computation for 64 tasks"
+    );
+    assert!(values.iter().all(|v| *v == 42), "{values:?}");
+}
+
+/// The number of clients blocked in `BLPOP` on `redis`.
+fn blocked_clients(redis: &RedisServer) -> usize {
+    let info = redis.cli(&["INFO", "clients"]);
+    info.lines()
+        .find_map(|l| l.strip_prefix("blocked_clients:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
