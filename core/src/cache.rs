@@ -169,8 +169,7 @@ impl<C: Codec> CacheBuilder<C> {
     /// with the same configuration rules as [`CacheBuilder::build`]: Redis
     /// through the `redis` crate's async multiplexed connection, the memory
     /// and disabled backends (and a custom blocking one) on tokio's blocking
-    /// pool. Does not connect. Redis Cluster is not served async yet
-    /// (`InvalidArgument`).
+    /// pool. Does not connect.
     #[cfg(feature = "tokio")]
     pub fn build_async(self) -> Result<crate::future::Cache<C>> {
         use crate::future::{AsyncBackend, Blocking};
@@ -183,9 +182,7 @@ impl<C: Codec> CacheBuilder<C> {
         } else if config.in_local_memory {
             Arc::new(Blocking(Arc::new(MemoryBackend::new())))
         } else if !config.cluster_nodes.is_empty() {
-            return Err(Error::invalid(
-                "the async API does not serve a Redis Cluster yet; use the sync API",
-            ));
+            Arc::new(crate::future::AsyncClusterBackend::new(&config)?)
         } else {
             Arc::new(crate::future::AsyncRedisBackend::new(&config)?)
         };

@@ -45,6 +45,7 @@ mod lock;
 mod memory;
 #[cfg(feature = "redis")]
 mod native;
+mod raw;
 mod snapshot;
 mod step;
 mod tags;
@@ -67,4 +68,5 @@ pub use lock::{LockStats, MAX_LOCK_TIMEOUT};
 pub use memory::MemoryBackend;
 #[cfg(feature = "redis")]
 pub use native::{ClusterBackend, RedisBackend};
+pub use raw::RawCache;
 pub use tags::{NO_TAGS, Tags};

@@ -314,6 +314,10 @@ impl Op for Snapshot<'_> {
             })),
             State::Read => {
                 self.values = array(next(&mut replies)?);
+                if self.values.iter().all(Option::is_some) {
+                    // Remembered, so the next operation on these tags takes one round trip.
+                    self.remember(&self.values);
+                }
                 self.proceed()
             }
             State::Create(missing) => {

@@ -190,14 +190,14 @@ pub fn run(
             ),
         ];
         for (name, engine) in &engines {
-            engine.set("bench:hit", &value, &tags, Lifetime::Default)?;
+            engine.set_bytes("bench:hit", &value, &tags, Lifetime::Default)?;
             let goc = ComputeOptions::key("bench:goc").tags(TAGS);
-            let _ = engine.get_or_compute(&goc, || value.clone());
+            let _ = engine.get_or_compute_bytes(&goc, &mut || Ok(value.clone()));
             let (tags, value) = (&tags, &value);
             workloads.push((
                 format!("{name} set"),
                 Box::new(move |t, i| {
-                    let _ = engine.set(
+                    let _ = engine.set_bytes(
                         &format!("bench:set:{t}:{i}"),
                         value,
                         tags,
@@ -208,19 +208,19 @@ pub fn run(
             workloads.push((
                 format!("{name} get hit"),
                 Box::new(move |_, _| {
-                    let _ = engine.get("bench:hit", tags);
+                    let _ = engine.get_bytes("bench:hit", tags);
                 }),
             ));
             workloads.push((
                 format!("{name} get miss"),
                 Box::new(move |_, _| {
-                    let _ = engine.get("bench:absent", tags);
+                    let _ = engine.get_bytes("bench:absent", tags);
                 }),
             ));
             workloads.push((
                 format!("{name} get-or-compute hit"),
                 Box::new(move |_, _| {
-                    let _ = engine.get_or_compute(&goc, || value.clone());
+                    let _ = engine.get_or_compute_bytes(&goc, &mut || Ok(value.clone()));
                 }),
             ));
             workloads.push((
@@ -299,25 +299,26 @@ pub fn run(
         trips.insert(
             format!("{name} set"),
             count(&mut admin, &|i| {
-                let _ = engine.set(&format!("bench:rt:{i}"), &value, &tags, Lifetime::Default);
+                let _ =
+                    engine.set_bytes(&format!("bench:rt:{i}"), &value, &tags, Lifetime::Default);
             })?,
         );
         trips.insert(
             format!("{name} get hit"),
             count(&mut admin, &|_| {
-                let _ = engine.get("bench:hit", &tags);
+                let _ = engine.get_bytes("bench:hit", &tags);
             })?,
         );
         trips.insert(
             format!("{name} get miss"),
             count(&mut admin, &|_| {
-                let _ = engine.get("bench:absent", &tags);
+                let _ = engine.get_bytes("bench:absent", &tags);
             })?,
         );
         trips.insert(
             format!("{name} get-or-compute hit"),
             count(&mut admin, &|_| {
-                let _ = engine.get_or_compute(&goc, || value.clone());
+                let _ = engine.get_or_compute_bytes(&goc, &mut || Ok(value.clone()));
             })?,
         );
         trips.insert(

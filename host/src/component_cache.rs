@@ -842,3 +842,43 @@ impl Pool {
         }
     }
 }
+
+impl rtc_core::RawCache for ComponentCache {
+    fn config(&self) -> &Config {
+        ComponentCache::config(self)
+    }
+
+    fn set_bytes(
+        &self,
+        key: &str,
+        value: &[u8],
+        tags: &[String],
+        lifetime: Lifetime,
+    ) -> Result<()> {
+        ComponentCache::set_bytes(self, key, value, tags, lifetime)
+    }
+
+    fn get_bytes(&self, key: &str, tags: &[String]) -> Result<Option<Vec<u8>>> {
+        ComponentCache::get_bytes(self, key, tags)
+    }
+
+    fn delete(&self, key: &str, tags: &[String]) -> Result<bool> {
+        ComponentCache::delete(self, key, tags)
+    }
+
+    fn invalidate(&self, tags: &[String]) -> Result<()> {
+        ComponentCache::invalidate(self, tags)
+    }
+
+    fn invalidate_all(&self) -> Result<()> {
+        ComponentCache::invalidate_all(self)
+    }
+
+    fn get_or_compute_bytes(
+        &self,
+        options: &ComputeOptions,
+        compute: &mut dyn FnMut() -> Result<Vec<u8>, Error>,
+    ) -> Result<Vec<u8>, Error> {
+        ComponentCache::get_or_compute_bytes(self, options, compute)
+    }
+}

@@ -61,7 +61,7 @@ pub fn run(
     };
 
     say!("1. Entries are stored with tags, and read with the same tags.");
-    cache.set(
+    cache.set_bytes(
         "demo:user:1",
         b"Ada Lovelace",
         &tags(&["users", "user:1"]),
@@ -70,11 +70,11 @@ pub fn run(
     say!("  set demo:user:1 = \"Ada Lovelace\"  tags [users, user:1]");
     show(
         "get demo:user:1 tags [users, user:1]",
-        cache.get("demo:user:1", &tags(&["users", "user:1"]))?,
+        cache.get_bytes("demo:user:1", &tags(&["users", "user:1"]))?,
     );
     show(
         "get demo:user:1 tags [users]  (other tags, other entry)",
-        cache.get("demo:user:1", &tags(&["users"]))?,
+        cache.get_bytes("demo:user:1", &tags(&["users"]))?,
     );
 
     say!("\n2. Invalidating a tag is one write, however many entries carry it.");
@@ -82,26 +82,26 @@ pub fn run(
     say!("  invalidate user:1");
     show(
         "get demo:user:1 tags [users, user:1]",
-        cache.get("demo:user:1", &tags(&["users", "user:1"]))?,
+        cache.get_bytes("demo:user:1", &tags(&["users", "user:1"]))?,
     );
 
     say!("\n3. invalidate_all empties the namespace in O(1).");
-    cache.set(
+    cache.set_bytes(
         "demo:user:2",
         b"Grace Hopper",
         &tags(&["users"]),
         Lifetime::Default,
     )?;
-    cache.set("demo:config", b"dark-mode", &[], Lifetime::Seconds(60))?;
+    cache.set_bytes("demo:config", b"dark-mode", &[], Lifetime::Seconds(60))?;
     say!("  set demo:user:2 (tags [users]) and demo:config (no tags, 60 s)");
-    show("get demo:config", cache.get("demo:config", &[])?);
+    show("get demo:config", cache.get_bytes("demo:config", &[])?);
     cache.invalidate_all()?;
     say!("  invalidate_all");
     show(
         "get demo:user:2 tags [users]",
-        cache.get("demo:user:2", &tags(&["users"]))?,
+        cache.get_bytes("demo:user:2", &tags(&["users"]))?,
     );
-    show("get demo:config", cache.get("demo:config", &[])?);
+    show("get demo:config", cache.get_bytes("demo:config", &[])?);
 
     say!(
         "\n4. get-or-compute with the stampede lock: {THREADS} threads ask for one cold key at once."
@@ -116,11 +116,11 @@ pub fn run(
         for _ in 0..THREADS {
             s.spawn(|| {
                 barrier.wait();
-                cache.get_or_compute(&options, || {
+                cache.get_or_compute_bytes(&options, &mut || {
                     computed.fetch_add(1, Ordering::SeqCst);
                     // A slow computation, so the other threads really wait for it.
                     std::thread::sleep(Duration::from_millis(200));
-                    b"42 pages".to_vec()
+                    Ok(b"42 pages".to_vec())
                 })
             });
         }
@@ -139,7 +139,7 @@ pub fn run(
     }
 
     say!("\n5. The next call is a plain hit; the hook sees it too.");
-    let v = cache.get_or_compute(&options, || b"never computed".to_vec());
+    let v = cache.get_or_compute_bytes(&options, &mut || Ok(b"never computed".to_vec()))?;
     say!(
         "  get_or_compute demo:report -> {:?}",
         String::from_utf8_lossy(&v)

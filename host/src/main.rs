@@ -18,8 +18,6 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use rtc_core::{Config, Lifetime};
 
-use crate::engine::Engine;
-
 /// Exit code of a miss, or of a `delete` that found nothing.
 const EXIT_MISS: u8 = 1;
 /// Exit code of a usage error (clap uses the same).
@@ -192,8 +190,8 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
     let kind = cli.engine;
     let component = cli.component.unwrap_or_else(default_component);
     let engine = match kind {
-        EngineKind::Native => Engine::native(config.clone())?,
-        EngineKind::Component => Engine::component(&component, config.clone())?,
+        EngineKind::Native => engine::native(config.clone(), None)?,
+        EngineKind::Component => engine::component(&component, config.clone(), None)?,
     };
     match cli.command {
         Cmd::Set {
@@ -213,10 +211,10 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 Some(v) => v.as_bytes().to_vec(),
             };
             let lifetime = lifetime.map_or(Lifetime::Default, Lifetime::Seconds);
-            engine.set(&key, &bytes, &tags, lifetime)?;
+            engine.set_bytes(&key, &bytes, &tags, lifetime)?;
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Get { key, tags } => match engine.get(&key, &tags)? {
+        Cmd::Get { key, tags } => match engine.get_bytes(&key, &tags)? {
             Some(bytes) => {
                 let mut out = std::io::stdout().lock();
                 out.write_all(&bytes)
@@ -282,17 +280,18 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 json_out,
             };
             // The engines are built once the benchmark knows its Redis (it may start one).
-            let engines = |url: &str| -> rtc_core::Result<Vec<(String, Engine)>> {
+            let engines = |url: &str| -> rtc_core::Result<Vec<(String, engine::Engine)>> {
                 let config = Config {
                     url: Some(url.to_string()),
                     in_local_memory: false,
                     ..config.clone()
                 };
-                let mut engines = vec![("native".to_string(), Engine::native(config.clone())?)];
+                let mut engines =
+                    vec![("native".to_string(), engine::native(config.clone(), None)?)];
                 if component.exists() {
                     engines.push((
                         "component".to_string(),
-                        Engine::component(&component, config)?,
+                        engine::component(&component, config, None)?,
                     ));
                 } else {
                     eprintln!(
@@ -309,9 +308,11 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Cmd::Demo => {
             drop(engine);
             match kind {
-                EngineKind::Native => demo::run(&config, "native", Engine::native_with_hook)?,
+                EngineKind::Native => {
+                    demo::run(&config, "native", |c, h| engine::native(c, Some(h)))?
+                }
                 EngineKind::Component => demo::run(&config, "component (wasmtime)", |c, h| {
-                    Engine::component_with_hook(&component, c, h)
+                    engine::component(&component, c, Some(h))
                 })?,
             }
             Ok(ExitCode::SUCCESS)

@@ -3,16 +3,16 @@
 #![deny(missing_docs)]
 
 pub mod async_surface;
+pub mod cache_surface;
 pub mod cluster;
 pub mod component_surface;
-pub mod core_surface;
 pub mod cprog;
 pub mod scenarios;
 pub mod server;
 
 pub use async_surface::AsyncSurface;
+pub use cache_surface::CacheSurface;
 pub use cluster::RedisCluster;
-pub use core_surface::CoreSurface;
 pub use scenarios::{Scenario, Step, Surface, run_table};
 pub use server::RedisServer;
 

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use rtc_core::{Cache, ComputeOptions};
-use rtc_tests::{AsyncSurface, RedisServer, run_table, unique_namespace};
+use rtc_tests::{AsyncSurface, RedisCluster, RedisServer, run_table, unique_namespace};
 
 #[test]
 fn scenario_table_in_memory_async() {
@@ -33,6 +33,43 @@ fn scenario_table_on_redis_async() {
                 .expect("build"),
         ))
     });
+}
+
+#[test]
+fn scenario_table_on_a_cluster_async() {
+    let cluster = RedisCluster::start(3, 0);
+    run_table("async-cluster", |ns| {
+        let cache = Cache::builder()
+            .namespace(ns)
+            .cluster_nodes(cluster.urls())
+            .socket_timeout(Duration::from_millis(1500))
+            .build_async()
+            .expect("build");
+        Box::new(AsyncSurface::new(cache))
+    });
+    // The async cluster cache and the sync one share entries and invalidations.
+    let ns = unique_namespace("async-cluster-share");
+    let sync = Cache::builder()
+        .namespace(ns.as_str())
+        .cluster_nodes(cluster.urls())
+        .build()
+        .expect("sync");
+    let surface = AsyncSurface::new(
+        Cache::builder()
+            .namespace(ns.as_str())
+            .cluster_nodes(cluster.urls())
+            .build_async()
+            .expect("async"),
+    );
+    use rtc_tests::Surface as _;
+    let tags = vec!["a".to_string(), "b".to_string(), "c".to_string()];
+    surface.set("k", b"v", &tags).expect("set");
+    assert_eq!(
+        sync.get_bytes("k", &tags).expect("sync get"),
+        Some(b"v".to_vec())
+    );
+    sync.invalidate("b").expect("invalidate");
+    assert_eq!(surface.get("k", &tags).expect("get"), None);
 }
 
 #[test]

@@ -1,12 +1,18 @@
 //! The scenario table on the native Rust API: in memory and on a real Redis.
 
 use rtc_core::Cache;
-use rtc_tests::{CoreSurface, RedisServer, run_table};
+use rtc_tests::{CacheSurface, RedisServer, run_table};
 
 #[test]
 fn scenario_table_in_memory() {
     run_table("core-memory", |ns| {
-        Box::new(CoreSurface(Cache::builder().namespace(ns).in_local_memory(true).build().expect("build")))
+        Box::new(CacheSurface(
+            Cache::builder()
+                .namespace(ns)
+                .in_local_memory(true)
+                .build()
+                .expect("build"),
+        ))
     });
 }
 
@@ -14,7 +20,13 @@ fn scenario_table_in_memory() {
 fn scenario_table_on_redis() {
     let redis = RedisServer::start();
     run_table("core-redis", |ns| {
-        Box::new(CoreSurface(Cache::builder().namespace(ns).url(Some(redis.url())).build().expect("build")))
+        Box::new(CacheSurface(
+            Cache::builder()
+                .namespace(ns)
+                .url(Some(redis.url()))
+                .build()
+                .expect("build"),
+        ))
     });
 }
 
@@ -22,5 +34,9 @@ fn scenario_table_on_redis() {
 fn scenario_table_parses_every_line() {
     let table = rtc_tests::scenarios::table();
     let steps: usize = table.iter().map(|s| s.steps.len()).sum();
-    assert!(table.len() >= 15 && steps >= 50, "{} scenarios, {steps} steps", table.len());
+    assert!(
+        table.len() >= 15 && steps >= 50,
+        "{} scenarios, {steps} steps",
+        table.len()
+    );
 }

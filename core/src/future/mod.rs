@@ -30,7 +30,7 @@ mod native;
 pub use backend::{AsyncBackend, Blocking, BoxFuture};
 pub use cache::Cache;
 #[cfg(feature = "redis")]
-pub use native::AsyncRedisBackend;
+pub use native::{AsyncClusterBackend, AsyncRedisBackend};
 
 use std::time::Instant;
 

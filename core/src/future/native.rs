@@ -132,3 +132,98 @@ impl AsyncBackend for AsyncRedisBackend {
         })
     }
 }
+
+/// A Redis Cluster backend for the async API, over the `redis` crate's async
+/// cluster connection (multiplexed, one per node, reconnecting by itself).
+///
+/// An async cluster pipeline cannot cross hash slots, so a batch runs
+/// command by command, in order (the snapshot check needs the entry command
+/// to finish before the tags are read); the keys of one `MGET` or `DEL` are
+/// sent at once. A batch with a `BLPOP` runs on a connection of its own.
+pub struct AsyncClusterBackend {
+    client: redis::cluster::ClusterClient,
+    shared: tokio::sync::OnceCell<redis::cluster_async::ClusterConnection>,
+}
+
+impl AsyncClusterBackend {
+    /// Creates a backend for the cluster `config.cluster_nodes` seeds.
+    pub fn new(config: &Config) -> Result<Self> {
+        Ok(AsyncClusterBackend {
+            client: crate::native::cluster_client(config)?,
+            shared: tokio::sync::OnceCell::new(),
+        })
+    }
+
+    async fn connection(&self, blocking: bool) -> Result<redis::cluster_async::ClusterConnection> {
+        let connect = || async {
+            self.client
+                .get_async_connection()
+                .await
+                .map_err(|e| map_error(e, "cannot connect to the Redis Cluster"))
+        };
+        if blocking {
+            // The response timeout is the cluster's; a BLPOP step is at most one second.
+            return connect().await;
+        }
+        self.shared.get_or_try_init(connect).await.cloned()
+    }
+
+    async fn run(&self, commands: &[Command]) -> Result<Vec<Reply>> {
+        let blocking = commands.iter().any(|c| matches!(c, Command::Blpop { .. }));
+        let conn = self.connection(blocking).await?;
+        let mut out = Vec::with_capacity(commands.len());
+        for command in commands {
+            let keys = match command {
+                Command::Mget { keys } | Command::Del { keys } => keys,
+                one => {
+                    let value = query(conn.clone(), to_cmd(one)).await?;
+                    out.extend(replies(std::slice::from_ref(one), vec![value])?);
+                    continue;
+                }
+            };
+            let name = if matches!(command, Command::Mget { .. }) {
+                "GET"
+            } else {
+                "DEL"
+            };
+            let sent: Vec<_> = keys
+                .iter()
+                .map(|k| tokio::spawn(query(conn.clone(), redis::cmd(name).arg(k).to_owned())))
+                .collect();
+            let mut values = Vec::with_capacity(sent.len());
+            for handle in sent {
+                let value = handle.await.map_err(|e| {
+                    crate::error::Error::new(crate::ErrorKind::Other, e.to_string())
+                })??;
+                values.push(crate::native::to_reply(value)?);
+            }
+            out.push(match command {
+                Command::Mget { .. } => Reply::Array(values),
+                _ => Reply::Int(values.iter().map(crate::step::int).sum()),
+            });
+        }
+        Ok(out)
+    }
+}
+
+async fn query(
+    mut conn: redis::cluster_async::ClusterConnection,
+    cmd: redis::Cmd,
+) -> Result<redis::Value> {
+    let value = cmd
+        .query_async::<redis::Value>(&mut conn)
+        .await
+        .map_err(|e| map_error(e, "Redis Cluster command failed"))?;
+    Ok(value)
+}
+
+impl AsyncBackend for AsyncClusterBackend {
+    fn execute<'a>(&'a self, commands: &'a [Command]) -> BoxFuture<'a, Result<Vec<Reply>>> {
+        Box::pin(async move {
+            if commands.is_empty() {
+                return Ok(Vec::new());
+            }
+            self.run(commands).await
+        })
+    }
+}

@@ -35,35 +35,7 @@ impl ClusterBackend {
     ///
     /// Does not connect: the first command does.
     pub fn new(config: &Config) -> Result<Self> {
-        if config.cluster_nodes.is_empty() {
-            return Err(Error::invalid("a cluster needs at least one seed node"));
-        }
-        let mut builder = ClusterClient::builder(config.cluster_nodes.iter().map(String::as_str))
-            // Few retries: while a master fails over, the cache must bypass
-            // within its timeouts rather than wait for the new topology.
-            .retries(1);
-        if !config.socket_connect_timeout.is_zero() {
-            builder = builder.connection_timeout(config.socket_connect_timeout);
-        }
-        if !config.socket_timeout.is_zero() {
-            builder = builder.response_timeout(config.socket_timeout);
-        }
-        if let Some(user) = &config.username {
-            builder = builder.username(user);
-        }
-        if let Some(password) = &config.password {
-            builder = builder.password(password);
-        }
-        if let Some(certs) = tls_certificates(config) {
-            builder = builder.certs(certs);
-        }
-        let client = builder.build().map_err(|e| {
-            Error::with_source(
-                ErrorKind::InvalidArgument,
-                "invalid Redis Cluster seed nodes",
-                e,
-            )
-        })?;
+        let client = cluster_client(config)?;
         Ok(ClusterBackend {
             client,
             idle: Pool::new(),
@@ -207,4 +179,38 @@ fn fold(commands: &[Command], folds: &[Fold], values: Vec<Value>) -> Result<Vec<
         });
     }
     Ok(out)
+}
+
+/// The client of the Redis Cluster `config` names, for the sync and the
+/// async backends. Does not connect.
+pub(crate) fn cluster_client(config: &Config) -> Result<ClusterClient> {
+    if config.cluster_nodes.is_empty() {
+        return Err(Error::invalid("a cluster needs at least one seed node"));
+    }
+    let mut builder = ClusterClient::builder(config.cluster_nodes.iter().map(String::as_str))
+        // Few retries: while a master fails over, the cache must bypass
+        // within its timeouts rather than wait for the new topology.
+        .retries(1);
+    if !config.socket_connect_timeout.is_zero() {
+        builder = builder.connection_timeout(config.socket_connect_timeout);
+    }
+    if !config.socket_timeout.is_zero() {
+        builder = builder.response_timeout(config.socket_timeout);
+    }
+    if let Some(user) = &config.username {
+        builder = builder.username(user);
+    }
+    if let Some(password) = &config.password {
+        builder = builder.password(password);
+    }
+    if let Some(certs) = tls_certificates(config) {
+        builder = builder.certs(certs);
+    }
+    builder.build().map_err(|e| {
+        Error::with_source(
+            ErrorKind::InvalidArgument,
+            "invalid Redis Cluster seed nodes",
+            e,
+        )
+    })
 }

@@ -13,7 +13,10 @@ use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
 
 pub use cluster::ClusterBackend;
+#[cfg(feature = "tokio")]
+pub(crate) use cluster::cluster_client;
 pub use single::RedisBackend;
+#[cfg(feature = "tokio")]
 pub(crate) use single::client;
 
 /// Compare-and-delete: release a lock only if we still hold it (the reference's script).

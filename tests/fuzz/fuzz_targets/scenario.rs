@@ -45,7 +45,8 @@ enum Op {
         ticket: u8,
         value: Vec<u8>,
     },
-    DropTicket {
+    /// Gives a ticket up: `Cache::release` frees its lock at once.
+    ReleaseTicket {
         ticket: u8,
     },
     GetOrCompute {
@@ -53,6 +54,10 @@ enum Op {
         tags: Vec<u8>,
         value: Vec<u8>,
         lock: bool,
+    },
+    /// Drops a ticket: no I/O, its lock stays until it expires.
+    DropTicket {
+        ticket: u8,
     },
 }
 
@@ -140,14 +145,15 @@ fuzz_target!(|ops: Vec<Op>| {
             Op::GetOrLock { key: k, tags: t, lock } => {
                 let (k, t) = (key(k), tags(&t));
                 let slot = model.slot(k, &t);
-                match cache
-                    .get_or_lock(k, &t, lock.then_some(LOCK_TIMEOUT))
-                    .expect("get_or_lock")
-                {
-                    GetOrLock::Hit(v, _) => {
+                let options = ComputeOptions::key(k).tags(&t).lock(lock).lock_timeout(LOCK_TIMEOUT);
+                match cache.get_or_lock(&options) {
+                    GetOrLock::Hit(hit) => {
+                        let (v, info) = hit.finish();
+                        assert!(info.error.is_none(), "get_or_lock {k:?} {t:?}: {:?}", info.error);
                         assert_eq!(Some(&v), model.entries.get(&slot), "get_or_lock hit {k:?} {t:?}")
                     }
                     GetOrLock::Locked(ticket) | GetOrLock::Miss(ticket) => {
+                        assert!(ticket.info().error.is_none(), "get_or_lock {k:?} {t:?}: {:?}", ticket.info().error);
                         assert_eq!(
                             model.entries.get(&slot),
                             None,
@@ -162,11 +168,17 @@ fuzz_target!(|ops: Vec<Op>| {
                     continue;
                 }
                 let (ticket, slot) = tickets.swap_remove(usize::from(ticket) % tickets.len());
-                cache
-                    .set_and_unlock(ticket, &value, Lifetime::Default)
-                    .expect("set_and_unlock");
+                let info = cache.set_and_unlock(ticket, Ok::<_, rtc_core::Error>(&value));
+                assert!(info.error.is_none(), "set_and_unlock: {:?}", info.error);
                 // Stored under the ticket's snapshot: visible only if no tag changed since.
                 model.entries.insert(slot, value);
+            }
+            Op::ReleaseTicket { ticket } => {
+                if !tickets.is_empty() {
+                    let (ticket, _) = tickets.swap_remove(usize::from(ticket) % tickets.len());
+                    let info = cache.release(ticket);
+                    assert!(info.error.is_none(), "release: {:?}", info.error);
+                }
             }
             Op::DropTicket { ticket } => {
                 if !tickets.is_empty() {
