@@ -42,11 +42,7 @@ impl Accounting {
             method: options.is_method(),
             ..CacheInfo::default()
         };
-        Accounting {
-            info,
-            started: now,
-            computing: now,
-        }
+        Accounting { info, started: now, computing: now }
     }
 
     /// Records how the lock behaved; the lookup is over, so the clock of the

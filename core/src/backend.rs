@@ -125,9 +125,7 @@ impl Backend for DisabledBackend {
                 Command::Mget { keys } => Reply::Array(vec![Reply::Nil; keys.len()]),
                 // A SET that "succeeds" keeps lock holders and tag creation on their normal paths.
                 Command::Set { .. } => Reply::Ok,
-                Command::Del { .. } | Command::DelIfEq { .. } | Command::Pexpire { .. } => {
-                    Reply::Int(0)
-                }
+                Command::Del { .. } | Command::DelIfEq { .. } | Command::Pexpire { .. } => Reply::Int(0),
                 Command::Pttl { .. } => Reply::Int(-2),
                 Command::Rpush { .. } => Reply::Int(1),
                 Command::Get { .. } | Command::Blpop { .. } => Reply::Nil,

@@ -53,12 +53,7 @@ pub(crate) struct Inner {
 impl Cache<Cbor> {
     /// Returns a builder holding the default configuration.
     pub fn builder() -> CacheBuilder<Cbor> {
-        CacheBuilder {
-            config: Config::default(),
-            hook: None,
-            backend: None,
-            codec: Cbor,
-        }
+        CacheBuilder { config: Config::default(), hook: None, backend: None, codec: Cbor }
     }
 
     /// Builds a cache from `config` with the default codec and no hook.
@@ -157,12 +152,7 @@ impl<C: Codec> CacheBuilder<C> {
 
     /// Uses `codec` for typed values.
     pub fn codec<D: Codec>(self, codec: D) -> CacheBuilder<D> {
-        CacheBuilder {
-            config: self.config,
-            hook: self.hook,
-            backend: self.backend,
-            codec,
-        }
+        CacheBuilder { config: self.config, hook: self.hook, backend: self.backend, codec }
     }
 
     /// Builds the async cache ([`crate::future::Cache`], feature `tokio`),
@@ -187,11 +177,7 @@ impl<C: Codec> CacheBuilder<C> {
             Arc::new(crate::future::AsyncRedisBackend::new(&config)?)
         };
         let inner = Inner::new(config, self.hook);
-        Ok(crate::future::Cache {
-            inner: Arc::new(inner),
-            backend,
-            codec: self.codec,
-        })
+        Ok(crate::future::Cache { inner: Arc::new(inner), backend, codec: self.codec })
     }
 
     /// Builds the cache. Does not connect: a cache built while Redis is down
@@ -212,30 +198,19 @@ impl<C: Codec> CacheBuilder<C> {
             redis_backend(&config)?
         };
         let inner = Inner::new(config, self.hook);
-        Ok(Cache {
-            inner: Arc::new(inner),
-            backend,
-            codec: self.codec,
-        })
+        Ok(Cache { inner: Arc::new(inner), backend, codec: self.codec })
     }
 }
 
 impl Inner {
     pub(crate) fn new(config: Config, hook: Option<Hook>) -> Self {
-        Inner {
-            layout: Layout::new(&config.namespace),
-            config,
-            hook,
-            memo: TagMemo::default(),
-        }
+        Inner { layout: Layout::new(&config.namespace), config, hook, memo: TagMemo::default() }
     }
 }
 
 impl std::fmt::Debug for Inner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Cache")
-            .field("namespace", &self.config.namespace)
-            .finish_non_exhaustive()
+        f.debug_struct("Cache").field("namespace", &self.config.namespace).finish_non_exhaustive()
     }
 }
 
@@ -279,13 +254,7 @@ impl<C: Codec> Cache<C> {
     ///
     /// The entry is readable until it expires, one of its tags is invalidated,
     /// `invalidate_all` is called, or it is deleted.
-    pub fn set<T: Serialize + ?Sized>(
-        &self,
-        key: &str,
-        value: &T,
-        tags: impl Tags,
-        lifetime: Lifetime,
-    ) -> Result<()> {
+    pub fn set<T: Serialize + ?Sized>(&self, key: &str, value: &T, tags: impl Tags, lifetime: Lifetime) -> Result<()> {
         let bytes = self.codec.encode(value)?;
         self.set_bytes(key, &bytes, tags, lifetime)
     }
@@ -304,37 +273,22 @@ impl<C: Codec> Cache<C> {
     ///
     /// When the tags keep changing during the call (a hot tag invalidated
     /// in a loop), the write still succeeds: an invalidation followed it.
-    pub fn set_bytes(
-        &self,
-        key: &str,
-        value: &[u8],
-        tags: impl Tags,
-        lifetime: Lifetime,
-    ) -> Result<()> {
+    pub fn set_bytes(&self, key: &str, value: &[u8], tags: impl Tags, lifetime: Lifetime) -> Result<()> {
         let access = self.inner.set_access(value, lifetime)?;
-        drive(
-            &*self.backend,
-            Snapshot::new(&self.inner, key, &tags.tag_names(), access),
-        )?;
+        drive(&*self.backend, Snapshot::new(&self.inner, key, &tags.tag_names(), access))?;
         Ok(())
     }
 
     /// Reads raw bytes: `Ok(Some)` on a hit, `Ok(None)` on a miss (also when
     /// the tags kept changing during the call: the entry was invalidated).
     pub fn get_bytes(&self, key: &str, tags: impl Tags) -> Result<Option<Vec<u8>>> {
-        let done = drive(
-            &*self.backend,
-            Snapshot::new(&self.inner, key, &tags.tag_names(), Access::Get),
-        )?;
+        let done = drive(&*self.backend, Snapshot::new(&self.inner, key, &tags.tag_names(), Access::Get))?;
         Ok(done.confirmed_reply().and_then(Reply::into_bytes))
     }
 
     /// Deletes the entry of `key` under `tags`; returns whether one existed.
     pub fn delete(&self, key: &str, tags: impl Tags) -> Result<bool> {
-        let done = drive(
-            &*self.backend,
-            Snapshot::new(&self.inner, key, &tags.tag_names(), Access::Del),
-        )?;
+        let done = drive(&*self.backend, Snapshot::new(&self.inner, key, &tags.tag_names(), Access::Del))?;
         Ok(done.confirmed_reply().is_some_and(|r| int(&r) > 0))
     }
 
@@ -342,10 +296,7 @@ impl<C: Codec> Cache<C> {
     /// of entries carrying them: each tag gets a new random value (keeping the
     /// tag lifetime), so every entry stored under the old value is unreachable.
     pub fn invalidate(&self, tags: impl Tags) -> Result<()> {
-        drive(
-            &*self.backend,
-            Invalidate::new(&self.inner, tags.tag_names()),
-        )
+        drive(&*self.backend, Invalidate::new(&self.inner, tags.tag_names()))
     }
 
     /// Invalidates every entry of the namespace in O(1) (one write).
@@ -359,18 +310,13 @@ impl Inner {
     pub(crate) fn set_access(&self, value: &[u8], lifetime: Lifetime) -> Result<Access> {
         self.check_size(value.len())?;
         let expire_ms = expire_ms(lifetime.resolve(self.config.default_lifetime))?;
-        Ok(Access::Set {
-            value: value.to_vec(),
-            expire_ms,
-        })
+        Ok(Access::Set { value: value.to_vec(), expire_ms })
     }
 
     pub(crate) fn check_size(&self, len: usize) -> Result<()> {
         let max = self.config.max_value_size;
         if len > max {
-            return Err(Error::invalid(format!(
-                "value of {len} bytes exceeds max_value_size ({max} bytes)"
-            )));
+            return Err(Error::invalid(format!("value of {len} bytes exceeds max_value_size ({max} bytes)")));
         }
         Ok(())
     }

@@ -31,30 +31,20 @@ pub struct Cbor;
 impl Codec for Cbor {
     fn encode<T: Serialize + ?Sized>(&self, value: &T) -> Result<Vec<u8>> {
         let mut out = Vec::new();
-        ciborium::into_writer(value, &mut out).map_err(|e| {
-            Error::with_source(ErrorKind::Codec, "cannot encode the value as CBOR", e)
-        })?;
+        ciborium::into_writer(value, &mut out)
+            .map_err(|e| Error::with_source(ErrorKind::Codec, "cannot encode the value as CBOR", e))?;
         Ok(out)
     }
 
     fn decode<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T> {
-        ciborium::from_reader(bytes).map_err(|e| {
-            Error::with_source(
-                ErrorKind::Codec,
-                "cached bytes are not valid CBOR for this type",
-                e,
-            )
-        })
+        ciborium::from_reader(bytes)
+            .map_err(|e| Error::with_source(ErrorKind::Codec, "cached bytes are not valid CBOR for this type", e))
     }
 }
 
 /// Decodes a hit; bytes that do not decode (written by another program, or
 /// corrupted) are logged and read as a miss.
-pub(crate) fn decode_or_miss<C: Codec, T: DeserializeOwned>(
-    codec: &C,
-    key: &str,
-    bytes: &[u8],
-) -> Option<T> {
+pub(crate) fn decode_or_miss<C: Codec, T: DeserializeOwned>(codec: &C, key: &str, bytes: &[u8]) -> Option<T> {
     match codec.decode(bytes) {
         Ok(value) => Some(value),
         Err(e) => {

@@ -73,12 +73,7 @@ impl ComputeOptions {
         let identity = (&function.module, &function.type_name, &function.function);
         let key = short_hash(&Cbor.encode(&(identity, serde_bytes_ref(&arguments)))?);
         let method = !function.type_name.is_empty();
-        Ok(ComputeOptions {
-            function,
-            arguments,
-            method,
-            ..Self::with_key(key)
-        })
+        Ok(ComputeOptions { function, arguments, method, ..Self::with_key(key) })
     }
 
     /// Sets the tags (static, or computed by the caller from the arguments).
@@ -182,40 +177,21 @@ impl<C: Codec> Cache<C> {
     }
 
     /// Like [`Cache::try_get_or_compute`] with a codec for this call only.
-    pub fn get_or_compute_with<D, T, E, F>(
-        &self,
-        codec: &D,
-        options: &ComputeOptions,
-        compute: F,
-    ) -> Result<T, E>
+    pub fn get_or_compute_with<D, T, E, F>(&self, codec: &D, options: &ComputeOptions, compute: F) -> Result<T, E>
     where
         D: Codec,
         T: Serialize + DeserializeOwned,
         F: FnOnce() -> Result<T, E>,
     {
-        self.run(
-            options,
-            |bytes| codec.decode(bytes),
-            compute,
-            |value| codec.encode(value),
-        )
+        self.run(options, |bytes| codec.decode(bytes), compute, |value| codec.encode(value))
     }
 
     /// Get-or-compute on raw bytes, with no codec (the C library's form).
-    pub fn get_or_compute_bytes<E, F>(
-        &self,
-        options: &ComputeOptions,
-        compute: F,
-    ) -> Result<Vec<u8>, E>
+    pub fn get_or_compute_bytes<E, F>(&self, options: &ComputeOptions, compute: F) -> Result<Vec<u8>, E>
     where
         F: FnOnce() -> Result<Vec<u8>, E>,
     {
-        self.run(
-            options,
-            |bytes| Ok(bytes.to_vec()),
-            compute,
-            |value| Ok(value.clone()),
-        )
+        self.run(options, |bytes| Ok(bytes.to_vec()), compute, |value| Ok(value.clone()))
     }
 
     /// Get-or-compute on [`Cache::get_or_lock`] and [`Cache::set_and_unlock`],
@@ -355,11 +331,7 @@ where
             TagSource::Static(t) => t.clone(),
             TagSource::Computed(f) => f(args),
         };
-        let mut options = options
-            .tags(tags)
-            .lifetime(self.lifetime)
-            .lock(self.lock)
-            .lock_timeout(self.lock_timeout);
+        let mut options = options.tags(tags).lifetime(self.lifetime).lock(self.lock).lock_timeout(self.lock_timeout);
         options.hook_userdata.clone_from(&self.hook_userdata);
         self.cache.get_or_compute(&options, || (self.f)(args))
     }

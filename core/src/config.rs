@@ -93,10 +93,7 @@ impl fmt::Debug for Config {
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("url", &self.url.as_ref().map(|_| "<redacted>"))
             .field("cluster_nodes", &self.cluster_nodes.len())
-            .field(
-                "tls_ca_cert",
-                &self.tls_ca_cert.as_ref().map(|pem| pem.len()),
-            )
+            .field("tls_ca_cert", &self.tls_ca_cert.as_ref().map(|pem| pem.len()))
             .field("socket_timeout", &self.socket_timeout)
             .field("socket_connect_timeout", &self.socket_connect_timeout)
             .field("default_lifetime", &self.default_lifetime)
@@ -147,9 +144,9 @@ pub const MAX_LIFETIME_SECS: u64 = 100 * 365 * 24 * 3600;
 /// lifetimes over [`MAX_LIFETIME_SECS`].
 pub(crate) fn expire_ms(seconds: Option<u64>) -> Result<Option<u64>> {
     match seconds.filter(|&s| s > 0) {
-        Some(s) if s > MAX_LIFETIME_SECS => Err(Error::invalid(format!(
-            "a lifetime of {s} s is over the maximum of {MAX_LIFETIME_SECS} s (100 years)"
-        ))),
+        Some(s) if s > MAX_LIFETIME_SECS => {
+            Err(Error::invalid(format!("a lifetime of {s} s is over the maximum of {MAX_LIFETIME_SECS} s (100 years)")))
+        }
         other => Ok(other.map(|s| s * 1000)),
     }
 }
@@ -157,10 +154,8 @@ pub(crate) fn expire_ms(seconds: Option<u64>) -> Result<Option<u64>> {
 impl Config {
     /// Checks the settings that can be checked without connecting.
     pub(crate) fn validate(&self) -> Result<()> {
-        expire_ms(self.default_lifetime)
-            .map_err(|e| Error::invalid(format!("default_lifetime: {}", e.message())))?;
-        expire_ms(self.lifetime_for_tags)
-            .map_err(|e| Error::invalid(format!("lifetime_for_tags: {}", e.message())))?;
+        expire_ms(self.default_lifetime).map_err(|e| Error::invalid(format!("default_lifetime: {}", e.message())))?;
+        expire_ms(self.lifetime_for_tags).map_err(|e| Error::invalid(format!("lifetime_for_tags: {}", e.message())))?;
         Ok(())
     }
 }

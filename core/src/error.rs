@@ -35,22 +35,12 @@ impl ErrorKind {
     /// Returns a short hint on how to fix an error of this kind.
     pub fn hint(self) -> &'static str {
         match self {
-            ErrorKind::BackendUnavailable => {
-                "check that Redis is running and reachable at the configured address"
-            }
-            ErrorKind::Timeout => {
-                "Redis is slow or paused; raise socket_timeout or check the server"
-            }
+            ErrorKind::BackendUnavailable => "check that Redis is running and reachable at the configured address",
+            ErrorKind::Timeout => "Redis is slow or paused; raise socket_timeout or check the server",
             ErrorKind::InvalidArgument => "check the arguments and configuration passed to rtc",
-            ErrorKind::Backend => {
-                "Redis refused the command; check credentials, ACLs and the server log"
-            }
-            ErrorKind::Protocol => {
-                "the backend answered out of contract; check the host or backend implementation"
-            }
-            ErrorKind::Codec => {
-                "the value does not round-trip through the codec; check the type or the codec"
-            }
+            ErrorKind::Backend => "Redis refused the command; check credentials, ACLs and the server log",
+            ErrorKind::Protocol => "the backend answered out of contract; check the host or backend implementation",
+            ErrorKind::Codec => "the value does not round-trip through the codec; check the type or the codec",
             ErrorKind::Other => "see the message for details",
         }
     }
@@ -117,11 +107,7 @@ pub struct Error {
 impl Error {
     /// Creates an error of `kind` with a message.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Error {
-            kind,
-            message: message.into(),
-            source: None,
-        }
+        Error { kind, message: message.into(), source: None }
     }
 
     /// Creates an error of `kind` caused by `source`.
@@ -130,11 +116,7 @@ impl Error {
         message: impl Into<String>,
         source: impl std::error::Error + Send + Sync + 'static,
     ) -> Self {
-        Error {
-            kind,
-            message: message.into(),
-            source: Some(Arc::new(source)),
-        }
+        Error { kind, message: message.into(), source: Some(Arc::new(source)) }
     }
 
     /// Returns what kind of error this is.
@@ -174,9 +156,7 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
-            .as_deref()
-            .map(|s| s as &(dyn std::error::Error + 'static))
+        self.source.as_deref().map(|s| s as &(dyn std::error::Error + 'static))
     }
 }
 
@@ -240,10 +220,7 @@ impl Error {
             WitErrorCase::Backend => ErrorKind::Backend,
             // `to_wit` folds these two into `other` with their name as a prefix.
             WitErrorCase::Other => {
-                for (prefix, kind) in [
-                    ("codec: ", ErrorKind::Codec),
-                    ("protocol: ", ErrorKind::Protocol),
-                ] {
+                for (prefix, kind) in [("codec: ", ErrorKind::Codec), ("protocol: ", ErrorKind::Protocol)] {
                     if let Some(rest) = message.strip_prefix(prefix) {
                         return Error::new(kind, rest);
                     }

@@ -108,29 +108,14 @@ impl Call {
             Ok(Looked::Miss(hold)) => {
                 self.accounting.looked_up(hold.stats);
                 let locked = hold.token.is_some();
-                let ticket = Ticket {
-                    call: self,
-                    hold: Some(hold),
-                    overwrite: false,
-                };
-                if locked {
-                    GetOrLock::Locked(ticket)
-                } else {
-                    GetOrLock::Miss(ticket)
-                }
+                let ticket = Ticket { call: self, hold: Some(hold), overwrite: false };
+                if locked { GetOrLock::Locked(ticket) } else { GetOrLock::Miss(ticket) }
             }
             Err(e) => {
                 bypass(&mut self.accounting, e, "cache bypassed");
-                let stats = LockStats {
-                    full_miss: locking,
-                    ..LockStats::default()
-                };
+                let stats = LockStats { full_miss: locking, ..LockStats::default() };
                 self.accounting.looked_up(stats);
-                GetOrLock::Miss(Ticket {
-                    call: self,
-                    hold: None,
-                    overwrite: false,
-                })
+                GetOrLock::Miss(Ticket { call: self, hold: None, overwrite: false })
             }
         }
     }
@@ -200,11 +185,7 @@ impl Hit {
         let mut call = self.call;
         bypass(&mut call.accounting, error, "cached bytes do not decode");
         call.accounting.recompute();
-        Ticket {
-            call,
-            hold: None,
-            overwrite: true,
-        }
+        Ticket { call, hold: None, overwrite: true }
     }
 }
 
@@ -239,10 +220,7 @@ impl Ticket {
     /// nothing will be stored under a snapshot (the backend failed, or the
     /// ticket overwrites undecodable bytes under the current one).
     pub fn storage_key(&self) -> Option<&str> {
-        self.hold
-            .as_ref()
-            .and_then(|h| h.keys.as_ref())
-            .map(|k| k.storage.as_str())
+        self.hold.as_ref().and_then(|h| h.keys.as_ref()).map(|k| k.storage.as_str())
     }
 
     /// Returns the info so far.
@@ -268,11 +246,7 @@ impl Ticket {
 
     /// Records the computed value (its size, or the error encoding it) and
     /// returns the machine that stores it and releases the lock.
-    pub(crate) fn finishing(
-        &mut self,
-        inner: &Arc<Inner>,
-        value: Result<&[u8], Error>,
-    ) -> Result<Finishing<'_>> {
+    pub(crate) fn finishing(&mut self, inner: &Arc<Inner>, value: Result<&[u8], Error>) -> Result<Finishing<'_>> {
         if !self.belongs_to(inner) {
             return Err(Error::invalid("this ticket belongs to another cache"));
         }
@@ -296,39 +270,22 @@ impl Ticket {
             Some(hold) => Finishing::Store(Store::new(hold, access)),
             None if self.overwrite => {
                 let tags: Vec<&str> = self.call.tags.iter().map(String::as_str).collect();
-                Finishing::Overwrite(Snapshot::new(
-                    &self.call.inner,
-                    &self.call.key,
-                    &tags,
-                    access,
-                ))
+                Finishing::Overwrite(Snapshot::new(&self.call.inner, &self.call.key, &tags, access))
             }
-            None => Finishing::Store(Store::release(&Hold {
-                keys: None,
-                token: None,
-                stats: LockStats::default(),
-            })),
+            None => Finishing::Store(Store::release(&Hold { keys: None, token: None, stats: LockStats::default() })),
         })
     }
 
     /// The machine that releases the lock, storing nothing.
     pub(crate) fn releasing(&self) -> Finishing<'_> {
-        let none = Hold {
-            keys: None,
-            token: None,
-            stats: LockStats::default(),
-        };
+        let none = Hold { keys: None, token: None, stats: LockStats::default() };
         Finishing::Store(Store::release(self.hold.as_ref().unwrap_or(&none)))
     }
 
     /// Records how the store went, then reports the call to the hook.
     pub(crate) fn report(mut self, stored: Result<()>) -> CacheInfo {
         if let Err(e) = stored {
-            bypass(
-                &mut self.call.accounting,
-                e,
-                "cannot store the computed value",
-            );
+            bypass(&mut self.call.accounting, e, "cannot store the computed value");
         }
         self.call.report()
     }
@@ -341,11 +298,7 @@ impl Ticket {
     /// Ends a released ticket: reports it only if the call bypassed the
     /// cache (so a failed lookup is never silent); returns the info so far.
     pub(crate) fn released(self) -> CacheInfo {
-        if self.info().error.is_some() {
-            self.call.report()
-        } else {
-            self.call.accounting.finish()
-        }
+        if self.info().error.is_some() { self.call.report() } else { self.call.accounting.finish() }
     }
 }
 
@@ -404,9 +357,7 @@ impl<C: Codec> Cache<C> {
     /// ```
     pub fn get_or_lock(&self, options: &ComputeOptions) -> GetOrLock {
         let call = Call::new(&self.inner, options);
-        let looked = call
-            .lookup(options)
-            .and_then(|op| drive(&*self.backend, op));
+        let looked = call.lookup(options).and_then(|op| drive(&*self.backend, op));
         call.looked(looked, options.lock_wait().is_some())
     }
 
@@ -419,15 +370,9 @@ impl<C: Codec> Cache<C> {
     ///
     /// If a tag was invalidated since `get_or_lock`, the value lands where no
     /// reader looks, as it is stale.
-    pub fn set_and_unlock(
-        &self,
-        mut ticket: Ticket,
-        value: Result<impl AsRef<[u8]>, Error>,
-    ) -> CacheInfo {
+    pub fn set_and_unlock(&self, mut ticket: Ticket, value: Result<impl AsRef<[u8]>, Error>) -> CacheInfo {
         let value = value.as_ref().map(|v| v.as_ref()).map_err(Clone::clone);
-        let stored = ticket
-            .finishing(&self.inner, value)
-            .and_then(|op| drive(&*self.backend, op));
+        let stored = ticket.finishing(&self.inner, value).and_then(|op| drive(&*self.backend, op));
         ticket.report(stored)
     }
 
@@ -475,12 +420,9 @@ mod tests {
     fn counting(backend: Option<Arc<dyn Backend>>) -> (Cache, Arc<Mutex<Vec<CacheInfo>>>) {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let hook_seen = Arc::clone(&seen);
-        let mut builder = Cache::builder().in_local_memory(true).hook(move |e| {
-            hook_seen
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .push(e.info.clone())
-        });
+        let mut builder = Cache::builder()
+            .in_local_memory(true)
+            .hook(move |e| hook_seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(e.info.clone()));
         if let Some(backend) = backend {
             builder = builder.backend(backend);
         }
@@ -490,33 +432,18 @@ mod tests {
     #[test]
     fn a_backend_failure_is_a_ticket_that_stores_nothing() {
         let (cache, seen) = counting(Some(Arc::new(Down)));
-        let GetOrLock::Miss(ticket) = cache.get_or_lock(&ComputeOptions::key("k").lock(true))
-        else {
-            panic!("no hit")
-        };
+        let GetOrLock::Miss(ticket) = cache.get_or_lock(&ComputeOptions::key("k").lock(true)) else { panic!("no hit") };
         assert!(!ticket.holds_lock() && ticket.storage_key().is_none());
-        assert_eq!(
-            ticket.info().error.as_ref().map(Error::kind),
-            Some(ErrorKind::BackendUnavailable)
-        );
+        assert_eq!(ticket.info().error.as_ref().map(Error::kind), Some(ErrorKind::BackendUnavailable));
         let info = cache.set_and_unlock(ticket, Ok(b"v"));
-        assert_eq!(
-            (info.serialized_size, info.error.map(|e| e.kind())),
-            (1, Some(ErrorKind::BackendUnavailable))
-        );
-        assert_eq!(
-            seen.lock().expect("seen").len(),
-            1,
-            "set_and_unlock calls the hook once"
-        );
+        assert_eq!((info.serialized_size, info.error.map(|e| e.kind())), (1, Some(ErrorKind::BackendUnavailable)));
+        assert_eq!(seen.lock().expect("seen").len(), 1, "set_and_unlock calls the hook once");
     }
 
     #[test]
     fn releasing_frees_the_lock_and_calls_no_hook() {
         let (cache, seen) = counting(None);
-        let options = ComputeOptions::key("k")
-            .lock(true)
-            .lock_timeout(Duration::from_secs(5));
+        let options = ComputeOptions::key("k").lock(true).lock_timeout(Duration::from_secs(5));
         for _ in 0..2 {
             let GetOrLock::Locked(ticket) = cache.get_or_lock(&options) else {
                 panic!("the previous lock was released")
@@ -529,12 +456,8 @@ mod tests {
     #[test]
     fn a_dropped_ticket_keeps_its_lock_until_it_expires() {
         let (cache, _) = counting(None);
-        let options = ComputeOptions::key("k")
-            .lock(true)
-            .lock_timeout(Duration::from_millis(300));
-        let GetOrLock::Locked(ticket) = cache.get_or_lock(&options) else {
-            panic!("cold")
-        };
+        let options = ComputeOptions::key("k").lock(true).lock_timeout(Duration::from_millis(300));
+        let GetOrLock::Locked(ticket) = cache.get_or_lock(&options) else { panic!("cold") };
         drop(ticket); // no I/O: the lock stays
         let started = Instant::now();
         let GetOrLock::Locked(ticket) = cache.get_or_lock(&options) else {
@@ -551,11 +474,8 @@ mod tests {
     fn an_encode_failure_is_reported_and_stores_nothing() {
         let (cache, seen) = counting(None);
         let options = ComputeOptions::key("k").tags(["t"]);
-        let GetOrLock::Miss(ticket) = cache.get_or_lock(&options) else {
-            panic!("cold")
-        };
-        let info =
-            cache.set_and_unlock(ticket, Err::<&[u8], _>(Error::new(ErrorKind::Codec, "no")));
+        let GetOrLock::Miss(ticket) = cache.get_or_lock(&options) else { panic!("cold") };
+        let info = cache.set_and_unlock(ticket, Err::<&[u8], _>(Error::new(ErrorKind::Codec, "no")));
         assert_eq!(info.error.map(|e| e.kind()), Some(ErrorKind::Codec));
         assert_eq!(cache.get_bytes("k", ["t"]).expect("get"), None);
         assert_eq!(seen.lock().expect("seen").len(), 1);
@@ -565,42 +485,22 @@ mod tests {
     fn a_ticket_from_another_cache_stores_nothing_there() {
         let (a, _) = counting(None);
         let (b, _) = counting(None);
-        let GetOrLock::Miss(ticket) = a.get_or_lock(&ComputeOptions::key("k")) else {
-            panic!("cold")
-        };
+        let GetOrLock::Miss(ticket) = a.get_or_lock(&ComputeOptions::key("k")) else { panic!("cold") };
         let info = b.set_and_unlock(ticket, Ok(b"v"));
+        assert_eq!(info.error.map(|e| e.kind()), Some(ErrorKind::InvalidArgument));
         assert_eq!(
-            info.error.map(|e| e.kind()),
-            Some(ErrorKind::InvalidArgument)
-        );
-        assert_eq!(
-            (
-                a.get_bytes("k", crate::NO_TAGS).expect("a"),
-                b.get_bytes("k", crate::NO_TAGS).expect("b")
-            ),
+            (a.get_bytes("k", crate::NO_TAGS).expect("a"), b.get_bytes("k", crate::NO_TAGS).expect("b")),
             (None, None)
         );
     }
 
     #[test]
     fn an_oversized_value_is_refused_at_once_and_releases_the_lock() {
-        let cache = Cache::builder()
-            .in_local_memory(true)
-            .max_value_size(1usize)
-            .build()
-            .expect("cache");
+        let cache = Cache::builder().in_local_memory(true).max_value_size(1usize).build().expect("cache");
         let options = ComputeOptions::key("k").lock(true);
-        let GetOrLock::Locked(ticket) = cache.get_or_lock(&options) else {
-            panic!("cold")
-        };
+        let GetOrLock::Locked(ticket) = cache.get_or_lock(&options) else { panic!("cold") };
         let info = cache.set_and_unlock(ticket, Ok(b"too big"));
-        assert_eq!(
-            info.error.map(|e| e.kind()),
-            Some(ErrorKind::InvalidArgument)
-        );
-        assert!(
-            matches!(cache.get_or_lock(&options), GetOrLock::Locked(_)),
-            "the lock was released"
-        );
+        assert_eq!(info.error.map(|e| e.kind()), Some(ErrorKind::InvalidArgument));
+        assert!(matches!(cache.get_or_lock(&options), GetOrLock::Locked(_)), "the lock was released");
     }
 }

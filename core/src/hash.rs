@@ -22,8 +22,7 @@ pub fn short_hash(data: &[u8]) -> String {
 /// On `wasm32-wasip2` the bytes come from `wasi:random`.
 pub(crate) fn random_bytes() -> Result<[u8; 16]> {
     let mut buf = [0u8; 16];
-    getrandom::fill(&mut buf)
-        .map_err(|e| Error::new(ErrorKind::Other, format!("no randomness available: {e}")))?;
+    getrandom::fill(&mut buf).map_err(|e| Error::new(ErrorKind::Other, format!("no randomness available: {e}")))?;
     Ok(buf)
 }
 

@@ -26,16 +26,8 @@ pub struct FunctionId {
 
 impl FunctionId {
     /// Creates an identity from its three parts.
-    pub fn new(
-        module: impl Into<String>,
-        type_name: impl Into<String>,
-        function: impl Into<String>,
-    ) -> Self {
-        FunctionId {
-            module: module.into(),
-            type_name: type_name.into(),
-            function: function.into(),
-        }
+    pub fn new(module: impl Into<String>, type_name: impl Into<String>, function: impl Into<String>) -> Self {
+        FunctionId { module: module.into(), type_name: type_name.into(), function: function.into() }
     }
 }
 
@@ -114,11 +106,6 @@ impl<'a> HookEvent<'a> {
         info: &'a CacheInfo,
         userdata: Option<&'a (dyn Any + Send + Sync)>,
     ) -> Self {
-        HookEvent {
-            key,
-            tags,
-            info,
-            userdata,
-        }
+        HookEvent { key, tags, info, userdata }
     }
 }

@@ -90,14 +90,8 @@ impl Op for Inspect<'_> {
         if self.names.is_empty() {
             return Ok(Step::Done(self.finish(None, Ttl::Missing)));
         }
-        self.keys = self
-            .names
-            .iter()
-            .map(|t| self.inner.layout.tag_key(t))
-            .collect();
-        let mut commands = vec![Command::Mget {
-            keys: self.keys.clone(),
-        }];
+        self.keys = self.names.iter().map(|t| self.inner.layout.tag_key(t)).collect();
+        let mut commands = vec![Command::Mget { keys: self.keys.clone() }];
         commands.extend(self.keys.iter().map(|k| Command::Pttl { key: k.clone() }));
         Ok(Step::Send(commands))
     }
@@ -112,12 +106,7 @@ impl Op for Inspect<'_> {
         let values = array(next(&mut replies)?);
         for ((name, key), value) in self.names.iter().zip(&self.keys).zip(values) {
             let ttl = Ttl::from_reply(&next(&mut replies)?);
-            self.states.push(TagState {
-                name: (*name).to_owned(),
-                key: key.clone(),
-                value,
-                ttl,
-            });
+            self.states.push(TagState { name: (*name).to_owned(), key: key.clone(), value, ttl });
         }
         let Some(key) = self.key else {
             return Ok(Step::Done(self.finish(None, Ttl::Missing)));
@@ -128,14 +117,7 @@ impl Op for Inspect<'_> {
         };
         let hash = metadata_hash(&values);
         let storage = self.inner.layout.storage_key(key, &hash);
-        let commands = vec![
-            Command::Get {
-                key: storage.clone(),
-            },
-            Command::Pttl {
-                key: storage.clone(),
-            },
-        ];
+        let commands = vec![Command::Get { key: storage.clone() }, Command::Pttl { key: storage.clone() }];
         self.storage = Some((storage, hash));
         Ok(Step::Send(commands))
     }
@@ -144,33 +126,17 @@ impl Op for Inspect<'_> {
 impl<'a> Inspect<'a> {
     /// Reads `names`' values and TTLs.
     pub(crate) fn tags(inner: &'a Inner, names: Vec<&'a str>) -> Self {
-        Inspect {
-            inner,
-            key: None,
-            names,
-            keys: Vec::new(),
-            states: Vec::new(),
-            storage: None,
-        }
+        Inspect { inner, key: None, names, keys: Vec::new(), states: Vec::new(), storage: None }
     }
 
     /// Reads the tags of the entry of `key` (hash order, `@@@all@@@` included), then the entry.
     pub(crate) fn entry(inner: &'a Inner, key: &'a str, tags: &[&'a str]) -> Self {
-        Inspect {
-            key: Some(key),
-            ..Self::tags(inner, hash_order(tags))
-        }
+        Inspect { key: Some(key), ..Self::tags(inner, hash_order(tags)) }
     }
 
     fn finish(&mut self, value_size: Option<usize>, entry_ttl: Ttl) -> Inspection {
         let (storage_key, metadata_hash) = self.storage.take().unzip();
-        Inspection {
-            tags: std::mem::take(&mut self.states),
-            storage_key,
-            metadata_hash,
-            value_size,
-            entry_ttl,
-        }
+        Inspection { tags: std::mem::take(&mut self.states), storage_key, metadata_hash, value_size, entry_ttl }
     }
 }
 
@@ -202,9 +168,6 @@ impl<C: Codec> Cache<C> {
     /// assert!(seen.would_hit() && seen.value_size == Some(1));
     /// ```
     pub fn inspect(&self, key: &str, tags: impl Tags) -> Result<Inspection> {
-        drive(
-            &*self.backend,
-            Inspect::entry(&self.inner, key, &tags.tag_names()),
-        )
+        drive(&*self.backend, Inspect::entry(&self.inner, key, &tags.tag_names()))
     }
 }

@@ -23,12 +23,7 @@ pub(crate) struct Invalidate<'a> {
 impl<'a> Invalidate<'a> {
     /// Prepares the invalidation of `tags` (none: nothing to do).
     pub(crate) fn new(inner: &'a Inner, tags: Vec<&'a str>) -> Self {
-        Invalidate {
-            inner,
-            tags,
-            keys: Vec::new(),
-            values: Vec::new(),
-        }
+        Invalidate { inner, tags, keys: Vec::new(), values: Vec::new() }
     }
 }
 
@@ -40,36 +35,19 @@ impl Op for Invalidate<'_> {
             return Ok(Step::Done(()));
         }
         let expire_ms = expire_ms(self.inner.config.lifetime_for_tags)?;
-        self.keys = self
-            .tags
-            .iter()
-            .map(|t| self.inner.layout.tag_key(t))
-            .collect();
-        self.values = self
-            .keys
-            .iter()
-            .map(|_| Ok(random_bytes()?.to_vec()))
-            .collect::<Result<_>>()?;
+        self.keys = self.tags.iter().map(|t| self.inner.layout.tag_key(t)).collect();
+        self.values = self.keys.iter().map(|_| Ok(random_bytes()?.to_vec())).collect::<Result<_>>()?;
         Ok(Step::Send(
             self.keys
                 .iter()
                 .zip(&self.values)
-                .map(|(key, value)| Command::Set {
-                    key: key.clone(),
-                    value: value.clone(),
-                    expire_ms,
-                    nx: false,
-                })
+                .map(|(key, value)| Command::Set { key: key.clone(), value: value.clone(), expire_ms, nx: false })
                 .collect(),
         ))
     }
 
     fn resume(&mut self, _replies: Vec<Reply>, _now: Instant) -> Result<Step<()>> {
-        self.inner.memo.remember(
-            &self.tags,
-            &self.keys,
-            &self.values.iter().map(Some).collect::<Vec<_>>(),
-        );
+        self.inner.memo.remember(&self.tags, &self.keys, &self.values.iter().map(Some).collect::<Vec<_>>());
         Ok(Step::Done(()))
     }
 }

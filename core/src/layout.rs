@@ -45,9 +45,7 @@ impl Layout {
     /// assert_eq!(l.tag_key("tag1"), "rtc:wh~Wm18D0z0:t:6brjzh16wAs");
     /// ```
     pub fn new(namespace: &str) -> Self {
-        Layout {
-            prefix: format!("rtc:{}", short_hash(namespace.as_bytes())),
-        }
+        Layout { prefix: format!("rtc:{}", short_hash(namespace.as_bytes())) }
     }
 
     /// Returns the key holding the current value of `tag`.
@@ -57,11 +55,7 @@ impl Layout {
 
     /// Returns the storage key of `key` under `metadata_hash`.
     pub fn storage_key(&self, key: &str, metadata_hash: &str) -> String {
-        format!(
-            "{}:s:{}:{metadata_hash}",
-            self.prefix,
-            short_hash(key.as_bytes())
-        )
+        format!("{}:s:{}:{metadata_hash}", self.prefix, short_hash(key.as_bytes()))
     }
 
     /// Returns the storage, lock and wake-up keys of `key` under `metadata_hash`.

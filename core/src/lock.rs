@@ -77,18 +77,9 @@ impl Hold {
 
 fn release_commands(keys: &EntryKeys, token: &str) -> [Command; 3] {
     [
-        Command::DelIfEq {
-            key: keys.lock.clone(),
-            value: token.as_bytes().to_vec(),
-        },
-        Command::Rpush {
-            key: keys.wake.clone(),
-            value: WAKE_TOKEN.to_vec(),
-        },
-        Command::Pexpire {
-            key: keys.wake.clone(),
-            ms: WAKE_TTL_MS,
-        },
+        Command::DelIfEq { key: keys.lock.clone(), value: token.as_bytes().to_vec() },
+        Command::Rpush { key: keys.wake.clone(), value: WAKE_TOKEN.to_vec() },
+        Command::Pexpire { key: keys.wake.clone(), ms: WAKE_TTL_MS },
     ]
 }
 
@@ -130,16 +121,9 @@ impl<'a> Lookup<'a> {
     /// Prepares the lookup of `key` under `tags`, with the lock held at most
     /// (and waited for at most) `lock` if given. Fails with
     /// `InvalidArgument` for a lock timeout over [`MAX_LOCK_TIMEOUT`].
-    pub(crate) fn new(
-        inner: &'a Inner,
-        key: &'a str,
-        tags: &[&'a str],
-        lock: Option<Duration>,
-    ) -> Result<Self> {
+    pub(crate) fn new(inner: &'a Inner, key: &'a str, tags: &[&'a str], lock: Option<Duration>) -> Result<Self> {
         if let Some(timeout) = lock.filter(|t| *t > MAX_LOCK_TIMEOUT) {
-            return Err(Error::invalid(format!(
-                "a lock timeout of {timeout:?} is over the maximum of one day"
-            )));
+            return Err(Error::invalid(format!("a lock timeout of {timeout:?} is over the maximum of one day")));
         }
         Ok(Lookup {
             inner,
@@ -155,21 +139,12 @@ impl<'a> Lookup<'a> {
     }
 
     fn waited(&self, now: Instant) -> LockStats {
-        let waiting_ms = self
-            .started
-            .map_or(0, |s| now.saturating_duration_since(s).as_millis() as u64);
-        LockStats {
-            waiting_ms,
-            ..LockStats::default()
-        }
+        let waiting_ms = self.started.map_or(0, |s| now.saturating_duration_since(s).as_millis() as u64);
+        LockStats { waiting_ms, ..LockStats::default() }
     }
 
     fn miss(&mut self, token: Option<String>, stats: LockStats) -> Step<Looked> {
-        Step::Done(Looked::Miss(Hold {
-            keys: self.keys.take(),
-            token,
-            stats,
-        }))
+        Step::Done(Looked::Miss(Hold { keys: self.keys.take(), token, stats }))
     }
 
     fn acquire(&self) -> Result<Step<Looked>> {
@@ -184,9 +159,7 @@ impl<'a> Lookup<'a> {
                 expire_ms: Some(lock_ms),
                 nx: true,
             },
-            Command::Get {
-                key: keys.storage.clone(),
-            },
+            Command::Get { key: keys.storage.clone() },
         ]))
     }
 }
@@ -215,10 +188,7 @@ impl Op for Lookup<'_> {
                 if done.confirmed
                     && let Reply::Bytes(value) = reply
                 {
-                    let stats = LockStats {
-                        full_hit: self.lock.is_some(),
-                        ..LockStats::default()
-                    };
+                    let stats = LockStats { full_hit: self.lock.is_some(), ..LockStats::default() };
                     return Ok(Step::Done(Looked::Hit(value, stats)));
                 }
                 self.keys = Some(self.inner.layout.entry(self.key, &hash));
@@ -238,23 +208,14 @@ impl Op for Lookup<'_> {
                 match (locked, value) {
                     // Someone stored the value between our read and our lock.
                     (true, Some(value)) => {
-                        let release = self
-                            .keys
-                            .as_ref()
-                            .map(|k| release_commands(k, &self.token).to_vec())
-                            .unwrap_or_default();
+                        let release =
+                            self.keys.as_ref().map(|k| release_commands(k, &self.token).to_vec()).unwrap_or_default();
                         self.state = State::Release(value, stats);
                         Ok(Step::Send(release))
                     }
                     (true, None) => {
                         let token = std::mem::take(&mut self.token);
-                        Ok(self.miss(
-                            Some(token),
-                            LockStats {
-                                full_miss: true,
-                                ..stats
-                            },
-                        ))
+                        Ok(self.miss(Some(token), LockStats { full_miss: true, ..stats }))
                     }
                     (false, Some(value)) if self.woken => {
                         // One RPUSH wakes one waiter: pass the wake-up on to the next one.
@@ -262,14 +223,8 @@ impl Op for Lookup<'_> {
                             return Ok(Step::Done(Looked::Hit(value, stats)));
                         };
                         let pass = vec![
-                            Command::Rpush {
-                                key: keys.wake.clone(),
-                                value: WAKE_TOKEN.to_vec(),
-                            },
-                            Command::Pexpire {
-                                key: keys.wake.clone(),
-                                ms: WAKE_TTL_MS,
-                            },
+                            Command::Rpush { key: keys.wake.clone(), value: WAKE_TOKEN.to_vec() },
+                            Command::Pexpire { key: keys.wake.clone(), ms: WAKE_TTL_MS },
                         ];
                         self.state = State::PassOn(value, stats);
                         Ok(Step::Send(pass))
@@ -278,23 +233,14 @@ impl Op for Lookup<'_> {
                     (false, None) => {
                         let deadline = self.started.unwrap_or(now) + self.lock.unwrap_or_default();
                         if now >= deadline {
-                            return Ok(self.miss(
-                                None,
-                                LockStats {
-                                    full_miss: true,
-                                    ..stats
-                                },
-                            ));
+                            return Ok(self.miss(None, LockStats { full_miss: true, ..stats }));
                         }
                         let Some(keys) = &self.keys else {
                             return Ok(self.miss(None, stats));
                         };
                         let wait = (deadline - now).min(MAX_WAIT_STEP);
                         self.state = State::Wait;
-                        Ok(Step::Send(vec![Command::Blpop {
-                            key: keys.wake.clone(),
-                            timeout: wait,
-                        }]))
+                        Ok(Step::Send(vec![Command::Blpop { key: keys.wake.clone(), timeout: wait }]))
                     }
                 }
             }
@@ -303,9 +249,7 @@ impl Op for Lookup<'_> {
                 self.state = State::Acquire;
                 self.acquire()
             }
-            State::Release(value, stats) | State::PassOn(value, stats) => {
-                Ok(Step::Done(Looked::Hit(value, stats)))
-            }
+            State::Release(value, stats) | State::PassOn(value, stats) => Ok(Step::Done(Looked::Hit(value, stats))),
         }
     }
 }
@@ -321,12 +265,7 @@ impl Store {
     pub(crate) fn new(hold: &Hold, access: Access) -> Self {
         let mut commands = Vec::with_capacity(4);
         if let (Some(keys), Access::Set { value, expire_ms }) = (&hold.keys, access) {
-            commands.push(Command::Set {
-                key: keys.storage.clone(),
-                value,
-                expire_ms,
-                nx: false,
-            });
+            commands.push(Command::Set { key: keys.storage.clone(), value, expire_ms, nx: false });
         }
         commands.extend(hold.release_commands());
         Store { commands }
@@ -334,9 +273,7 @@ impl Store {
 
     /// Prepares the release of `hold`'s lock alone (storing nothing).
     pub(crate) fn release(hold: &Hold) -> Self {
-        Store {
-            commands: hold.release_commands(),
-        }
+        Store { commands: hold.release_commands() }
     }
 }
 

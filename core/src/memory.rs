@@ -67,30 +67,16 @@ impl State {
             Command::Get { key } => self.get(key, now)?,
             Command::Mget { keys } => {
                 // MGET answers nil for a key of another type, as Redis does.
-                let values = keys
-                    .iter()
-                    .map(|k| self.get(k, now).unwrap_or(Reply::Nil))
-                    .collect();
+                let values = keys.iter().map(|k| self.get(k, now).unwrap_or(Reply::Nil)).collect();
                 Reply::Array(values)
             }
-            Command::Set {
-                key,
-                value,
-                expire_ms,
-                nx,
-            } => {
+            Command::Set { key, value, expire_ms, nx } => {
                 if *nx && self.live(key, now).is_some() {
                     return Ok(Reply::Nil);
                 }
                 // An expiry past the clock's range never comes: no expiry.
                 let expires = expire_ms.and_then(|ms| now.checked_add(Duration::from_millis(ms)));
-                self.slots.insert(
-                    key.clone(),
-                    Slot {
-                        value: Value::Bytes(value.clone()),
-                        expires,
-                    },
-                );
+                self.slots.insert(key.clone(), Slot { value: Value::Bytes(value.clone()), expires });
                 self.wrote(now);
                 Reply::Ok
             }
@@ -114,14 +100,12 @@ impl State {
             Command::Rpush { key, value } => {
                 let slot = match self.live(key, now) {
                     Some(slot) => slot,
-                    None => self.slots.entry(key.clone()).or_insert(Slot {
-                        value: Value::List(VecDeque::new()),
-                        expires: None,
-                    }),
+                    None => self
+                        .slots
+                        .entry(key.clone())
+                        .or_insert(Slot { value: Value::List(VecDeque::new()), expires: None }),
                 };
-                let Value::List(list) = &mut slot.value else {
-                    return Err(wrong_type());
-                };
+                let Value::List(list) = &mut slot.value else { return Err(wrong_type()) };
                 list.push_back(value.clone());
                 let len = list.len();
                 self.wrote(now);
@@ -137,21 +121,15 @@ impl State {
             Command::Pttl { key } => match self.live(key, now) {
                 None => Reply::Int(-2),
                 Some(Slot { expires: None, .. }) => Reply::Int(-1),
-                Some(Slot {
-                    expires: Some(t), ..
-                }) => Reply::Int(t.saturating_duration_since(now).as_millis() as i64),
+                Some(Slot { expires: Some(t), .. }) => Reply::Int(t.saturating_duration_since(now).as_millis() as i64),
             },
             Command::Blpop { key, .. } => self.pop(key, now)?.map_or(Reply::Nil, Reply::Bytes),
         })
     }
 
     fn pop(&mut self, key: &str, now: Instant) -> Result<Option<Vec<u8>>> {
-        let Some(slot) = self.live(key, now) else {
-            return Ok(None);
-        };
-        let Value::List(list) = &mut slot.value else {
-            return Err(wrong_type());
-        };
+        let Some(slot) = self.live(key, now) else { return Ok(None) };
+        let Value::List(list) = &mut slot.value else { return Err(wrong_type()) };
         let head = list.pop_front();
         if list.is_empty() {
             // An empty list does not exist, as in Redis.
@@ -162,10 +140,7 @@ impl State {
 }
 
 fn wrong_type() -> Error {
-    Error::new(
-        ErrorKind::Backend,
-        "WRONGTYPE Operation against a key holding the wrong kind of value",
-    )
+    Error::new(ErrorKind::Backend, "WRONGTYPE Operation against a key holding the wrong kind of value")
 }
 
 /// An in-process store that answers the cache's commands as Redis would.

@@ -31,8 +31,7 @@ pub trait RawCache: Send + Sync {
     fn config(&self) -> &Config;
 
     /// Stores raw bytes under `key` and `tags` (see [`Cache::set_bytes`]).
-    fn set_bytes(&self, key: &str, value: &[u8], tags: &[String], lifetime: Lifetime)
-    -> Result<()>;
+    fn set_bytes(&self, key: &str, value: &[u8], tags: &[String], lifetime: Lifetime) -> Result<()>;
 
     /// Reads raw bytes: `Ok(None)` is a miss (see [`Cache::get_bytes`]).
     fn get_bytes(&self, key: &str, tags: &[String]) -> Result<Option<Vec<u8>>>;
@@ -60,13 +59,7 @@ impl<C: Codec> RawCache for Cache<C> {
         Cache::config(self)
     }
 
-    fn set_bytes(
-        &self,
-        key: &str,
-        value: &[u8],
-        tags: &[String],
-        lifetime: Lifetime,
-    ) -> Result<()> {
+    fn set_bytes(&self, key: &str, value: &[u8], tags: &[String], lifetime: Lifetime) -> Result<()> {
         Cache::set_bytes(self, key, value, tags, lifetime)
     }
 

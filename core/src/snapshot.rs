@@ -77,10 +77,8 @@ impl TagMemo {
     fn recall(&self, names: &[&str], layout: &Layout) -> (Vec<String>, Vec<Option<Vec<u8>>>) {
         {
             let map = self.tags.read().unwrap_or_else(PoisonError::into_inner);
-            let known: Option<Vec<(String, Option<Vec<u8>>)>> = names
-                .iter()
-                .map(|name| map.get(*name).map(|r| (r.key.clone(), r.value.clone())))
-                .collect();
+            let known: Option<Vec<(String, Option<Vec<u8>>)>> =
+                names.iter().map(|name| map.get(*name).map(|r| (r.key.clone(), r.value.clone()))).collect();
             if let Some(known) = known {
                 return known.into_iter().unzip();
             }
@@ -90,13 +88,7 @@ impl TagMemo {
         for (name, key) in names.iter().zip(&keys) {
             if !map.contains_key(*name) {
                 Self::make_room(&mut map);
-                map.insert(
-                    (*name).to_owned(),
-                    Remembered {
-                        key: key.clone(),
-                        value: None,
-                    },
-                );
+                map.insert((*name).to_owned(), Remembered { key: key.clone(), value: None });
             }
         }
         (keys, vec![None; names.len()])
@@ -114,13 +106,7 @@ impl TagMemo {
                 }
                 None => {
                     Self::make_room(&mut map);
-                    map.insert(
-                        (*name).to_owned(),
-                        Remembered {
-                            key: key.clone(),
-                            value: value.cloned(),
-                        },
-                    );
+                    map.insert((*name).to_owned(), Remembered { key: key.clone(), value: value.cloned() });
                 }
             }
         }
@@ -162,11 +148,7 @@ pub(crate) struct Snapshotted {
 impl Snapshotted {
     /// The reply of a confirmed command; `None` when unconfirmed.
     pub(crate) fn confirmed_reply(self) -> Option<Reply> {
-        if self.confirmed {
-            self.entry.map(|(_, reply)| reply)
-        } else {
-            None
-        }
+        if self.confirmed { self.entry.map(|(_, reply)| reply) } else { None }
     }
 }
 
@@ -215,12 +197,9 @@ impl<'a> Snapshot<'a> {
         let key = self.inner.layout.storage_key(self.key, hash);
         match &self.access {
             Access::Get => Command::Get { key },
-            Access::Set { value, expire_ms } => Command::Set {
-                key,
-                value: value.clone(),
-                expire_ms: *expire_ms,
-                nx: false,
-            },
+            Access::Set { value, expire_ms } => {
+                Command::Set { key, value: value.clone(), expire_ms: *expire_ms, nx: false }
+            }
             Access::Del => Command::Del { keys: vec![key] },
         }
     }
@@ -238,24 +217,14 @@ impl<'a> Snapshot<'a> {
         if missing.is_empty() {
             let values: Vec<&Vec<u8>> = self.values.iter().flatten().collect();
             let hash = metadata_hash(&values);
-            let commands = vec![
-                self.entry_command(&hash),
-                Command::Mget {
-                    keys: self.keys.clone(),
-                },
-            ];
+            let commands = vec![self.entry_command(&hash), Command::Mget { keys: self.keys.clone() }];
             self.state = State::Entry(hash);
             return Ok(Step::Send(commands));
         }
         if self.creations == CREATE_ATTEMPTS {
             // Tag keys vanish as fast as they are made: an eviction storm, read as an invalidation.
-            tracing::warn!(
-                "tag keys keep vanishing (is Redis evicting them?); operation unconfirmed"
-            );
-            return Ok(Step::Done(Snapshotted {
-                entry: None,
-                confirmed: false,
-            }));
+            tracing::warn!("tag keys keep vanishing (is Redis evicting them?); operation unconfirmed");
+            return Ok(Step::Done(Snapshotted { entry: None, confirmed: false }));
         }
         self.creations += 1;
         // `SET NX` then `GET`: concurrent first users all adopt whichever value won.
@@ -263,12 +232,7 @@ impl<'a> Snapshot<'a> {
         let mut commands = Vec::with_capacity(missing.len() * 2);
         for &i in &missing {
             let key = self.keys[i].clone();
-            commands.push(Command::Set {
-                key: key.clone(),
-                value: random_bytes()?.to_vec(),
-                expire_ms,
-                nx: true,
-            });
+            commands.push(Command::Set { key: key.clone(), value: random_bytes()?.to_vec(), expire_ms, nx: true });
             commands.push(Command::Get { key });
         }
         self.state = State::Create(missing);
@@ -276,11 +240,7 @@ impl<'a> Snapshot<'a> {
     }
 
     fn remember(&self, values: &[Option<Vec<u8>>]) {
-        self.inner.memo.remember(
-            &self.names,
-            &self.keys,
-            &values.iter().map(Option::as_ref).collect::<Vec<_>>(),
-        );
+        self.inner.memo.remember(&self.names, &self.keys, &values.iter().map(Option::as_ref).collect::<Vec<_>>());
     }
 }
 
@@ -300,18 +260,15 @@ impl Op for Snapshot<'_> {
             return self.proceed();
         }
         self.state = State::Read;
-        Ok(Step::Send(vec![Command::Mget {
-            keys: self.keys.clone(),
-        }]))
+        Ok(Step::Send(vec![Command::Mget { keys: self.keys.clone() }]))
     }
 
     fn resume(&mut self, replies: Vec<Reply>, _now: Instant) -> Result<Step<Snapshotted>> {
         let mut replies = replies.into_iter();
         match std::mem::replace(&mut self.state, State::Read) {
-            State::Disabled => Ok(Step::Done(Snapshotted {
-                entry: Some((String::new(), next(&mut replies)?)),
-                confirmed: true,
-            })),
+            State::Disabled => {
+                Ok(Step::Done(Snapshotted { entry: Some((String::new(), next(&mut replies)?)), confirmed: true }))
+            }
             State::Read => {
                 self.values = array(next(&mut replies)?);
                 if self.values.iter().all(Option::is_some) {
@@ -338,29 +295,16 @@ impl Op for Snapshot<'_> {
             State::Entry(hash) => {
                 let reply = next(&mut replies)?;
                 let current = array(next(&mut replies)?);
-                if current
-                    .iter()
-                    .zip(&self.values)
-                    .all(|(now, seen)| now.is_some() && now == seen)
-                {
-                    return Ok(Step::Done(Snapshotted {
-                        entry: Some((hash, reply)),
-                        confirmed: true,
-                    }));
+                if current.iter().zip(&self.values).all(|(now, seen)| now.is_some() && now == seen) {
+                    return Ok(Step::Done(Snapshotted { entry: Some((hash, reply)), confirmed: true }));
                 }
                 // A tag changed (or vanished) since we last saw it: go on from what Redis holds now.
                 self.remember(&current);
                 self.values = current;
                 self.attempts += 1;
                 if self.attempts == ATTEMPTS {
-                    tracing::debug!(
-                        key = self.key,
-                        "tags kept changing during the operation; it ends unconfirmed"
-                    );
-                    return Ok(Step::Done(Snapshotted {
-                        entry: Some((hash, reply)),
-                        confirmed: false,
-                    }));
+                    tracing::debug!(key = self.key, "tags kept changing during the operation; it ends unconfirmed");
+                    return Ok(Step::Done(Snapshotted { entry: Some((hash, reply)), confirmed: false }));
                 }
                 self.proceed()
             }

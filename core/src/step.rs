@@ -67,20 +67,13 @@ pub(crate) fn drive<O: Op>(backend: &dyn Backend, mut op: O) -> Result<O::Output
 /// ```
 pub(crate) fn check_replies(commands: &[Command], replies: &[Reply]) -> Result<()> {
     if commands.len() != replies.len() {
-        return Err(protocol(format!(
-            "{} replies to {} commands",
-            replies.len(),
-            commands.len()
-        )));
+        return Err(protocol(format!("{} replies to {} commands", replies.len(), commands.len())));
     }
     for (command, reply) in commands.iter().zip(replies) {
         let fits = match (command, reply) {
             (Command::Get { .. } | Command::Blpop { .. }, Reply::Bytes(_) | Reply::Nil) => true,
             (Command::Mget { keys }, Reply::Array(items)) => {
-                items.len() == keys.len()
-                    && items
-                        .iter()
-                        .all(|i| matches!(i, Reply::Bytes(_) | Reply::Nil))
+                items.len() == keys.len() && items.iter().all(|i| matches!(i, Reply::Bytes(_) | Reply::Nil))
             }
             (Command::Set { .. }, Reply::Ok) => true,
             (Command::Set { nx, .. }, Reply::Nil) => *nx,
@@ -95,10 +88,7 @@ pub(crate) fn check_replies(commands: &[Command], replies: &[Reply]) -> Result<(
             _ => false,
         };
         if !fits {
-            return Err(protocol(format!(
-                "{reply:?} is not a reply to {}",
-                command_name(command)
-            )));
+            return Err(protocol(format!("{reply:?} is not a reply to {}", command_name(command))));
         }
     }
     Ok(())
@@ -122,10 +112,7 @@ fn command_name(command: &Command) -> &'static str {
 
 /// An error for a backend that broke the reply contract.
 pub(crate) fn protocol(message: impl std::fmt::Display) -> Error {
-    Error::new(
-        ErrorKind::Protocol,
-        format!("the backend broke the reply contract: {message}"),
-    )
+    Error::new(ErrorKind::Protocol, format!("the backend broke the reply contract: {message}"))
 }
 
 /// Takes the next reply of a checked batch (a missing one is a protocol error,
@@ -163,30 +150,12 @@ mod tests {
 
     #[test]
     fn the_contract_rejects_wrong_counts_and_wrong_kinds() {
-        let set_nx = Command::Set {
-            key: "l".into(),
-            value: vec![],
-            expire_ms: None,
-            nx: true,
-        };
-        let set = Command::Set {
-            key: "k".into(),
-            value: vec![],
-            expire_ms: None,
-            nx: false,
-        };
+        let set_nx = Command::Set { key: "l".into(), value: vec![], expire_ms: None, nx: true };
+        let set = Command::Set { key: "k".into(), value: vec![], expire_ms: None, nx: false };
         let get = Command::Get { key: "k".into() };
-        let mget = Command::Mget {
-            keys: vec!["a".into(), "b".into()],
-        };
-        let blpop = Command::Blpop {
-            key: "w".into(),
-            timeout: Duration::from_millis(1),
-        };
-        let del = Command::DelIfEq {
-            key: "l".into(),
-            value: vec![],
-        };
+        let mget = Command::Mget { keys: vec!["a".into(), "b".into()] };
+        let blpop = Command::Blpop { key: "w".into(), timeout: Duration::from_millis(1) };
+        let del = Command::DelIfEq { key: "l".into(), value: vec![] };
         assert!(check_replies(std::slice::from_ref(&set_nx), &[Reply::Nil]).is_ok());
         assert!(check_replies(std::slice::from_ref(&set_nx), &[Reply::Ok]).is_ok());
         // The component's old bug: an `int` answer to the lock's SET NX read as "locked".
@@ -201,29 +170,10 @@ mod tests {
         assert!(check_replies(std::slice::from_ref(&get), &[Reply::Int(0)]).is_err());
         assert!(check_replies(std::slice::from_ref(&get), &[]).is_err());
         assert!(check_replies(std::slice::from_ref(&get), &[Reply::Nil, Reply::Nil]).is_err());
+        assert!(check_replies(std::slice::from_ref(&mget), &[Reply::Array(vec![Reply::Nil])]).is_err());
+        assert!(check_replies(std::slice::from_ref(&mget), &[Reply::Array(vec![Reply::Nil, Reply::Int(1)])]).is_err());
         assert!(
-            check_replies(
-                std::slice::from_ref(&mget),
-                &[Reply::Array(vec![Reply::Nil])]
-            )
-            .is_err()
-        );
-        assert!(
-            check_replies(
-                std::slice::from_ref(&mget),
-                &[Reply::Array(vec![Reply::Nil, Reply::Int(1)])]
-            )
-            .is_err()
-        );
-        assert!(
-            check_replies(
-                &[mget, blpop],
-                &[
-                    Reply::Array(vec![Reply::Nil, Reply::Bytes(vec![1])]),
-                    Reply::Nil
-                ]
-            )
-            .is_ok()
+            check_replies(&[mget, blpop], &[Reply::Array(vec![Reply::Nil, Reply::Bytes(vec![1])]), Reply::Nil]).is_ok()
         );
         assert!(check_replies(std::slice::from_ref(&del), &[Reply::Ok]).is_err());
     }

@@ -32,10 +32,7 @@ static EMPTY: u8 = 0;
 impl rtc_bytes {
     /// Borrows `b` for C; an empty slice gets a valid non-NULL pointer.
     pub(crate) fn of(b: &[u8]) -> Self {
-        rtc_bytes {
-            data: data_ptr(b),
-            len: b.len(),
-        }
+        rtc_bytes { data: data_ptr(b), len: b.len() }
     }
 }
 
@@ -57,10 +54,7 @@ pub(crate) fn guard(body: impl FnOnce() -> Outcome) -> rtc_result {
             failure.code
         }
         Err(payload) => {
-            set_last_error(&format!(
-                "rtc panicked (a bug in rtc, please report it): {}",
-                panic_message(&payload)
-            ));
+            set_last_error(&format!("rtc panicked (a bug in rtc, please report it): {}", panic_message(&payload)));
             rtc_result::Panic
         }
     }
@@ -69,10 +63,7 @@ pub(crate) fn guard(body: impl FnOnce() -> Outcome) -> rtc_result {
 /// Runs `body` for a function that returns no code: a panic returns `fallback`.
 pub(crate) fn guard_or<T>(fallback: T, body: impl FnOnce() -> T) -> T {
     catch_unwind(AssertUnwindSafe(body)).unwrap_or_else(|payload| {
-        set_last_error(&format!(
-            "rtc panicked (a bug in rtc, please report it): {}",
-            panic_message(&payload)
-        ));
+        set_last_error(&format!("rtc panicked (a bug in rtc, please report it): {}", panic_message(&payload)));
         fallback
     })
 }
@@ -119,34 +110,22 @@ impl<T> Out<T> {
 /// # Safety
 /// `ptr` is NULL or valid for writes until the [`Out`] is used.
 pub(crate) unsafe fn out<T>(ptr: *mut T, what: &str) -> Result<Out<T>, Failure> {
-    std::ptr::NonNull::new(ptr)
-        .map(Out)
-        .ok_or_else(|| Failure::null(what))
+    std::ptr::NonNull::new(ptr).map(Out).ok_or_else(|| Failure::null(what))
 }
 
 /// Borrows `len` bytes at `ptr`. NULL is accepted only with `len == 0`.
 ///
 /// # Safety
 /// `ptr` is NULL or points to `len` readable bytes that live for `'a`.
-pub(crate) unsafe fn bytes<'a>(
-    ptr: *const u8,
-    len: usize,
-    what: impl std::fmt::Display,
-) -> Result<&'a [u8], Failure> {
+pub(crate) unsafe fn bytes<'a>(ptr: *const u8, len: usize, what: impl std::fmt::Display) -> Result<&'a [u8], Failure> {
     if len == 0 {
         return Ok(&[]);
     }
     if ptr.is_null() {
-        return Err(Failure::new(
-            rtc_result::NullParameter,
-            format!("{what} is NULL with a length of {len}"),
-        ));
+        return Err(Failure::new(rtc_result::NullParameter, format!("{what} is NULL with a length of {len}")));
     }
     if len > isize::MAX as usize {
-        return Err(Failure::new(
-            rtc_result::InvalidArgument,
-            format!("{what} has an impossible length ({len})"),
-        ));
+        return Err(Failure::new(rtc_result::InvalidArgument, format!("{what} has an impossible length ({len})")));
     }
     // SAFETY: non-NULL, length checked against isize::MAX, and the caller
     // promises `len` readable bytes.
@@ -157,19 +136,10 @@ pub(crate) unsafe fn bytes<'a>(
 ///
 /// # Safety
 /// As [`bytes`].
-pub(crate) unsafe fn text<'a>(
-    ptr: *const u8,
-    len: usize,
-    what: impl std::fmt::Display,
-) -> Result<&'a str, Failure> {
+pub(crate) unsafe fn text<'a>(ptr: *const u8, len: usize, what: impl std::fmt::Display) -> Result<&'a str, Failure> {
     // SAFETY: forwarded.
     let b = unsafe { bytes(ptr, len, &what) }?;
-    std::str::from_utf8(b).map_err(|e| {
-        Failure::new(
-            rtc_result::InvalidUtf8,
-            format!("{what} is not valid UTF-8: {e}"),
-        )
-    })
+    std::str::from_utf8(b).map_err(|e| Failure::new(rtc_result::InvalidUtf8, format!("{what} is not valid UTF-8: {e}")))
 }
 
 /// Borrows a NUL-terminated string as UTF-8 text.
@@ -182,22 +152,14 @@ pub(crate) unsafe fn c_text<'a>(ptr: *const c_char, what: &str) -> Result<&'a st
     }
     // SAFETY: non-NULL, and the caller promises a NUL-terminated string.
     let s = unsafe { CStr::from_ptr(ptr) };
-    s.to_str().map_err(|e| {
-        Failure::new(
-            rtc_result::InvalidUtf8,
-            format!("{what} is not valid UTF-8: {e}"),
-        )
-    })
+    s.to_str().map_err(|e| Failure::new(rtc_result::InvalidUtf8, format!("{what} is not valid UTF-8: {e}")))
 }
 
 /// Like [`c_text`], but NULL reads as `None`.
 ///
 /// # Safety
 /// As [`c_text`].
-pub(crate) unsafe fn c_text_opt<'a>(
-    ptr: *const c_char,
-    what: &str,
-) -> Result<Option<&'a str>, Failure> {
+pub(crate) unsafe fn c_text_opt<'a>(ptr: *const c_char, what: &str) -> Result<Option<&'a str>, Failure> {
     if ptr.is_null() {
         return Ok(None);
     }
@@ -214,16 +176,10 @@ pub(crate) unsafe fn tags<'a>(ptr: *const rtc_bytes, len: usize) -> Result<Vec<&
         return Ok(Vec::new());
     }
     if ptr.is_null() {
-        return Err(Failure::new(
-            rtc_result::NullParameter,
-            format!("tags is NULL with a length of {len}"),
-        ));
+        return Err(Failure::new(rtc_result::NullParameter, format!("tags is NULL with a length of {len}")));
     }
     if len > isize::MAX as usize / size_of::<rtc_bytes>() {
-        return Err(Failure::new(
-            rtc_result::InvalidArgument,
-            format!("tags has an impossible length ({len})"),
-        ));
+        return Err(Failure::new(rtc_result::InvalidArgument, format!("tags has an impossible length ({len})")));
     }
     // SAFETY: non-NULL, bounded length, and the caller promises `len` entries.
     let list = unsafe { std::slice::from_raw_parts(ptr, len) };
@@ -274,23 +230,11 @@ mod tests {
         // SAFETY: only NULL or valid pointers are passed.
         unsafe {
             assert!(bytes(std::ptr::null(), 0, "v").is_ok_and(<[u8]>::is_empty));
-            assert_eq!(
-                code(bytes(std::ptr::null(), 3, "v")),
-                Some(rtc_result::NullParameter)
-            );
+            assert_eq!(code(bytes(std::ptr::null(), 3, "v")), Some(rtc_result::NullParameter));
             let b = [0xffu8, 0xfe];
-            assert_eq!(
-                code(text(b.as_ptr(), 2, "key")),
-                Some(rtc_result::InvalidUtf8)
-            );
-            assert_eq!(
-                code(bytes(b.as_ptr(), usize::MAX, "v")),
-                Some(rtc_result::InvalidArgument)
-            );
-            assert_eq!(
-                code(c_text(std::ptr::null(), "host")),
-                Some(rtc_result::NullParameter)
-            );
+            assert_eq!(code(text(b.as_ptr(), 2, "key")), Some(rtc_result::InvalidUtf8));
+            assert_eq!(code(bytes(b.as_ptr(), usize::MAX, "v")), Some(rtc_result::InvalidArgument));
+            assert_eq!(code(c_text(std::ptr::null(), "host")), Some(rtc_result::NullParameter));
             assert_eq!(c_text_opt(std::ptr::null(), "url").ok(), Some(None));
         }
     }

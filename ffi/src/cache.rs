@@ -7,8 +7,8 @@ use std::time::Duration;
 use rtc_core::{Cache, Config, Lifetime};
 
 use crate::boundary::{
-    bytes, c_text, c_text_opt, data_ptr, free_handle, guard, guard_or, handle, handle_mut,
-    into_handle, out, rtc_bytes, tags, text,
+    bytes, c_text, c_text_opt, data_ptr, free_handle, guard, guard_or, handle, handle_mut, into_handle, out, rtc_bytes,
+    tags, text,
 };
 use crate::error::{Failure, rtc_result};
 use crate::hook::{HookFn, call_hook};
@@ -28,9 +28,7 @@ pub(crate) fn lifetime(value: i64) -> Result<Lifetime, Failure> {
         n if n > 0 => Ok(Lifetime::Seconds(n.unsigned_abs())),
         n => Err(Failure::new(
             rtc_result::InvalidArgument,
-            format!(
-                "lifetime {n} is invalid: use RTC_LIFETIME_DEFAULT, RTC_LIFETIME_FOREVER or a number of seconds"
-            ),
+            format!("lifetime {n} is invalid: use RTC_LIFETIME_DEFAULT, RTC_LIFETIME_FOREVER or a number of seconds"),
         )),
     }
 }
@@ -74,12 +72,7 @@ pub struct rtc_value {
 /// Returns NULL only if rtc failed internally.
 #[unsafe(no_mangle)]
 pub extern "C" fn rtc_cache_builder_new() -> *mut rtc_cache_builder {
-    guard_or(std::ptr::null_mut(), || {
-        into_handle(rtc_cache_builder {
-            config: Config::default(),
-            hook: None,
-        })
-    })
+    guard_or(std::ptr::null_mut(), || into_handle(rtc_cache_builder { config: Config::default(), hook: None }))
 }
 
 /// Frees a builder. NULL is a no-op. Caches built from it are not affected.
@@ -107,10 +100,7 @@ fn with_builder(
 ///
 /// Errors: RTC_RESULT_NULL_PARAMETER, RTC_RESULT_INVALID_UTF8.
 #[unsafe(no_mangle)]
-pub extern "C" fn rtc_cache_builder_set_namespace(
-    builder: *mut rtc_cache_builder,
-    name: *const c_char,
-) -> rtc_result {
+pub extern "C" fn rtc_cache_builder_set_namespace(builder: *mut rtc_cache_builder, name: *const c_char) -> rtc_result {
     with_builder(builder, |b| {
         // SAFETY: the caller passes NULL or a NUL-terminated string.
         b.config.namespace = unsafe { c_text(name, "name") }?.to_owned();
@@ -123,10 +113,7 @@ pub extern "C" fn rtc_cache_builder_set_namespace(
 ///
 /// Errors: RTC_RESULT_NULL_PARAMETER, RTC_RESULT_INVALID_UTF8.
 #[unsafe(no_mangle)]
-pub extern "C" fn rtc_cache_builder_set_host(
-    builder: *mut rtc_cache_builder,
-    host: *const c_char,
-) -> rtc_result {
+pub extern "C" fn rtc_cache_builder_set_host(builder: *mut rtc_cache_builder, host: *const c_char) -> rtc_result {
     with_builder(builder, |b| {
         // SAFETY: the caller passes NULL or a NUL-terminated string.
         b.config.host = unsafe { c_text(host, "host") }?.to_owned();
@@ -138,10 +125,7 @@ pub extern "C" fn rtc_cache_builder_set_host(
 ///
 /// Errors: RTC_RESULT_NULL_PARAMETER.
 #[unsafe(no_mangle)]
-pub extern "C" fn rtc_cache_builder_set_port(
-    builder: *mut rtc_cache_builder,
-    port: u16,
-) -> rtc_result {
+pub extern "C" fn rtc_cache_builder_set_port(builder: *mut rtc_cache_builder, port: u16) -> rtc_result {
     with_builder(builder, |b| {
         b.config.port = port;
         Ok(())
@@ -164,10 +148,7 @@ pub extern "C" fn rtc_cache_builder_set_db(builder: *mut rtc_cache_builder, db: 
 ///
 /// Errors: RTC_RESULT_NULL_PARAMETER.
 #[unsafe(no_mangle)]
-pub extern "C" fn rtc_cache_builder_set_ssl(
-    builder: *mut rtc_cache_builder,
-    ssl: bool,
-) -> rtc_result {
+pub extern "C" fn rtc_cache_builder_set_ssl(builder: *mut rtc_cache_builder, ssl: bool) -> rtc_result {
     with_builder(builder, |b| {
         b.config.ssl = ssl;
         Ok(())
@@ -213,10 +194,7 @@ pub extern "C" fn rtc_cache_builder_set_password(
 ///
 /// Errors: RTC_RESULT_NULL_PARAMETER (builder), RTC_RESULT_INVALID_UTF8.
 #[unsafe(no_mangle)]
-pub extern "C" fn rtc_cache_builder_set_url(
-    builder: *mut rtc_cache_builder,
-    url: *const c_char,
-) -> rtc_result {
+pub extern "C" fn rtc_cache_builder_set_url(builder: *mut rtc_cache_builder, url: *const c_char) -> rtc_result {
     with_builder(builder, |b| {
         // SAFETY: the caller passes NULL or a NUL-terminated string.
         b.config.url = unsafe { c_text_opt(url, "url") }?.map(str::to_owned);
@@ -298,10 +276,7 @@ pub extern "C" fn rtc_cache_builder_set_socket_connect_timeout_ms(
 ///
 /// Errors: RTC_RESULT_NULL_PARAMETER.
 #[unsafe(no_mangle)]
-pub extern "C" fn rtc_cache_builder_set_default_lifetime(
-    builder: *mut rtc_cache_builder,
-    seconds: u64,
-) -> rtc_result {
+pub extern "C" fn rtc_cache_builder_set_default_lifetime(builder: *mut rtc_cache_builder, seconds: u64) -> rtc_result {
     with_builder(builder, |b| {
         b.config.default_lifetime = (seconds > 0).then_some(seconds);
         Ok(())
@@ -314,10 +289,7 @@ pub extern "C" fn rtc_cache_builder_set_default_lifetime(
 ///
 /// Errors: RTC_RESULT_NULL_PARAMETER.
 #[unsafe(no_mangle)]
-pub extern "C" fn rtc_cache_builder_set_lifetime_for_tags(
-    builder: *mut rtc_cache_builder,
-    seconds: u64,
-) -> rtc_result {
+pub extern "C" fn rtc_cache_builder_set_lifetime_for_tags(builder: *mut rtc_cache_builder, seconds: u64) -> rtc_result {
     with_builder(builder, |b| {
         b.config.lifetime_for_tags = (seconds > 0).then_some(seconds);
         Ok(())
@@ -329,10 +301,7 @@ pub extern "C" fn rtc_cache_builder_set_lifetime_for_tags(
 ///
 /// Errors: RTC_RESULT_NULL_PARAMETER.
 #[unsafe(no_mangle)]
-pub extern "C" fn rtc_cache_builder_set_disabled(
-    builder: *mut rtc_cache_builder,
-    disabled: bool,
-) -> rtc_result {
+pub extern "C" fn rtc_cache_builder_set_disabled(builder: *mut rtc_cache_builder, disabled: bool) -> rtc_result {
     with_builder(builder, |b| {
         b.config.disabled = disabled;
         Ok(())
@@ -401,10 +370,7 @@ pub extern "C" fn rtc_cache_builder_set_hook(
 /// Errors: RTC_RESULT_NULL_PARAMETER, RTC_RESULT_INVALID_ARGUMENT (an unusable
 /// URL or address); `*cache_out` is then left untouched.
 #[unsafe(no_mangle)]
-pub extern "C" fn rtc_cache_new(
-    builder: *const rtc_cache_builder,
-    cache_out: *mut *mut rtc_cache,
-) -> rtc_result {
+pub extern "C" fn rtc_cache_new(builder: *const rtc_cache_builder, cache_out: *mut *mut rtc_cache) -> rtc_result {
     guard(|| {
         // SAFETY: the caller passes NULL or a live builder.
         let b = unsafe { handle(builder, "builder") }?;
@@ -414,12 +380,9 @@ pub extern "C" fn rtc_cache_new(
         if let Some((f, userdata)) = b.hook {
             // SAFETY: the caller of rtc_cache_builder_set_hook promised a
             // thread-safe hook and a userdata that outlives the cache.
-            cache =
-                cache.hook(move |event| unsafe { call_hook(f, userdata as *mut c_void, event) });
+            cache = cache.hook(move |event| unsafe { call_hook(f, userdata as *mut c_void, event) });
         }
-        out.put(into_handle(rtc_cache {
-            cache: cache.build()?,
-        }));
+        out.put(into_handle(rtc_cache { cache: cache.build()? }));
         Ok(rtc_result::Ok)
     })
 }
@@ -545,11 +508,7 @@ pub extern "C" fn rtc_cache_delete(
 ///
 /// Errors: RTC_RESULT_NULL_PARAMETER, RTC_RESULT_INVALID_UTF8, and Redis errors.
 #[unsafe(no_mangle)]
-pub extern "C" fn rtc_cache_invalidate(
-    cache: *const rtc_cache,
-    tags: *const rtc_bytes,
-    tags_len: usize,
-) -> rtc_result {
+pub extern "C" fn rtc_cache_invalidate(cache: *const rtc_cache, tags: *const rtc_bytes, tags_len: usize) -> rtc_result {
     guard(|| {
         let cache = cache_ref(cache)?;
         // SAFETY: the caller passes an array valid for its length.

@@ -8,8 +8,7 @@ use std::time::Duration;
 use rtc_core::{Cache, ComputeOptions, FunctionId, GetOrLock, Ticket};
 
 use crate::boundary::{
-    bytes, c_text, free_handle, guard, guard_or, handle, handle_mut, into_handle, out, rtc_bytes,
-    tags, text,
+    bytes, c_text, free_handle, guard, guard_or, handle, handle_mut, into_handle, out, rtc_bytes, tags, text,
 };
 use crate::cache::{cache_ref, lifetime, rtc_cache, rtc_value};
 use crate::error::{Failure, rtc_result};
@@ -54,8 +53,7 @@ pub struct rtc_ticket {
 /// return value means the computation failed: nothing is stored, the lock is
 /// released, and rtc_cache_get_or_compute returns RTC_RESULT_COMPUTE_FAILED.
 #[allow(non_camel_case_types)]
-pub type rtc_compute_callback =
-    Option<unsafe extern "C" fn(userdata: *mut c_void, output: *mut rtc_output) -> c_int>;
+pub type rtc_compute_callback = Option<unsafe extern "C" fn(userdata: *mut c_void, output: *mut rtc_output) -> c_int>;
 
 /// A `serde` view of C bytes as one CBOR byte string.
 struct ByteString<'a>(&'a [u8]);
@@ -127,10 +125,7 @@ pub extern "C" fn rtc_compute_options_new_call(
         let arguments = unsafe { bytes(arguments, arguments_len, "arguments") }?;
         let out = unsafe { out(options_out, "options_out") }?;
         let id = FunctionId::new(module, type_name, function);
-        out.put(into_handle(new_options(ComputeOptions::call(
-            id,
-            &ByteString(arguments),
-        )?)));
+        out.put(into_handle(new_options(ComputeOptions::call(id, &ByteString(arguments))?)));
         Ok(rtc_result::Ok)
     })
 }
@@ -172,10 +167,7 @@ pub extern "C" fn rtc_compute_options_set_tags(
 ) -> rtc_result {
     with_options(options, |o| {
         // SAFETY: the caller passes an array valid for its length.
-        let tags: Vec<String> = unsafe { self::tags(tags, tags_len) }?
-            .into_iter()
-            .map(str::to_owned)
-            .collect();
+        let tags: Vec<String> = unsafe { self::tags(tags, tags_len) }?.into_iter().map(str::to_owned).collect();
         update(o, |c| c.tags(&tags));
         Ok(())
     })
@@ -186,10 +178,7 @@ pub extern "C" fn rtc_compute_options_set_tags(
 ///
 /// Errors: RTC_RESULT_NULL_PARAMETER, RTC_RESULT_INVALID_ARGUMENT.
 #[unsafe(no_mangle)]
-pub extern "C" fn rtc_compute_options_set_lifetime(
-    options: *mut rtc_compute_options,
-    lifetime: i64,
-) -> rtc_result {
+pub extern "C" fn rtc_compute_options_set_lifetime(options: *mut rtc_compute_options, lifetime: i64) -> rtc_result {
     with_options(options, |o| {
         let lifetime = self::lifetime(lifetime)?;
         update(o, |c| c.lifetime(lifetime));
@@ -203,10 +192,7 @@ pub extern "C" fn rtc_compute_options_set_lifetime(
 ///
 /// Errors: RTC_RESULT_NULL_PARAMETER.
 #[unsafe(no_mangle)]
-pub extern "C" fn rtc_compute_options_set_lock(
-    options: *mut rtc_compute_options,
-    lock: bool,
-) -> rtc_result {
+pub extern "C" fn rtc_compute_options_set_lock(options: *mut rtc_compute_options, lock: bool) -> rtc_result {
     with_options(options, |o| {
         update(o, |c| c.lock(lock));
         Ok(())
@@ -233,10 +219,7 @@ pub extern "C" fn rtc_compute_options_set_lock_timeout_ms(
 ///
 /// Errors: RTC_RESULT_NULL_PARAMETER.
 #[unsafe(no_mangle)]
-pub extern "C" fn rtc_compute_options_set_method(
-    options: *mut rtc_compute_options,
-    method: bool,
-) -> rtc_result {
+pub extern "C" fn rtc_compute_options_set_method(options: *mut rtc_compute_options, method: bool) -> rtc_result {
     with_options(options, |o| {
         update(o, |c| c.method(method));
         Ok(())
@@ -265,11 +248,7 @@ pub extern "C" fn rtc_compute_options_set_hook_userdata(
 ///
 /// Errors: RTC_RESULT_NULL_PARAMETER.
 #[unsafe(no_mangle)]
-pub extern "C" fn rtc_output_write(
-    output: *mut rtc_output,
-    data: *const u8,
-    len: usize,
-) -> rtc_result {
+pub extern "C" fn rtc_output_write(output: *mut rtc_output, data: *const u8, len: usize) -> rtc_result {
     guard(|| {
         // SAFETY: the caller passes the live output of its callback and a
         // buffer valid for its length.
@@ -364,10 +343,7 @@ pub extern "C" fn rtc_cache_get_or_lock(
                     let _ = cache.release(ticket);
                     return Err(error.into());
                 }
-                ticket_out.put(into_handle(rtc_ticket {
-                    ticket,
-                    cache: cache.clone(),
-                }));
+                ticket_out.put(into_handle(rtc_ticket { ticket, cache: cache.clone() }));
                 rtc_result::Miss
             }
         })
@@ -399,10 +375,7 @@ pub extern "C" fn rtc_cache_set_and_unlock(
             return Err(Failure::null("ticket"));
         }
         // SAFETY: non-NULL, and the caller passes a ticket from rtc, once.
-        let rtc_ticket {
-            mut ticket,
-            cache: owner,
-        } = *unsafe { Box::from_raw(ticket) };
+        let rtc_ticket { mut ticket, cache: owner } = *unsafe { Box::from_raw(ticket) };
         let checked = (|| {
             let cache = cache_ref(cache)?;
             // SAFETY: the caller passes a buffer valid for its length.
@@ -417,10 +390,7 @@ pub extern "C" fn rtc_cache_set_and_unlock(
             }
         };
         ticket.set_lifetime(lifetime);
-        match cache
-            .set_and_unlock(ticket, Ok::<_, rtc_core::Error>(value))
-            .error
-        {
+        match cache.set_and_unlock(ticket, Ok::<_, rtc_core::Error>(value)).error {
             Some(error) => Err(error.into()),
             None => Ok(rtc_result::Ok),
         }

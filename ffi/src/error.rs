@@ -94,10 +94,7 @@ pub(crate) struct Failure {
 
 impl Failure {
     pub(crate) fn new(code: rtc_result, message: impl Into<String>) -> Self {
-        Failure {
-            code,
-            message: message.into(),
-        }
+        Failure { code, message: message.into() }
     }
 
     pub(crate) fn null(what: &str) -> Self {
@@ -107,10 +104,7 @@ impl Failure {
 
 impl From<rtc_core::Error> for Failure {
     fn from(e: rtc_core::Error) -> Self {
-        Failure {
-            code: rtc_result::from_kind(e.kind()),
-            message: format!("{e} (hint: {})", e.kind().hint()),
-        }
+        Failure { code: rtc_result::from_kind(e.kind()), message: format!("{e} (hint: {})", e.kind().hint()) }
     }
 }
 
@@ -135,9 +129,7 @@ pub(crate) fn set_last_error(message: &str) {
 /// is safe to call from any thread.
 #[unsafe(no_mangle)]
 pub extern "C" fn rtc_last_error_message() -> *const c_char {
-    LAST_ERROR
-        .try_with(|last| last.borrow().as_ptr())
-        .unwrap_or(c"".as_ptr())
+    LAST_ERROR.try_with(|last| last.borrow().as_ptr()).unwrap_or(c"".as_ptr())
 }
 
 /// Returns the name of a result code as a static string, e.g.
@@ -170,10 +162,7 @@ mod tests {
             rtc_result::Panic,
         ];
         for (i, code) in all.iter().enumerate() {
-            assert_eq!(
-                *code as u32, i as u32,
-                "codes are dense and never renumbered"
-            );
+            assert_eq!(*code as u32, i as u32, "codes are dense and never renumbered");
             let name = rtc_result::name(*code as u32);
             let debug = format!("{code:?}");
             let screaming: String = debug

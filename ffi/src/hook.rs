@@ -63,8 +63,7 @@ pub struct rtc_cache_info {
 /// A hook: called with the userdata given to rtc_cache_builder_set_hook and
 /// the call's measurements. It may run on many threads at once.
 #[allow(non_camel_case_types)]
-pub type rtc_hook_callback =
-    Option<unsafe extern "C" fn(userdata: *mut c_void, info: *const rtc_cache_info)>;
+pub type rtc_hook_callback = Option<unsafe extern "C" fn(userdata: *mut c_void, info: *const rtc_cache_info)>;
 
 /// The non-NULL hook function.
 pub(crate) type HookFn = unsafe extern "C" fn(userdata: *mut c_void, info: *const rtc_cache_info);
@@ -82,26 +81,15 @@ fn c_string(s: &str) -> CString {
 /// `f` is a valid hook, and `userdata` whatever its owner promised.
 pub(crate) unsafe fn call_hook(f: HookFn, userdata: *mut c_void, event: &HookEvent<'_>) {
     let info = event.info;
-    let tags: Vec<rtc_bytes> = event
-        .tags
-        .iter()
-        .map(|t| rtc_bytes::of(t.as_bytes()))
-        .collect();
+    let tags: Vec<rtc_bytes> = event.tags.iter().map(|t| rtc_bytes::of(t.as_bytes())).collect();
     let module = c_string(&info.function.module);
     let type_name = c_string(&info.function.type_name);
     let function = c_string(&info.function.function);
     let error_message = info.error.as_ref().map(|e| c_string(&e.to_string()));
-    let call_userdata = event
-        .userdata
-        .and_then(|u| u.downcast_ref::<CallUserdata>())
-        .map_or(0, |u| u.0);
+    let call_userdata = event.userdata.and_then(|u| u.downcast_ref::<CallUserdata>()).map_or(0, |u| u.0);
     let c_info = rtc_cache_info {
         key: rtc_bytes::of(event.key.as_bytes()),
-        tags: if tags.is_empty() {
-            std::ptr::null()
-        } else {
-            tags.as_ptr()
-        },
+        tags: if tags.is_empty() { std::ptr::null() } else { tags.as_ptr() },
         tags_len: tags.len(),
         function_module: module.as_ptr(),
         function_type: type_name.as_ptr(),
@@ -115,13 +103,8 @@ pub(crate) unsafe fn call_hook(f: HookFn, userdata: *mut c_void, event: &HookEve
         lock_full_hit: info.lock_full_hit,
         lock_full_miss: info.lock_full_miss,
         serialized_size: info.serialized_size,
-        error: info
-            .error
-            .as_ref()
-            .map_or(rtc_result::Ok, |e| rtc_result::from_kind(e.kind())),
-        error_message: error_message
-            .as_ref()
-            .map_or(std::ptr::null(), |m| m.as_ptr()),
+        error: info.error.as_ref().map_or(rtc_result::Ok, |e| rtc_result::from_kind(e.kind())),
+        error_message: error_message.as_ref().map_or(std::ptr::null(), |m| m.as_ptr()),
         call_userdata: call_userdata as *mut c_void,
     };
     // SAFETY: the hook's owner promised a valid function; `c_info` and all it

@@ -8,8 +8,7 @@ use std::path::Path;
 fn committed_header_is_what_cbindgen_generates() {
     let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
     let header = crate_dir.join("../include/rtc.h");
-    let config = cbindgen::Config::from_file(crate_dir.join("cbindgen.toml"))
-        .expect("read ffi/cbindgen.toml");
+    let config = cbindgen::Config::from_file(crate_dir.join("cbindgen.toml")).expect("read ffi/cbindgen.toml");
     let bindings = cbindgen::Builder::new()
         .with_crate(crate_dir)
         .with_config(config)
@@ -41,10 +40,7 @@ fn committed_header_is_what_cbindgen_generates() {
             .lines()
             .zip(generated.lines())
             .position(|(a, b)| a != b)
-            .map_or_else(
-                || committed.lines().count().min(generated.lines().count()) + 1,
-                |i| i + 1,
-            );
+            .map_or_else(|| committed.lines().count().min(generated.lines().count()) + 1, |i| i + 1);
         panic!(
             "include/rtc.h is stale (first difference at line {line}): regenerate it with\n  \
              RTC_BLESS=1 cargo test --release -p rtc-ffi --test header\nand commit it"

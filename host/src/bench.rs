@@ -54,30 +54,16 @@ impl Server {
     fn start() -> anyhow::Result<Self> {
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let child = Process::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .map_err(|e| {
-                anyhow::anyhow!("cannot start redis-server ({e}); install it or pass --redis URL")
-            })?;
+            .map_err(|e| anyhow::anyhow!("cannot start redis-server ({e}); install it or pass --redis URL"))?;
         let url = format!("redis://127.0.0.1:{port}/");
         let deadline = Instant::now() + Duration::from_secs(10);
         let client = redis::Client::open(url.as_str())?;
         while client.get_connection().is_err() {
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "redis-server did not start on port {port}"
-            );
+            anyhow::ensure!(Instant::now() < deadline, "redis-server did not start on port {port}");
             std::thread::sleep(Duration::from_millis(10));
         }
         Ok(Server { child, url, port })
@@ -151,41 +137,28 @@ pub fn run(
 
     // The floor: plain GET and SET by the same Redis client, one connection per thread.
     let floor_key = "bench:plain";
-    let _: () = redis::cmd("SET")
-        .arg(floor_key)
-        .arg(&value)
-        .query(&mut admin)?;
+    let _: () = redis::cmd("SET").arg(floor_key).arg(&value).query(&mut admin)?;
 
     let mut rows: Vec<Value> = Vec::new();
     let mut c_trips: BTreeMap<String, f64> = BTreeMap::new();
     let mut c_peak_rss_kib: Option<u64> = None;
     for &threads in &options.threads {
-        let conns: Vec<std::sync::Mutex<redis::Connection>> = (0..threads)
-            .map(|_| client.get_connection().map(std::sync::Mutex::new))
-            .collect::<Result<_, _>>()?;
+        let conns: Vec<std::sync::Mutex<redis::Connection>> =
+            (0..threads).map(|_| client.get_connection().map(std::sync::Mutex::new)).collect::<Result<_, _>>()?;
         let mut workloads: Vec<(String, Op<'_>)> = vec![
             (
                 "plain GET".into(),
                 Box::new(|t, _| {
-                    let mut c = conns[t]
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
-                    let _: Option<Vec<u8>> = redis::cmd("GET")
-                        .arg(floor_key)
-                        .query(&mut *c)
-                        .unwrap_or(None);
+                    let mut c = conns[t].lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    let _: Option<Vec<u8>> = redis::cmd("GET").arg(floor_key).query(&mut *c).unwrap_or(None);
                 }),
             ),
             (
                 "plain SET".into(),
                 Box::new(|t, i| {
-                    let mut c = conns[t]
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
-                    let _: Result<(), _> = redis::cmd("SET")
-                        .arg(format!("bench:plain:{t}:{i}"))
-                        .arg(&value)
-                        .query(&mut *c);
+                    let mut c = conns[t].lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    let _: Result<(), _> =
+                        redis::cmd("SET").arg(format!("bench:plain:{t}:{i}")).arg(&value).query(&mut *c);
                 }),
             ),
         ];
@@ -197,12 +170,7 @@ pub fn run(
             workloads.push((
                 format!("{name} set"),
                 Box::new(move |t, i| {
-                    let _ = engine.set_bytes(
-                        &format!("bench:set:{t}:{i}"),
-                        value,
-                        tags,
-                        Lifetime::Default,
-                    );
+                    let _ = engine.set_bytes(&format!("bench:set:{t}:{i}"), value, tags, Lifetime::Default);
                 }),
             ));
             workloads.push((
@@ -233,13 +201,7 @@ pub fn run(
         // The C library (ffi/bench/bench.c linked against librtc.a, its threads
         // sharing one rtc_cache): one of its rounds after each round above, so
         // the C/native ratios come from the same conditions.
-        let mut c_leg = crate::bench_c::start(
-            &url,
-            &options.namespace,
-            options.ops,
-            options.block,
-            threads,
-        )?;
+        let mut c_leg = crate::bench_c::start(&url, &options.namespace, options.ops, options.block, threads)?;
         let mut c_status = Ok(());
         let samples = measure(&workloads, threads, options.ops, options.block, &mut || {
             if c_status.is_ok() {
@@ -280,6 +242,15 @@ pub fn run(
             rows.push(row);
         }
     }
+    // The async API beside the sync one, in the same run (1 and 64 tasks).
+    let floor = rows
+        .iter()
+        .find(|r| r["workload"] == "plain GET" && r["threads"] == 1)
+        .or_else(|| rows.iter().find(|r| r["workload"] == "plain GET"))
+        .and_then(|r| r["ops_per_s"].as_f64())
+        .unwrap_or(1.0);
+    eprintln!("bench: the async API (1 and 64 tasks)");
+    rows.extend(crate::bench_async::rows(&url, &options.namespace, options.ops, &value, &tags, floor)?);
     report["results"] = Value::Array(rows);
     report["peak_rss_kib_c"] = json!(c_peak_rss_kib);
 
@@ -299,8 +270,7 @@ pub fn run(
         trips.insert(
             format!("{name} set"),
             count(&mut admin, &|i| {
-                let _ =
-                    engine.set_bytes(&format!("bench:rt:{i}"), &value, &tags, Lifetime::Default);
+                let _ = engine.set_bytes(&format!("bench:rt:{i}"), &value, &tags, Lifetime::Default);
             })?,
         );
         trips.insert(
@@ -334,11 +304,7 @@ pub fn run(
     // sizes populated first, then measured interleaved, so they share conditions.
     let mut series = Vec::new();
     if let Some((name, engine)) = engines.first() {
-        let tags_by_size: Vec<String> = options
-            .entries
-            .iter()
-            .map(|n| format!("bench:scale:{n}"))
-            .collect();
+        let tags_by_size: Vec<String> = options.entries.iter().map(|n| format!("bench:scale:{n}")).collect();
         for (&entries, tag) in options.entries.iter().zip(&tags_by_size) {
             populate(&mut admin, &url, &options.namespace, tag, entries, &value)?;
         }
@@ -413,10 +379,7 @@ fn measure(
                         })
                     })
                     .collect();
-                handles
-                    .into_iter()
-                    .map(|h| h.join().unwrap_or_default())
-                    .collect()
+                handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
             });
             sample.wall += started.elapsed();
             sample.ops += threads * block;
@@ -472,50 +435,25 @@ fn populate(
 
 /// Runs the Python reference's own benchmark against the same server.
 fn python_reference(url: &str) -> anyhow::Result<Value> {
-    let script = [
-        "../shared/bench/python_rtc_bench.py",
-        "../../shared/bench/python_rtc_bench.py",
-    ]
-    .iter()
-    .map(PathBuf::from)
-    .find(|p| p.exists())
-    .ok_or_else(|| anyhow::anyhow!("python_rtc_bench.py not found in ../shared/bench"))?;
+    let script = ["../shared/bench/python_rtc_bench.py", "../../shared/bench/python_rtc_bench.py"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .ok_or_else(|| anyhow::anyhow!("python_rtc_bench.py not found in ../shared/bench"))?;
     let venv = std::env::temp_dir().join("rtc-bench-venv");
     let python = venv.join("bin/python");
     if !python.exists() {
-        eprintln!(
-            "bench: creating {} with redis-tagged-cache==0.12.1",
-            venv.display()
-        );
+        eprintln!("bench: creating {} with redis-tagged-cache==0.12.1", venv.display());
         run_ok(Process::new("python3").arg("-m").arg("venv").arg(&venv))?;
-        run_ok(Process::new(venv.join("bin/pip")).args([
-            "install",
-            "-q",
-            "redis-tagged-cache==0.12.1",
-            "redis",
-        ]))?;
+        run_ok(Process::new(venv.join("bin/pip")).args(["install", "-q", "redis-tagged-cache==0.12.1", "redis"]))?;
     }
-    let port = url
-        .rsplit(':')
-        .next()
-        .unwrap_or("6379")
-        .trim_end_matches('/')
-        .to_string();
+    let port = url.rsplit(':').next().unwrap_or("6379").trim_end_matches('/').to_string();
     let out = std::env::temp_dir().join(format!("rtc-python-bench-{}.json", std::process::id()));
     eprintln!("bench: running the Python reference (this takes a minute)");
     run_ok(
         Process::new(&python)
             .arg(&script)
-            .args([
-                "--port",
-                &port,
-                "-n",
-                "5000",
-                "--reps",
-                "3",
-                "--skip-ttl",
-                "--json-out",
-            ])
+            .args(["--port", &port, "-n", "5000", "--reps", "3", "--skip-ttl", "--json-out"])
             .arg(&out),
     )?;
     let v: Value = serde_json::from_str(&std::fs::read_to_string(&out)?)?;
@@ -538,15 +476,8 @@ fn reads(admin: &mut redis::Connection) -> anyhow::Result<u64> {
 }
 
 fn redis_version(admin: &mut redis::Connection) -> String {
-    let info: String = redis::cmd("INFO")
-        .arg("server")
-        .query(admin)
-        .unwrap_or_default();
-    info.lines()
-        .find_map(|l| l.strip_prefix("redis_version:"))
-        .unwrap_or("?")
-        .trim()
-        .to_string()
+    let info: String = redis::cmd("INFO").arg("server").query(admin).unwrap_or_default();
+    info.lines().find_map(|l| l.strip_prefix("redis_version:")).unwrap_or("?").trim().to_string()
 }
 
 /// Peak resident memory of this process (the benchmark, all engines included).
@@ -559,10 +490,7 @@ fn peak_rss_kib() -> Option<u64> {
 }
 
 fn chrono_free_now() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     format!("unix:{secs}")
 }
 
@@ -587,18 +515,8 @@ fn print_report(report: &Value) {
         let rt = report["round_trips"][name]
             .as_f64()
             .map(|v| format!("{v:.2}"))
-            .unwrap_or_else(|| {
-                if name.starts_with("plain") {
-                    "1".into()
-                } else {
-                    String::new()
-                }
-            });
-        let f = |v: &Value, digits: usize| {
-            v.as_f64()
-                .map(|x| format!("{x:.digits$}"))
-                .unwrap_or_default()
-        };
+            .unwrap_or_else(|| if name.starts_with("plain") { "1".into() } else { String::new() });
+        let f = |v: &Value, digits: usize| v.as_f64().map(|x| format!("{x:.digits$}")).unwrap_or_default();
         println!(
             "{:<34} {:>7} {:>10} {:>8} {:>8} {:>9} {:>8}",
             name,
@@ -611,11 +529,7 @@ fn print_report(report: &Value) {
         );
     }
     println!("\ninvalidate latency by entries under the tag:");
-    for row in report["invalidate_latency"]
-        .as_array()
-        .into_iter()
-        .flatten()
-    {
+    for row in report["invalidate_latency"].as_array().into_iter().flatten() {
         println!(
             "  {:>9} entries: p50 {:>6.1} us, p99 {:>6.1} us, {:>7.0} ops/s",
             row["entries"].as_u64().unwrap_or(0),
@@ -630,12 +544,8 @@ fn print_report(report: &Value) {
     if let Some(kib) = report["peak_rss_kib_c"].as_u64() {
         println!("peak RSS of the C benchmark program: {} MiB", kib / 1024);
     }
-    let c_rows: Vec<&Value> = report["results"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|r| r.get("ratio_to_native").is_some())
-        .collect();
+    let c_rows: Vec<&Value> =
+        report["results"].as_array().into_iter().flatten().filter(|r| r.get("ratio_to_native").is_some()).collect();
     if !c_rows.is_empty() {
         println!("\nC library / native engine, ops/s (interleaved in this run):");
         for row in c_rows {
@@ -650,10 +560,7 @@ fn print_report(report: &Value) {
     if let Some(py) = report.get("python") {
         println!("\nPython redis-tagged-cache 0.12.1 on the same server (its own bench, medians):");
         for op in ["plain_get", "get_hit", "set", "decorator_hit", "invalidate"] {
-            println!(
-                "  {:<16} {:>10} ops/s  p50 {} us",
-                op, py["median"][op]["ops_per_s"], py["median"][op]["p50_us"]
-            );
+            println!("  {:<16} {:>10} ops/s  p50 {} us", op, py["median"][op]["ops_per_s"], py["median"][op]["p50_us"]);
         }
     }
 }

@@ -97,10 +97,7 @@ fn program(paths: &Paths) -> anyhow::Result<PathBuf> {
     if !stale(modified(&paths.program), &inputs) {
         return Ok(paths.program.clone());
     }
-    let dir = paths
-        .program
-        .parent()
-        .context("the C benchmark's path has no folder")?;
+    let dir = paths.program.parent().context("the C benchmark's path has no folder")?;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     // Built under a private name, then renamed: a concurrent run never sees half a binary.
     let partial = dir.join(format!("bench.{}.partial", std::process::id()));
@@ -108,27 +105,16 @@ fn program(paths: &Paths) -> anyhow::Result<PathBuf> {
         .filter(|cc| !cc.is_empty())
         .unwrap_or_else(|| OsString::from("cc"));
     let mut cmd = Command::new(&cc);
-    cmd.args([
-        "-std=c11",
-        "-O2",
-        "-Wall",
-        "-Wextra",
-        "-Werror",
-        "-pedantic",
-        "-I",
-    ])
-    .arg(&paths.include)
-    .arg(&paths.source)
-    .arg("-o")
-    .arg(&partial)
-    .arg(&paths.library)
-    .args(["-lpthread", "-ldl", "-lm"]);
-    let out = cmd.output().with_context(|| {
-        format!(
-            "cannot run the C compiler {} (set CC to another one)",
-            cc.display()
-        )
-    })?;
+    cmd.args(["-std=c11", "-O2", "-Wall", "-Wextra", "-Werror", "-pedantic", "-I"])
+        .arg(&paths.include)
+        .arg(&paths.source)
+        .arg("-o")
+        .arg(&partial)
+        .arg(&paths.library)
+        .args(["-lpthread", "-ldl", "-lm"]);
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot run the C compiler {} (set CC to another one)", cc.display()))?;
     if !out.status.success() {
         let _ = std::fs::remove_file(&partial);
         bail!(
@@ -137,13 +123,8 @@ fn program(paths: &Paths) -> anyhow::Result<PathBuf> {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    std::fs::rename(&partial, &paths.program).with_context(|| {
-        format!(
-            "cannot move {} to {}",
-            partial.display(),
-            paths.program.display()
-        )
-    })?;
+    std::fs::rename(&partial, &paths.program)
+        .with_context(|| format!("cannot move {} to {}", partial.display(), paths.program.display()))?;
     Ok(paths.program.clone())
 }
 
@@ -178,13 +159,7 @@ pub struct Interleaved {
 ///
 /// Fails when librtc.a is missing (run `cargo build --release`) or the
 /// program does not compile or cannot set up (e.g. Redis is unreachable).
-pub fn start(
-    url: &str,
-    namespace: &str,
-    ops: usize,
-    block: usize,
-    threads: usize,
-) -> anyhow::Result<Interleaved> {
+pub fn start(url: &str, namespace: &str, ops: usize, block: usize, threads: usize) -> anyhow::Result<Interleaved> {
     ensure!(
         ops > 0 && block > 0 && threads > 0,
         "ops, block and threads must be positive"
@@ -227,10 +202,7 @@ pub fn start(
     // Its set-up and warm-up must not overlap the caller's measurements.
     let mut line = String::new();
     if !matches!(c.stdout.read_line(&mut line), Ok(n) if n > 0) || line.trim_end() != "ready" {
-        bail!(
-            "the C benchmark did not get ready (it said {line:?}){}",
-            c.fail()
-        );
+        bail!("the C benchmark did not get ready (it said {line:?}){}", c.fail());
     }
     Ok(c)
 }
@@ -241,13 +213,7 @@ pub fn start(
     dead_code,
     reason = "`rtc bench` interleaves the C leg with start/round/finish; this is the one-shot form"
 )]
-pub fn run(
-    url: &str,
-    namespace: &str,
-    ops: usize,
-    block: usize,
-    threads: usize,
-) -> anyhow::Result<Vec<Value>> {
+pub fn run(url: &str, namespace: &str, ops: usize, block: usize, threads: usize) -> anyhow::Result<Vec<Value>> {
     start(url, namespace, ops, block, threads)?.finish()
 }
 
@@ -259,10 +225,7 @@ impl Interleaved {
             return Ok(());
         }
         let sent = match self.stdin.as_mut() {
-            Some(stdin) => stdin
-                .write_all(b"round\n")
-                .and_then(|()| stdin.flush())
-                .is_ok(),
+            Some(stdin) => stdin.write_all(b"round\n").and_then(|()| stdin.flush()).is_ok(),
             None => false,
         };
         let mut line = String::new();
@@ -295,10 +258,7 @@ impl Interleaved {
         if let Err(e) = self.stdout.read_to_string(&mut rest) {
             bail!("cannot read the C benchmark's report ({e}){}", self.fail());
         }
-        let status = self
-            .child
-            .wait()
-            .context("cannot wait for the C benchmark")?;
+        let status = self.child.wait().context("cannot wait for the C benchmark")?;
         self.reaped = true;
         if !status.success() {
             bail!("the C benchmark failed ({status}){}", self.fail());
@@ -352,9 +312,9 @@ fn rows(report: &Value, threads: usize) -> anyhow::Result<Vec<Value>> {
             .find(|r| r["workload"] == name)
             .with_context(|| format!("the C benchmark did not report {name:?}"))?;
         let number = |field: &str| {
-            row[field].as_f64().with_context(|| {
-                format!("{name:?} has no number {field:?} in the C benchmark's JSON")
-            })
+            row[field]
+                .as_f64()
+                .with_context(|| format!("{name:?} has no number {field:?} in the C benchmark's JSON"))
         };
         rows.push(json!({
             "workload": name,

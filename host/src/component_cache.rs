@@ -7,8 +7,8 @@ use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 use rtc_core::{
-    Accounting, Backend, CacheInfo, Cbor, Codec, ComputeOptions, Config, DisabledBackend, Error,
-    ErrorKind, Hook, HookEvent, Lifetime, LockStats, MemoryBackend, Result, Tags,
+    Accounting, Backend, CacheInfo, Cbor, Codec, ComputeOptions, Config, DisabledBackend, Error, ErrorKind, Hook,
+    HookEvent, Lifetime, LockStats, MemoryBackend, Result, Tags,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -18,8 +18,7 @@ use wasmtime::component::ResourceAny;
 use crate::bindings::Rtc;
 use crate::bindings::exports::rtc::cache::cache as wit;
 use crate::convert::{
-    from_wit_error, from_wit_stats, lock_timeout_ms, to_wit_config, to_wit_function,
-    to_wit_lifetime,
+    from_wit_error, from_wit_stats, lock_timeout_ms, to_wit_config, to_wit_function, to_wit_lifetime,
 };
 use crate::runtime::ComponentRuntime;
 
@@ -154,23 +153,11 @@ impl ComponentCacheBuilder {
         let pool = Arc::new(Pool {
             wit_config: to_wit_config(&config, self.guest_memory),
             config,
-            imports: Arc::new(Imports {
-                backend,
-                hook: self.hook,
-            }),
-            max_memory: self
-                .max_memory
-                .map_or(runtime_memory, |m| m.min(runtime_memory)),
-            max_instances: if self.guest_memory {
-                1
-            } else {
-                self.max_instances
-            },
+            imports: Arc::new(Imports { backend, hook: self.hook }),
+            max_memory: self.max_memory.map_or(runtime_memory, |m| m.min(runtime_memory)),
+            max_instances: if self.guest_memory { 1 } else { self.max_instances },
             runtime: self.runtime,
-            slots: Mutex::new(Slots {
-                idle: Vec::new(),
-                live: 0,
-            }),
+            slots: Mutex::new(Slots { idle: Vec::new(), live: 0 }),
             freed: Condvar::new(),
         });
         let first = pool.acquire()?;
@@ -253,10 +240,7 @@ impl Drop for Ticket {
                 false
             }
             Err(panic) => {
-                tracing::warn!(
-                    panic = panic_message(&*panic),
-                    "dropping a ticket panicked; the instance is discarded"
-                );
+                tracing::warn!(panic = panic_message(&*panic), "dropping a ticket panicked; the instance is discarded");
                 false
             }
         };
@@ -274,9 +258,7 @@ impl ComponentCache {
     /// missing (the message tells how to build it) or the Redis address is
     /// unusable.
     pub fn new(path: impl AsRef<Path>, config: Config) -> Result<Self> {
-        ComponentCache::builder(ComponentRuntime::shared(path)?)
-            .config(config)
-            .build()
+        ComponentCache::builder(ComponentRuntime::shared(path)?).config(config).build()
     }
 
     /// Returns a builder for a cache on `runtime`.
@@ -303,13 +285,7 @@ impl ComponentCache {
     }
 
     /// Stores `value` (encoded as CBOR) under `key` and `tags`.
-    pub fn set<T: Serialize + ?Sized>(
-        &self,
-        key: &str,
-        value: &T,
-        tags: impl Tags,
-        lifetime: Lifetime,
-    ) -> Result<()> {
+    pub fn set<T: Serialize + ?Sized>(&self, key: &str, value: &T, tags: impl Tags, lifetime: Lifetime) -> Result<()> {
         self.set_bytes(key, &Cbor.encode(value)?, tags, lifetime)
     }
 
@@ -330,24 +306,9 @@ impl ComponentCache {
     }
 
     /// Stores raw bytes under `key` and `tags`.
-    pub fn set_bytes(
-        &self,
-        key: &str,
-        value: &[u8],
-        tags: impl Tags,
-        lifetime: Lifetime,
-    ) -> Result<()> {
+    pub fn set_bytes(&self, key: &str, value: &[u8], tags: impl Tags, lifetime: Lifetime) -> Result<()> {
         let tags = owned(tags);
-        self.call(|s| {
-            cache_api(&s.rtc).call_set(
-                &mut s.store,
-                s.cache,
-                key,
-                value,
-                &tags,
-                to_wit_lifetime(lifetime),
-            )
-        })
+        self.call(|s| cache_api(&s.rtc).call_set(&mut s.store, s.cache, key, value, &tags, to_wit_lifetime(lifetime)))
     }
 
     /// Reads raw bytes: `Ok(Some)` on a hit, `Ok(None)` on a miss.
@@ -414,29 +375,15 @@ impl ComponentCache {
         T: Serialize + DeserializeOwned,
         F: FnOnce() -> Result<T, E>,
     {
-        self.run(
-            options,
-            |bytes| Cbor.decode(bytes),
-            compute,
-            |value| Cbor.encode(value),
-        )
+        self.run(options, |bytes| Cbor.decode(bytes), compute, |value| Cbor.encode(value))
     }
 
     /// Get-or-compute on raw bytes, with no codec.
-    pub fn get_or_compute_bytes<E, F>(
-        &self,
-        options: &ComputeOptions,
-        compute: F,
-    ) -> Result<Vec<u8>, E>
+    pub fn get_or_compute_bytes<E, F>(&self, options: &ComputeOptions, compute: F) -> Result<Vec<u8>, E>
     where
         F: FnOnce() -> Result<Vec<u8>, E>,
     {
-        self.run(
-            options,
-            |bytes| Ok(bytes.to_vec()),
-            compute,
-            |value| Ok(value.clone()),
-        )
+        self.run(options, |bytes| Ok(bytes.to_vec()), compute, |value| Ok(value.clone()))
     }
 
     /// Get-or-compute on the component: `get-or-lock`, the computation, then
@@ -452,11 +399,7 @@ impl ComponentCache {
         compute: impl FnOnce() -> Result<T, E>,
         encode: impl Fn(&T) -> Result<Vec<u8>>,
     ) -> Result<T, E> {
-        let (key, tags, lifetime) = (
-            options.cache_key(),
-            options.tag_list(),
-            options.entry_lifetime(),
-        );
+        let (key, tags, lifetime) = (options.cache_key(), options.tag_list(), options.entry_lifetime());
         let mut shadow = Accounting::start(options);
         let hook = CallHook::reporting(options.userdata().cloned());
         let (ticket, overwrite) = match self.lookup(options, hook) {
@@ -484,21 +427,14 @@ impl ComponentCache {
                 Ok(())
             }
             (Ok(bytes), Some(ticket)) => store_ticket(ticket, bytes),
-            (Ok(bytes), None) if overwrite => self
-                .set_bytes(key, bytes, tags, lifetime)
-                .map_err(Failure::answered),
+            (Ok(bytes), None) if overwrite => self.set_bytes(key, bytes, tags, lifetime).map_err(Failure::answered),
             (Ok(_), None) => Ok(()),
         };
         if let Err(failure) = stored {
             unanswered(&mut shadow, key, failure, "cannot store the computed value");
         }
         if shadow.info().error.is_some() {
-            self.pool.report(
-                key,
-                tags,
-                &shadow.finish(),
-                options.userdata().map(|u| &**u),
-            );
+            self.pool.report(key, tags, &shadow.finish(), options.userdata().map(|u| &**u));
         }
         Ok(value)
     }
@@ -514,15 +450,8 @@ impl ComponentCache {
         };
         let mut slot = self.pool.acquire().map_err(Failure::unanswered)?;
         hook.enter(&mut slot.store);
-        let looked = guarded(|| {
-            cache_api(&slot.rtc).call_get_or_lock(
-                &mut slot.store,
-                slot.cache,
-                key,
-                tags,
-                &wit_options,
-            )
-        });
+        let looked =
+            guarded(|| cache_api(&slot.rtc).call_get_or_lock(&mut slot.store, slot.cache, key, tags, &wit_options));
         CallHook::leave(&mut slot.store);
         let lookup = match looked {
             Ok(lookup) => lookup,
@@ -543,10 +472,7 @@ impl ComponentCache {
             let ticket = slot.rtc.rtc_cache_cache().ticket();
             let stats = ticket.call_stats(&mut slot.store, handle)?;
             let storage_key = ticket.call_storage_key(&mut slot.store, handle)?;
-            Ok(Ok::<_, crate::bindings::rtc::cache::types::Error>((
-                stats,
-                storage_key,
-            )))
+            Ok(Ok::<_, crate::bindings::rtc::cache::types::Error>((stats, storage_key)))
         });
         let (stats, storage_key) = match described {
             Ok(described) => described,
@@ -565,20 +491,13 @@ impl ComponentCache {
             lifetime: options.entry_lifetime(),
             hook,
         };
-        Ok(if locked {
-            GetOrLock::Locked(ticket)
-        } else {
-            GetOrLock::Miss(ticket)
-        })
+        Ok(if locked { GetOrLock::Locked(ticket) } else { GetOrLock::Miss(ticket) })
     }
 
     /// Runs one export on a pooled instance; a trap discards the instance.
     fn call<T>(
         &self,
-        body: impl FnOnce(
-            &mut Slot,
-        )
-            -> wasmtime::Result<Result<T, crate::bindings::rtc::cache::types::Error>>,
+        body: impl FnOnce(&mut Slot) -> wasmtime::Result<Result<T, crate::bindings::rtc::cache::types::Error>>,
     ) -> Result<T> {
         let mut slot = self.pool.acquire()?;
         let result = guarded(|| body(&mut slot));
@@ -602,21 +521,12 @@ fn unanswered(shadow: &mut Accounting, key: &str, failure: Failure, what: &str) 
 fn store_ticket(mut ticket: Ticket, value: &[u8]) -> Result<(), Failure> {
     let lifetime = ticket.lifetime;
     let (Some(mut slot), Some(handle)) = (ticket.slot.take(), ticket.handle.take()) else {
-        return Err(Failure::unanswered(Error::new(
-            ErrorKind::Other,
-            "this ticket was already used",
-        )));
+        return Err(Failure::unanswered(Error::new(ErrorKind::Other, "this ticket was already used")));
     };
     let pool = Arc::clone(&ticket.pool);
     ticket.hook.enter(&mut slot.store);
     let result = guarded(|| {
-        cache_api(&slot.rtc).call_set_and_unlock(
-            &mut slot.store,
-            slot.cache,
-            handle,
-            value,
-            to_wit_lifetime(lifetime),
-        )
+        cache_api(&slot.rtc).call_set_and_unlock(&mut slot.store, slot.cache, handle, value, to_wit_lifetime(lifetime))
     });
     CallHook::leave(&mut slot.store);
     let healthy = result.as_ref().map_or_else(|f| !f.trapped, |_| true);
@@ -656,29 +566,17 @@ struct Failure {
 impl Failure {
     /// The component answered with an error.
     fn answered(error: Error) -> Self {
-        Failure {
-            error,
-            trapped: false,
-            answered: true,
-        }
+        Failure { error, trapped: false, answered: true }
     }
 
     /// The call never reached the component (no instance could be had).
     fn unanswered(error: Error) -> Self {
-        Failure {
-            error,
-            trapped: false,
-            answered: false,
-        }
+        Failure { error, trapped: false, answered: false }
     }
 
     /// The instance trapped.
     fn trapped(error: Error) -> Self {
-        Failure {
-            error,
-            trapped: true,
-            answered: false,
-        }
+        Failure { error, trapped: true, answered: false }
     }
 }
 
@@ -691,18 +589,13 @@ fn guarded<T>(
         Ok(Ok(Ok(value))) => Ok(value),
         Ok(Ok(Err(e))) => Err(Failure::answered(from_wit_error(e))),
         Ok(Err(trap)) => {
-            let error = Error::new(
-                ErrorKind::Other,
-                format!("the rtc component trapped: {trap:#}"),
-            );
+            let error = Error::new(ErrorKind::Other, format!("the rtc component trapped: {trap:#}"));
             tracing::warn!(error = %error, "discarding the component instance");
             Err(Failure::trapped(error))
         }
         Err(panic) => {
-            let error = Error::new(
-                ErrorKind::Other,
-                format!("the component host panicked: {}", panic_message(&*panic)),
-            );
+            let error =
+                Error::new(ErrorKind::Other, format!("the component host panicked: {}", panic_message(&*panic)));
             tracing::error!(error = %error, "discarding the component instance");
             Err(Failure::trapped(error))
         }
@@ -761,22 +654,15 @@ impl Pool {
                 slots.live += 1;
                 break;
             }
-            slots = self
-                .freed
-                .wait(slots)
-                .unwrap_or_else(PoisonError::into_inner);
+            slots = self.freed.wait(slots).unwrap_or_else(PoisonError::into_inner);
         }
         drop(slots);
-        let created =
-            catch_unwind(AssertUnwindSafe(|| self.instantiate())).unwrap_or_else(|panic| {
-                Err(Error::new(
-                    ErrorKind::Other,
-                    format!(
-                        "instantiating the component panicked: {}",
-                        panic_message(&*panic)
-                    ),
-                ))
-            });
+        let created = catch_unwind(AssertUnwindSafe(|| self.instantiate())).unwrap_or_else(|panic| {
+            Err(Error::new(
+                ErrorKind::Other,
+                format!("instantiating the component panicked: {}", panic_message(&*panic)),
+            ))
+        });
         if created.is_err() {
             self.lock().live -= 1;
             self.freed.notify_one();
@@ -801,44 +687,28 @@ impl Pool {
         let state = HostState::new(Arc::clone(&self.imports), self.max_memory);
         let mut store = Store::new(self.runtime.engine(), state);
         store.limiter(|state| &mut state.limits);
-        let rtc = self.runtime.pre().instantiate(&mut store).map_err(|e| {
-            Error::new(
-                ErrorKind::Other,
-                format!("cannot instantiate the rtc component: {e:#}"),
-            )
-        })?;
+        let rtc = self
+            .runtime
+            .pre()
+            .instantiate(&mut store)
+            .map_err(|e| Error::new(ErrorKind::Other, format!("cannot instantiate the rtc component: {e:#}")))?;
         let opened = rtc
             .rtc_cache_cache()
             .cache()
             .call_open(&mut store, &self.wit_config)
-            .map_err(|e| {
-                Error::new(
-                    ErrorKind::Other,
-                    format!("the rtc component trapped in open: {e:#}"),
-                )
-            })?;
+            .map_err(|e| Error::new(ErrorKind::Other, format!("the rtc component trapped in open: {e:#}")))?;
         let cache = opened.map_err(from_wit_error)?;
         Ok(Slot { store, rtc, cache })
     }
 
     /// Calls the hook from the host side (for a call the component could not report).
-    fn report(
-        &self,
-        key: &str,
-        tags: &[String],
-        info: &CacheInfo,
-        userdata: Option<&(dyn Any + Send + Sync)>,
-    ) {
+    fn report(&self, key: &str, tags: &[String], info: &CacheInfo, userdata: Option<&(dyn Any + Send + Sync)>) {
         let Some(hook) = &self.imports.hook else {
             return;
         };
         let event = HookEvent::new(key, tags, info, userdata);
         if let Err(panic) = catch_unwind(AssertUnwindSafe(|| hook(&event))) {
-            tracing::warn!(
-                key,
-                panic = panic_message(&*panic),
-                "the cache hook panicked; ignored"
-            );
+            tracing::warn!(key, panic = panic_message(&*panic), "the cache hook panicked; ignored");
         }
     }
 }
@@ -848,13 +718,7 @@ impl rtc_core::RawCache for ComponentCache {
         ComponentCache::config(self)
     }
 
-    fn set_bytes(
-        &self,
-        key: &str,
-        value: &[u8],
-        tags: &[String],
-        lifetime: Lifetime,
-    ) -> Result<()> {
+    fn set_bytes(&self, key: &str, value: &[u8], tags: &[String], lifetime: Lifetime) -> Result<()> {
         ComponentCache::set_bytes(self, key, value, tags, lifetime)
     }
 

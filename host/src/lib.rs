@@ -42,6 +42,4 @@ mod runtime;
 mod state;
 
 pub use component_cache::{ComponentCache, ComponentCacheBuilder, GetOrLock, Ticket};
-pub use runtime::{
-    BUILD_COMMAND, COMPONENT_ENV, ComponentRuntime, RuntimeOptions, default_component_path,
-};
+pub use runtime::{BUILD_COMMAND, COMPONENT_ENV, ComponentRuntime, RuntimeOptions, default_component_path};

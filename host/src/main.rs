@@ -7,6 +7,7 @@
 //! (`delete`), 2 usage error, 3 backend error.
 
 mod bench;
+mod bench_async;
 mod bench_c;
 mod demo;
 mod engine;
@@ -181,12 +182,8 @@ impl From<rtc_core::Error> for Failure {
 
 fn run(cli: Cli) -> Result<ExitCode, Failure> {
     let explicit_redis = cli.redis.clone();
-    let config = Config {
-        namespace: cli.namespace,
-        in_local_memory: cli.redis.is_none(),
-        url: cli.redis,
-        ..Config::default()
-    };
+    let config =
+        Config { namespace: cli.namespace, in_local_memory: cli.redis.is_none(), url: cli.redis, ..Config::default() };
     let kind = cli.engine;
     let component = cli.component.unwrap_or_else(default_component);
     let engine = match kind {
@@ -194,12 +191,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         EngineKind::Component => engine::component(&component, config.clone(), None)?,
     };
     match cli.command {
-        Cmd::Set {
-            key,
-            value,
-            tags,
-            lifetime,
-        } => {
+        Cmd::Set { key, value, tags, lifetime } => {
             let bytes = match value.as_deref() {
                 None | Some("-") => {
                     let mut buf = Vec::new();
@@ -249,25 +241,14 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             drop(engine);
             let cache = rtc_core::Cache::new(config)?;
             let hit = ops::inspect(&cache, &key, &tags, json)?;
-            Ok(if hit {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(EXIT_MISS)
-            })
+            Ok(if hit { ExitCode::SUCCESS } else { ExitCode::from(EXIT_MISS) })
         }
         Cmd::Tags { tags, json } => {
             drop(engine);
             ops::tags(&rtc_core::Cache::new(config)?, &tags, json)?;
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Bench {
-            ops,
-            block,
-            threads,
-            entries,
-            compare_python,
-            json_out,
-        } => {
+        Cmd::Bench { ops, block, threads, entries, compare_python, json_out } => {
             drop(engine);
             let options = bench::Options {
                 redis: explicit_redis,
@@ -281,39 +262,25 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             };
             // The engines are built once the benchmark knows its Redis (it may start one).
             let engines = |url: &str| -> rtc_core::Result<Vec<(String, engine::Engine)>> {
-                let config = Config {
-                    url: Some(url.to_string()),
-                    in_local_memory: false,
-                    ..config.clone()
-                };
-                let mut engines =
-                    vec![("native".to_string(), engine::native(config.clone(), None)?)];
+                let config = Config { url: Some(url.to_string()), in_local_memory: false, ..config.clone() };
+                let mut engines = vec![("native".to_string(), engine::native(config.clone(), None)?)];
                 if component.exists() {
-                    engines.push((
-                        "component".to_string(),
-                        engine::component(&component, config, None)?,
-                    ));
+                    engines.push(("component".to_string(), engine::component(&component, config, None)?));
                 } else {
-                    eprintln!(
-                        "bench: no component at {}; measuring the native engine only",
-                        component.display()
-                    );
+                    eprintln!("bench: no component at {}; measuring the native engine only", component.display());
                 }
                 Ok(engines)
             };
-            bench::run(options, engines)
-                .map_err(|e| Failure::Usage(format!("bench failed: {e:#}")))?;
+            bench::run(options, engines).map_err(|e| Failure::Usage(format!("bench failed: {e:#}")))?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Demo => {
             drop(engine);
             match kind {
-                EngineKind::Native => {
-                    demo::run(&config, "native", |c, h| engine::native(c, Some(h)))?
+                EngineKind::Native => demo::run(&config, "native", |c, h| engine::native(c, Some(h)))?,
+                EngineKind::Component => {
+                    demo::run(&config, "component (wasmtime)", |c, h| engine::component(&component, c, Some(h)))?
                 }
-                EngineKind::Component => demo::run(&config, "component (wasmtime)", |c, h| {
-                    engine::component(&component, c, Some(h))
-                })?,
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -325,13 +292,9 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
 /// else the one in the workspace this binary was built from.
 fn default_component() -> std::path::PathBuf {
     if std::env::var_os("RTC_COMPONENT").is_none() {
-        let beside = std::env::current_exe().ok().and_then(|exe| {
-            Some(
-                exe.parent()?
-                    .parent()?
-                    .join("wasm32-wasip2/release/rtc_component.wasm"),
-            )
-        });
+        let beside = std::env::current_exe()
+            .ok()
+            .and_then(|exe| Some(exe.parent()?.parent()?.join("wasm32-wasip2/release/rtc_component.wasm")));
         if let Some(path) = beside.filter(|p| p.exists()) {
             return path;
         }
@@ -341,13 +304,7 @@ fn default_component() -> std::path::PathBuf {
 
 /// Sends diagnostics to stderr; `RTC_LOG` (error, warn, info, debug, trace) sets the level.
 fn init_logging() {
-    let level = std::env::var("RTC_LOG")
-        .ok()
-        .and_then(|l| l.parse::<tracing::Level>().ok())
-        .unwrap_or(tracing::Level::ERROR);
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_max_level(level)
-        .with_target(false)
-        .init();
+    let level =
+        std::env::var("RTC_LOG").ok().and_then(|l| l.parse::<tracing::Level>().ok()).unwrap_or(tracing::Level::ERROR);
+    tracing_subscriber::fmt().with_writer(std::io::stderr).with_max_level(level).with_target(false).init();
 }

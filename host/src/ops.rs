@@ -35,27 +35,13 @@ fn tag_json(t: &TagState) -> Value {
 
 fn tag_line(t: &TagState, width: usize) -> String {
     match &t.value {
-        Some(v) => format!(
-            "  {:<width$}  {}  value {}  {}",
-            t.name,
-            t.key,
-            hex(v),
-            ttl_text(t.ttl)
-        ),
-        None => format!(
-            "  {:<width$}  {}  does not exist (its first use creates it)",
-            t.name, t.key
-        ),
+        Some(v) => format!("  {:<width$}  {}  value {}  {}", t.name, t.key, hex(v), ttl_text(t.ttl)),
+        None => format!("  {:<width$}  {}  does not exist (its first use creates it)", t.name, t.key),
     }
 }
 
 /// Prints `rtc inspect`; returns whether a read would hit.
-pub fn inspect(
-    cache: &Cache,
-    key: &str,
-    tags: &[String],
-    json_out: bool,
-) -> rtc_core::Result<bool> {
+pub fn inspect(cache: &Cache, key: &str, tags: &[String], json_out: bool) -> rtc_core::Result<bool> {
     let seen: Inspection = cache.inspect(key, tags)?;
     if json_out {
         let v = json!({
@@ -78,9 +64,7 @@ pub fn inspect(
             println!("storage     {storage}");
             println!("hash        {hash} (of the tag values below, in this order)");
         }
-        _ => println!(
-            "storage     none yet: a tag does not exist, so nothing can be stored under these tags"
-        ),
+        _ => println!("storage     none yet: a tag does not exist, so nothing can be stored under these tags"),
     }
     match seen.value_size {
         Some(size) => println!("entry       {size} bytes, {}", ttl_text(seen.entry_ttl)),
@@ -91,10 +75,7 @@ pub fn inspect(
     for t in &seen.tags {
         println!("{}", tag_line(t, width));
     }
-    println!(
-        "would hit   {}",
-        if seen.would_hit() { "yes" } else { "no" }
-    );
+    println!("would hit   {}", if seen.would_hit() { "yes" } else { "no" });
     Ok(seen.would_hit())
 }
 

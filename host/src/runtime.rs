@@ -13,8 +13,7 @@ use crate::bindings::{Rtc, RtcPre};
 use crate::state::HostState;
 
 /// The command that builds the component, from the workspace root.
-pub const BUILD_COMMAND: &str =
-    "cargo build --release --locked --target wasm32-wasip2 -p rtc-component";
+pub const BUILD_COMMAND: &str = "cargo build --release --locked --target wasm32-wasip2 -p rtc-component";
 
 /// The environment variable that names the component file.
 pub const COMPONENT_ENV: &str = "RTC_COMPONENT";
@@ -39,9 +38,7 @@ pub fn default_component_path() -> PathBuf {
         return PathBuf::from(path);
     }
     let host = Path::new(env!("CARGO_MANIFEST_DIR"));
-    host.parent()
-        .unwrap_or(host)
-        .join("target/wasm32-wasip2/release/rtc_component.wasm")
+    host.parent().unwrap_or(host).join("target/wasm32-wasip2/release/rtc_component.wasm")
 }
 
 /// Limits of a [`ComponentRuntime`].
@@ -64,10 +61,7 @@ pub struct RuntimeOptions {
 
 impl Default for RuntimeOptions {
     fn default() -> Self {
-        RuntimeOptions {
-            max_instances: 128,
-            max_memory: 256 << 20,
-        }
+        RuntimeOptions { max_instances: 128, max_memory: 256 << 20 }
     }
 }
 
@@ -99,10 +93,7 @@ pub struct ComponentRuntime {
 
 impl std::fmt::Debug for ComponentRuntime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ComponentRuntime")
-            .field("path", &self.path)
-            .field("options", &self.options)
-            .finish()
+        f.debug_struct("ComponentRuntime").field("path", &self.path).field("options", &self.options).finish()
     }
 }
 
@@ -152,26 +143,17 @@ impl ComponentRuntime {
     /// Compiles a component from its bytes.
     pub fn from_binary(bytes: &[u8], options: RuntimeOptions) -> Result<Self> {
         let engine = engine(&options)?;
-        let component = Component::from_binary(&engine, bytes)
-            .map_err(|e| invalid("this is not a valid component", &e))?;
+        let component =
+            Component::from_binary(&engine, bytes).map_err(|e| invalid("this is not a valid component", &e))?;
         let mut linker = Linker::<HostState>::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
-            .map_err(|e| other("cannot link WASI", &e))?;
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| other("cannot link WASI", &e))?;
         Rtc::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)
             .map_err(|e| other("cannot link the rtc imports", &e))?;
-        let pre = linker.instantiate_pre(&component).map_err(|e| {
-            invalid(
-                "the component does not fit the rtc:cache world's imports",
-                &e,
-            )
-        })?;
-        let pre = RtcPre::new(pre)
-            .map_err(|e| invalid("the component does not export rtc:cache/cache", &e))?;
-        Ok(ComponentRuntime {
-            pre,
-            options,
-            path: None,
-        })
+        let pre = linker
+            .instantiate_pre(&component)
+            .map_err(|e| invalid("the component does not fit the rtc:cache world's imports", &e))?;
+        let pre = RtcPre::new(pre).map_err(|e| invalid("the component does not export rtc:cache/cache", &e))?;
+        Ok(ComponentRuntime { pre, options, path: None })
     }
 
     /// Returns the options this runtime was built with.
@@ -183,11 +165,8 @@ impl ComponentRuntime {
     /// the WASI interfaces Rust std needs, ...), sorted: what a host must serve.
     pub fn imports(&self) -> Vec<String> {
         let component = self.pre.instance_pre().component();
-        let mut names: Vec<String> = component
-            .component_type()
-            .imports(self.engine())
-            .map(|(name, _)| name.to_owned())
-            .collect();
+        let mut names: Vec<String> =
+            component.component_type().imports(self.engine()).map(|(name, _)| name.to_owned()).collect();
         names.sort();
         names
     }
@@ -195,11 +174,8 @@ impl ComponentRuntime {
     /// Returns the names of the component's exports, sorted.
     pub fn exports(&self) -> Vec<String> {
         let component = self.pre.instance_pre().component();
-        let mut names: Vec<String> = component
-            .component_type()
-            .exports(self.engine())
-            .map(|(name, _)| name.to_owned())
-            .collect();
+        let mut names: Vec<String> =
+            component.component_type().exports(self.engine()).map(|(name, _)| name.to_owned()).collect();
         names.sort();
         names
     }

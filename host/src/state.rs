@@ -36,41 +36,22 @@ impl HostState {
     pub(crate) fn new(imports: Arc<Imports>, max_memory: usize) -> Self {
         // No files, no environment, no inherited stdio: the component needs none.
         let wasi = WasiCtx::builder().build();
-        let limits = StoreLimitsBuilder::new()
-            .memory_size(max_memory)
-            .trap_on_grow_failure(true)
-            .build();
-        HostState {
-            wasi,
-            table: ResourceTable::new(),
-            limits,
-            imports,
-            userdata: None,
-        }
+        let limits = StoreLimitsBuilder::new().memory_size(max_memory).trap_on_grow_failure(true).build();
+        HostState { wasi, table: ResourceTable::new(), limits, imports, userdata: None }
     }
 }
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
     }
 }
 
 impl types::Host for HostState {}
 
 impl redis::Host for HostState {
-    fn execute(
-        &mut self,
-        commands: Vec<redis::Command>,
-    ) -> wasmtime::Result<Result<Vec<redis::Reply>, types::Error>> {
-        let commands = match commands
-            .into_iter()
-            .map(from_wit_command)
-            .collect::<Result<Vec<_>, _>>()
-        {
+    fn execute(&mut self, commands: Vec<redis::Command>) -> wasmtime::Result<Result<Vec<redis::Reply>, types::Error>> {
+        let commands = match commands.into_iter().map(from_wit_command).collect::<Result<Vec<_>, _>>() {
             Ok(commands) => commands,
             Err(e) => return Ok(Err(to_wit_error(&e))),
         };
@@ -80,18 +61,11 @@ impl redis::Host for HostState {
             Ok(Err(e)) => return Ok(Err(to_wit_error(&e))),
             // A host bug, not the guest's: trap, so the instance is discarded and the caller sees an error.
             Err(panic) => {
-                return Err(wasmtime::Error::msg(format!(
-                    "the rtc backend panicked: {}",
-                    panic_message(&*panic)
-                )));
+                return Err(wasmtime::Error::msg(format!("the rtc backend panicked: {}", panic_message(&*panic))));
             }
         };
         // The reply count and kinds are checked once, by core's driver in the guest.
-        match replies
-            .into_iter()
-            .map(to_wit_reply)
-            .collect::<Result<Vec<_>, _>>()
-        {
+        match replies.into_iter().map(to_wit_reply).collect::<Result<Vec<_>, _>>() {
             Ok(replies) => Ok(Ok(replies)),
             Err(e) => Ok(Err(to_wit_error(&e))),
         }
@@ -106,11 +80,7 @@ impl hooks::Host for HostState {
         let info = from_wit_info(event.info);
         let event = HookEvent::new(&event.key, &event.tags, &info, self.userdata.as_deref());
         if let Err(panic) = catch_unwind(AssertUnwindSafe(|| hook(&event))) {
-            tracing::warn!(
-                key = event.key,
-                panic = panic_message(&*panic),
-                "the cache hook panicked; ignored"
-            );
+            tracing::warn!(key = event.key, panic = panic_message(&*panic), "the cache hook panicked; ignored");
         }
         Ok(())
     }

@@ -454,12 +454,14 @@ static void redis_down(int dead_port, const char *ns) {
   rtc_ticket *ticket = SENTINEL_TICKET;
   CHECK_RC(rtc_cache_get_or_lock(cache, options, &value, &ticket), RTC_RESULT_BACKEND_UNAVAILABLE);
   CHECK(value == SENTINEL_VALUE && ticket == SENTINEL_TICKET);
+  /* The failed lookup is reported to the hook, as get-or-compute reports it: never silent. */
+  CHECK(r.calls == 1 && r.error == RTC_RESULT_BACKEND_UNAVAILABLE && !r.hit);
   /* get-or-compute bypasses the cache: computes, returns, reports the error to the hook. */
   value = NULL;
   CHECK_RC(rtc_cache_get_or_compute(cache, options, compute_ok, "fallback", &value), RTC_RESULT_OK);
   CHECK(value_is(value, "fallback"));
   rtc_value_free(value);
-  CHECK(r.calls == 1 && r.error == RTC_RESULT_BACKEND_UNAVAILABLE && !r.hit);
+  CHECK(r.calls == 2 && r.error == RTC_RESULT_BACKEND_UNAVAILABLE && !r.hit);
   CHECK(strlen(r.error_message) > 0);
   rtc_compute_options_free(options);
   rtc_cache_free(cache);

@@ -32,12 +32,7 @@ impl<T: RawCache> Surface for CacheSurface<T> {
         RawCache::invalidate_all(&self.0).map_err(|e| e.to_string())
     }
 
-    fn get_or_compute(
-        &self,
-        key: &str,
-        tags: &[String],
-        computed: &[u8],
-    ) -> Result<(Vec<u8>, bool), String> {
+    fn get_or_compute(&self, key: &str, tags: &[String], computed: &[u8]) -> Result<(Vec<u8>, bool), String> {
         let ran = Cell::new(false);
         let options = ComputeOptions::key(key).tags(tags).lock(true);
         let value = RawCache::get_or_compute_bytes(&self.0, &options, &mut || {

@@ -35,10 +35,7 @@ impl RedisCluster {
                 ])
             })
             .collect();
-        let addrs: Vec<String> = nodes
-            .iter()
-            .map(|n| format!("127.0.0.1:{}", n.port()))
-            .collect();
+        let addrs: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port())).collect();
         let out = Command::new("redis-cli")
             .arg("--cluster")
             .arg("create")
@@ -46,11 +43,7 @@ impl RedisCluster {
             .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .output()
             .expect("run redis-cli --cluster create");
-        assert!(
-            out.status.success(),
-            "cluster create failed: {}",
-            String::from_utf8_lossy(&out.stdout)
-        );
+        assert!(out.status.success(), "cluster create failed: {}", String::from_utf8_lossy(&out.stdout));
         let cluster = RedisCluster { nodes };
         cluster.wait_ok(READY_DEADLINE);
         cluster.wait_replicas_online(replicas, READY_DEADLINE);
@@ -61,18 +54,11 @@ impl RedisCluster {
     pub fn wait_ok(&self, deadline: Duration) {
         let until = Instant::now() + deadline;
         loop {
-            let ok = self
-                .nodes
-                .iter()
-                .filter(|n| n.pid().is_some())
-                .all(|n| n.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok"));
+            let ok = self.nodes.iter().filter(|n| n.pid().is_some()).all(|n| n.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok"));
             if ok {
                 return;
             }
-            assert!(
-                Instant::now() < until,
-                "the cluster did not reach cluster_state:ok within {deadline:?}"
-            );
+            assert!(Instant::now() < until, "the cluster did not reach cluster_state:ok within {deadline:?}");
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -82,19 +68,12 @@ impl RedisCluster {
         let until = Instant::now() + deadline;
         loop {
             let ok = self.masters().iter().all(|&m| {
-                self.nodes[m]
-                    .cli(&["INFO", "replication"])
-                    .matches("state=online")
-                    .count()
-                    >= replicas
+                self.nodes[m].cli(&["INFO", "replication"]).matches("state=online").count() >= replicas
             });
             if ok {
                 return;
             }
-            assert!(
-                Instant::now() < until,
-                "replicas did not come online within {deadline:?}"
-            );
+            assert!(Instant::now() < until, "replicas did not come online within {deadline:?}");
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -107,9 +86,7 @@ impl RedisCluster {
     /// Returns the indices of the nodes that are masters now.
     pub fn masters(&self) -> Vec<usize> {
         (0..self.nodes.len())
-            .filter(|&i| {
-                self.nodes[i].pid().is_some() && self.nodes[i].cli(&["ROLE"]).starts_with("master")
-            })
+            .filter(|&i| self.nodes[i].pid().is_some() && self.nodes[i].cli(&["ROLE"]).starts_with("master"))
             .collect()
     }
 }

@@ -19,6 +19,5 @@ pub fn component_runtime() -> Arc<ComponentRuntime> {
         rtc_host::BUILD_COMMAND,
         rtc_host::COMPONENT_ENV,
     );
-    ComponentRuntime::shared(&path)
-        .unwrap_or_else(|e| panic!("cannot load the rtc component {}: {e}", path.display()))
+    ComponentRuntime::shared(&path).unwrap_or_else(|e| panic!("cannot load the rtc component {}: {e}", path.display()))
 }

@@ -23,10 +23,7 @@ pub const ASAN_OPTIONS: &str = "detect_leaks=1:abort_on_error=0:halt_on_error=1"
 
 /// Returns the repository's root.
 pub fn root() -> PathBuf {
-    crate::tests_dir()
-        .parent()
-        .expect("tests/ has a parent")
-        .to_path_buf()
+    crate::tests_dir().parent().expect("tests/ has a parent").to_path_buf()
 }
 
 /// Returns the folder holding librtc and the `rtc` command: the release
@@ -37,22 +34,16 @@ pub fn lib_dir() -> &'static Path {
     DIR.get_or_init(|| {
         let exe = std::env::current_exe().expect("current_exe");
         // target/release/deps/NAME-HASH -> target/release
-        let dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("the test binary lives in target/<profile>/deps")
-            .to_path_buf();
+        let dir = exe.parent().and_then(Path::parent).expect("the test binary lives in target/<profile>/deps").to_path_buf();
         for lib in ["librtc.so", "librtc.a"] {
             let path = dir.join(lib);
-            let built = std::fs::metadata(&path)
-                .and_then(|m| m.modified())
-                .unwrap_or_else(|_| {
-                    panic!(
-                        "{} is missing: build librtc first with `cargo build --release --locked` \
+            let built = std::fs::metadata(&path).and_then(|m| m.modified()).unwrap_or_else(|_| {
+                panic!(
+                    "{} is missing: build librtc first with `cargo build --release --locked` \
                      (the README's test command, tests/run.sh, does)",
-                        path.display()
-                    )
-                });
+                    path.display()
+                )
+            });
             assert!(
                 built >= newest_source(),
                 "{} is older than ffi/src: rebuild it with `cargo build --release --locked`",
@@ -83,9 +74,7 @@ pub fn out_dir() -> PathBuf {
 
 /// Runs `cmd` to completion; panics with its output unless it exits 0.
 pub fn run_checked(cmd: &mut Command, what: &str) -> Output {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {what} ({cmd:?}): {e}"));
+    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {what} ({cmd:?}): {e}"));
     assert!(
         out.status.success(),
         "{what} failed ({}):\n--- command\n{cmd:?}\n--- stdout\n{}\n--- stderr\n{}",
@@ -106,10 +95,7 @@ pub fn compile(source: &str, link: Link) -> PathBuf {
 /// `tests/c` on the include path); the program is named after its stem.
 pub fn compile_file(path: &Path, link: Link) -> PathBuf {
     let cxx = path.extension().is_some_and(|e| e == "cpp");
-    let stem = path
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .expect("a UTF-8 file name");
+    let stem = path.file_stem().and_then(|s| s.to_str()).expect("a UTF-8 file name");
     let program = out_dir().join(format!("{stem}-{link:?}").to_lowercase());
     let mut cmd = Command::new(if cxx { "g++" } else { "cc" });
     cmd.arg(if cxx { "-std=c++17" } else { "-std=c11" })
@@ -124,21 +110,14 @@ pub fn compile_file(path: &Path, link: Link) -> PathBuf {
         .arg(&program);
     match link {
         Link::Shared => {
-            cmd.arg("-L")
-                .arg(lib_dir())
-                .arg("-lrtc")
-                .arg(format!("-Wl,-rpath,{}", lib_dir().display()));
+            cmd.arg("-L").arg(lib_dir()).arg("-lrtc").arg(format!("-Wl,-rpath,{}", lib_dir().display()));
         }
         Link::Static => {
-            cmd.arg(lib_dir().join("librtc.a"))
-                .args(["-lpthread", "-ldl", "-lm"]);
+            cmd.arg(lib_dir().join("librtc.a")).args(["-lpthread", "-ldl", "-lm"]);
         }
     }
     cmd.arg("-lpthread");
-    run_checked(
-        &mut cmd,
-        &format!("compiling {} ({link:?})", path.display()),
-    );
+    run_checked(&mut cmd, &format!("compiling {} ({link:?})", path.display()));
     program
 }
 
@@ -146,18 +125,9 @@ pub fn compile_file(path: &Path, link: Link) -> PathBuf {
 /// with its output unless it exits 0 and reports no sanitizer error.
 /// Returns its stdout.
 pub fn run(program: &Path, args: &[&str]) -> String {
-    let out = run_checked(
-        Command::new(program)
-            .args(args)
-            .env("ASAN_OPTIONS", ASAN_OPTIONS),
-        &program.display().to_string(),
-    );
+    let out = run_checked(Command::new(program).args(args).env("ASAN_OPTIONS", ASAN_OPTIONS), &program.display().to_string());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !stderr.contains("Sanitizer"),
-        "{}: sanitizer report:\n{stderr}",
-        program.display()
-    );
+    assert!(!stderr.contains("Sanitizer"), "{}: sanitizer report:\n{stderr}", program.display());
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -181,52 +151,32 @@ impl Running {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
         let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
-        Running {
-            child,
-            stdout,
-            seen: String::new(),
-        }
+        Running { child, stdout, seen: String::new() }
     }
 
     /// Reads one line of its stdout (without the newline); panics at end of file.
     pub fn read_line(&mut self) -> String {
         let mut line = String::new();
-        let n = self
-            .stdout
-            .read_line(&mut line)
-            .expect("read a C program's stdout");
+        let n = self.stdout.read_line(&mut line).expect("read a C program's stdout");
         self.seen.push_str(&line);
-        assert!(
-            n > 0,
-            "the C program ended early; its output so far:\n{}",
-            self.seen
-        );
+        assert!(n > 0, "the C program ended early; its output so far:\n{}", self.seen);
         line.trim_end_matches('\n').to_string()
     }
 
     /// Writes one line to its stdin.
     pub fn write_line(&mut self, line: &str) {
         let stdin = self.child.stdin.as_mut().expect("piped stdin");
-        writeln!(stdin, "{line}")
-            .and_then(|()| stdin.flush())
-            .expect("write to a C program's stdin");
+        writeln!(stdin, "{line}").and_then(|()| stdin.flush()).expect("write to a C program's stdin");
     }
 
     /// Closes its stdin, waits for it, and checks it as [`run`] does;
     /// returns its whole stdout.
     pub fn finish(mut self) -> String {
         drop(self.child.stdin.take());
-        self.stdout
-            .read_to_string(&mut self.seen)
-            .expect("read a C program's stdout");
+        self.stdout.read_to_string(&mut self.seen).expect("read a C program's stdout");
         let out = self.child.wait_with_output().expect("wait for a C program");
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            out.status.success(),
-            "the C program failed ({}):\n--- stdout\n{}\n--- stderr\n{stderr}",
-            out.status,
-            self.seen
-        );
+        assert!(out.status.success(), "the C program failed ({}):\n--- stdout\n{}\n--- stderr\n{stderr}", out.status, self.seen);
         assert!(!stderr.contains("Sanitizer"), "sanitizer report:\n{stderr}");
         self.seen
     }

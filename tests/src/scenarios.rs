@@ -81,19 +81,13 @@ pub trait Surface {
     fn invalidate_all(&self) -> Result<(), String>;
     /// get-or-compute with the lock, where the computation returns `computed`:
     /// returns the call's value and whether the computation ran.
-    fn get_or_compute(
-        &self,
-        key: &str,
-        tags: &[String],
-        computed: &[u8],
-    ) -> Result<(Vec<u8>, bool), String>;
+    fn get_or_compute(&self, key: &str, tags: &[String], computed: &[u8]) -> Result<(Vec<u8>, bool), String>;
 }
 
 /// Returns the scenarios of `tests/scenarios.txt`.
 pub fn table() -> Vec<Scenario> {
     let path = crate::tests_dir().join("scenarios.txt");
-    let text =
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     parse(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -108,33 +102,18 @@ pub fn parse(text: &str) -> Result<Vec<Scenario>, String> {
         let bad = || format!("line {n}: cannot parse {line:?}");
         if f[0] == "scenario" {
             let name = f.get(1).ok_or_else(bad)?;
-            out.push(Scenario {
-                name: name.to_string(),
-                steps: Vec::new(),
-            });
+            out.push(Scenario { name: name.to_string(), steps: Vec::new() });
             continue;
         }
         let step = match (f[0], f.len()) {
-            ("set", 4) => Step::Set {
-                key: f[1].into(),
-                value: value(f[2]).ok_or_else(bad)?,
-                tags: tags(f[3]),
-            },
-            ("get", 4) if f[3] == "miss" => Step::Get {
-                key: f[1].into(),
-                tags: tags(f[2]),
-                expect: None,
-            },
-            ("get", 5) if f[3] == "hit" => Step::Get {
-                key: f[1].into(),
-                tags: tags(f[2]),
-                expect: Some(value(f[4]).ok_or_else(bad)?),
-            },
-            ("delete", 4) if matches!(f[3], "deleted" | "absent") => Step::Delete {
-                key: f[1].into(),
-                tags: tags(f[2]),
-                expect_deleted: f[3] == "deleted",
-            },
+            ("set", 4) => Step::Set { key: f[1].into(), value: value(f[2]).ok_or_else(bad)?, tags: tags(f[3]) },
+            ("get", 4) if f[3] == "miss" => Step::Get { key: f[1].into(), tags: tags(f[2]), expect: None },
+            ("get", 5) if f[3] == "hit" => {
+                Step::Get { key: f[1].into(), tags: tags(f[2]), expect: Some(value(f[4]).ok_or_else(bad)?) }
+            }
+            ("delete", 4) if matches!(f[3], "deleted" | "absent") => {
+                Step::Delete { key: f[1].into(), tags: tags(f[2]), expect_deleted: f[3] == "deleted" }
+            }
             ("invalidate", 2) => Step::Invalidate { tags: tags(f[1]) },
             ("invalidate_all", 1) => Step::InvalidateAll,
             ("get_or_compute", 6) if matches!(f[5], "ran" | "cached") => Step::GetOrCompute {
@@ -146,28 +125,20 @@ pub fn parse(text: &str) -> Result<Vec<Scenario>, String> {
             },
             _ => return Err(bad()),
         };
-        out.last_mut()
-            .ok_or_else(|| format!("line {n}: step before any scenario"))?
-            .steps
-            .push((n, step));
+        out.last_mut().ok_or_else(|| format!("line {n}: step before any scenario"))?.steps.push((n, step));
     }
     Ok(out)
 }
 
 fn tags(field: &str) -> Vec<String> {
-    if field == "-" {
-        Vec::new()
-    } else {
-        field.split(',').map(str::to_owned).collect()
-    }
+    if field == "-" { Vec::new() } else { field.split(',').map(str::to_owned).collect() }
 }
 
 fn value(field: &str) -> Option<Vec<u8>> {
     match field.strip_prefix("x:") {
-        Some(hex) if hex.len() % 2 == 0 => (0..hex.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok())
-            .collect(),
+        Some(hex) if hex.len() % 2 == 0 => {
+            (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok()).collect()
+        }
         Some(_) => None,
         None => Some(field.as_bytes().to_vec()),
     }
@@ -185,11 +156,7 @@ pub fn run(scenario: &Scenario, surface: &dyn Surface) -> Result<(), String> {
                     return Err(fail(format!("got {got:?}")));
                 }
             }
-            Step::Delete {
-                key,
-                tags,
-                expect_deleted,
-            } => {
+            Step::Delete { key, tags, expect_deleted } => {
                 let deleted = surface.delete(key, tags).map_err(fail)?;
                 if deleted != *expect_deleted {
                     return Err(fail(format!("deleted = {deleted}")));
@@ -197,13 +164,7 @@ pub fn run(scenario: &Scenario, surface: &dyn Surface) -> Result<(), String> {
             }
             Step::Invalidate { tags } => surface.invalidate(tags).map_err(fail)?,
             Step::InvalidateAll => surface.invalidate_all().map_err(fail)?,
-            Step::GetOrCompute {
-                key,
-                tags,
-                computed,
-                expect,
-                expect_ran,
-            } => {
+            Step::GetOrCompute { key, tags, computed, expect, expect_ran } => {
                 let (got, ran) = surface.get_or_compute(key, tags, computed).map_err(fail)?;
                 if &got != expect || ran != *expect_ran {
                     return Err(fail(format!("got {got:?}, ran = {ran}")));
@@ -226,9 +187,6 @@ pub fn run_table(surface_name: &str, make: impl Fn(&str) -> Box<dyn Surface>) {
             let _ = writeln!(failures, "  {e}");
         }
     }
-    assert!(
-        failures.is_empty(),
-        "scenario failures on {surface_name}:\n{failures}"
-    );
+    assert!(failures.is_empty(), "scenario failures on {surface_name}:\n{failures}");
     eprintln!("{surface_name}: {} scenarios passed", table.len());
 }

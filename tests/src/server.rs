@@ -42,28 +42,17 @@ impl RedisServer {
     fn spawn(&mut self) {
         let log = self.dir.join("redis.log");
         let mut cmd = Command::new(binary());
-        cmd.args([
-            "--port",
-            &self.port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .arg("--dir")
-        .arg(&self.dir)
-        .arg("--logfile")
-        .arg(&log)
-        .args(&self.extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .arg("--logfile")
+            .arg(&log)
+            .args(&self.extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
         let child = cmd.spawn().unwrap_or_else(|e| {
-            panic!(
-                "cannot start redis-server ({e}); run the README's test command, which installs it"
-            )
+            panic!("cannot start redis-server ({e}); run the README's test command, which installs it")
         });
         self.child = Some(child);
         self.wait_ready();
@@ -78,24 +67,16 @@ impl RedisServer {
             if let Some(child) = &mut self.child
                 && let Ok(Some(status)) = child.try_wait()
             {
-                panic!(
-                    "redis-server exited with {status} at start; log:\n{}",
-                    self.log()
-                );
+                panic!("redis-server exited with {status} at start; log:\n{}", self.log());
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        panic!(
-            "redis-server did not answer PING within {START_DEADLINE:?}; log:\n{}",
-            self.log()
-        );
+        panic!("redis-server did not answer PING within {START_DEADLINE:?}; log:\n{}", self.log());
     }
 
     fn ping(&self) -> bool {
         use std::io::Write as _;
-        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else {
-            return false;
-        };
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else { return false };
         let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
         if s.write_all(b"PING\r\n").is_err() {
             return false;
@@ -158,11 +139,7 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!(
-                "--- redis-server log (port {}) ---\n{}",
-                self.port,
-                self.log()
-            );
+            eprintln!("--- redis-server log (port {}) ---\n{}", self.port, self.log());
         }
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);

@@ -69,23 +69,15 @@ fn compile() -> PathBuf {
     std::fs::create_dir_all(&dir).expect("create target/release/c-tests");
     let program = dir.join("bench-asan");
     let mut cmd = Command::new("cc");
-    cmd.args([
-        "-std=c11",
-        "-Wall",
-        "-Wextra",
-        "-Werror",
-        "-pedantic",
-        "-g",
-        "-O1",
-    ])
-    .args(["-fsanitize=address", "-fno-omit-frame-pointer"])
-    .arg("-I")
-    .arg(root().join("include"))
-    .arg(root().join("ffi/bench/bench.c"))
-    .arg("-o")
-    .arg(&program)
-    .arg(lib.join("librtc.a"))
-    .args(["-lpthread", "-ldl", "-lm"]);
+    cmd.args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic", "-g", "-O1"])
+        .args(["-fsanitize=address", "-fno-omit-frame-pointer"])
+        .arg("-I")
+        .arg(root().join("include"))
+        .arg(root().join("ffi/bench/bench.c"))
+        .arg("-o")
+        .arg(&program)
+        .arg(lib.join("librtc.a"))
+        .args(["-lpthread", "-ldl", "-lm"]);
     run_checked(&mut cmd, "compiling ffi/bench/bench.c");
     program
 }
@@ -94,10 +86,7 @@ fn compile() -> PathBuf {
 fn bench(program: &Path, args: &[&str]) -> Output {
     Command::new(program)
         .args(args)
-        .env(
-            "ASAN_OPTIONS",
-            "detect_leaks=1:abort_on_error=0:halt_on_error=1",
-        )
+        .env("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0:halt_on_error=1")
         .output()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()))
 }
@@ -132,23 +121,15 @@ fn the_c_benchmark_reports_every_workload_as_json() {
             out.status
         );
         assert!(!stderr.contains("Sanitizer"), "sanitizer report:\n{stderr}");
-        assert_eq!(
-            stdout.lines().count(),
-            1,
-            "one JSON object on one line:\n{stdout}"
-        );
-        let report: Value =
-            serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{stdout}"));
+        assert_eq!(stdout.lines().count(), 1, "one JSON object on one line:\n{stdout}");
+        let report: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{stdout}"));
 
         assert_eq!(report["engine"], "c");
         assert_eq!(report["threads"], threads);
         let results = report["results"]
             .as_array()
             .unwrap_or_else(|| panic!("no results array: {report}"));
-        let names: Vec<&str> = results
-            .iter()
-            .filter_map(|r| r["workload"].as_str())
-            .collect();
+        let names: Vec<&str> = results.iter().filter_map(|r| r["workload"].as_str()).collect();
         assert_eq!(names, WORKLOADS, "{report}");
         // 12 ops in blocks of 5 round up to 3 blocks of 5 per thread, as `rtc bench` counts them.
         let ops = 15 * threads;
@@ -161,10 +142,7 @@ fn the_c_benchmark_reports_every_workload_as_json() {
                     .unwrap_or_else(|| panic!("{field} is not a number: {row}"))
             };
             assert!(number("ops_per_s") > 0.0, "{row}");
-            assert!(
-                number("p50_us") > 0.0 && number("p50_us") <= number("p99_us"),
-                "{row}"
-            );
+            assert!(number("p50_us") > 0.0 && number("p50_us") <= number("p99_us"), "{row}");
         }
         for name in WORKLOADS {
             let trips = report["round_trips"][name]
@@ -172,10 +150,7 @@ fn the_c_benchmark_reports_every_workload_as_json() {
                 .unwrap_or_else(|| panic!("no round trips for {name}: {report}"));
             assert!(trips > 0.0, "{name}: {trips}");
         }
-        assert!(
-            report["peak_rss_kib"].as_u64().is_some_and(|k| k > 0),
-            "{report}"
-        );
+        assert!(report["peak_rss_kib"].as_u64().is_some_and(|k| k > 0), "{report}");
     }
 
     // The program really worked on this Redis: Rust reads what it stored.
@@ -190,15 +165,10 @@ fn the_c_benchmark_reports_every_workload_as_json() {
         Some(vec![b'x'; 100])
     );
     assert_eq!(
-        rust.get_bytes("bench:set:2:14", tags)
-            .expect("get a set entry"),
+        rust.get_bytes("bench:set:2:14", tags).expect("get a set entry"),
         Some(vec![b'x'; 100])
     );
-    assert_eq!(
-        rust.get_bytes("bench:absent", tags)
-            .expect("get bench:absent"),
-        None
-    );
+    assert_eq!(rust.get_bytes("bench:absent", tags).expect("get bench:absent"), None);
 }
 
 #[test]
@@ -225,10 +195,7 @@ fn the_stepped_mode_runs_one_round_per_line() {
             "2",
             "--stepped",
         ])
-        .env(
-            "ASAN_OPTIONS",
-            "detect_leaks=1:abort_on_error=0:halt_on_error=1",
-        )
+        .env("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0:halt_on_error=1")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -244,17 +211,14 @@ fn the_stepped_mode_runs_one_round_per_line() {
             .and_then(|()| stdin.flush())
             .expect("ask for a round");
         let mut line = String::new();
-        stdout
-            .read_line(&mut line)
-            .expect("read the acknowledgement");
+        stdout.read_line(&mut line).expect("read the acknowledgement");
         assert_eq!(line, format!("round {round}\n"));
     }
     drop(stdin);
     let mut rest = String::new();
     stdout.read_to_string(&mut rest).expect("read the report");
     assert!(child.wait().expect("wait").success(), "{rest}");
-    let report: Value =
-        serde_json::from_str(rest.trim()).unwrap_or_else(|e| panic!("not JSON ({e}):\n{rest}"));
+    let report: Value = serde_json::from_str(rest.trim()).unwrap_or_else(|e| panic!("not JSON ({e}):\n{rest}"));
     let results = report["results"]
         .as_array()
         .unwrap_or_else(|| panic!("no results: {report}"));

@@ -30,17 +30,11 @@ fn scenario_table_through_the_c_library() {
         let program = compile("scenarios.c", link);
         let redis = RedisServer::start();
         let ns = unique_namespace(&format!("c-scenarios-{link:?}"));
-        let out = run(
-            &program,
-            &[&redis.url(), path.to_str().expect("UTF-8 path"), &ns],
-        );
+        let out = run(&program, &[&redis.url(), path.to_str().expect("UTF-8 path"), &ns]);
         // The C parser must have read the same table as the Rust one.
         let summary = format!("c-scenarios: {} scenarios, {steps} steps", table.len());
         assert!(out.contains(&summary), "want {summary:?} in:\n{out}");
-        assert!(
-            out.contains(&format!("c-scenarios: {} passed, 0 failed", table.len())),
-            "{out}"
-        );
+        assert!(out.contains(&format!("c-scenarios: {} passed, 0 failed", table.len())), "{out}");
     }
 }
 
@@ -53,10 +47,7 @@ fn scenario_table_through_the_c_library_on_a_cluster() {
     let program = compile("scenarios.c", Link::Static);
     let ns = unique_namespace("c-scenarios-cluster");
     let out = run(&program, &[&seeds, path.to_str().expect("UTF-8 path"), &ns]);
-    assert!(
-        out.contains(&format!("c-scenarios: {} passed, 0 failed", table.len())),
-        "{out}"
-    );
+    assert!(out.contains(&format!("c-scenarios: {} passed, 0 failed", table.len())), "{out}");
 }
 
 #[test]
@@ -68,20 +59,12 @@ fn the_c_scenario_runner_reports_a_wrong_expectation() {
     let program = compile("scenarios.c", Link::Shared);
     let redis = RedisServer::start();
     let ns = unique_namespace("c-scenarios-wrong");
-    let out = Command::new(&program)
-        .args([&redis.url(), path.to_str().expect("UTF-8 path"), &ns])
-        .output()
-        .expect("run");
+    let out =
+        Command::new(&program).args([&redis.url(), path.to_str().expect("UTF-8 path"), &ns]).output().expect("run");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
-    assert!(
-        stdout.contains("FAIL wrong_value (line 3): get hit a wrong value"),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains("FAIL wrong_miss (line 7): get must miss"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("FAIL wrong_value (line 3): get hit a wrong value"), "{stdout}");
+    assert!(stdout.contains("FAIL wrong_miss (line 7): get must miss"), "{stdout}");
 }
 
 #[test]
@@ -91,14 +74,8 @@ fn many_threads_share_one_cache_and_the_lock_computes_once() {
         let redis = RedisServer::start(); // its own server: the program counts blocked clients
         let ns = unique_namespace("c-threads");
         let out = run(&program, &[&redis.url(), &redis.port().to_string(), &ns]);
-        assert!(
-            out.contains("lock: 48 callers, 1 computation(s), 47 waiters"),
-            "{out}"
-        );
-        assert!(
-            out.contains("split: 48 callers, 1 ticket(s), 47 hits"),
-            "{out}"
-        );
+        assert!(out.contains("lock: 48 callers, 1 computation(s), 47 waiters"), "{out}");
+        assert!(out.contains("split: 48 callers, 1 ticket(s), 47 hits"), "{out}");
         assert!(out.contains(" 0 failed"), "{out}");
     }
 }
@@ -111,10 +88,7 @@ fn bad_input_and_failures_are_result_codes() {
         let dead_port = rtc_tests::server::free_port(); // nothing listens there
         let ns = unique_namespace("c-bad-input");
         let out = run(&program, &[&redis.url(), &dead_port.to_string(), &ns]);
-        assert!(
-            out.contains("c-bad-input: ") && out.contains(" 0 failed"),
-            "{out}"
-        );
+        assert!(out.contains("c-bad-input: ") && out.contains(" 0 failed"), "{out}");
     }
 }
 
@@ -143,57 +117,32 @@ fn entries_and_invalidations_cross_between_c_and_rust() {
     let program = compile("crossover.c", Link::Shared);
     let redis = RedisServer::start();
     let ns = unique_namespace("c-crossover");
-    let rust = Cache::builder()
-        .namespace(ns.as_str())
-        .url(Some(redis.url()))
-        .build()
-        .expect("build");
+    let rust = Cache::builder().namespace(ns.as_str()).url(Some(redis.url())).build().expect("build");
     let call = |args: &[u8]| {
-        ComputeOptions::call(FunctionId::new("app::users", "", "load"), &ByteString(args))
-            .expect("encode")
+        ComputeOptions::call(FunctionId::new("app::users", "", "load"), &ByteString(args)).expect("encode")
     };
 
-    rust.set_bytes("r1", b"from-rust", ["shared", "r"], Lifetime::Default)
-        .expect("set r1");
-    rust.set_bytes("r2", b"rust-keep", ["keep"], Lifetime::Default)
-        .expect("set r2");
-    let computed = rust
-        .get_or_compute_bytes(&call(&[3]), || Ok::<_, String>(b"r-call".to_vec()))
-        .expect("compute");
+    rust.set_bytes("r1", b"from-rust", ["shared", "r"], Lifetime::Default).expect("set r1");
+    rust.set_bytes("r2", b"rust-keep", ["keep"], Lifetime::Default).expect("set r2");
+    let computed = rust.get_or_compute_bytes(&call(&[3]), || Ok::<_, String>(b"r-call".to_vec())).expect("compute");
     assert_eq!(computed, b"r-call");
 
     let out = run(&program, &[&redis.url(), &ns, "1"]);
     assert!(out.contains(" 0 failed"), "{out}");
 
     // What C wrote, Rust reads; what C invalidated, Rust no longer sees.
-    assert_eq!(
-        rust.get_bytes("c1", ["shared"]).expect("get c1"),
-        Some(b"from-c".to_vec())
-    );
-    assert_eq!(
-        rust.get_bytes("c2", ["keep2"]).expect("get c2"),
-        Some(b"c-keep".to_vec())
-    );
-    assert_eq!(
-        rust.get_bytes("c3", ["shared"]).expect("get c3"),
-        Some(b"c-computed".to_vec())
-    );
-    assert_eq!(
-        rust.get_bytes("r2", ["keep"]).expect("get r2"),
-        None,
-        "C's invalidation of [keep] crosses over"
-    );
+    assert_eq!(rust.get_bytes("c1", ["shared"]).expect("get c1"), Some(b"from-c".to_vec()));
+    assert_eq!(rust.get_bytes("c2", ["keep2"]).expect("get c2"), Some(b"c-keep".to_vec()));
+    assert_eq!(rust.get_bytes("c3", ["shared"]).expect("get c3"), Some(b"c-computed".to_vec()));
+    assert_eq!(rust.get_bytes("r2", ["keep"]).expect("get r2"), None, "C's invalidation of [keep] crosses over");
     // The key C derived from a function identity and arguments is Rust's.
     let cached = rust
-        .get_or_compute_bytes(&call(&[1, 2]), || {
-            Err::<Vec<u8>, _>("C computed it: this must not run")
-        })
+        .get_or_compute_bytes(&call(&[1, 2]), || Err::<Vec<u8>, _>("C computed it: this must not run"))
         .expect("a hit");
     assert_eq!(cached, b"c-call");
 
     rust.invalidate("shared").expect("invalidate shared");
-    rust.set_bytes("r3", b"rust-3", ["keep2"], Lifetime::Default)
-        .expect("set r3");
+    rust.set_bytes("r3", b"rust-3", ["keep2"], Lifetime::Default).expect("set r3");
 
     let out = run(&program, &[&redis.url(), &ns, "2"]);
     assert!(out.contains(" 0 failed"), "{out}");
@@ -205,20 +154,12 @@ fn entries_and_invalidations_cross_between_c_and_rust() {
 #[test]
 fn entries_and_invalidations_cross_between_c_and_the_rtc_command() {
     let rtc = lib_dir().join("rtc");
-    assert!(
-        rtc.is_file(),
-        "{} is missing: run `cargo build --release --locked`",
-        rtc.display()
-    );
+    assert!(rtc.is_file(), "{} is missing: run `cargo build --release --locked`", rtc.display());
     let program = compile("crossover.c", Link::Shared);
     let redis = RedisServer::start();
     let ns = unique_namespace("c-cli");
     let cli = |args: &[&str]| -> Output {
-        Command::new(&rtc)
-            .args(["--redis", &redis.url(), "--namespace", &ns])
-            .args(args)
-            .output()
-            .expect("run rtc")
+        Command::new(&rtc).args(["--redis", &redis.url(), "--namespace", &ns]).args(args).output().expect("run rtc")
     };
     let set = cli(&["set", "cli1", "from-cli", "--tag", "cli"]);
     assert!(set.status.success(), "rtc set: {set:?}");
@@ -228,10 +169,7 @@ fn entries_and_invalidations_cross_between_c_and_the_rtc_command() {
     assert!(get.status.success(), "rtc get: {get:?}");
     assert_eq!(get.stdout, b"c-to-cli");
     let invalidate = cli(&["invalidate", "cli2"]);
-    assert!(
-        invalidate.status.success(),
-        "rtc invalidate: {invalidate:?}"
-    );
+    assert!(invalidate.status.success(), "rtc invalidate: {invalidate:?}");
     let out = run(&program, &[&redis.url(), &ns, "cli2"]);
     assert!(out.contains(" 0 failed"), "{out}");
 }
@@ -239,11 +177,7 @@ fn entries_and_invalidations_cross_between_c_and_the_rtc_command() {
 #[test]
 fn the_header_compiles_as_c99_c11_c17_and_cpp11_cpp17() {
     let probe = out_dir().join("header-probe.c");
-    std::fs::write(
-        &probe,
-        "#include \"rtc.h\"\nint main(void) { return RTC_RESULT_OK; }\n",
-    )
-    .expect("write probe");
+    std::fs::write(&probe, "#include \"rtc.h\"\nint main(void) { return RTC_RESULT_OK; }\n").expect("write probe");
     for (compiler, std, lang) in [
         ("cc", "-std=c99", "c"),
         ("cc", "-std=c11", "c"),
@@ -253,16 +187,7 @@ fn the_header_compiles_as_c99_c11_c17_and_cpp11_cpp17() {
     ] {
         run_checked(
             Command::new(compiler)
-                .args([
-                    std,
-                    "-Wall",
-                    "-Wextra",
-                    "-Werror",
-                    "-pedantic",
-                    "-fsyntax-only",
-                    "-x",
-                    lang,
-                ])
+                .args([std, "-Wall", "-Wextra", "-Werror", "-pedantic", "-fsyntax-only", "-x", lang])
                 .arg("-I")
                 .arg(root().join("include"))
                 .arg(&probe),
@@ -276,12 +201,8 @@ fn readme_examples_build_with_pkg_config_after_install() {
     // The README's section must show the example programs verbatim.
     let readme = std::fs::read_to_string(root().join("README.md")).expect("read README.md");
     for example in ["example.c", "example.cpp"] {
-        let source =
-            std::fs::read_to_string(root().join("tests/c").join(example)).expect("read example");
-        assert!(
-            readme.contains(source.trim_end()),
-            "README.md must include tests/c/{example} verbatim"
-        );
+        let source = std::fs::read_to_string(root().join("tests/c").join(example)).expect("read example");
+        assert!(readme.contains(source.trim_end()), "README.md must include tests/c/{example} verbatim");
     }
 
     // Install exactly as the README says, into a fresh prefix.
@@ -294,47 +215,25 @@ fn readme_examples_build_with_pkg_config_after_install() {
             .env("RTC_LIB_DIR", lib_dir()),
         "ffi/install.sh",
     );
-    for file in [
-        "include/rtc.h",
-        "lib/librtc.so",
-        "lib/librtc.a",
-        "lib/pkgconfig/rtc.pc",
-        "lib/pkgconfig/rtc-static.pc",
-    ] {
+    for file in
+        ["include/rtc.h", "lib/librtc.so", "lib/librtc.a", "lib/pkgconfig/rtc.pc", "lib/pkgconfig/rtc-static.pc"]
+    {
         assert!(prefix.join(file).is_file(), "install.sh installed {file}");
     }
     let pkg_config = |args: &[&str]| -> Vec<String> {
         let out = run_checked(
-            Command::new("pkg-config")
-                .args(args)
-                .env("PKG_CONFIG_PATH", prefix.join("lib/pkgconfig")),
+            Command::new("pkg-config").args(args).env("PKG_CONFIG_PATH", prefix.join("lib/pkgconfig")),
             "pkg-config",
         );
-        String::from_utf8_lossy(&out.stdout)
-            .split_whitespace()
-            .map(str::to_owned)
-            .collect()
+        String::from_utf8_lossy(&out.stdout).split_whitespace().map(str::to_owned).collect()
     };
-    assert_eq!(
-        pkg_config(&["--modversion", "rtc"]),
-        [env!("CARGO_PKG_VERSION")]
-    );
+    assert_eq!(pkg_config(&["--modversion", "rtc"]), [env!("CARGO_PKG_VERSION")]);
     assert!(pkg_config(&["--static", "--libs", "rtc"]).contains(&"-lpthread".to_string()));
 
     let redis = RedisServer::start();
     let cases = [
-        (
-            "example.c",
-            "cc",
-            "rtc",
-            "hit: Ada\nafter invalidate: miss\nreport: 42 orders\n",
-        ),
-        (
-            "example.c",
-            "cc",
-            "rtc-static",
-            "hit: Ada\nafter invalidate: miss\nreport: 42 orders\n",
-        ),
+        ("example.c", "cc", "rtc", "hit: Ada\nafter invalidate: miss\nreport: 42 orders\n"),
+        ("example.c", "cc", "rtc-static", "hit: Ada\nafter invalidate: miss\nreport: 42 orders\n"),
         ("example.cpp", "g++", "rtc", "hello, C++\n"),
         ("example.cpp", "g++", "rtc-static", "hello, C++\n"),
     ];
@@ -350,20 +249,9 @@ fn readme_examples_build_with_pkg_config_after_install() {
                 .arg(&program),
             &format!("{compiler} {source} $(pkg-config --cflags --libs {module})"),
         );
-        assert_eq!(
-            needs_librtc_so(&program),
-            module == "rtc",
-            "{module} links as it says"
-        );
-        let out = run_checked(
-            Command::new(&program).arg(redis.url()),
-            &program.display().to_string(),
-        );
-        assert_eq!(
-            String::from_utf8_lossy(&out.stdout),
-            want,
-            "{source} via {module}"
-        );
+        assert_eq!(needs_librtc_so(&program), module == "rtc", "{module} links as it says");
+        let out = run_checked(Command::new(&program).arg(redis.url()), &program.display().to_string());
+        assert_eq!(String::from_utf8_lossy(&out.stdout), want, "{source} via {module}");
     }
     let _ = std::fs::remove_dir_all(&prefix);
 }

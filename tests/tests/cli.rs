@@ -25,18 +25,10 @@ fn rtc(redis: Option<&RedisServer>, ns: &str, args: &[&str], stdin: Option<&[u8]
     if let Some(redis) = redis {
         cmd.arg("--redis").arg(redis.url());
     }
-    cmd.args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("run rtc");
     if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(input)
-            .expect("write stdin");
+        child.stdin.take().expect("stdin").write_all(input).expect("write stdin");
     }
     drop(child.stdin.take());
     child.wait_with_output().expect("wait for rtc")
@@ -51,26 +43,14 @@ fn set_get_invalidate_on_redis() {
     let redis = RedisServer::start();
     let ns = unique_namespace("cli");
     let r = |args: &[&str]| rtc(Some(&redis), &ns, args, None);
-    assert_eq!(
-        code(&r(&[
-            "set", "greeting", "hello", "--tag", "a", "--tag", "b"
-        ])),
-        0
-    );
+    assert_eq!(code(&r(&["set", "greeting", "hello", "--tag", "a", "--tag", "b"])), 0);
     let hit = r(&["get", "greeting", "--tag", "a", "--tag", "b"]);
-    assert_eq!(
-        (code(&hit), hit.stdout.as_slice()),
-        (0, b"hello".as_slice())
-    );
+    assert_eq!((code(&hit), hit.stdout.as_slice()), (0, b"hello".as_slice()));
     let miss = r(&["get", "greeting", "--tag", "a"]);
     assert_eq!(code(&miss), 1);
     assert_eq!(String::from_utf8_lossy(&miss.stderr).trim(), "miss");
     assert_eq!(code(&r(&["invalidate", "b"])), 0);
-    assert_eq!(
-        code(&r(&["get", "greeting", "--tag", "a", "--tag", "b"])),
-        1,
-        "invalidated"
-    );
+    assert_eq!(code(&r(&["get", "greeting", "--tag", "a", "--tag", "b"])), 1, "invalidated");
 }
 
 #[test]
@@ -78,26 +58,11 @@ fn raw_bytes_from_stdin_delete_and_invalidate_all() {
     let redis = RedisServer::start();
     let ns = unique_namespace("cli-raw");
     let bytes: Vec<u8> = (0..=255u8).collect();
-    assert_eq!(
-        code(&rtc(
-            Some(&redis),
-            &ns,
-            &["set", "bin", "-", "-t", "x", "--lifetime", "60"],
-            Some(&bytes)
-        )),
-        0
-    );
+    assert_eq!(code(&rtc(Some(&redis), &ns, &["set", "bin", "-", "-t", "x", "--lifetime", "60"], Some(&bytes))), 0);
     let got = rtc(Some(&redis), &ns, &["get", "bin", "-t", "x"], None);
     assert_eq!(got.stdout, bytes, "raw bytes round-trip with no codec");
-    assert_eq!(
-        code(&rtc(Some(&redis), &ns, &["delete", "bin", "-t", "x"], None)),
-        0
-    );
-    assert_eq!(
-        code(&rtc(Some(&redis), &ns, &["delete", "bin", "-t", "x"], None)),
-        1,
-        "nothing left to delete"
-    );
+    assert_eq!(code(&rtc(Some(&redis), &ns, &["delete", "bin", "-t", "x"], None)), 0);
+    assert_eq!(code(&rtc(Some(&redis), &ns, &["delete", "bin", "-t", "x"], None)), 1, "nothing left to delete");
     assert_eq!(code(&rtc(Some(&redis), &ns, &["set", "k", "v"], None)), 0);
     assert_eq!(code(&rtc(Some(&redis), &ns, &["invalidate-all"], None)), 0);
     assert_eq!(code(&rtc(Some(&redis), &ns, &["get", "k"], None)), 1);
@@ -107,36 +72,13 @@ fn raw_bytes_from_stdin_delete_and_invalidate_all() {
 fn entries_from_the_command_are_read_by_the_library_and_back() {
     let redis = RedisServer::start();
     let ns = unique_namespace("cli-lib");
-    let cache = rtc_core::Cache::builder()
-        .namespace(&ns)
-        .url(Some(redis.url()))
-        .build()
-        .expect("build");
-    assert_eq!(
-        code(&rtc(
-            Some(&redis),
-            &ns,
-            &["set", "k", "from-cli", "-t", "t"],
-            None
-        )),
-        0
-    );
-    assert_eq!(
-        cache.get_bytes("k", ["t"]).expect("get"),
-        Some(b"from-cli".to_vec())
-    );
-    cache
-        .set_bytes("k2", b"from-lib", ["t"], rtc_core::Lifetime::Default)
-        .expect("set");
-    assert_eq!(
-        rtc(Some(&redis), &ns, &["get", "k2", "-t", "t"], None).stdout,
-        b"from-lib"
-    );
+    let cache = rtc_core::Cache::builder().namespace(&ns).url(Some(redis.url())).build().expect("build");
+    assert_eq!(code(&rtc(Some(&redis), &ns, &["set", "k", "from-cli", "-t", "t"], None)), 0);
+    assert_eq!(cache.get_bytes("k", ["t"]).expect("get"), Some(b"from-cli".to_vec()));
+    cache.set_bytes("k2", b"from-lib", ["t"], rtc_core::Lifetime::Default).expect("set");
+    assert_eq!(rtc(Some(&redis), &ns, &["get", "k2", "-t", "t"], None).stdout, b"from-lib");
     cache.invalidate("t").expect("invalidate");
-    assert_eq!(
-        code(&rtc(Some(&redis), &ns, &["get", "k2", "-t", "t"], None)),
-        1
-    );
+    assert_eq!(code(&rtc(Some(&redis), &ns, &["get", "k2", "-t", "t"], None)), 1);
 }
 
 #[test]
@@ -149,20 +91,9 @@ fn errors_have_their_own_exit_codes() {
     let out = rtc(Some(&down), &ns, &["get", "k"], None);
     assert_eq!(code(&out), 3, "backend error");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("backend-unavailable") && stderr.contains("hint:"),
-        "{stderr}"
-    );
-    let bad = Command::new(rtc_binary())
-        .args(["--redis", "nonsense://x", "get", "k"])
-        .output()
-        .expect("run");
-    assert_eq!(
-        code(&bad),
-        2,
-        "a bad URL is a usage error: {}",
-        String::from_utf8_lossy(&bad.stderr)
-    );
+    assert!(stderr.contains("backend-unavailable") && stderr.contains("hint:"), "{stderr}");
+    let bad = Command::new(rtc_binary()).args(["--redis", "nonsense://x", "get", "k"]).output().expect("run");
+    assert_eq!(code(&bad), 2, "a bad URL is a usage error: {}", String::from_utf8_lossy(&bad.stderr));
 }
 
 #[test]
@@ -170,34 +101,17 @@ fn demo_runs_with_no_redis() {
     let out = rtc(None, &unique_namespace("demo"), &["demo"], None);
     assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.contains("native engine") && text.contains("in-memory"),
-        "{text}"
-    );
-    assert!(
-        text.contains("computations: 1"),
-        "the lock must compute once: {text}"
-    );
-    assert!(
-        text.matches("hook:").count() >= 9,
-        "a hook line per get-or-compute: {text}"
-    );
+    assert!(text.contains("native engine") && text.contains("in-memory"), "{text}");
+    assert!(text.contains("computations: 1"), "the lock must compute once: {text}");
+    assert!(text.matches("hook:").count() >= 9, "a hook line per get-or-compute: {text}");
 }
 
 #[test]
 fn component_engine_runs_the_demo_and_shares_entries_with_native() {
-    let demo = rtc(
-        None,
-        &unique_namespace("demo-component"),
-        &["--engine", "component", "demo"],
-        None,
-    );
+    let demo = rtc(None, &unique_namespace("demo-component"), &["--engine", "component", "demo"], None);
     assert_eq!(code(&demo), 0, "{}", String::from_utf8_lossy(&demo.stderr));
     let text = String::from_utf8_lossy(&demo.stdout);
-    assert!(
-        text.contains("component (wasmtime)") && text.contains("computations: 1"),
-        "{text}"
-    );
+    assert!(text.contains("component (wasmtime)") && text.contains("computations: 1"), "{text}");
 
     let redis = RedisServer::start();
     let ns = unique_namespace("cli-component");
@@ -206,23 +120,9 @@ fn component_engine_runs_the_demo_and_shares_entries_with_native() {
         all.extend_from_slice(args);
         rtc(Some(&redis), &ns, &all, None)
     };
-    assert_eq!(
-        code(&component(&["set", "k", "from-component", "-t", "a"])),
-        0
-    );
-    assert_eq!(
-        rtc(Some(&redis), &ns, &["get", "k", "-t", "a"], None).stdout,
-        b"from-component"
-    );
-    assert_eq!(
-        code(&rtc(
-            Some(&redis),
-            &ns,
-            &["set", "k2", "from-native", "-t", "a"],
-            None
-        )),
-        0
-    );
+    assert_eq!(code(&component(&["set", "k", "from-component", "-t", "a"])), 0);
+    assert_eq!(rtc(Some(&redis), &ns, &["get", "k", "-t", "a"], None).stdout, b"from-component");
+    assert_eq!(code(&rtc(Some(&redis), &ns, &["set", "k2", "from-native", "-t", "a"], None)), 0);
     assert_eq!(component(&["get", "k2", "-t", "a"]).stdout, b"from-native");
     assert_eq!(code(&component(&["invalidate", "a"])), 0);
     assert_eq!(
@@ -230,24 +130,9 @@ fn component_engine_runs_the_demo_and_shares_entries_with_native() {
         1,
         "the component's invalidation reaches native"
     );
-    let missing = rtc(
-        None,
-        &ns,
-        &[
-            "--engine",
-            "component",
-            "--component",
-            "/nonexistent.wasm",
-            "get",
-            "k",
-        ],
-        None,
-    );
+    let missing = rtc(None, &ns, &["--engine", "component", "--component", "/nonexistent.wasm", "get", "k"], None);
     assert_eq!(code(&missing), 2, "a missing component is a usage error");
-    assert!(
-        String::from_utf8_lossy(&missing.stderr).contains("cargo build"),
-        "the message says how to build it"
-    );
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("cargo build"), "the message says how to build it");
 }
 
 #[test]
@@ -255,84 +140,39 @@ fn inspect_and_tags_show_the_state_and_create_nothing() {
     let redis = RedisServer::start();
     let ns = unique_namespace("cli-inspect");
     let r = |args: &[&str]| rtc(Some(&redis), &ns, args, None);
-    let json = |out: &Output| -> serde_json::Value {
-        serde_json::from_slice(&out.stdout).expect("valid JSON")
-    };
+    let json = |out: &Output| -> serde_json::Value { serde_json::from_slice(&out.stdout).expect("valid JSON") };
 
     // Nothing exists yet, and inspecting must not create the tags.
     let cold = r(&["inspect", "user:1", "--tag", "users", "--json"]);
     assert_eq!(code(&cold), 1, "would miss");
     let cold = json(&cold);
     assert_eq!(cold["would_hit"], false);
-    assert!(
-        cold["storage_key"].is_null(),
-        "no storage key while a tag does not exist: {cold}"
-    );
+    assert!(cold["storage_key"].is_null(), "no storage key while a tag does not exist: {cold}");
     let before = redis.cli(&["DBSIZE"]);
     assert_eq!(before, "0", "inspect created keys");
     let tags = json(&r(&["tags", "users", "--json"]));
-    assert!(
-        tags[0]["value_hex"].is_null() && tags[0]["ttl_ms"].is_null(),
-        "{tags}"
-    );
+    assert!(tags[0]["value_hex"].is_null() && tags[0]["ttl_ms"].is_null(), "{tags}");
     assert_eq!(redis.cli(&["DBSIZE"]), "0", "tags created keys");
 
-    assert_eq!(
-        code(&r(&[
-            "set",
-            "user:1",
-            "Ada",
-            "--tag",
-            "users",
-            "--lifetime",
-            "600"
-        ])),
-        0
-    );
+    assert_eq!(code(&r(&["set", "user:1", "Ada", "--tag", "users", "--lifetime", "600"])), 0);
     let hot = r(&["inspect", "user:1", "--tag", "users", "--json"]);
     assert_eq!(code(&hot), 0, "would hit");
     let hot = json(&hot);
-    assert_eq!(
-        (hot["would_hit"].as_bool(), hot["value_size"].as_u64()),
-        (Some(true), Some(3))
-    );
+    assert_eq!((hot["would_hit"].as_bool(), hot["value_size"].as_u64()), (Some(true), Some(3)));
     let ttl = hot["entry_ttl_ms"].as_u64().expect("entry TTL");
     assert!((590_000..=600_000).contains(&ttl), "{ttl}");
-    let names: Vec<&str> = hot["tags"]
-        .as_array()
-        .expect("tags")
-        .iter()
-        .map(|t| t["name"].as_str().expect("name"))
-        .collect();
-    assert_eq!(
-        names,
-        ["@@@all@@@", "users"],
-        "hash order, with the implicit tag"
-    );
+    let names: Vec<&str> =
+        hot["tags"].as_array().expect("tags").iter().map(|t| t["name"].as_str().expect("name")).collect();
+    assert_eq!(names, ["@@@all@@@", "users"], "hash order, with the implicit tag");
     let storage = hot["storage_key"].as_str().expect("storage key");
-    assert_eq!(
-        redis.cli(&["GET", storage]),
-        "Ada",
-        "the storage key shown is where the value is"
-    );
-    let value = hot["tags"][1]["value_hex"]
-        .as_str()
-        .expect("tag value")
-        .to_owned();
+    assert_eq!(redis.cli(&["GET", storage]), "Ada", "the storage key shown is where the value is");
+    let value = hot["tags"][1]["value_hex"].as_str().expect("tag value").to_owned();
     assert_eq!(value.len(), 32, "16 random bytes");
 
     assert_eq!(code(&r(&["invalidate", "users"])), 0);
     let after = json(&r(&["inspect", "user:1", "--tag", "users", "--json"]));
     assert_eq!(after["would_hit"], false);
-    assert_ne!(
-        after["tags"][1]["value_hex"].as_str(),
-        Some(value.as_str()),
-        "invalidate gave the tag a new value"
-    );
-    let text =
-        String::from_utf8_lossy(&r(&["inspect", "user:1", "--tag", "users"]).stdout).into_owned();
-    assert!(
-        text.contains("would hit   no") && text.contains("entry       missing"),
-        "{text}"
-    );
+    assert_ne!(after["tags"][1]["value_hex"].as_str(), Some(value.as_str()), "invalidate gave the tag a new value");
+    let text = String::from_utf8_lossy(&r(&["inspect", "user:1", "--tag", "users"]).stdout).into_owned();
+    assert!(text.contains("would hit   no") && text.contains("entry       missing"), "{text}");
 }

@@ -21,38 +21,21 @@ fn cluster_scenarios_spread_and_failover() {
     let mut cluster = RedisCluster::start(3, 1);
 
     // The scenario table, unchanged.
-    run_table("core-cluster", |ns| {
-        Box::new(CacheSurface(cluster_cache(&cluster, ns)))
-    });
+    run_table("core-cluster", |ns| Box::new(CacheSurface(cluster_cache(&cluster, ns))));
 
     // A namespace's entries land on more than one master: no single hot slot.
     let ns = unique_namespace("spread");
     let cache = cluster_cache(&cluster, &ns);
     for i in 0..200 {
-        cache
-            .set_bytes(&format!("k{i}"), b"v", ["t"], Lifetime::Default)
-            .expect("set");
+        cache.set_bytes(&format!("k{i}"), b"v", ["t"], Lifetime::Default).expect("set");
     }
     let masters = cluster.masters();
     let busy = masters
         .iter()
-        .filter(|&&m| {
-            cluster.nodes[m]
-                .cli(&["DBSIZE"])
-                .parse::<u64>()
-                .unwrap_or(0)
-                > 0
-        })
+        .filter(|&&m| cluster.nodes[m].cli(&["DBSIZE"]).parse::<u64>().unwrap_or(0) > 0)
         .count();
-    assert!(
-        busy >= 2,
-        "entries of one namespace should spread over the masters ({busy} of {} hold keys)",
-        masters.len()
-    );
-    assert_eq!(
-        cache.get_bytes("k7", ["t"]).expect("get"),
-        Some(b"v".to_vec())
-    );
+    assert!(busy >= 2, "entries of one namespace should spread over the masters ({busy} of {} hold keys)", masters.len());
+    assert_eq!(cache.get_bytes("k7", ["t"]).expect("get"), Some(b"v".to_vec()));
     cache.invalidate("t").expect("invalidate");
     assert_eq!(cache.get_bytes("k7", ["t"]).expect("get"), None);
 
@@ -67,18 +50,11 @@ fn cluster_scenarios_spread_and_failover() {
         calls += 1;
         let t = Instant::now();
         let options = ComputeOptions::key(format!("after-failover-{calls}")).tags(["t"]);
-        let v = cache
-            .get_or_compute_bytes(&options, || Ok::<_, ()>(b"computed".to_vec()))
-            .expect("value");
-        assert_eq!(
-            v, b"computed",
-            "get-or-compute must always return the right value"
-        );
+        let v = cache.get_or_compute_bytes(&options, || Ok::<_, ()>(b"computed".to_vec())).expect("value");
+        assert_eq!(v, b"computed", "get-or-compute must always return the right value");
         let ok = (0..20).all(|i| {
             let key = format!("probe-{calls}-{i}");
-            cache
-                .set_bytes(&key, b"p", ["t"], Lifetime::Default)
-                .is_ok()
+            cache.set_bytes(&key, b"p", ["t"], Lifetime::Default).is_ok()
                 && cache.get_bytes(&key, ["t"]).ok().flatten().as_deref() == Some(b"p".as_slice())
         });
         slowest = slowest.max(t.elapsed());
@@ -90,46 +66,25 @@ fn cluster_scenarios_spread_and_failover() {
         }
         std::thread::sleep(Duration::from_millis(200));
     };
-    assert!(
-        recovered,
-        "the cache did not recover within 40 s of the failover"
-    );
-    eprintln!(
-        "failover: recovered after {:?}, {calls} rounds, slowest round {slowest:?}",
-        started.elapsed()
-    );
+    assert!(recovered, "the cache did not recover within 40 s of the failover");
+    eprintln!("failover: recovered after {:?}, {calls} rounds, slowest round {slowest:?}", started.elapsed());
 }
 
 #[test]
 fn the_component_and_native_share_a_cluster() {
     let cluster = RedisCluster::start(3, 0);
     let ns = unique_namespace("cluster-component");
-    let config = rtc_core::Config {
-        namespace: ns.clone(),
-        cluster_nodes: cluster.urls(),
-        ..rtc_core::Config::default()
-    };
-    let component = rtc_host::ComponentCache::new(rtc_host::default_component_path(), config)
-        .expect("component on a cluster");
+    let config = rtc_core::Config { namespace: ns.clone(), cluster_nodes: cluster.urls(), ..rtc_core::Config::default() };
+    let component = rtc_host::ComponentCache::new(rtc_host::default_component_path(), config).expect("component on a cluster");
     run_table("component-cluster", |ns| {
-        let config = rtc_core::Config {
-            namespace: ns.into(),
-            cluster_nodes: cluster.urls(),
-            ..rtc_core::Config::default()
-        };
+        let config = rtc_core::Config { namespace: ns.into(), cluster_nodes: cluster.urls(), ..rtc_core::Config::default() };
         Box::new(rtc_tests::CacheSurface(
-            rtc_host::ComponentCache::new(rtc_host::default_component_path(), config)
-                .expect("component"),
+            rtc_host::ComponentCache::new(rtc_host::default_component_path(), config).expect("component"),
         ))
     });
     let native = cluster_cache(&cluster, &ns);
-    component
-        .set_bytes("k", b"from the component", ["t"], Lifetime::Default)
-        .expect("set");
-    assert_eq!(
-        native.get_bytes("k", ["t"]).expect("get"),
-        Some(b"from the component".to_vec())
-    );
+    component.set_bytes("k", b"from the component", ["t"], Lifetime::Default).expect("set");
+    assert_eq!(native.get_bytes("k", ["t"]).expect("get"), Some(b"from the component".to_vec()));
     native.invalidate("t").expect("invalidate");
     assert_eq!(component.get_bytes("k", ["t"]).expect("get"), None);
 }

@@ -10,8 +10,7 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
 use rtc_core::{
-    Backend, Cache, CacheInfo, Command, ComputeOptions, Config, ErrorKind, Lifetime, MemoryBackend,
-    Reply, function_id,
+    Backend, Cache, CacheInfo, Command, ComputeOptions, Config, ErrorKind, Lifetime, MemoryBackend, Reply, function_id,
 };
 use rtc_host::{ComponentCache, ComponentRuntime, GetOrLock, RuntimeOptions};
 use rtc_tests::component_surface::component_runtime;
@@ -23,27 +22,14 @@ type Seen = Arc<Mutex<Vec<(String, Vec<String>, CacheInfo, Option<u32>)>>>;
 fn recording_hook(seen: &Seen) -> impl Fn(&rtc_core::HookEvent<'_>) + Send + Sync + 'static {
     let seen = Arc::clone(seen);
     move |event| {
-        let userdata = event
-            .userdata
-            .and_then(|u| u.downcast_ref::<u32>())
-            .copied();
-        let mut seen = seen
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        seen.push((
-            event.key.to_string(),
-            event.tags.to_vec(),
-            event.info.clone(),
-            userdata,
-        ));
+        let userdata = event.userdata.and_then(|u| u.downcast_ref::<u32>()).copied();
+        let mut seen = seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        seen.push((event.key.to_string(), event.tags.to_vec(), event.info.clone(), userdata));
     }
 }
 
 fn memory_config(prefix: &str) -> Config {
-    Config {
-        namespace: unique_namespace(prefix),
-        ..Config::default()
-    }
+    Config { namespace: unique_namespace(prefix), ..Config::default() }
 }
 
 #[test]
@@ -76,23 +62,13 @@ fn the_hook_receives_every_cache_info_field_as_natively() {
         49u64
     };
     assert_eq!(component.get_or_compute(&options, compute), 49);
-    assert_eq!(
-        component.get_or_compute(&options, || -> u64 { unreachable!("cached") }),
-        49
-    );
+    assert_eq!(component.get_or_compute(&options, || -> u64 { unreachable!("cached") }), 49);
     assert_eq!(native.get_or_compute(&options, compute), 49);
-    assert_eq!(
-        native.get_or_compute(&options, || -> u64 { unreachable!("cached") }),
-        49
-    );
+    assert_eq!(native.get_or_compute(&options, || -> u64 { unreachable!("cached") }), 49);
 
     let component_seen = component_seen.lock().expect("lock").clone();
     let native_seen = native_seen.lock().expect("lock").clone();
-    assert_eq!(
-        component_seen.len(),
-        2,
-        "one report per get-or-compute: {component_seen:#?}"
-    );
+    assert_eq!(component_seen.len(), 2, "one report per get-or-compute: {component_seen:#?}");
     assert_eq!(native_seen.len(), 2);
     for ((ck, ct, ci, cu), (nk, nt, ni, nu)) in component_seen.iter().zip(&native_seen) {
         assert_eq!((ck, ct, cu), (nk, nt, nu), "key, tags and userdata");
@@ -104,31 +80,15 @@ fn the_hook_receives_every_cache_info_field_as_natively() {
         assert_eq!(ci.arguments, ni.arguments);
         assert_eq!(ci.arguments, options.arguments());
         assert_eq!(
-            (
-                ci.method,
-                ci.hit,
-                ci.lock_full_hit,
-                ci.lock_full_miss,
-                ci.serialized_size
-            ),
-            (
-                ni.method,
-                ni.hit,
-                ni.lock_full_hit,
-                ni.lock_full_miss,
-                ni.serialized_size
-            ),
+            (ci.method, ci.hit, ci.lock_full_hit, ci.lock_full_miss, ci.serialized_size),
+            (ni.method, ni.hit, ni.lock_full_hit, ni.lock_full_miss, ni.serialized_size),
         );
         assert!(ci.error.is_none() && ni.error.is_none());
         assert!(ci.elapsed >= ci.decorated_elapsed);
     }
     let (miss, hit) = (&component_seen[0].2, &component_seen[1].2);
     assert!(!miss.hit && miss.lock_full_miss && !miss.lock_full_hit);
-    assert!(
-        miss.decorated_elapsed >= pause,
-        "decorated_elapsed {:?}",
-        miss.decorated_elapsed
-    );
+    assert!(miss.decorated_elapsed >= pause, "decorated_elapsed {:?}", miss.decorated_elapsed);
     assert!(miss.serialized_size > 0);
     assert!(hit.hit && hit.lock_full_hit && !hit.lock_full_miss);
     assert_eq!(hit.decorated_elapsed, Duration::ZERO);
@@ -138,11 +98,7 @@ fn the_hook_receives_every_cache_info_field_as_natively() {
 #[test]
 fn the_split_get_or_compute_locks_waits_and_wakes() {
     let redis = RedisServer::start();
-    let config = Config {
-        namespace: unique_namespace("split"),
-        url: Some(redis.url()),
-        ..Config::default()
-    };
+    let config = Config { namespace: unique_namespace("split"), url: Some(redis.url()), ..Config::default() };
     let seen: Seen = Arc::default();
     let cache = ComponentCache::builder(component_runtime())
         .config(config)
@@ -150,9 +106,7 @@ fn the_split_get_or_compute_locks_waits_and_wakes() {
         .build()
         .expect("component");
 
-    let GetOrLock::Locked(ticket) = cache
-        .get_or_lock(&lookup("k", Some(Duration::from_secs(5))))
-        .expect("lookup")
+    let GetOrLock::Locked(ticket) = cache.get_or_lock(&lookup("k", Some(Duration::from_secs(5)))).expect("lookup")
     else {
         panic!("a cold key must lock");
     };
@@ -165,17 +119,10 @@ fn the_split_get_or_compute_locks_waits_and_wakes() {
     }
 
     // Another caller waits for the holder; a short timeout ends in a miss without the lock.
-    match cache
-        .get_or_lock(&lookup("k", Some(Duration::from_millis(50))))
-        .expect("lookup")
-    {
+    match cache.get_or_lock(&lookup("k", Some(Duration::from_millis(50)))).expect("lookup") {
         GetOrLock::Miss(t) => {
             assert!(!t.holds_lock());
-            assert!(
-                t.stats().full_miss && t.stats().waiting_ms >= 50,
-                "{:?}",
-                t.stats()
-            );
+            assert!(t.stats().full_miss && t.stats().waiting_ms >= 50, "{:?}", t.stats());
         }
         other => panic!("expected a miss after waiting: {other:?}"),
     }
@@ -191,61 +138,37 @@ fn the_split_get_or_compute_locks_waits_and_wakes() {
     match waiter.join().expect("waiter").expect("lookup") {
         GetOrLock::Hit(v, stats) => {
             assert_eq!(v, b"v");
-            assert!(
-                !stats.full_hit && !stats.full_miss,
-                "another caller computed it: {stats:?}"
-            );
+            assert!(!stats.full_hit && !stats.full_miss, "another caller computed it: {stats:?}");
         }
         other => panic!("the waiter must see the value: {other:?}"),
     }
 
     // Dropping a ticket releases the lock at once.
     cache.invalidate("t").expect("invalidate");
-    let GetOrLock::Locked(ticket) = cache
-        .get_or_lock(&lookup("k", Some(Duration::from_secs(5))))
-        .expect("lookup")
+    let GetOrLock::Locked(ticket) = cache.get_or_lock(&lookup("k", Some(Duration::from_secs(5)))).expect("lookup")
     else {
         panic!("must lock after the invalidation");
     };
     drop(ticket);
     let started = Instant::now();
-    let GetOrLock::Locked(ticket) = cache
-        .get_or_lock(&lookup("k", Some(Duration::from_secs(5))))
-        .expect("lookup")
+    let GetOrLock::Locked(ticket) = cache.get_or_lock(&lookup("k", Some(Duration::from_secs(5)))).expect("lookup")
     else {
         panic!("the dropped ticket's lock must be free");
     };
     // A held lock would make this wait a whole wake-up step (1 s) at least.
-    assert!(
-        started.elapsed() < Duration::from_secs(1),
-        "no wait for a released lock"
-    );
+    assert!(started.elapsed() < Duration::from_secs(1), "no wait for a released lock");
     assert!(ticket.stats().waiting_ms < 1000, "{:?}", ticket.stats());
     cache.set_and_unlock(ticket, b"w").expect("set_and_unlock");
-    assert_eq!(
-        cache.get_bytes("k", ["t"]).expect("get"),
-        Some(b"w".to_vec())
-    );
+    assert_eq!(cache.get_bytes("k", ["t"]).expect("get"), Some(b"w".to_vec()));
 
     // A native reader sees what the component stored through the split path.
-    assert_eq!(
-        native.get_bytes("k", ["t"]).expect("get"),
-        Some(b"w".to_vec())
-    );
+    assert_eq!(native.get_bytes("k", ["t"]).expect("get"), Some(b"w".to_vec()));
     // As natively, the split calls report to the hook exactly as get-or-compute does: two stores
     // (misses that computed) and the waiter's hit; the abandoned tickets report nothing.
     let seen = seen.lock().expect("lock");
     let hits: Vec<bool> = seen.iter().map(|(_, _, info, _)| info.hit).collect();
-    assert_eq!(
-        (hits.len(), hits.iter().filter(|h| **h).count()),
-        (3, 1),
-        "{seen:?}"
-    );
-    assert!(
-        seen.iter()
-            .all(|(key, _, info, _)| key == "k" && info.error.is_none()),
-        "{seen:?}"
-    );
+    assert_eq!((hits.len(), hits.iter().filter(|h| **h).count()), (3, 1), "{seen:?}");
+    assert!(seen.iter().all(|(key, _, info, _)| key == "k" && info.error.is_none()), "{seen:?}");
 }
 
 /// Polls Redis until `n` clients are blocked (in `BLPOP`), with a deadline.
@@ -261,10 +184,7 @@ fn wait_for_blocked_clients(redis: &RedisServer, n: usize) {
         if blocked >= n {
             return;
         }
-        assert!(
-            Instant::now() < deadline,
-            "{n} clients never blocked; INFO clients:\n{info}"
-        );
+        assert!(Instant::now() < deadline, "{n} clients never blocked; INFO clients:\n{info}");
         std::thread::yield_now();
     }
 }
@@ -272,11 +192,7 @@ fn wait_for_blocked_clients(redis: &RedisServer, n: usize) {
 #[test]
 fn many_threads_share_one_cache_and_compute_once_under_the_lock() {
     let redis = RedisServer::start();
-    let config = Config {
-        namespace: unique_namespace("threads"),
-        url: Some(redis.url()),
-        ..Config::default()
-    };
+    let config = Config { namespace: unique_namespace("threads"), url: Some(redis.url()), ..Config::default() };
     let seen: Seen = Arc::default();
     let cache = ComponentCache::builder(component_runtime())
         .config(config)
@@ -288,23 +204,14 @@ fn many_threads_share_one_cache_and_compute_once_under_the_lock() {
     let start = Arc::new(Barrier::new(THREADS));
     let handles: Vec<_> = (0..THREADS)
         .map(|i| {
-            let (cache, computed, start, redis_port) = (
-                cache.clone(),
-                Arc::clone(&computed),
-                Arc::clone(&start),
-                redis.port(),
-            );
+            let (cache, computed, start, redis_port) =
+                (cache.clone(), Arc::clone(&computed), Arc::clone(&start), redis.port());
             std::thread::spawn(move || {
                 // Independent work first: every thread on its own keys.
                 for j in 0..50 {
                     let key = format!("t{i}-k{j}");
-                    cache
-                        .set_bytes(&key, key.as_bytes(), ["mine"], Lifetime::Default)
-                        .expect("set");
-                    assert_eq!(
-                        cache.get_bytes(&key, ["mine"]).expect("get"),
-                        Some(key.into_bytes())
-                    );
+                    cache.set_bytes(&key, key.as_bytes(), ["mine"], Lifetime::Default).expect("set");
+                    assert_eq!(cache.get_bytes(&key, ["mine"]).expect("get"), Some(key.into_bytes()));
                 }
                 start.wait();
                 let options = ComputeOptions::key("shared").tags(["s"]).lock(true);
@@ -321,27 +228,12 @@ fn many_threads_share_one_cache_and_compute_once_under_the_lock() {
     for h in handles {
         assert_eq!(h.join().expect("thread"), "once");
     }
-    assert_eq!(
-        computed.load(Ordering::SeqCst),
-        1,
-        "the stampede lock must let one thread compute"
-    );
+    assert_eq!(computed.load(Ordering::SeqCst), 1, "the stampede lock must let one thread compute");
     let seen = seen.lock().expect("lock");
     let infos: Vec<&CacheInfo> = seen.iter().map(|(_, _, info, _)| info).collect();
     assert_eq!(infos.len(), THREADS);
-    assert_eq!(
-        infos.iter().filter(|i| i.lock_full_miss).count(),
-        1,
-        "{infos:#?}"
-    );
-    assert_eq!(
-        infos
-            .iter()
-            .filter(|i| i.hit && i.lock_waiting_ms > 0)
-            .count(),
-        THREADS - 1,
-        "{infos:#?}"
-    );
+    assert_eq!(infos.iter().filter(|i| i.lock_full_miss).count(), 1, "{infos:#?}");
+    assert_eq!(infos.iter().filter(|i| i.hit && i.lock_waiting_ms > 0).count(), THREADS - 1, "{infos:#?}");
 }
 
 /// `redis-cli` on a port, usable from a thread that does not own the server.
@@ -352,14 +244,7 @@ impl RedisPort {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let out = std::process::Command::new("redis-cli")
-                .args([
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    &self.0.to_string(),
-                    "INFO",
-                    "clients",
-                ])
+                .args(["-h", "127.0.0.1", "-p", &self.0.to_string(), "INFO", "clients"])
                 .output()
                 .expect("run redis-cli");
             let info = String::from_utf8_lossy(&out.stdout);
@@ -371,10 +256,7 @@ impl RedisPort {
             if blocked >= n {
                 return;
             }
-            assert!(
-                Instant::now() < deadline,
-                "{n} waiters never blocked; INFO clients:\n{info}"
-            );
+            assert!(Instant::now() < deadline, "{n} waiters never blocked; INFO clients:\n{info}");
         }
     }
 }
@@ -391,64 +273,37 @@ fn a_trap_fails_the_call_and_the_next_call_gets_a_fresh_instance() {
         .max_instances(2)
         .build()
         .expect("component");
-    cache
-        .set_bytes("before", b"kept", ["t"], Lifetime::Default)
-        .expect("set");
+    cache.set_bytes("before", b"kept", ["t"], Lifetime::Default).expect("set");
     let huge = vec![7u8; 32 << 20];
     for round in 0..5 {
         // The 32 MiB value cannot fit in a 16 MiB instance: the instance traps.
-        let e = cache
-            .set_bytes("huge", &huge, ["t"], Lifetime::Default)
-            .expect_err("must trap");
+        let e = cache.set_bytes("huge", &huge, ["t"], Lifetime::Default).expect_err("must trap");
         assert_eq!(e.kind(), ErrorKind::Other, "round {round}: {e}");
         assert!(e.to_string().contains("trapped"), "round {round}: {e}");
-        assert!(
-            e.to_string().contains("growing memory"),
-            "the store's memory limit must be what trips: {e}"
-        );
+        assert!(e.to_string().contains("growing memory"), "the store's memory limit must be what trips: {e}");
         // The host is still usable, with the entries of before, on a fresh instance.
-        assert_eq!(
-            cache.get_bytes("before", ["t"]).expect("get"),
-            Some(b"kept".to_vec())
-        );
-        cache
-            .set_bytes("after", b"ok", ["t"], Lifetime::Default)
-            .expect("set");
-        assert_eq!(
-            cache.get_bytes("after", ["t"]).expect("get"),
-            Some(b"ok".to_vec())
-        );
+        assert_eq!(cache.get_bytes("before", ["t"]).expect("get"), Some(b"kept".to_vec()));
+        cache.set_bytes("after", b"ok", ["t"], Lifetime::Default).expect("set");
+        assert_eq!(cache.get_bytes("after", ["t"]).expect("get"), Some(b"ok".to_vec()));
     }
     // A trap inside get-or-compute still computes the value, and the host
     // reports what the trapped instance could not.
-    let options = ComputeOptions::key("k")
-        .tags(["t"])
-        .hook_userdata(Arc::new(9u32));
+    let options = ComputeOptions::key("k").tags(["t"]).hook_userdata(Arc::new(9u32));
     let v = cache.get_or_compute_bytes(&options, || Ok::<_, ()>(huge.clone()));
     assert_eq!(v.expect("computed").len(), huge.len());
     {
         let seen = seen.lock().expect("lock");
         assert_eq!(seen.len(), 1, "one report: {seen:?}");
         let (key, tags, info, userdata) = &seen[0];
-        assert_eq!(
-            (key.as_str(), tags.as_slice(), *userdata),
-            ("k", &["t".to_string()][..], Some(9))
-        );
+        assert_eq!((key.as_str(), tags.as_slice(), *userdata), ("k", &["t".to_string()][..], Some(9)));
         assert!(!info.hit && info.serialized_size == huge.len(), "{info:?}");
         let error = info.error.as_ref().expect("the trap is reported");
         assert!(error.to_string().contains("trapped"), "{error}");
     }
-    assert_eq!(
-        cache.get_bytes("before", ["t"]).expect("get"),
-        Some(b"kept".to_vec())
-    );
+    assert_eq!(cache.get_bytes("before", ["t"]).expect("get"), Some(b"kept".to_vec()));
     // Every instance is back in the pool (2 at most): two tickets can be held at once.
-    let a = cache
-        .get_or_lock(&ComputeOptions::key("a").tags(["t"]))
-        .expect("lookup");
-    let b = cache
-        .get_or_lock(&ComputeOptions::key("b").tags(["t"]))
-        .expect("lookup");
+    let a = cache.get_or_lock(&ComputeOptions::key("a").tags(["t"])).expect("lookup");
+    let b = cache.get_or_lock(&ComputeOptions::key("b").tags(["t"])).expect("lookup");
     drop((a, b));
 }
 
@@ -472,9 +327,7 @@ impl Backend for Misbehaving {
                 replies.pop();
             }
             WRONG_REPLY_TYPE => replies.iter_mut().for_each(|r| *r = Reply::Int(42)),
-            BAD_ARRAY => replies
-                .iter_mut()
-                .for_each(|r| *r = Reply::Array(vec![Reply::Ok])),
+            BAD_ARRAY => replies.iter_mut().for_each(|r| *r = Reply::Array(vec![Reply::Ok])),
             PANIC => panic!("the backend broke (on purpose, in a test)"),
             _ => {}
         }
@@ -484,29 +337,18 @@ impl Backend for Misbehaving {
 
 #[test]
 fn a_misbehaving_backend_gives_errors_and_leaves_the_host_usable() {
-    let backend = Arc::new(Misbehaving {
-        inner: MemoryBackend::new(),
-        mode: AtomicU8::new(GOOD),
-    });
+    let backend = Arc::new(Misbehaving { inner: MemoryBackend::new(), mode: AtomicU8::new(GOOD) });
     let cache = ComponentCache::builder(component_runtime())
         .config(memory_config("misbehaving"))
         .backend(Arc::clone(&backend) as Arc<dyn Backend>)
         .build()
         .expect("component");
-    cache
-        .set_bytes("k", b"v", ["t"], Lifetime::Default)
-        .expect("set");
+    cache.set_bytes("k", b"v", ["t"], Lifetime::Default).expect("set");
     for mode in [TOO_FEW_REPLIES, WRONG_REPLY_TYPE, BAD_ARRAY, PANIC] {
         backend.mode.store(mode, Ordering::SeqCst);
-        let e = cache
-            .get_bytes("k", ["t"])
-            .expect_err("a broken backend must fail the call");
+        let e = cache.get_bytes("k", ["t"]).expect_err("a broken backend must fail the call");
         // A broken reply contract has a kind of its own; a panicking backend traps the instance.
-        let kind = if mode == PANIC {
-            ErrorKind::Other
-        } else {
-            ErrorKind::Protocol
-        };
+        let kind = if mode == PANIC { ErrorKind::Other } else { ErrorKind::Protocol };
         assert_eq!(e.kind(), kind, "mode {mode}: {e}");
         if mode == PANIC {
             assert!(e.to_string().contains("panicked"), "{e}");
@@ -518,21 +360,14 @@ fn a_misbehaving_backend_gives_errors_and_leaves_the_host_usable() {
             Ok(b"computed".to_vec())
         );
         backend.mode.store(GOOD, Ordering::SeqCst);
-        assert_eq!(
-            cache.get_bytes("k", ["t"]).expect("get"),
-            Some(b"v".to_vec()),
-            "mode {mode}"
-        );
+        assert_eq!(cache.get_bytes("k", ["t"]).expect("get"), Some(b"v".to_vec()), "mode {mode}");
     }
 }
 
 #[test]
 fn a_panicking_hook_is_contained() {
     let cache = ComponentCache::builder(component_runtime())
-        .config(Config {
-            in_local_memory: true,
-            ..memory_config("hook-panic")
-        })
+        .config(Config { in_local_memory: true, ..memory_config("hook-panic") })
         .hook(|_| panic!("the hook broke (on purpose, in a test)"))
         .build()
         .expect("component");
@@ -556,71 +391,42 @@ fn redis_down_is_backend_unavailable_and_recovers() {
         .hook(recording_hook(&seen))
         .build()
         .expect("component");
-    cache
-        .set_bytes("k", b"v", ["t"], Lifetime::Default)
-        .expect("set");
+    cache.set_bytes("k", b"v", ["t"], Lifetime::Default).expect("set");
     redis.kill();
     let e = cache.get_bytes("k", ["t"]).expect_err("Redis is down");
     assert_eq!(e.kind(), ErrorKind::BackendUnavailable, "{e}");
     let e = cache.invalidate("t").expect_err("Redis is down");
     assert_eq!(e.kind(), ErrorKind::BackendUnavailable, "{e}");
     let options = ComputeOptions::key("c").tags(["t"]).lock(true);
-    assert_eq!(
-        cache.get_or_compute(&options, || 3u8),
-        3,
-        "computed, not cached"
-    );
+    assert_eq!(cache.get_or_compute(&options, || 3u8), 3, "computed, not cached");
     {
         let seen = seen.lock().expect("lock");
         let info = &seen.last().expect("a report").2;
-        assert_eq!(
-            info.error.as_ref().map(|e| e.kind()),
-            Some(ErrorKind::BackendUnavailable),
-            "{info:?}"
-        );
+        assert_eq!(info.error.as_ref().map(|e| e.kind()), Some(ErrorKind::BackendUnavailable), "{info:?}");
     }
     redis.restart();
-    cache
-        .set_bytes("k", b"again", ["t"], Lifetime::Default)
-        .expect("set after restart");
-    assert_eq!(
-        cache.get_bytes("k", ["t"]).expect("get"),
-        Some(b"again".to_vec())
-    );
+    cache.set_bytes("k", b"again", ["t"], Lifetime::Default).expect("set after restart");
+    assert_eq!(cache.get_bytes("k", ["t"]).expect("get"), Some(b"again".to_vec()));
 }
 
 #[test]
 fn values_above_max_value_size_are_invalid_arguments() {
     let cache = ComponentCache::builder(component_runtime())
-        .config(Config {
-            in_local_memory: true,
-            max_value_size: 8,
-            ..memory_config("max-size")
-        })
+        .config(Config { in_local_memory: true, max_value_size: 8, ..memory_config("max-size") })
         .build()
         .expect("component");
-    cache
-        .set_bytes("k", b"12345678", ["t"], Lifetime::Default)
-        .expect("8 bytes fit");
-    let e = cache
-        .set_bytes("k", b"123456789", ["t"], Lifetime::Default)
-        .expect_err("9 bytes do not");
+    cache.set_bytes("k", b"12345678", ["t"], Lifetime::Default).expect("8 bytes fit");
+    let e = cache.set_bytes("k", b"123456789", ["t"], Lifetime::Default).expect_err("9 bytes do not");
     assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
-    let GetOrLock::Locked(ticket) = cache
-        .get_or_lock(&lookup("j", Some(Duration::from_secs(1))))
-        .expect("lookup")
+    let GetOrLock::Locked(ticket) = cache.get_or_lock(&lookup("j", Some(Duration::from_secs(1)))).expect("lookup")
     else {
         panic!("a cold key must lock");
     };
-    let e = cache
-        .set_and_unlock(ticket, b"123456789")
-        .expect_err("too large");
+    let e = cache.set_and_unlock(ticket, b"123456789").expect_err("too large");
     assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
     // The failed store released the lock.
     assert!(matches!(
-        cache
-            .get_or_lock(&lookup("j", Some(Duration::from_secs(5))))
-            .expect("lookup"),
+        cache.get_or_lock(&lookup("j", Some(Duration::from_secs(5)))).expect("lookup"),
         GetOrLock::Locked(_)
     ));
 }
@@ -628,15 +434,10 @@ fn values_above_max_value_size_are_invalid_arguments() {
 #[test]
 fn a_disabled_cache_stores_nothing() {
     let cache = ComponentCache::builder(component_runtime())
-        .config(Config {
-            disabled: true,
-            ..memory_config("disabled")
-        })
+        .config(Config { disabled: true, ..memory_config("disabled") })
         .build()
         .expect("component");
-    cache
-        .set_bytes("k", b"v", ["t"], Lifetime::Default)
-        .expect("set");
+    cache.set_bytes("k", b"v", ["t"], Lifetime::Default).expect("set");
     assert_eq!(cache.get_bytes("k", ["t"]).expect("get"), None);
     let options = ComputeOptions::key("c").lock(true);
     assert_eq!(cache.get_or_compute(&options, || 1u8), 1);
@@ -648,18 +449,15 @@ fn a_missing_component_says_how_to_build_it() {
     let e = ComponentRuntime::load("/nonexistent/rtc_component.wasm").expect_err("no such file");
     assert_eq!(e.kind(), ErrorKind::InvalidArgument);
     assert!(e.to_string().contains(rtc_host::BUILD_COMMAND), "{e}");
-    let e = ComponentCache::new("/nonexistent/rtc_component.wasm", Config::default())
-        .expect_err("no such file");
+    let e = ComponentCache::new("/nonexistent/rtc_component.wasm", Config::default()).expect_err("no such file");
     assert!(e.to_string().contains(rtc_host::BUILD_COMMAND), "{e}");
 }
 
 #[test]
 fn a_file_that_is_not_the_component_is_refused() {
-    let e = ComponentRuntime::from_binary(b"\0asm\x01\0\0\0", RuntimeOptions::default())
-        .expect_err("a core module");
+    let e = ComponentRuntime::from_binary(b"\0asm\x01\0\0\0", RuntimeOptions::default()).expect_err("a core module");
     assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
-    let e = ComponentRuntime::from_binary(b"not wasm at all", RuntimeOptions::default())
-        .expect_err("garbage");
+    let e = ComponentRuntime::from_binary(b"not wasm at all", RuntimeOptions::default()).expect_err("garbage");
     assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
 }
 
@@ -667,25 +465,17 @@ fn a_file_that_is_not_the_component_is_refused() {
 fn a_runtime_of_its_own_limits_instances() {
     let path = rtc_host::default_component_path();
     let _ = component_runtime(); // a clear message if the component is missing
-    let runtime = ComponentRuntime::load_with(&path, RuntimeOptions::default().max_instances(2))
-        .expect("runtime");
+    let runtime = ComponentRuntime::load_with(&path, RuntimeOptions::default().max_instances(2)).expect("runtime");
     let seen: Seen = Arc::default();
     let cache = ComponentCache::builder(runtime)
-        .config(Config {
-            in_local_memory: true,
-            ..memory_config("limits")
-        })
+        .config(Config { in_local_memory: true, ..memory_config("limits") })
         .hook(recording_hook(&seen))
         .max_instances(8)
         .build()
         .expect("component");
     // Two tickets hold the engine's two instances; a third instance cannot be created.
-    let a = cache
-        .get_or_lock(&ComputeOptions::key("a").tags(["t"]))
-        .expect("lookup");
-    let b = cache
-        .get_or_lock(&ComputeOptions::key("b").tags(["t"]))
-        .expect("lookup");
+    let a = cache.get_or_lock(&ComputeOptions::key("a").tags(["t"])).expect("lookup");
+    let b = cache.get_or_lock(&ComputeOptions::key("b").tags(["t"])).expect("lookup");
     let e = cache.get_bytes("c", ["t"]).expect_err("the engine is full");
     assert_eq!(e.kind(), ErrorKind::Other, "{e}");
     // get-or-compute computes anyway, and the host reports what the component never saw.
@@ -693,26 +483,15 @@ fn a_runtime_of_its_own_limits_instances() {
     assert_eq!(seen.lock().expect("lock").len(), 1);
     assert!(seen.lock().expect("lock")[0].2.error.is_some());
     drop((a, b));
-    assert_eq!(
-        cache.get_bytes("c", ["t"]).expect("get"),
-        None,
-        "usable again once instances are free"
-    );
+    assert_eq!(cache.get_bytes("c", ["t"]).expect("get"), None, "usable again once instances are free");
 }
 
 #[test]
 fn the_component_imports_what_the_wit_documents() {
     let runtime = component_runtime();
     let imports = runtime.imports();
-    for needed in [
-        "rtc:cache/redis@0.1.0",
-        "rtc:cache/hooks@0.1.0",
-        "rtc:cache/types@0.1.0",
-    ] {
-        assert!(
-            imports.iter().any(|i| i == needed),
-            "{needed} missing from {imports:?}"
-        );
+    for needed in ["rtc:cache/redis@0.1.0", "rtc:cache/hooks@0.1.0", "rtc:cache/types@0.1.0"] {
+        assert!(imports.iter().any(|i| i == needed), "{needed} missing from {imports:?}");
     }
     // world.wit lists the WASI interfaces a second host must serve; keep it true.
     let documented = ["wasi:random/", "wasi:clocks/", "wasi:cli/", "wasi:io/"];

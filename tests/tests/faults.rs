@@ -31,8 +31,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use rtc_core::{
-    Backend, Cache, CacheBuilder, Command, ComputeOptions, Config, GetOrLock, Layout, Lifetime,
-    RedisBackend, Reply,
+    Backend, Cache, CacheBuilder, Command, ComputeOptions, Config, GetOrLock, Layout, Lifetime, RedisBackend, Reply,
 };
 use rtc_tests::{RedisServer, unique_namespace};
 
@@ -148,8 +147,7 @@ impl Checker {
 
     /// Checks a value read for key `k`; `Err` describes a wrong value.
     fn check(&self, k: u64, value: &[u8], seen: [u64; 3]) -> Result<(), String> {
-        let text = std::str::from_utf8(value)
-            .map_err(|_| format!("{}: not UTF-8: {value:?}", key_name(k)))?;
+        let text = std::str::from_utf8(value).map_err(|_| format!("{}: not UTF-8: {value:?}", key_name(k)))?;
         let parsed = text
             .strip_prefix("key=")
             .and_then(|rest| rest.split_once(";id="))
@@ -161,21 +159,14 @@ impl Checker {
             return Err(format!("{}: read the value of {key} ({text})", key_name(k)));
         }
         if id == 0 || id >= self.next_id.load(SeqCst) {
-            return Err(format!(
-                "{}: write id {id} was never handed out",
-                key_name(k)
-            ));
+            return Err(format!("{}: write id {id} was never handed out", key_name(k)));
         }
         let writes = self.writes.lock().expect("writes");
         let Some(&(written_key, n)) = writes.get(&id) else {
             return Ok(());
         }; // still in flight
         if written_key != k {
-            return Err(format!(
-                "{}: write {id} was for {}",
-                key_name(k),
-                key_name(written_key)
-            ));
+            return Err(format!("{}: write {id} was for {}", key_name(k), key_name(written_key)));
         }
         for (slot, (m, n)) in Self::slots(k).iter().zip(seen.iter().zip(n)) {
             if *m > n {
@@ -197,41 +188,23 @@ fn the_stale_read_detector_flags_wrong_values() {
     let (k, other) = (1, 2);
     let seen_early = c.before_read(k);
     let (id, v) = c.value(k);
-    assert!(
-        c.check(k, &v, seen_early).is_ok(),
-        "a write still in flight is not judged"
-    );
+    assert!(c.check(k, &v, seen_early).is_ok(), "a write still in flight is not judged");
     // An invalidation that starts while the write runs may or may not hide it.
     let concurrent = c.events[tag_of(k)].begin();
     c.written(k, id);
     c.events[tag_of(k)].succeeded(concurrent);
-    assert!(
-        c.check(k, &v, c.before_read(k)).is_ok(),
-        "overlapping invalidation"
-    );
+    assert!(c.check(k, &v, c.before_read(k)).is_ok(), "overlapping invalidation");
     let seen_before = c.before_read(k);
     for slot in [tag_of(k), ALL, RESTART] {
         let index = c.events[slot].begin();
         c.events[slot].succeeded(index);
-        assert!(
-            c.check(k, &v, c.before_read(k)).is_err(),
-            "slot {slot}: stale value not flagged"
-        );
+        assert!(c.check(k, &v, c.before_read(k)).is_err(), "slot {slot}: stale value not flagged");
     }
-    assert!(
-        c.check(k, &v, seen_before).is_ok(),
-        "a read that began before the invalidations may see the value"
-    );
+    assert!(c.check(k, &v, seen_before).is_ok(), "a read that began before the invalidations may see the value");
     let unrelated = c.events[tag_of(other)].begin();
     c.events[tag_of(other)].succeeded(unrelated);
-    assert!(
-        c.check(other, &v, c.before_read(other)).is_err(),
-        "another key's value"
-    );
-    assert!(
-        c.check(k, b"key=k1;id=999999", seen_before).is_err(),
-        "an id never handed out"
-    );
+    assert!(c.check(other, &v, c.before_read(other)).is_err(), "another key's value");
+    assert!(c.check(k, b"key=k1;id=999999", seen_before).is_err(), "an id never handed out");
     assert!(c.check(k, b"garbage", seen_before).is_err(), "garbage");
 }
 
@@ -250,10 +223,7 @@ impl Backend for HidesInvalidations {
             if let (Command::Mget { keys }, Reply::Array(items)) = (command, reply) {
                 for (key, item) in keys.iter().zip(items.iter_mut()) {
                     if let Reply::Bytes(now) = item {
-                        *now = first
-                            .entry(key.clone())
-                            .or_insert_with(|| now.clone())
-                            .clone();
+                        *now = first.entry(key.clone()).or_insert_with(|| now.clone()).clone();
                     }
                 }
             }
@@ -267,32 +237,13 @@ impl Backend for HidesInvalidations {
 #[test]
 fn the_load_check_catches_a_cache_that_hides_invalidations() {
     let redis = RedisServer::start();
-    let config = Config {
-        url: Some(redis.url()),
-        ..Config::default()
-    };
-    let backend = HidesInvalidations {
-        inner: RedisBackend::new(&config).expect("backend"),
-        first: Mutex::default(),
-    };
-    let load = Load::with_backend(
-        &redis,
-        "hides-invalidations",
-        CONNECT_TIMEOUT,
-        Some(Arc::new(backend)),
-    );
+    let config = Config { url: Some(redis.url()), ..Config::default() };
+    let backend = HidesInvalidations { inner: RedisBackend::new(&config).expect("backend"), first: Mutex::default() };
+    let load = Load::with_backend(&redis, "hides-invalidations", CONNECT_TIMEOUT, Some(Arc::new(backend)));
     load.run(|| load.progress.wait("load", |ops, _| ops >= 3_000));
     let wrong = load.figures.wrong.load(SeqCst);
-    eprintln!(
-        "{}",
-        load.figures
-            .line("hidden-invalidations", "")
-            .replacen("FAULT", "SELF-CHECK", 1)
-    );
-    assert!(
-        wrong > 0,
-        "a cache serving invalidated entries went unnoticed"
-    );
+    eprintln!("{}", load.figures.line("hidden-invalidations", "").replacen("FAULT", "SELF-CHECK", 1));
+    assert!(wrong > 0, "a cache serving invalidated entries went unnoticed");
 }
 
 /// Counts of finished operations, for the main thread to wait on (an event, not a sleep).
@@ -317,20 +268,13 @@ impl Progress {
     /// Waits until `done(ops, ok)` holds; panics after [`PROGRESS_DEADLINE`].
     fn wait(&self, what: &str, done: impl Fn(u64, u64) -> bool) {
         let reached = self.wait_at_most(PROGRESS_DEADLINE, done);
-        assert!(
-            reached,
-            "the load made no progress towards {what}: {:?}",
-            self.now()
-        );
+        assert!(reached, "the load made no progress towards {what}: {:?}", self.now());
     }
 
     /// Waits until `done(ops, ok)` holds or `limit` has passed; returns whether it holds.
     fn wait_at_most(&self, limit: Duration, done: impl Fn(u64, u64) -> bool) -> bool {
         let guard = self.counts.lock().expect("progress");
-        let (_guard, timeout) = self
-            .changed
-            .wait_timeout_while(guard, limit, |c| !done(c.0, c.1))
-            .expect("progress");
+        let (_guard, timeout) = self.changed.wait_timeout_while(guard, limit, |c| !done(c.0, c.1)).expect("progress");
         !timeout.timed_out()
     }
 }
@@ -365,8 +309,7 @@ impl Figures {
         self.ops.fetch_add(1, SeqCst);
         self.slowest_us.fetch_max(took.as_micros() as u64, SeqCst);
         if !what.starts_with("get_or_compute") && what != "waiter" {
-            self.slowest_plain_us
-                .fetch_max(took.as_micros() as u64, SeqCst);
+            self.slowest_plain_us.fetch_max(took.as_micros() as u64, SeqCst);
         }
         if took > bound {
             self.over_timeout.fetch_add(1, SeqCst);
@@ -398,16 +341,8 @@ impl Figures {
     fn report(&self, name: &str, extra: &str) {
         eprintln!("{}", self.line(name, extra));
         let problems = self.problems.lock().expect("problems");
-        assert_eq!(
-            self.over_timeout.load(SeqCst),
-            0,
-            "{name}: calls over their bound: {problems:#?}"
-        );
-        assert_eq!(
-            self.wrong.load(SeqCst),
-            0,
-            "{name}: wrong values: {problems:#?}"
-        );
+        assert_eq!(self.over_timeout.load(SeqCst), 0, "{name}: calls over their bound: {problems:#?}");
+        assert_eq!(self.wrong.load(SeqCst), 0, "{name}: wrong values: {problems:#?}");
     }
 }
 
@@ -444,12 +379,7 @@ impl Load {
         let figures = Figures::default();
         let namespace = unique_namespace(name);
         let caches = [0, 1].map(|_| {
-            let mut builder = Self::builder(
-                redis,
-                &namespace,
-                connect_timeout,
-                Arc::clone(&figures.bypassed),
-            );
+            let mut builder = Self::builder(redis, &namespace, connect_timeout, Arc::clone(&figures.bypassed));
             if let Some(backend) = &backend {
                 builder = builder.backend(Arc::clone(backend));
             }
@@ -493,10 +423,7 @@ impl Load {
     }
 
     fn succeeded(&self, started: Instant, what: &'static str) {
-        self.successes
-            .lock()
-            .expect("successes")
-            .push((started, Instant::now(), what));
+        self.successes.lock().expect("successes").push((started, Instant::now(), what));
     }
 
     /// Runs one operation of the mix on `cache`; returns whether it reached Redis successfully.
@@ -528,18 +455,12 @@ impl Load {
                         Ok::<_, ()>(mine.clone())
                     })
                     .expect("infallible computation");
-                f.timed(
-                    "get_or_compute",
-                    started.elapsed(),
-                    bound(self.connect_timeout, true),
-                );
+                f.timed("get_or_compute", started.elapsed(), bound(self.connect_timeout, true));
                 if ran.load(SeqCst) {
                     self.checker.written(k, id);
                     f.computed.fetch_add(1, SeqCst);
                     if got != mine {
-                        f.wrong(format!(
-                            "{key}: get_or_compute computed {mine:?} but returned {got:?}"
-                        ));
+                        f.wrong(format!("{key}: get_or_compute computed {mine:?} but returned {got:?}"));
                     }
                 } else {
                     f.hits.fetch_add(1, SeqCst);
@@ -649,8 +570,7 @@ impl Load {
         let successes = self.successes.lock().expect("successes");
         for &(start, end, what) in successes.iter() {
             if windows.iter().any(|&(a, b)| start > a && end < b) {
-                self.figures
-                    .wrong(format!("{what} succeeded while Redis could not answer"));
+                self.figures.wrong(format!("{what} succeeded while Redis could not answer"));
             }
         }
     }
@@ -662,19 +582,10 @@ impl Load {
         let tags = Self::tags(k);
         let (_, value) = self.checker.value(k);
         let [a, b] = &self.caches;
-        a.set_bytes(&key_name(k), &value, &tags, Lifetime::Default)
-            .expect("set after the fault");
-        assert_eq!(
-            b.get_bytes(&key_name(k), &tags)
-                .expect("get after the fault"),
-            Some(value)
-        );
+        a.set_bytes(&key_name(k), &value, &tags, Lifetime::Default).expect("set after the fault");
+        assert_eq!(b.get_bytes(&key_name(k), &tags).expect("get after the fault"), Some(value));
         b.invalidate(&tags).expect("invalidate after the fault");
-        assert_eq!(
-            a.get_bytes(&key_name(k), &tags)
-                .expect("get after the fault"),
-            None
-        );
+        assert_eq!(a.get_bytes(&key_name(k), &tags).expect("get after the fault"), None);
     }
 }
 
@@ -699,62 +610,38 @@ fn redis_killed_under_load() {
         let killed = Instant::now();
         let (ops_at_kill, _) = load.progress.now();
         // Calls keep coming while Redis is down; lock waiters meet the fault too.
-        load.progress.wait("calls while Redis is down", |ops, _| {
-            ops >= ops_at_kill + 2_000
-        });
+        load.progress.wait("calls while Redis is down", |ops, _| ops >= ops_at_kill + 2_000);
         hold(killed, Duration::from_millis(1500));
         let restarting = Instant::now();
         dead.push((killed, restarting));
         redis.restart();
         load.checker.events[RESTART].succeeded(index);
         let (_, ok_at_restart) = load.progress.now();
-        load.progress
-            .wait("successful calls after the restart", |_, ok| {
-                ok >= ok_at_restart + 2_000
-            });
+        load.progress.wait("successful calls after the restart", |_, ok| ok >= ok_at_restart + 2_000);
         ok_after_restart = load.progress.now().1 - ok_at_restart;
     });
     load.check_dead_windows(&dead);
     load.check_works();
     let f = &load.figures;
-    assert!(
-        f.errors.load(SeqCst) > 0,
-        "the kill was never seen by a call"
-    );
-    assert!(
-        f.bypassed.load(SeqCst) > 0,
-        "no get-or-compute bypassed the cache while Redis was down"
-    );
-    load.figures.report(
-        "killed-under-load",
-        &format!(" ok_after_restart={ok_after_restart}"),
-    );
+    assert!(f.errors.load(SeqCst) > 0, "the kill was never seen by a call");
+    assert!(f.bypassed.load(SeqCst) > 0, "no get-or-compute bypassed the cache while Redis was down");
+    load.figures.report("killed-under-load", &format!(" ok_after_restart={ok_after_restart}"));
 }
 
 /// Sends `signal` to the server and waits until /proc shows the process state it causes.
 fn signal(redis: &RedisServer, signal: &str, stopped: bool) {
     let pid = redis.pid().expect("pid").to_string();
-    let ok = std::process::Command::new("kill")
-        .args([signal, &pid])
-        .status()
-        .expect("kill")
-        .success();
+    let ok = std::process::Command::new("kill").args([signal, &pid]).status().expect("kill").success();
     assert!(ok, "kill {signal} {pid}");
     // Signal delivery is asynchronous; /proc tells when it has happened (no event to wait on).
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc/pid/stat");
-        let state = stat
-            .rsplit_once(") ")
-            .and_then(|(_, rest)| rest.chars().next());
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc/pid/stat");
+        let state = stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next());
         if (state == Some('T')) == stopped {
             return;
         }
-        assert!(
-            Instant::now() < deadline,
-            "redis-server did not reach the {signal} state: {stat}"
-        );
+        assert!(Instant::now() < deadline, "redis-server did not reach the {signal} state: {stat}");
         std::thread::sleep(Duration::from_millis(1));
     }
 }
@@ -773,8 +660,7 @@ fn paused_under_load(name: &str, connect_timeout: Duration) {
         // shows as a call over its bound once SIGCONT releases it.
         let pause = bound(connect_timeout, true) + Duration::from_millis(1500);
         let (ops_at_pause, _) = load.progress.now();
-        load.progress
-            .wait_at_most(pause, |ops, _| ops >= ops_at_pause + 1_000);
+        load.progress.wait_at_most(pause, |ops, _| ops >= ops_at_pause + 1_000);
         hold(paused, pause);
         ops_while_paused = load.progress.now().0 - ops_at_pause;
         let resuming = Instant::now();
@@ -782,24 +668,12 @@ fn paused_under_load(name: &str, connect_timeout: Duration) {
         paused_for = resuming - paused;
         dead.push((paused, resuming));
         let (_, ok_at_resume) = load.progress.now();
-        load.progress
-            .wait("successful calls after SIGCONT", |_, ok| {
-                ok >= ok_at_resume + 2_000
-            });
+        load.progress.wait("successful calls after SIGCONT", |_, ok| ok >= ok_at_resume + 2_000);
     });
     load.check_dead_windows(&dead);
     load.check_works();
-    assert!(
-        load.figures.errors.load(SeqCst) > 0,
-        "the pause was never seen by a call"
-    );
-    load.figures.report(
-        name,
-        &format!(
-            " paused_ms={} ops_while_paused={ops_while_paused}",
-            paused_for.as_millis()
-        ),
-    );
+    assert!(load.figures.errors.load(SeqCst) > 0, "the pause was never seen by a call");
+    load.figures.report(name, &format!(" paused_ms={} ops_while_paused={ops_while_paused}", paused_for.as_millis()));
 }
 
 #[test]
@@ -837,13 +711,8 @@ fn each_call_on_a_paused_redis_fails_within_one_timeout() {
             .socket_connect_timeout(TIMEOUT)
             .build()
             .expect("build");
-        cache
-            .set_bytes("k", b"v", tags, Lifetime::Default)
-            .expect("warm-up set");
-        assert_eq!(
-            cache.get_bytes("k", tags).expect("warm-up get"),
-            Some(b"v".to_vec())
-        );
+        cache.set_bytes("k", b"v", tags, Lifetime::Default).expect("warm-up set");
+        assert_eq!(cache.get_bytes("k", tags).expect("warm-up get"), Some(b"v".to_vec()));
         cache
     };
     let caches: Vec<Cache> = (0..8).map(|_| warmed()).collect();
@@ -854,12 +723,9 @@ fn each_call_on_a_paused_redis_fails_within_one_timeout() {
         .socket_connect_timeout(TIMEOUT)
         .build()
         .expect("build");
-    let locked = |cache: &Cache, key: &str| match cache.get_or_lock(
-        &ComputeOptions::key(key)
-            .tags(tags)
-            .lock(true)
-            .lock_timeout(LOCK_TIMEOUT),
-    ) {
+    let locked = |cache: &Cache, key: &str| match cache
+        .get_or_lock(&ComputeOptions::key(key).tags(tags).lock(true).lock_timeout(LOCK_TIMEOUT))
+    {
         GetOrLock::Locked(ticket) => ticket,
         other => panic!("expected the lock, got {other:?}"),
     };
@@ -878,28 +744,15 @@ fn each_call_on_a_paused_redis_fails_within_one_timeout() {
                 f.wrong(format!("{what} succeeded on a paused Redis"));
             }
         };
-        call("get (2 commands)", &mut || {
-            caches[0].get_bytes("k", tags).is_err()
-        });
-        call("set (2 commands)", &mut || {
-            caches[1]
-                .set_bytes("k", b"w", tags, Lifetime::Default)
-                .is_err()
-        });
-        call("invalidate (6 commands)", &mut || {
-            caches[2].invalidate(tags).is_err()
-        });
-        call("invalidate_all (1 command)", &mut || {
-            caches[3].invalidate_all().is_err()
-        });
+        call("get (2 commands)", &mut || caches[0].get_bytes("k", tags).is_err());
+        call("set (2 commands)", &mut || caches[1].set_bytes("k", b"w", tags, Lifetime::Default).is_err());
+        call("invalidate (6 commands)", &mut || caches[2].invalidate(tags).is_err());
+        call("invalidate_all (1 command)", &mut || caches[3].invalidate_all().is_err());
         let mut to_store = Some(to_store);
         call("set_and_unlock (4 commands)", &mut || {
             let ticket = to_store.take().expect("ticket");
             // A failed store is recorded in the info, not returned.
-            caches[4]
-                .set_and_unlock(ticket, Ok::<_, rtc_core::Error>(b"v"))
-                .error
-                .is_some()
+            caches[4].set_and_unlock(ticket, Ok::<_, rtc_core::Error>(b"v")).error.is_some()
         });
         let mut to_drop = Some(to_drop);
         call("a ticket's release (3 commands)", &mut || {
@@ -908,18 +761,11 @@ fn each_call_on_a_paused_redis_fails_within_one_timeout() {
             true
         });
         call("get_or_compute with the lock", &mut || {
-            let options = ComputeOptions::key("cold-3")
-                .tags(tags)
-                .lock(true)
-                .lock_timeout(LOCK_TIMEOUT);
-            caches[6]
-                .get_or_compute_bytes(&options, || Ok::<_, ()>(b"computed".to_vec()))
-                .expect("value")
+            let options = ComputeOptions::key("cold-3").tags(tags).lock(true).lock_timeout(LOCK_TIMEOUT);
+            caches[6].get_or_compute_bytes(&options, || Ok::<_, ()>(b"computed".to_vec())).expect("value")
                 == b"computed"
         });
-        call("get on a fresh connection", &mut || {
-            cold.get_bytes("k", tags).is_err()
-        });
+        call("get on a fresh connection", &mut || cold.get_bytes("k", tags).is_err());
     }));
     signal(&redis, "-CONT", false);
     if let Err(panic) = result {
@@ -927,20 +773,11 @@ fn each_call_on_a_paused_redis_fails_within_one_timeout() {
     }
     // Commands sent during the pause run once Redis resumes (the invalidation
     // among them), so only check that the cache works again.
-    caches[7]
-        .set_bytes("k", b"after", tags, Lifetime::Default)
-        .expect("set after SIGCONT");
-    assert_eq!(
-        caches[7].get_bytes("k", tags).expect("get after SIGCONT"),
-        Some(b"after".to_vec())
-    );
+    caches[7].set_bytes("k", b"after", tags, Lifetime::Default).expect("set after SIGCONT");
+    assert_eq!(caches[7].get_bytes("k", tags).expect("get after SIGCONT"), Some(b"after".to_vec()));
     f.report(
         "paused-each-call",
-        &format!(
-            " timeout_ms={} bound_ms={}",
-            TIMEOUT.as_millis(),
-            (TIMEOUT + SLACK).as_millis()
-        ),
+        &format!(" timeout_ms={} bound_ms={}", TIMEOUT.as_millis(), (TIMEOUT + SLACK).as_millis()),
     );
 }
 
@@ -957,19 +794,13 @@ fn redis_restarted_empty_under_load() {
             .set_bytes(&key_name(k), &value, Load::tags(k), Lifetime::Default)
             .expect("set before the restarts");
         load.checker.written(k, id);
-        assert!(
-            load.caches[1]
-                .get_bytes(&key_name(k), Load::tags(k))
-                .expect("get")
-                .is_some()
-        );
+        assert!(load.caches[1].get_bytes(&key_name(k), Load::tags(k)).expect("get").is_some());
     }
     let mut quiet_hits = 0;
     load.run(|| {
         for round in 0..RESTARTS {
             let (ops, _) = load.progress.now();
-            load.progress
-                .wait("load between restarts", |o, _| o >= ops + 1_500);
+            load.progress.wait("load between restarts", |o, _| o >= ops + 1_500);
             let index = load.checker.events[RESTART].begin();
             redis.restart();
             load.checker.events[RESTART].succeeded(index);
@@ -979,29 +810,22 @@ fn redis_restarted_empty_under_load() {
                     match load.caches[k as usize % 2].get_bytes(&key_name(k), Load::tags(k)) {
                         Ok(Some(v)) => {
                             quiet_hits += 1;
-                            load.figures
-                                .wrong(format!("{} survived the restart: {v:?}", key_name(k)));
+                            load.figures.wrong(format!("{} survived the restart: {v:?}", key_name(k)));
                             let _ = load.checker.check(k, &v, seen);
                         }
                         Ok(None) => {}
-                        Err(e) => load
-                            .figures
-                            .problem(format!("get after restart failed: {e}")),
+                        Err(e) => load.figures.problem(format!("get after restart failed: {e}")),
                     }
                 }
             }
             let (_, ok) = load.progress.now();
-            load.progress
-                .wait("successful calls after the restart", |_, o| o >= ok + 1_500);
+            load.progress.wait("successful calls after the restart", |_, o| o >= ok + 1_500);
         }
     });
     load.check_works();
     load.figures.report(
         "restarted-empty",
-        &format!(
-            " restarts={RESTARTS} quiet_entries={} quiet_hits={quiet_hits}",
-            quiet.len()
-        ),
+        &format!(" restarts={RESTARTS} quiet_entries={} quiet_hits={quiet_hits}", quiet.len()),
     );
 }
 
@@ -1011,24 +835,15 @@ fn tag_keys_evicted_or_deleted_give_misses_never_stale_values() {
     const ENTRIES: u64 = 300;
     const ENTRY_TAGS: u64 = 30;
     const FILLER: usize = 400;
-    let redis =
-        RedisServer::start_with(&["--maxmemory", "4mb", "--maxmemory-policy", "allkeys-lru"]);
+    let redis = RedisServer::start_with(&["--maxmemory", "4mb", "--maxmemory-policy", "allkeys-lru"]);
     let ns = unique_namespace("evicted");
-    let cache = Cache::builder()
-        .namespace(&ns)
-        .url(Some(redis.url()))
-        .socket_timeout(SOCKET_TIMEOUT)
-        .build()
-        .expect("build");
+    let cache =
+        Cache::builder().namespace(&ns).url(Some(redis.url())).socket_timeout(SOCKET_TIMEOUT).build().expect("build");
     let layout = Layout::new(&ns);
-    let mut raw = redis::Client::open(redis.url())
-        .expect("client")
-        .get_connection()
-        .expect("connect");
+    let mut raw = redis::Client::open(redis.url()).expect("client").get_connection().expect("connect");
     let tag = |k: u64| format!("e{}", k % ENTRY_TAGS);
     let f = Figures::default();
-    let (mut hits, mut misses, mut deleted_by_hand, mut tags_gone, mut errors) =
-        (0u64, 0u64, 0u64, 0u64, 0u64);
+    let (mut hits, mut misses, mut deleted_by_hand, mut tags_gone, mut errors) = (0u64, 0u64, 0u64, 0u64, 0u64);
     // What the model expects of each entry: the round it was last written in,
     // unless one of its tags changed (evicted, deleted, invalidated) since.
     let mut written: Vec<Option<u64>> = vec![None; ENTRIES as usize];
@@ -1038,12 +853,7 @@ fn tag_keys_evicted_or_deleted_give_misses_never_stale_values() {
         for k in 0..ENTRIES {
             let value = format!("key={k};round={round}");
             let started = Instant::now();
-            let r = cache.set_bytes(
-                &format!("e{k}"),
-                value.as_bytes(),
-                [tag(k)],
-                Lifetime::Default,
-            );
+            let r = cache.set_bytes(&format!("e{k}"), value.as_bytes(), [tag(k)], Lifetime::Default);
             f.timed("set", started.elapsed(), bound(CONNECT_TIMEOUT, false));
             match r {
                 Ok(()) => written[k as usize] = Some(round),
@@ -1057,27 +867,19 @@ fn tag_keys_evicted_or_deleted_give_misses_never_stale_values() {
         // Fill Redis so that LRU eviction takes tag keys and entries alike.
         let mut pipe = redis::pipe();
         for i in 0..FILLER {
-            pipe.cmd("SET")
-                .arg(format!("filler:{round}:{i}"))
-                .arg(filler.as_slice())
-                .ignore();
+            pipe.cmd("SET").arg(format!("filler:{round}:{i}")).arg(filler.as_slice()).ignore();
         }
         let () = pipe.query(&mut raw).expect("fill");
         // And delete a few tag keys by hand, as an operator might.
         for _ in 0..3 {
             let t = rng.below(ENTRY_TAGS);
-            let n: i64 = redis::cmd("DEL")
-                .arg(layout.tag_key(&format!("e{t}")))
-                .query(&mut raw)
-                .expect("DEL");
+            let n: i64 = redis::cmd("DEL").arg(layout.tag_key(&format!("e{t}"))).query(&mut raw).expect("DEL");
             deleted_by_hand += n as u64;
         }
         // Which tags are gone now (evicted or deleted): their entries must miss.
         for t in 0..ENTRY_TAGS {
-            let exists: bool = redis::cmd("EXISTS")
-                .arg(layout.tag_key(&format!("e{t}")))
-                .query(&mut raw)
-                .expect("EXISTS");
+            let exists: bool =
+                redis::cmd("EXISTS").arg(layout.tag_key(&format!("e{t}"))).query(&mut raw).expect("EXISTS");
             if !exists {
                 tags_gone += 1;
                 for k in (t..ENTRIES).step_by(ENTRY_TAGS as usize) {
@@ -1094,10 +896,7 @@ fn tag_keys_evicted_or_deleted_give_misses_never_stale_values() {
                     hits += 1;
                     let expected = written[k as usize].map(|r| format!("key={k};round={r}"));
                     if expected.as_deref().map(str::as_bytes) != Some(v.as_slice()) {
-                        f.wrong(format!(
-                            "e{k}: read {:?}, expected {expected:?}",
-                            String::from_utf8_lossy(&v)
-                        ));
+                        f.wrong(format!("e{k}: read {:?}, expected {expected:?}", String::from_utf8_lossy(&v)));
                     }
                 }
                 Ok(None) => misses += 1,
@@ -1108,10 +907,7 @@ fn tag_keys_evicted_or_deleted_give_misses_never_stale_values() {
             }
         }
     }
-    let info: String = redis::cmd("INFO")
-        .arg("stats")
-        .query(&mut raw)
-        .expect("INFO");
+    let info: String = redis::cmd("INFO").arg("stats").query(&mut raw).expect("INFO");
     let evicted: u64 = info
         .lines()
         .find_map(|l| l.strip_prefix("evicted_keys:"))
@@ -1123,14 +919,8 @@ fn tag_keys_evicted_or_deleted_give_misses_never_stale_values() {
         "tag-keys-evicted",
         &format!(" misses={misses} evicted_keys={evicted} tag_keys_deleted_by_hand={deleted_by_hand} tag_keys_found_gone={tags_gone}"),
     );
-    assert!(
-        evicted > 0,
-        "Redis evicted nothing: the test did not exercise eviction"
-    );
-    assert!(
-        tags_gone > deleted_by_hand,
-        "no tag key was evicted (only {deleted_by_hand} deleted by hand)"
-    );
+    assert!(evicted > 0, "Redis evicted nothing: the test did not exercise eviction");
+    assert!(tags_gone > deleted_by_hand, "no tag key was evicted (only {deleted_by_hand} deleted by hand)");
     assert!(hits > 0, "no entry survived: the test checked nothing");
 }
 
@@ -1159,12 +949,7 @@ fn crashed_lock_holders_delay_waiters_only_until_lock_timeout() {
             let key = format!("cold-{i}");
             let holder = build();
             let taken = Instant::now();
-            match holder.get_or_lock(
-                &ComputeOptions::key(&key)
-                    .tags(["t"])
-                    .lock(true)
-                    .lock_timeout(LOCK_TIMEOUT),
-            ) {
+            match holder.get_or_lock(&ComputeOptions::key(&key).tags(["t"]).lock(true).lock_timeout(LOCK_TIMEOUT)) {
                 GetOrLock::Locked(ticket) => drop(ticket),
                 other => panic!("expected the lock, got {other:?}"),
             }
@@ -1178,17 +963,12 @@ fn crashed_lock_holders_delay_waiters_only_until_lock_timeout() {
                 let (waiters, holders, f, computed) = (&waiters, &holders, &f, &computed);
                 s.spawn(move || {
                     let i = w % CRASHED_KEYS;
-                    let options = ComputeOptions::key(&holders[i].0)
-                        .tags(["t"])
-                        .lock(true)
-                        .lock_timeout(LOCK_TIMEOUT);
+                    let options = ComputeOptions::key(&holders[i].0).tags(["t"]).lock(true).lock_timeout(LOCK_TIMEOUT);
                     let started = Instant::now();
                     let v = waiters
                         .get_or_compute_bytes(&options, || {
                             computed.fetch_add(1, SeqCst);
-                            Ok::<_, ()>(
-                                format!("{}:computed-by-waiter-{w}", holders[i].0).into_bytes(),
-                            )
+                            Ok::<_, ()>(format!("{}:computed-by-waiter-{w}", holders[i].0).into_bytes())
                         })
                         .expect("infallible");
                     f.timed("waiter", started.elapsed(), bound(CONNECT_TIMEOUT, true));
@@ -1196,10 +976,7 @@ fn crashed_lock_holders_delay_waiters_only_until_lock_timeout() {
                 })
             })
             .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("waiter thread"))
-            .collect()
+        handles.into_iter().map(|h| h.join().expect("waiter thread")).collect()
     });
     for (i, ended, v) in &results {
         let (key, taken) = &holders[*i];
@@ -1212,18 +989,12 @@ fn crashed_lock_holders_delay_waiters_only_until_lock_timeout() {
             ));
         }
         if !v.starts_with(format!("{key}:computed-by-waiter-").as_bytes()) {
-            f.wrong(format!(
-                "{key}: waiter got {:?}",
-                String::from_utf8_lossy(v)
-            ));
+            f.wrong(format!("{key}: waiter got {:?}", String::from_utf8_lossy(v)));
         }
     }
     // The value computed after the lock expired is cached for everyone.
     for (key, _) in &holders {
-        let v = waiters
-            .get_bytes(key, ["t"])
-            .expect("get")
-            .expect("the recovered value is cached");
+        let v = waiters.get_bytes(key, ["t"]).expect("get").expect("the recovered value is cached");
         assert!(v.starts_with(format!("{key}:computed-by-waiter-").as_bytes()));
     }
     let n = computed.load(SeqCst);
@@ -1236,8 +1007,5 @@ fn crashed_lock_holders_delay_waiters_only_until_lock_timeout() {
             LOCK_TIMEOUT.as_millis()
         ),
     );
-    assert!(
-        n >= CRASHED_KEYS as u64,
-        "each key must be computed at least once"
-    );
+    assert!(n >= CRASHED_KEYS as u64, "each key must be computed at least once");
 }

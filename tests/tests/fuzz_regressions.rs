@@ -61,33 +61,18 @@ fn hostile_values_decode_to_errors_or_values_never_a_crash() {
             vec![0xbb, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
         ),
         ("invalid UTF-8 text", vec![0x62, 0xc3, 0x28]),
-        (
-            "indefinite text of byte chunks",
-            vec![0x7f, 0x41, b'a', 0xff],
-        ),
+        ("indefinite text of byte chunks", vec![0x7f, 0x41, b'a', 0xff]),
         ("indefinite array never closed", vec![0x9f, 0x01, 0x02]),
         (
             "nested indefinite arrays",
             [vec![0x9f; 4096], vec![0xff; 4096]].concat(),
         ),
-        (
-            "tag around tag",
-            [[0xd8, 0x18].repeat(2048), vec![0x00]].concat(),
-        ),
+        ("tag around tag", [[0xd8, 0x18].repeat(2048), vec![0x00]].concat()),
         ("deep arrays (10 000)", nested_arrays(10_000)),
         ("deep arrays (1 000 000)", nested_arrays(1_000_000)),
-        (
-            "deep maps",
-            [[0xa1, 0x00].repeat(100_000), vec![0x00]].concat(),
-        ),
-        (
-            "u64::MAX",
-            vec![0x1b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
-        ),
-        (
-            "negative bignum tag",
-            vec![0xc3, 0x49, 0x01, 0, 0, 0, 0, 0, 0, 0, 0],
-        ),
+        ("deep maps", [[0xa1, 0x00].repeat(100_000), vec![0x00]].concat()),
+        ("u64::MAX", vec![0x1b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]),
+        ("negative bignum tag", vec![0xc3, 0x49, 0x01, 0, 0, 0, 0, 0, 0, 0, 0]),
         ("half-float NaN", vec![0xf9, 0x7e, 0x00]),
         (
             "enum as a map with a wrong variant",
@@ -108,8 +93,7 @@ fn hostile_values_decode_to_errors_or_values_never_a_crash() {
         }),
     ];
     for (what, data) in &inputs {
-        let outcome =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| replay(&cache, data)));
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| replay(&cache, data)));
         assert!(outcome.is_ok(), "{what}: the decode path panicked");
     }
 }
@@ -137,8 +121,5 @@ fn valid_values_of_every_representative_type_round_trip_through_the_cache() {
         replay(&cache, &data);
     }
     // The last value is no Record: get-or-compute computed one over it.
-    assert_eq!(
-        cache.get::<Record>("k", ["t"]).expect("get").map(|r| r.id),
-        Some(7)
-    );
+    assert_eq!(cache.get::<Record>("k", ["t"]).expect("get").map(|r| r.id), Some(7));
 }

@@ -7,23 +7,15 @@ use serde_json::Value;
 
 fn vectors() -> Value {
     let path = rtc_tests::tests_dir().join("data/layout-0.12.1.json");
-    serde_json::from_str(&std::fs::read_to_string(&path).expect("read the vectors"))
-        .expect("parse the vectors")
+    serde_json::from_str(&std::fs::read_to_string(&path).expect("read the vectors")).expect("parse the vectors")
 }
 
 fn strings(v: &Value) -> Vec<String> {
-    v.as_array()
-        .expect("array")
-        .iter()
-        .map(|s| s.as_str().expect("string").to_owned())
-        .collect()
+    v.as_array().expect("array").iter().map(|s| s.as_str().expect("string").to_owned()).collect()
 }
 
 fn hex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
-        .collect()
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex")).collect()
 }
 
 #[test]
@@ -33,11 +25,7 @@ fn short_hash_matches_the_reference() {
     assert!(cases.len() >= 10);
     for case in cases {
         let input = case["input"].as_str().expect("input");
-        assert_eq!(
-            short_hash(input.as_bytes()),
-            case["output"].as_str().expect("output"),
-            "input {input:?}"
-        );
+        assert_eq!(short_hash(input.as_bytes()), case["output"].as_str().expect("output"), "input {input:?}");
     }
 }
 
@@ -53,32 +41,15 @@ fn keys_and_metadata_hash_match_the_reference() {
         assert_eq!(order, strings(&case["tag_names_in_hash_order"]), "{case}");
         let layout = Layout::new(ns);
         for (tag, expected) in case["tag_keys"].as_object().expect("tag_keys") {
-            assert_eq!(
-                layout.tag_key(tag),
-                expected.as_str().expect("tag key"),
-                "{case}"
-            );
+            assert_eq!(layout.tag_key(tag), expected.as_str().expect("tag key"), "{case}");
         }
-        let values: Vec<Vec<u8>> = strings(&case["tag_values_hex_in_hash_order"])
-            .iter()
-            .map(|h| hex(h))
-            .collect();
+        let values: Vec<Vec<u8>> = strings(&case["tag_values_hex_in_hash_order"]).iter().map(|h| hex(h)).collect();
         let hash = metadata_hash(&values);
-        assert_eq!(
-            hash,
-            case["metadata_hash"].as_str().expect("metadata_hash"),
-            "{case}"
-        );
+        assert_eq!(hash, case["metadata_hash"].as_str().expect("metadata_hash"), "{case}");
         let entry = layout.entry(key, &hash);
-        assert_eq!(
-            entry.storage,
-            case["storage_key"].as_str().expect("storage_key")
-        );
+        assert_eq!(entry.storage, case["storage_key"].as_str().expect("storage_key"));
         assert_eq!(entry.lock, case["lock_key"].as_str().expect("lock_key"));
-        assert_eq!(
-            entry.wake,
-            case["waiting_key"].as_str().expect("waiting_key")
-        );
+        assert_eq!(entry.wake, case["waiting_key"].as_str().expect("waiting_key"));
     }
 }
 
@@ -87,10 +58,7 @@ fn keys_and_metadata_hash_match_the_reference() {
 #[test]
 fn rtc_writes_where_the_reference_reads_on_redis() {
     let redis = RedisServer::start();
-    let mut conn = redis::Client::open(redis.url())
-        .expect("client")
-        .get_connection()
-        .expect("connect");
+    let mut conn = redis::Client::open(redis.url()).expect("client").get_connection().expect("connect");
     let v = vectors();
     for case in v["cases"].as_array().expect("cases") {
         let ns = case["namespace"].as_str().expect("namespace");
@@ -100,26 +68,13 @@ fn rtc_writes_where_the_reference_reads_on_redis() {
         let values = strings(&case["tag_values_hex_in_hash_order"]);
         for (name, value) in names.iter().zip(&values) {
             let tag_key = case["tag_keys"][name].as_str().expect("tag key");
-            let _: () = redis::cmd("SET")
-                .arg(tag_key)
-                .arg(hex(value))
-                .query(&mut conn)
-                .expect("seed tag");
+            let _: () = redis::cmd("SET").arg(tag_key).arg(hex(value)).query(&mut conn).expect("seed tag");
         }
-        let cache = Cache::builder()
-            .namespace(ns)
-            .url(Some(redis.url()))
-            .build()
-            .expect("build");
+        let cache = Cache::builder().namespace(ns).url(Some(redis.url())).build().expect("build");
         let payload = format!("value of {key} in {ns}");
-        cache
-            .set_bytes(key, payload.as_bytes(), &tags, Lifetime::Default)
-            .expect("set");
+        cache.set_bytes(key, payload.as_bytes(), &tags, Lifetime::Default).expect("set");
         let storage_key = case["storage_key"].as_str().expect("storage key");
-        let stored: Option<Vec<u8>> = redis::cmd("GET")
-            .arg(storage_key)
-            .query(&mut conn)
-            .expect("get");
+        let stored: Option<Vec<u8>> = redis::cmd("GET").arg(storage_key).query(&mut conn).expect("get");
         assert_eq!(stored.as_deref(), Some(payload.as_bytes()), "{case}");
     }
 }

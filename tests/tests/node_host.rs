@@ -38,14 +38,8 @@ fn check_setup(node_dir: &Path) {
         "node does not run ({node:?}): the Node host of the component needs Node.js 20 or later on the PATH, then `{SETUP}`",
     );
     for (path, what) in [
-        (
-            "node_modules/@bytecodealliance/preview2-shim/package.json",
-            "tests/node/node_modules is not installed",
-        ),
-        (
-            "out/rtc_component.js",
-            "the component is not transpiled for Node (tests/node/out/ is missing)",
-        ),
+        ("node_modules/@bytecodealliance/preview2-shim/package.json", "tests/node/node_modules is not installed"),
+        ("out/rtc_component.js", "the component is not transpiled for Node (tests/node/out/ is missing)"),
     ] {
         assert!(
             node_dir.join(path).is_file(),
@@ -58,12 +52,7 @@ fn check_setup(node_dir: &Path) {
 fn run_node(args: &[&str]) -> Output {
     let root = root();
     check_setup(&root.join("tests/node"));
-    Command::new("node")
-        .arg("tests/node/run.mjs")
-        .args(args)
-        .current_dir(&root)
-        .output()
-        .expect("run node")
+    Command::new("node").arg("tests/node/run.mjs").args(args).current_dir(&root).output().expect("run node")
 }
 
 /// The counts of a summary line `LABEL: N passed, N failed[, N skipped]`.
@@ -73,25 +62,17 @@ fn summary(stdout: &str, label: &str) -> Vec<usize> {
         .lines()
         .rev()
         .find_map(|l| l.strip_prefix(&prefix))
-        .unwrap_or_else(|| {
-            panic!("no `{label}:` summary line in the Node runner's output:\n{stdout}")
-        });
+        .unwrap_or_else(|| panic!("no `{label}:` summary line in the Node runner's output:\n{stdout}"));
     line.split(", ")
         .map(|part| {
-            let (n, _word) = part
-                .split_once(' ')
-                .unwrap_or_else(|| panic!("bad summary line {line:?}"));
-            n.parse()
-                .unwrap_or_else(|e| panic!("bad count {n:?} in {line:?}: {e}"))
+            let (n, _word) = part.split_once(' ').unwrap_or_else(|| panic!("bad summary line {line:?}"));
+            n.parse().unwrap_or_else(|e| panic!("bad count {n:?} in {line:?}: {e}"))
         })
         .collect()
 }
 
 fn text(out: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 #[test]
@@ -105,10 +86,7 @@ fn the_scenario_table_and_the_contract_pass_on_node() {
     );
 
     let table = table();
-    let supported = table
-        .iter()
-        .filter(|s| s.steps.iter().all(|(_, step)| node_supports(step)))
-        .count();
+    let supported = table.iter().filter(|s| s.steps.iter().all(|(_, step)| node_supports(step))).count();
     let scenarios = summary(&stdout, "scenarios");
     assert_eq!(
         scenarios,
@@ -119,21 +97,12 @@ fn the_scenario_table_and_the_contract_pass_on_node() {
     assert!(supported >= 15, "only {supported} scenarios ran on Node");
 
     let contract = summary(&stdout, "contract");
-    assert_eq!(
-        contract.get(1),
-        Some(&0),
-        "contract tests failed on Node:\n{stdout}"
-    );
-    assert!(
-        contract.first().is_some_and(|&n| n >= 10),
-        "too few contract tests ran on Node:\n{stdout}"
-    );
+    assert_eq!(contract.get(1), Some(&0), "contract tests failed on Node:\n{stdout}");
+    assert!(contract.first().is_some_and(|&n| n >= 10), "too few contract tests ran on Node:\n{stdout}");
     // The test the issue asks for by name: an error of the JavaScript Redis
     // import comes out of the component as the WIT error variant.
     assert!(
-        stdout.lines().any(
-            |l| l.starts_with("ok   contract import errors surface as the same WIT error case")
-        ),
+        stdout.lines().any(|l| l.starts_with("ok   contract import errors surface as the same WIT error case")),
         "the error-surfacing test did not pass on Node:\n{stdout}"
     );
 }
@@ -141,8 +110,7 @@ fn the_scenario_table_and_the_contract_pass_on_node() {
 #[test]
 fn the_node_runner_reports_failures_and_skips() {
     // The real table plus a scenario that must fail and one it cannot run.
-    let mut table = std::fs::read_to_string(rtc_tests::tests_dir().join("scenarios.txt"))
-        .expect("read the table");
+    let mut table = std::fs::read_to_string(rtc_tests::tests_dir().join("scenarios.txt")).expect("read the table");
     table.push_str(
         "\nscenario node_runner_must_fail\nset k v a\nget k a hit not-v\n\
          \nscenario node_runner_must_skip\nset k v a\nfrobnicate k\n",
@@ -162,36 +130,22 @@ fn the_node_runner_reports_failures_and_skips() {
     ]);
     let _ = std::fs::remove_file(&path);
     let (stdout, stderr) = text(&out);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "a failing scenario must make the Node runner exit 1\n{stdout}{stderr}"
-    );
+    assert_eq!(out.status.code(), Some(1), "a failing scenario must make the Node runner exit 1\n{stdout}{stderr}");
     assert_eq!(summary(&stdout, "scenarios"), [1, 1, 1], "{stdout}");
     assert!(
         stdout.contains("FAIL scenario node_runner_must_fail") && stdout.contains("got \"v\""),
         "the failure is not described:\n{stdout}"
     );
-    assert!(
-        stdout.contains("skip scenario node_runner_must_skip"),
-        "the skip is not described:\n{stdout}"
-    );
+    assert!(stdout.contains("skip scenario node_runner_must_skip"), "the skip is not described:\n{stdout}");
 }
 
 #[test]
 fn the_readme_example_runs_on_node() {
     let root = root();
     check_setup(&root.join("tests/node"));
-    let out = Command::new("node")
-        .arg("tests/node/example.mjs")
-        .current_dir(&root)
-        .output()
-        .expect("run node");
+    let out = Command::new("node").arg("tests/node/example.mjs").current_dir(&root).output().expect("run node");
     let (stdout, stderr) = text(&out);
-    assert!(
-        out.status.success(),
-        "tests/node/example.mjs failed:\n{stdout}{stderr}"
-    );
+    assert!(out.status.success(), "tests/node/example.mjs failed:\n{stdout}{stderr}");
     assert_eq!(
         stdout,
         "get: Ada\nafter invalidate: undefined\nget-or-compute: Grace (computed 1 time)\nerror: invalid-argument\n",

@@ -21,8 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rtc_core::{
-    Backend, Cache, CacheInfo, Command as Cmd, ComputeOptions, Config, GetOrLock, Layout,
-    RedisBackend, Reply,
+    Backend, Cache, CacheInfo, Command as Cmd, ComputeOptions, Config, GetOrLock, Layout, RedisBackend, Reply,
 };
 use rtc_tests::cprog::{self, Link, Running};
 use rtc_tests::{RedisServer, unique_namespace};
@@ -37,9 +36,8 @@ const ANSWER_DEADLINE: Duration = Duration::from_secs(30);
 
 /// The venv's python: `$RTC_PY_VENV/bin/python`, else `target/py-venv/bin/python`.
 fn venv_python() -> PathBuf {
-    let venv = std::env::var_os("RTC_PY_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| cprog::root().join("target/py-venv"));
+    let venv =
+        std::env::var_os("RTC_PY_VENV").map(PathBuf::from).unwrap_or_else(|| cprog::root().join("target/py-venv"));
     let python = venv.join("bin/python");
     assert!(
         python.is_file(),
@@ -56,10 +54,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex from peer.py"))
-        .collect()
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex from peer.py")).collect()
 }
 
 /// One `tests/python/peer.py`: a RedisTaggedCache on our server and namespace.
@@ -99,12 +94,7 @@ impl Peer {
                 }
             }
         });
-        let mut peer = Peer {
-            child,
-            stdin,
-            lines,
-            stderr,
-        };
+        let mut peer = Peer { child, stdin, lines, stderr };
         let ready = peer.recv();
         assert_eq!(
             ready["version"], REFERENCE_VERSION,
@@ -119,26 +109,20 @@ impl Peer {
     }
 
     fn send(&mut self, command: &Value) {
-        writeln!(self.stdin, "{command}")
-            .and_then(|()| self.stdin.flush())
-            .expect("write to peer.py");
+        writeln!(self.stdin, "{command}").and_then(|()| self.stdin.flush()).expect("write to peer.py");
     }
 
     /// Writes a bare line (what a paused peer waits for).
     fn go(&mut self) {
-        writeln!(self.stdin, "go")
-            .and_then(|()| self.stdin.flush())
-            .expect("write to peer.py");
+        writeln!(self.stdin, "go").and_then(|()| self.stdin.flush()).expect("write to peer.py");
     }
 
     fn recv(&mut self) -> Value {
         match self.lines.recv_timeout(ANSWER_DEADLINE) {
-            Ok(line) => serde_json::from_str(&line)
-                .unwrap_or_else(|e| panic!("peer.py said {line:?} ({e})\n{}", self.stderr())),
-            Err(e) => panic!(
-                "no answer from peer.py within {ANSWER_DEADLINE:?} ({e}); its stderr:\n{}",
-                self.stderr()
-            ),
+            Ok(line) => {
+                serde_json::from_str(&line).unwrap_or_else(|e| panic!("peer.py said {line:?} ({e})\n{}", self.stderr()))
+            }
+            Err(e) => panic!("no answer from peer.py within {ANSWER_DEADLINE:?} ({e}); its stderr:\n{}", self.stderr()),
         }
     }
 
@@ -148,35 +132,24 @@ impl Peer {
     }
 
     fn set(&mut self, key: &str, value: &[u8], tags: &[&str]) -> bool {
-        self.call(json!({"op": "set", "key": key, "value": hex(value), "tags": tags}))["ok"]
-            .as_bool()
-            .expect("ok")
+        self.call(json!({"op": "set", "key": key, "value": hex(value), "tags": tags}))["ok"].as_bool().expect("ok")
     }
 
     fn get(&mut self, key: &str, tags: &[&str]) -> Option<Vec<u8>> {
         let answer = self.call(json!({"op": "get", "key": key, "tags": tags}));
-        answer["hit"]
-            .as_bool()
-            .expect("hit")
-            .then(|| unhex(answer["value"].as_str().expect("value")))
+        answer["hit"].as_bool().expect("hit").then(|| unhex(answer["value"].as_str().expect("value")))
     }
 
     fn delete(&mut self, key: &str, tags: &[&str]) -> bool {
-        self.call(json!({"op": "delete", "key": key, "tags": tags}))["ok"]
-            .as_bool()
-            .expect("ok")
+        self.call(json!({"op": "delete", "key": key, "tags": tags}))["ok"].as_bool().expect("ok")
     }
 
     fn invalidate(&mut self, tags: &[&str]) -> bool {
-        self.call(json!({"op": "invalidate", "tags": tags}))["ok"]
-            .as_bool()
-            .expect("ok")
+        self.call(json!({"op": "invalidate", "tags": tags}))["ok"].as_bool().expect("ok")
     }
 
     fn invalidate_all(&mut self) -> bool {
-        self.call(json!({"op": "invalidate_all"}))["ok"]
-            .as_bool()
-            .expect("ok")
+        self.call(json!({"op": "invalidate_all"}))["ok"].as_bool().expect("ok")
     }
 
     /// Sends a decorator call (`@cache.decorator(key=lambda: key, tags=tags,
@@ -197,12 +170,7 @@ impl Peer {
 
     fn expect_event(&mut self, event: &str) -> Value {
         let answer = self.recv();
-        assert_eq!(
-            answer["event"],
-            event,
-            "peer.py: want event {event:?}, got {answer}\n{}",
-            self.stderr()
-        );
+        assert_eq!(answer["event"], event, "peer.py: want event {event:?}, got {answer}\n{}", self.stderr());
         answer
     }
 }
@@ -224,11 +192,7 @@ impl Drop for Peer {
 type Seen = Arc<Mutex<Vec<CacheInfo>>>;
 
 fn rust_cache(redis: &RedisServer, namespace: &str) -> Cache {
-    Cache::builder()
-        .namespace(namespace)
-        .url(Some(redis.url()))
-        .build()
-        .expect("build a cache")
+    Cache::builder().namespace(namespace).url(Some(redis.url())).build().expect("build a cache")
 }
 
 fn rust_cache_with_hook(redis: &RedisServer, namespace: &str) -> (Cache, Seen) {
@@ -245,24 +209,15 @@ fn rust_cache_with_hook(redis: &RedisServer, namespace: &str) -> (Cache, Seen) {
 
 /// Options for a get-or-lock of `key` under `tags` with a five-second stampede lock.
 fn lock_options(key: &str, tags: &[&str]) -> ComputeOptions {
-    ComputeOptions::key(key)
-        .tags(tags)
-        .lock(true)
-        .lock_timeout(Duration::from_secs(5))
+    ComputeOptions::key(key).tags(tags).lock(true).lock_timeout(Duration::from_secs(5))
 }
 
 fn conn(redis: &RedisServer) -> redis::Connection {
-    redis::Client::open(redis.url())
-        .expect("client")
-        .get_connection()
-        .expect("connect")
+    redis::Client::open(redis.url()).expect("client").get_connection().expect("connect")
 }
 
 fn ttl(redis: &RedisServer, key: &str) -> i64 {
-    redis::cmd("TTL")
-        .arg(key)
-        .query(&mut conn(redis))
-        .expect("TTL")
+    redis::cmd("TTL").arg(key).query(&mut conn(redis)).expect("TTL")
 }
 
 /// Waits until `n` clients of the server are blocked (in the lock's BLPOP):
@@ -271,10 +226,7 @@ fn wait_until_blocked(redis: &RedisServer, n: usize) {
     let mut conn = conn(redis);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let info: String = redis::cmd("INFO")
-            .arg("clients")
-            .query(&mut conn)
-            .expect("INFO clients");
+        let info: String = redis::cmd("INFO").arg("clients").query(&mut conn).expect("INFO clients");
         let blocked = info
             .lines()
             .find_map(|l| l.strip_prefix("blocked_clients:"))
@@ -283,10 +235,7 @@ fn wait_until_blocked(redis: &RedisServer, n: usize) {
         if blocked >= n {
             return;
         }
-        assert!(
-            Instant::now() < deadline,
-            "only {blocked} of {n} clients blocked on the lock after 10 s"
-        );
+        assert!(Instant::now() < deadline, "only {blocked} of {n} clients blocked on the lock after 10 s");
         std::thread::sleep(Duration::from_millis(2));
     }
 }
@@ -306,46 +255,20 @@ fn entries_cross_between_python_and_rust_with_the_same_tags() {
     assert!(py.set("p2", &binary, &["tag ü", "with space"]));
     assert!(py.set("p3", b"untagged", &[]));
     assert!(py.set("p4", b"", &["a"]));
-    assert_eq!(
-        rust.get_bytes("p1", ["a", "b"]).expect("get"),
-        Some(b"from-python".to_vec())
-    );
-    assert_eq!(
-        rust.get_bytes("p1", ["b", "a"]).expect("get"),
-        Some(b"from-python".to_vec())
-    );
-    assert_eq!(
-        rust.get_bytes("p2", ["with space", "tag ü"]).expect("get"),
-        Some(binary.clone())
-    );
-    assert_eq!(
-        rust.get_bytes("p3", rtc_core::NO_TAGS).expect("get"),
-        Some(b"untagged".to_vec())
-    );
+    assert_eq!(rust.get_bytes("p1", ["a", "b"]).expect("get"), Some(b"from-python".to_vec()));
+    assert_eq!(rust.get_bytes("p1", ["b", "a"]).expect("get"), Some(b"from-python".to_vec()));
+    assert_eq!(rust.get_bytes("p2", ["with space", "tag ü"]).expect("get"), Some(binary.clone()));
+    assert_eq!(rust.get_bytes("p3", rtc_core::NO_TAGS).expect("get"), Some(b"untagged".to_vec()));
     assert_eq!(rust.get_bytes("p4", ["a"]).expect("get"), Some(Vec::new()));
     // Other tags, other entry.
     assert_eq!(rust.get_bytes("p1", ["a"]).expect("get"), None);
     assert_eq!(rust.get_bytes("p3", ["a"]).expect("get"), None);
 
     // Rust -> Python.
-    rust.set_bytes("r1", b"from-rust", ["a", "b"], rtc_core::Lifetime::Default)
-        .expect("set");
-    rust.set_bytes(
-        "r2",
-        &binary,
-        ["tag ü", "with space"],
-        rtc_core::Lifetime::Default,
-    )
-    .expect("set");
-    rust.set_bytes(
-        "r3",
-        b"untagged",
-        rtc_core::NO_TAGS,
-        rtc_core::Lifetime::Default,
-    )
-    .expect("set");
-    rust.set_bytes("r4", b"", ["a"], rtc_core::Lifetime::Default)
-        .expect("set");
+    rust.set_bytes("r1", b"from-rust", ["a", "b"], rtc_core::Lifetime::Default).expect("set");
+    rust.set_bytes("r2", &binary, ["tag ü", "with space"], rtc_core::Lifetime::Default).expect("set");
+    rust.set_bytes("r3", b"untagged", rtc_core::NO_TAGS, rtc_core::Lifetime::Default).expect("set");
+    rust.set_bytes("r4", b"", ["a"], rtc_core::Lifetime::Default).expect("set");
     assert_eq!(py.get("r1", &["b", "a"]), Some(b"from-rust".to_vec()));
     assert_eq!(py.get("r2", &["tag ü", "with space"]), Some(binary.clone()));
     assert_eq!(py.get("r3", &[]), Some(b"untagged".to_vec()));
@@ -354,29 +277,17 @@ fn entries_cross_between_python_and_rust_with_the_same_tags() {
 
     // One key, one entry: each side overwrites the other's value.
     assert!(py.set("r1", b"python-overwrote", &["a", "b"]));
-    assert_eq!(
-        rust.get_bytes("r1", ["a", "b"]).expect("get"),
-        Some(b"python-overwrote".to_vec())
-    );
+    assert_eq!(rust.get_bytes("r1", ["a", "b"]).expect("get"), Some(b"python-overwrote".to_vec()));
 
     // Deletes cross too.
     assert!(py.delete("r3", &[]), "Python deletes rtc's entry");
     assert_eq!(rust.get_bytes("r3", rtc_core::NO_TAGS).expect("get"), None);
-    assert!(
-        rust.delete("p3", rtc_core::NO_TAGS).expect("delete"),
-        "rtc deletes Python's entry"
-    );
+    assert!(rust.delete("p3", rtc_core::NO_TAGS).expect("delete"), "rtc deletes Python's entry");
     assert_eq!(py.get("p3", &[]), None);
 
     // Entry lifetimes: both default to 3600 s.
-    let storage = Layout::new(&ns).storage_key(
-        "p4",
-        &rtc_core::metadata_hash(&tag_values(&redis, &ns, &["a"])),
-    );
-    assert!(
-        (3500..=3600).contains(&ttl(&redis, &storage)),
-        "Python's entry has the default lifetime"
-    );
+    let storage = Layout::new(&ns).storage_key("p4", &rtc_core::metadata_hash(&tag_values(&redis, &ns, &["a"])));
+    assert!((3500..=3600).contains(&ttl(&redis, &storage)), "Python's entry has the default lifetime");
 }
 
 /// The current values of `tags` (plus the all-tag), in hash order.
@@ -384,12 +295,7 @@ fn tag_values(redis: &RedisServer, ns: &str, tags: &[&str]) -> Vec<Vec<u8>> {
     let layout = Layout::new(ns);
     rtc_core::hash_order(tags)
         .into_iter()
-        .map(|t| {
-            redis::cmd("GET")
-                .arg(layout.tag_key(t))
-                .query::<Vec<u8>>(&mut conn(redis))
-                .expect("tag value")
-        })
+        .map(|t| redis::cmd("GET").arg(layout.tag_key(t)).query::<Vec<u8>>(&mut conn(redis)).expect("tag value"))
         .collect()
 }
 
@@ -405,14 +311,9 @@ fn tag_invalidation_crosses_both_ways() {
     let layout = Layout::new(&ns);
 
     let fill = |py: &mut Peer| {
-        for (key, tags) in [
-            ("x", &["a"][..]),
-            ("xy", &["a", "b"][..]),
-            ("y", &["b"][..]),
-        ] {
+        for (key, tags) in [("x", &["a"][..]), ("xy", &["a", "b"][..]), ("y", &["b"][..])] {
             assert!(py.set(&format!("p-{key}"), b"p", tags));
-            rust.set_bytes(&format!("r-{key}"), b"r", tags, d)
-                .expect("set");
+            rust.set_bytes(&format!("r-{key}"), b"r", tags, d).expect("set");
         }
     };
     let rust_sees = |key: &str, tags: &[&str]| rust.get_bytes(key, tags).expect("get").is_some();
@@ -421,49 +322,25 @@ fn tag_invalidation_crosses_both_ways() {
     fill(&mut py);
     assert!(py.invalidate(&["a"]));
     for side in ["p", "r"] {
-        assert!(
-            !rust_sees(&format!("{side}-x"), &["a"]),
-            "{side}-x after Python's invalidate(a)"
-        );
-        assert!(
-            !rust_sees(&format!("{side}-xy"), &["a", "b"]),
-            "{side}-xy after Python's invalidate(a)"
-        );
+        assert!(!rust_sees(&format!("{side}-x"), &["a"]), "{side}-x after Python's invalidate(a)");
+        assert!(!rust_sees(&format!("{side}-xy"), &["a", "b"]), "{side}-xy after Python's invalidate(a)");
         assert!(rust_sees(&format!("{side}-y"), &["b"]), "{side}-y stays");
         assert_eq!(py.get(&format!("{side}-x"), &["a"]), None);
         assert!(py.get(&format!("{side}-y"), &["b"]).is_some());
     }
     // The reference's bug: its invalidation drops the tag's lifetime (the tag key never expires).
-    assert_eq!(
-        ttl(&redis, &layout.tag_key("a")),
-        -1,
-        "redis-tagged-cache 0.12.1 sets an invalidated tag without EX"
-    );
+    assert_eq!(ttl(&redis, &layout.tag_key("a")), -1, "redis-tagged-cache 0.12.1 sets an invalidated tag without EX");
 
     // rtc invalidates [b]: Python no longer sees entries under b; rtc keeps the tag lifetime.
     fill(&mut py);
     rust.invalidate("b").expect("invalidate");
     for side in ["p", "r"] {
-        assert_eq!(
-            py.get(&format!("{side}-y"), &["b"]),
-            None,
-            "{side}-y after rtc's invalidate(b)"
-        );
-        assert_eq!(
-            py.get(&format!("{side}-xy"), &["b", "a"]),
-            None,
-            "{side}-xy after rtc's invalidate(b)"
-        );
-        assert!(
-            py.get(&format!("{side}-x"), &["a"]).is_some(),
-            "{side}-x stays"
-        );
+        assert_eq!(py.get(&format!("{side}-y"), &["b"]), None, "{side}-y after rtc's invalidate(b)");
+        assert_eq!(py.get(&format!("{side}-xy"), &["b", "a"]), None, "{side}-xy after rtc's invalidate(b)");
+        assert!(py.get(&format!("{side}-x"), &["a"]).is_some(), "{side}-x stays");
         assert!(!rust_sees(&format!("{side}-y"), &["b"]));
     }
-    assert!(
-        (86_000..=86_400).contains(&ttl(&redis, &layout.tag_key("b"))),
-        "rtc keeps lifetime_for_tags"
-    );
+    assert!((86_000..=86_400).contains(&ttl(&redis, &layout.tag_key("b"))), "rtc keeps lifetime_for_tags");
     // rtc's invalidation also gives back a lifetime to the tag Python made permanent.
     rust.invalidate("a").expect("invalidate");
     assert!((86_000..=86_400).contains(&ttl(&redis, &layout.tag_key("a"))));
@@ -486,38 +363,23 @@ fn invalidate_all_crosses_both_ways() {
     let rust = rust_cache(&redis, &ns);
     let other = rust_cache(&redis, &other_ns);
     let d = rtc_core::Lifetime::Default;
-    other
-        .set_bytes("o", b"other namespace", ["a"], d)
-        .expect("set");
+    other.set_bytes("o", b"other namespace", ["a"], d).expect("set");
 
     for round in ["python", "rust"] {
         assert!(py.set("p", b"p", &["a"]));
         assert!(py.set("p0", b"p0", &[]));
         rust.set_bytes("r", b"r", ["b"], d).expect("set");
-        assert!(
-            rust.get_bytes("p", ["a"]).expect("get").is_some() && py.get("r", &["b"]).is_some()
-        );
+        assert!(rust.get_bytes("p", ["a"]).expect("get").is_some() && py.get("r", &["b"]).is_some());
         if round == "python" {
             assert!(py.invalidate_all());
         } else {
             rust.invalidate_all().expect("invalidate_all");
         }
         for (key, tags) in [("p", &["a"][..]), ("p0", &[][..]), ("r", &["b"][..])] {
-            assert_eq!(
-                rust.get_bytes(key, tags).expect("get"),
-                None,
-                "{key} after {round}'s invalidate_all"
-            );
-            assert_eq!(
-                py.get(key, tags),
-                None,
-                "{key} after {round}'s invalidate_all"
-            );
+            assert_eq!(rust.get_bytes(key, tags).expect("get"), None, "{key} after {round}'s invalidate_all");
+            assert_eq!(py.get(key, tags), None, "{key} after {round}'s invalidate_all");
         }
-        assert!(
-            other.get_bytes("o", ["a"]).expect("get").is_some(),
-            "other namespaces are not touched"
-        );
+        assert!(other.get_bytes("o", ["a"]).expect("get").is_some(), "other namespaces are not touched");
     }
 }
 
@@ -545,23 +407,14 @@ fn a_python_lock_holder_makes_rust_wait_and_reuse_its_value() {
         });
         // rtc is waiting on the wake-up list of Python's lock: let Python finish.
         wait_until_blocked(&redis, 1);
-        assert!(
-            !waiter.is_finished(),
-            "rtc must wait while Python holds the lock"
-        );
+        assert!(!waiter.is_finished(), "rtc must wait while Python holds the lock");
         py.go();
         let (value, computed, _) = py.computed();
-        assert_eq!(
-            (value.as_slice(), computed),
-            (&b"computed by python"[..], true)
-        );
+        assert_eq!((value.as_slice(), computed), (&b"computed by python"[..], true));
         let value = waiter.join().expect("waiter").expect("get_or_compute");
         assert_eq!(value, b"computed by python", "rtc reuses Python's value");
     });
-    assert!(
-        !ran.load(Ordering::SeqCst),
-        "rtc's computation must not run"
-    );
+    assert!(!ran.load(Ordering::SeqCst), "rtc's computation must not run");
     let seen = seen.lock().expect("seen");
     let info = seen.last().expect("the hook ran");
     assert!(
@@ -592,10 +445,7 @@ fn a_rust_lock_holder_makes_python_wait_and_reuse_its_value() {
     assert_eq!(info["hit"], true);
     assert_eq!(info["lock_full_hit"], false, "Python waited: {info}");
     // And the entry is there for everyone.
-    assert_eq!(
-        py.get("report", &["reports"]),
-        Some(b"computed by rust".to_vec())
-    );
+    assert_eq!(py.get("report", &["reports"]), Some(b"computed by rust".to_vec()));
 }
 
 #[test]
@@ -617,21 +467,11 @@ fn a_waiter_that_finds_the_value_without_a_wake_up_rtc_reuses_it_the_reference_c
     };
     py.start_compute("k-py", &["t"], b"computed by python", true, false);
     wait_until_blocked(&redis, 1);
-    holder
-        .set_bytes("k-py", b"stored by rust", ["t"], d)
-        .expect("set");
+    holder.set_bytes("k-py", b"stored by rust", ["t"], d).expect("set");
     let (value, computed, _) = py.computed();
-    assert!(
-        computed,
-        "redis-tagged-cache 0.12.1 computes although the value is there"
-    );
+    assert!(computed, "redis-tagged-cache 0.12.1 computes although the value is there");
     assert_eq!(value, b"computed by python");
-    assert!(
-        py.stderr()
-            .contains("cache exception when getting or locking a key"),
-        "{}",
-        py.stderr()
-    );
+    assert!(py.stderr().contains("cache exception when getting or locking a key"), "{}", py.stderr());
     let _ = holder.release(ticket);
 
     // rtc's side.
@@ -647,24 +487,11 @@ fn a_waiter_that_finds_the_value_without_a_wake_up_rtc_reuses_it_the_reference_c
             })
         });
         wait_until_blocked(&redis, 1);
-        holder
-            .set_bytes("k-rs", b"stored by python", ["t"], d)
-            .expect("set");
-        assert_eq!(
-            waiter.join().expect("waiter").expect("compute"),
-            b"stored by python"
-        );
+        holder.set_bytes("k-rs", b"stored by python", ["t"], d).expect("set");
+        assert_eq!(waiter.join().expect("waiter").expect("compute"), b"stored by python");
     });
-    assert!(
-        !ran.load(Ordering::SeqCst),
-        "rtc reuses the value it finds after its wait"
-    );
-    assert!(
-        seen.lock()
-            .expect("seen")
-            .last()
-            .is_some_and(|i| i.hit && i.lock_waiting_ms > 0)
-    );
+    assert!(!ran.load(Ordering::SeqCst), "rtc reuses the value it finds after its wait");
+    assert!(seen.lock().expect("seen").last().is_some_and(|i| i.hit && i.lock_waiting_ms > 0));
     let _ = holder.release(ticket);
 }
 
@@ -681,10 +508,7 @@ fn the_c_library_shares_entries_invalidations_and_the_lock_with_python() {
         let mut all = vec![url.as_str(), ns.as_str()];
         all.extend_from_slice(args);
         let out = cprog::run(&program, &all);
-        assert!(
-            out.contains("c-python-interop: ") && out.contains(" 0 failed"),
-            "{args:?}:\n{out}"
-        );
+        assert!(out.contains("c-python-interop: ") && out.contains(" 0 failed"), "{args:?}:\n{out}");
         out
     };
 
@@ -725,10 +549,7 @@ fn the_c_library_shares_entries_invalidations_and_the_lock_with_python() {
     py.go();
     assert!(py.computed().1, "Python computed while holding the lock");
     let out = waiter.finish();
-    assert!(
-        out.contains("value: python-lock") && out.contains(" 0 failed"),
-        "{out}"
-    );
+    assert!(out.contains("value: python-lock") && out.contains(" 0 failed"), "{out}");
 
     // ... and Python waits for C's holder and reuses its value.
     let mut holder = Running::spawn(&program, &[&url, &ns, "hold", "lk2", "c-lock", "l"]);
@@ -754,55 +575,25 @@ fn with_lifetime_for_tags_none_the_reference_cannot_create_or_invalidate_tags() 
     let redis = RedisServer::start();
     let ns = unique_namespace("py-tags-none");
     let mut py = Peer::start_with(&redis, &ns, &["lifetime_for_tags=none"]);
-    let rust = Cache::builder()
-        .namespace(ns.as_str())
-        .url(Some(redis.url()))
-        .lifetime_for_tags(None)
-        .build()
-        .expect("build");
+    let rust =
+        Cache::builder().namespace(ns.as_str()).url(Some(redis.url())).lifetime_for_tags(None).build().expect("build");
     let d = rtc_core::Lifetime::Default;
 
-    assert!(
-        !py.set("p", b"p", &["new"]),
-        "the reference cannot create the tags of a new entry"
-    );
-    assert!(
-        py.stderr().contains("invalid expire time"),
-        "{}",
-        py.stderr()
-    );
+    assert!(!py.set("p", b"p", &["new"]), "the reference cannot create the tags of a new entry");
+    assert!(py.stderr().contains("invalid expire time"), "{}", py.stderr());
 
     rust.set_bytes("r", b"from-rust", ["t"], d).expect("set");
-    assert_eq!(
-        ttl(&redis, &Layout::new(&ns).tag_key("t")),
-        -1,
-        "rtc: no expiry"
-    );
-    assert_eq!(
-        py.get("r", &["t"]),
-        Some(b"from-rust".to_vec()),
-        "tags rtc created are read"
-    );
+    assert_eq!(ttl(&redis, &Layout::new(&ns).tag_key("t")), -1, "rtc: no expiry");
+    assert_eq!(py.get("r", &["t"]), Some(b"from-rust".to_vec()), "tags rtc created are read");
     assert!(py.set("p", b"from-python", &["t"]), "and written under");
-    assert_eq!(
-        rust.get_bytes("p", ["t"]).expect("get"),
-        Some(b"from-python".to_vec())
-    );
+    assert_eq!(rust.get_bytes("p", ["t"]).expect("get"), Some(b"from-python".to_vec()));
 
     assert!(!py.invalidate(&["t"]), "the reference cannot invalidate");
     assert!(!py.invalidate_all(), "nor invalidate all");
-    assert_eq!(
-        rust.get_bytes("r", ["t"]).expect("get"),
-        Some(b"from-rust".to_vec()),
-        "nothing was invalidated"
-    );
+    assert_eq!(rust.get_bytes("r", ["t"]).expect("get"), Some(b"from-rust".to_vec()), "nothing was invalidated");
     rust.invalidate("t").expect("rtc invalidates");
     assert_eq!(py.get("r", &["t"]), None);
-    assert_eq!(
-        ttl(&redis, &Layout::new(&ns).tag_key("t")),
-        -1,
-        "still no expiry"
-    );
+    assert_eq!(ttl(&redis, &Layout::new(&ns).tag_key("t")), -1, "still no expiry");
 }
 
 /// A backend that stops once after an MGET that finds a tag missing (before
@@ -817,18 +608,10 @@ struct PauseFirstCreation {
 impl Backend for PauseFirstCreation {
     fn execute(&self, commands: &[Cmd]) -> rtc_core::Result<Vec<Reply>> {
         let replies = self.inner.execute(commands)?;
-        let missing =
-            matches!(replies.as_slice(), [Reply::Array(values)] if values.contains(&Reply::Nil));
-        if matches!(commands, [Cmd::Mget { .. }])
-            && missing
-            && self.armed.swap(false, Ordering::SeqCst)
-        {
+        let missing = matches!(replies.as_slice(), [Reply::Array(values)] if values.contains(&Reply::Nil));
+        if matches!(commands, [Cmd::Mget { .. }]) && missing && self.armed.swap(false, Ordering::SeqCst) {
             self.reached.send(()).expect("the test waits");
-            self.resume
-                .lock()
-                .expect("resume")
-                .recv()
-                .expect("the test resumes us");
+            self.resume.lock().expect("resume").recv().expect("the test resumes us");
         }
         Ok(replies)
     }
@@ -845,99 +628,53 @@ fn first_creation_of_a_tag_the_reference_overwrites_rtc_does_not() {
 
     // The reference reads the missing tag, then creates it with a plain SET.
     // An entry stored in between, under the value another client created, is lost.
-    assert!(
-        py.call(json!({"op": "pause_tag_creation", "on": true}))["ok"]
-            .as_bool()
-            .expect("ok")
-    );
+    assert!(py.call(json!({"op": "pause_tag_creation", "on": true}))["ok"].as_bool().expect("ok"));
     py.send(&json!({"op": "set", "key": "p", "value": hex(b"from-python"), "tags": ["fresh"]}));
     assert_eq!(py.expect_event("tags_missing")["n"], 1);
-    rust.set_bytes("r", b"from-rust", ["fresh"], d)
-        .expect("set"); // rtc creates the tag first
-    assert_eq!(
-        rust.get_bytes("r", ["fresh"]).expect("get"),
-        Some(b"from-rust".to_vec())
-    );
+    rust.set_bytes("r", b"from-rust", ["fresh"], d).expect("set"); // rtc creates the tag first
+    assert_eq!(rust.get_bytes("r", ["fresh"]).expect("get"), Some(b"from-rust".to_vec()));
     py.go();
     assert_eq!(py.recv()["ok"], true);
-    assert!(
-        py.call(json!({"op": "pause_tag_creation", "on": false}))["ok"]
-            .as_bool()
-            .expect("ok")
-    );
+    assert!(py.call(json!({"op": "pause_tag_creation", "on": false}))["ok"].as_bool().expect("ok"));
     assert_eq!(
         rust.get_bytes("r", ["fresh"]).expect("get"),
         None,
         "redis-tagged-cache 0.12.1 overwrote the tag rtc had created"
     );
     assert_eq!(py.get("r", &["fresh"]), None);
-    assert_eq!(
-        rust.get_bytes("p", ["fresh"]).expect("get"),
-        Some(b"from-python".to_vec())
-    );
+    assert_eq!(rust.get_bytes("p", ["fresh"]).expect("get"), Some(b"from-python".to_vec()));
 
     // rtc reads the missing tag, then creates it with SET NX and reads back
     // the winner: an entry the reference stored in between survives.
     let (reached, reached_rx) = mpsc::channel();
     let (resume_tx, resume) = mpsc::channel();
-    let config = Config {
-        namespace: ns.clone(),
-        url: Some(redis.url()),
-        ..Config::default()
-    };
+    let config = Config { namespace: ns.clone(), url: Some(redis.url()), ..Config::default() };
     let backend = PauseFirstCreation {
         inner: RedisBackend::new(&config).expect("backend"),
         armed: AtomicBool::new(true),
         reached,
         resume: Mutex::new(resume),
     };
-    let paused = Cache::builder()
-        .config(config)
-        .backend(Arc::new(backend))
-        .build()
-        .expect("build");
+    let paused = Cache::builder().config(config).backend(Arc::new(backend)).build().expect("build");
     std::thread::scope(|s| {
         let setter = s.spawn(|| paused.set_bytes("r2", b"from-rust", ["fresh2"], d));
-        reached_rx
-            .recv_timeout(ANSWER_DEADLINE)
-            .expect("rtc reaches its tag creation");
-        assert!(
-            py.set("p2", b"from-python", &["fresh2"]),
-            "the reference creates the tag meanwhile"
-        );
+        reached_rx.recv_timeout(ANSWER_DEADLINE).expect("rtc reaches its tag creation");
+        assert!(py.set("p2", b"from-python", &["fresh2"]), "the reference creates the tag meanwhile");
         resume_tx.send(()).expect("resume rtc");
         setter.join().expect("setter").expect("set r2");
     });
-    assert_eq!(
-        py.get("p2", &["fresh2"]),
-        Some(b"from-python".to_vec()),
-        "rtc kept the reference's tag value"
-    );
+    assert_eq!(py.get("p2", &["fresh2"]), Some(b"from-python".to_vec()), "rtc kept the reference's tag value");
     assert_eq!(py.get("r2", &["fresh2"]), Some(b"from-rust".to_vec()));
-    assert_eq!(
-        rust.get_bytes("p2", ["fresh2"]).expect("get"),
-        Some(b"from-python".to_vec())
-    );
+    assert_eq!(rust.get_bytes("p2", ["fresh2"]).expect("get"), Some(b"from-python".to_vec()));
 
     // A tag given twice: the reference creates each copy with its own random
     // value, hashes both, and keeps only the last, so its first entry under a
     // new tag given twice is lost. rtc creates the tag once.
     assert!(py.set("dup-p", b"from-python", &["dup1", "dup1"]));
-    assert_eq!(
-        py.get("dup-p", &["dup1", "dup1"]),
-        None,
-        "redis-tagged-cache 0.12.1 loses it"
-    );
-    assert_eq!(
-        rust.get_bytes("dup-p", ["dup1", "dup1"]).expect("get"),
-        None
-    );
-    rust.set_bytes("dup-r", b"from-rust", ["dup2", "dup2"], d)
-        .expect("set");
-    assert_eq!(
-        py.get("dup-r", &["dup2", "dup2"]),
-        Some(b"from-rust".to_vec())
-    );
+    assert_eq!(py.get("dup-p", &["dup1", "dup1"]), None, "redis-tagged-cache 0.12.1 loses it");
+    assert_eq!(rust.get_bytes("dup-p", ["dup1", "dup1"]).expect("get"), None);
+    rust.set_bytes("dup-r", b"from-rust", ["dup2", "dup2"], d).expect("set");
+    assert_eq!(py.get("dup-r", &["dup2", "dup2"]), Some(b"from-rust".to_vec()));
 }
 
 // ---------------------------------------------------------------- the README
@@ -963,62 +700,36 @@ fn words(line: &str) -> Vec<String> {
 
 /// Returns the lines of the fenced block following `marker` in `text`.
 fn block_after<'a>(text: &'a str, marker: &str) -> Vec<&'a str> {
-    let from = text
-        .find(marker)
-        .unwrap_or_else(|| panic!("{marker:?} in the README"));
-    text[from..]
-        .lines()
-        .skip_while(|l| !l.starts_with("```"))
-        .skip(1)
-        .take_while(|l| !l.starts_with("```"))
-        .collect()
+    let from = text.find(marker).unwrap_or_else(|| panic!("{marker:?} in the README"));
+    text[from..].lines().skip_while(|l| !l.starts_with("```")).skip(1).take_while(|l| !l.starts_with("```")).collect()
 }
 
 #[test]
 fn the_readme_transcript_python_service_c_program_and_rtc_command() {
-    let whole = std::fs::read_to_string(rtc_tests::tests_dir().join("../README.md"))
-        .expect("read README.md");
+    let whole = std::fs::read_to_string(rtc_tests::tests_dir().join("../README.md")).expect("read README.md");
     let section = "## Sharing one cache with Python";
-    let readme = &whole[whole
-        .find(section)
-        .unwrap_or_else(|| panic!("{section:?} in README.md"))..];
+    let readme = &whole[whole.find(section).unwrap_or_else(|| panic!("{section:?} in README.md"))..];
     // The code the README shows is the code that runs.
-    let service = std::fs::read_to_string(rtc_tests::tests_dir().join("python/example_service.py"))
-        .expect("read");
+    let service = std::fs::read_to_string(rtc_tests::tests_dir().join("python/example_service.py")).expect("read");
     let shown = block_after(readme, "```python").join("\n");
-    assert!(
-        service.contains(&shown),
-        "the README's Python block must be verbatim from example_service.py:\n{shown}"
-    );
+    assert!(service.contains(&shown), "the README's Python block must be verbatim from example_service.py:\n{shown}");
     let reader_source = rtc_tests::tests_dir().join("python/example_reader.c");
     let reader_text = std::fs::read_to_string(&reader_source).expect("read");
-    for line in block_after(readme, "```c\n")
-        .into_iter()
-        .filter(|l| *l != "/* ... */")
-    {
-        assert!(
-            reader_text.lines().any(|l| l.trim() == line),
-            "README line {line:?} is not in example_reader.c"
-        );
+    for line in block_after(readme, "```c\n").into_iter().filter(|l| *l != "/* ... */") {
+        assert!(reader_text.lines().any(|l| l.trim() == line), "README line {line:?} is not in example_reader.c");
     }
 
     let redis = RedisServer::start();
     let port = redis.port().to_string();
     let rtc = cprog::lib_dir().join("rtc");
-    assert!(
-        rtc.is_file(),
-        "{} is missing: run `cargo build --release --locked`",
-        rtc.display()
-    );
+    assert!(rtc.is_file(), "{} is missing: run `cargo build --release --locked`", rtc.display());
     let transcript = block_after(readme, "<!-- transcript");
     assert!(transcript.len() > 20, "the transcript block is there");
     let mut reader = None;
     let mut steps = transcript.iter().peekable();
     let mut commands = 0;
     while let Some(line) = steps.next() {
-        let command = line
-            .strip_prefix("$ ")
-            .unwrap_or_else(|| panic!("a command line, not {line:?}"));
+        let command = line.strip_prefix("$ ").unwrap_or_else(|| panic!("a command line, not {line:?}"));
         let mut want = Vec::new();
         while let Some(out) = steps.next_if(|l| !l.starts_with("$ ")) {
             want.push(*out);
@@ -1031,8 +742,7 @@ fn the_readme_transcript_python_service_c_program_and_rtc_command() {
             "redis-server" => continue,
             "cc" => {
                 assert!(
-                    command.contains("tests/python/example_reader.c")
-                        && command.ends_with("-o reader"),
+                    command.contains("tests/python/example_reader.c") && command.ends_with("-o reader"),
                     "{command}"
                 );
                 reader = Some(cprog::compile_file(&reader_source, Link::Shared));
@@ -1043,15 +753,10 @@ fn the_readme_transcript_python_service_c_program_and_rtc_command() {
         let program = match words[0].as_str() {
             "target/py-venv/bin/python" => venv_python(),
             "target/release/rtc" => rtc.clone(),
-            "./reader" => reader
-                .clone()
-                .expect("the transcript compiles the reader first"),
+            "./reader" => reader.clone().expect("the transcript compiles the reader first"),
             other => panic!("the test does not know how to run {other:?}"),
         };
-        let args: Vec<String> = words[1..]
-            .iter()
-            .map(|w| w.replace("6390", &port))
-            .collect();
+        let args: Vec<String> = words[1..].iter().map(|w| w.replace("6390", &port)).collect();
         let out = Command::new(&program)
             .args(&args)
             .current_dir(cprog::root())
@@ -1059,16 +764,8 @@ fn the_readme_transcript_python_service_c_program_and_rtc_command() {
             .output()
             .unwrap_or_else(|e| panic!("run {command}: {e}"));
         let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "$ {command}\n{stdout}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert_eq!(
-            stdout.trim_end(),
-            want,
-            "the output of `{command}` differs from the README's"
-        );
+        assert!(out.status.success(), "$ {command}\n{stdout}{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(stdout.trim_end(), want, "the output of `{command}` differs from the README's");
         commands += 1;
     }
     assert_eq!(commands, 9, "every command of the transcript ran");
@@ -1085,13 +782,7 @@ fn an_invalidation_during_a_computation_the_reference_stores_under_the_new_tags_
     let rust = rust_cache(&redis, &ns);
 
     // Python computes; rtc invalidates the tag meanwhile.
-    py.start_compute(
-        "k-py",
-        &["t"],
-        b"computed before the invalidation",
-        true,
-        true,
-    );
+    py.start_compute("k-py", &["t"], b"computed before the invalidation", true, true);
     py.expect_event("locked");
     rust.invalidate("t").expect("invalidate");
     py.go();
@@ -1107,16 +798,9 @@ fn an_invalidation_during_a_computation_the_reference_stores_under_the_new_tags_
         panic!("a cold key must lock");
     };
     assert!(py.invalidate(&["t"]));
-    let info = rust.set_and_unlock(
-        ticket,
-        Ok::<_, rtc_core::Error>(b"computed before the invalidation"),
-    );
+    let info = rust.set_and_unlock(ticket, Ok::<_, rtc_core::Error>(b"computed before the invalidation"));
     assert!(info.error.is_none(), "store: {info:?}");
-    assert_eq!(
-        rust.get_bytes("k-rs", ["t"]).expect("get"),
-        None,
-        "rtc's value stays under the old tag values"
-    );
+    assert_eq!(rust.get_bytes("k-rs", ["t"]).expect("get"), None, "rtc's value stays under the old tag values");
     assert_eq!(py.get("k-rs", &["t"]), None);
 }
 
@@ -1132,11 +816,7 @@ fn the_component_shares_entries_invalidations_and_the_lock_with_python() {
     let seen: Seen = Arc::default();
     let sink = Arc::clone(&seen);
     let component = ComponentCache::builder(runtime)
-        .config(Config {
-            namespace: ns.clone(),
-            url: Some(redis.url()),
-            ..Config::default()
-        })
+        .config(Config { namespace: ns.clone(), url: Some(redis.url()), ..Config::default() })
         .hook(move |event| sink.lock().expect("hook sink").push(event.info.clone()))
         .build()
         .expect("build a component cache");
@@ -1145,14 +825,9 @@ fn the_component_shares_entries_invalidations_and_the_lock_with_python() {
 
     // Entries, both ways.
     assert!(py.set("p", &binary, &["a", "tag ü"]));
-    assert_eq!(
-        component.get_bytes("p", ["tag ü", "a"]).expect("get"),
-        Some(binary.clone())
-    );
+    assert_eq!(component.get_bytes("p", ["tag ü", "a"]).expect("get"), Some(binary.clone()));
     assert_eq!(component.get_bytes("p", ["a"]).expect("get"), None);
-    component
-        .set_bytes("w", b"from-wasm", ["a", "b"], d)
-        .expect("set");
+    component.set_bytes("w", b"from-wasm", ["a", "b"], d).expect("set");
     assert_eq!(py.get("w", &["b", "a"]), Some(b"from-wasm".to_vec()));
 
     // Tag invalidation, both ways.
@@ -1169,10 +844,7 @@ fn the_component_shares_entries_invalidations_and_the_lock_with_python() {
     assert!(py.set("p", b"p3", &[]));
     component.set_bytes("w", b"w3", ["c"], d).expect("set");
     assert!(py.invalidate_all());
-    assert_eq!(
-        component.get_bytes("p", rtc_core::NO_TAGS).expect("get"),
-        None
-    );
+    assert_eq!(component.get_bytes("p", rtc_core::NO_TAGS).expect("get"), None);
     assert_eq!(component.get_bytes("w", ["c"]).expect("get"), None);
     assert!(py.set("p", b"p4", &["c"]));
     component.invalidate_all().expect("invalidate_all");
@@ -1184,58 +856,31 @@ fn the_component_shares_entries_invalidations_and_the_lock_with_python() {
     let ran = AtomicBool::new(false);
     std::thread::scope(|s| {
         let waiter = s.spawn(|| {
-            component.get_or_compute_bytes(
-                &ComputeOptions::key("lk1").tags(["l"]).lock(true),
-                || {
-                    ran.store(true, Ordering::SeqCst);
-                    Ok::<_, String>(b"computed by the component".to_vec())
-                },
-            )
+            component.get_or_compute_bytes(&ComputeOptions::key("lk1").tags(["l"]).lock(true), || {
+                ran.store(true, Ordering::SeqCst);
+                Ok::<_, String>(b"computed by the component".to_vec())
+            })
         });
         wait_until_blocked(&redis, 1);
         py.go();
         assert!(py.computed().1, "Python computed while holding the lock");
-        assert_eq!(
-            waiter.join().expect("waiter").expect("compute"),
-            b"computed by python"
-        );
+        assert_eq!(waiter.join().expect("waiter").expect("compute"), b"computed by python");
     });
-    assert!(
-        !ran.load(Ordering::SeqCst),
-        "the component's computation must not run"
-    );
-    let info = seen
-        .lock()
-        .expect("seen")
-        .last()
-        .cloned()
-        .expect("the hook ran");
-    assert!(
-        info.hit && !info.lock_full_hit && !info.lock_full_miss,
-        "{info:?}"
-    );
+    assert!(!ran.load(Ordering::SeqCst), "the component's computation must not run");
+    let info = seen.lock().expect("seen").last().cloned().expect("the hook ran");
+    assert!(info.hit && !info.lock_full_hit && !info.lock_full_miss, "{info:?}");
 
     // ... and Python waits for the component's holder and reuses its value.
     let rtc_host::GetOrLock::Locked(ticket) = component
-        .get_or_lock(
-            &ComputeOptions::key("lk2")
-                .tags(["l"])
-                .lock(true)
-                .lock_timeout(Duration::from_secs(5)),
-        )
+        .get_or_lock(&ComputeOptions::key("lk2").tags(["l"]).lock(true).lock_timeout(Duration::from_secs(5)))
         .expect("lock")
     else {
         panic!("a cold key must lock");
     };
     py.start_compute("lk2", &["l"], b"computed by python", true, false);
     wait_until_blocked(&redis, 1);
-    component
-        .set_and_unlock(ticket, b"computed by the component")
-        .expect("set_and_unlock");
+    component.set_and_unlock(ticket, b"computed by the component").expect("set_and_unlock");
     let (value, computed, _) = py.computed();
-    assert_eq!(
-        value, b"computed by the component",
-        "Python reuses the component's value"
-    );
+    assert_eq!(value, b"computed by the component", "Python reuses the component's value");
     assert!(!computed, "Python's function must not run");
 }

@@ -11,13 +11,7 @@ use rtc_tests::{AsyncSurface, RedisCluster, RedisServer, run_table, unique_names
 #[test]
 fn scenario_table_in_memory_async() {
     run_table("async-memory", |ns| {
-        Box::new(AsyncSurface::new(
-            Cache::builder()
-                .namespace(ns)
-                .in_local_memory(true)
-                .build_async()
-                .expect("build"),
-        ))
+        Box::new(AsyncSurface::new(Cache::builder().namespace(ns).in_local_memory(true).build_async().expect("build")))
     });
 }
 
@@ -25,13 +19,7 @@ fn scenario_table_in_memory_async() {
 fn scenario_table_on_redis_async() {
     let redis = RedisServer::start();
     run_table("async-redis", |ns| {
-        Box::new(AsyncSurface::new(
-            Cache::builder()
-                .namespace(ns)
-                .url(Some(redis.url()))
-                .build_async()
-                .expect("build"),
-        ))
+        Box::new(AsyncSurface::new(Cache::builder().namespace(ns).url(Some(redis.url())).build_async().expect("build")))
     });
 }
 
@@ -49,25 +37,14 @@ fn scenario_table_on_a_cluster_async() {
     });
     // The async cluster cache and the sync one share entries and invalidations.
     let ns = unique_namespace("async-cluster-share");
-    let sync = Cache::builder()
-        .namespace(ns.as_str())
-        .cluster_nodes(cluster.urls())
-        .build()
-        .expect("sync");
+    let sync = Cache::builder().namespace(ns.as_str()).cluster_nodes(cluster.urls()).build().expect("sync");
     let surface = AsyncSurface::new(
-        Cache::builder()
-            .namespace(ns.as_str())
-            .cluster_nodes(cluster.urls())
-            .build_async()
-            .expect("async"),
+        Cache::builder().namespace(ns.as_str()).cluster_nodes(cluster.urls()).build_async().expect("async"),
     );
     use rtc_tests::Surface as _;
     let tags = vec!["a".to_string(), "b".to_string(), "c".to_string()];
     surface.set("k", b"v", &tags).expect("set");
-    assert_eq!(
-        sync.get_bytes("k", &tags).expect("sync get"),
-        Some(b"v".to_vec())
-    );
+    assert_eq!(sync.get_bytes("k", &tags).expect("sync get"), Some(b"v".to_vec()));
     sync.invalidate("b").expect("invalidate");
     assert_eq!(surface.get("k", &tags).expect("get"), None);
 }
@@ -76,30 +53,12 @@ fn scenario_table_on_a_cluster_async() {
 fn sync_and_async_share_entries_on_redis() {
     let redis = RedisServer::start();
     let ns = unique_namespace("async-share");
-    let sync = Cache::builder()
-        .namespace(ns.as_str())
-        .url(Some(redis.url()))
-        .build()
-        .expect("sync");
-    let cache = Cache::builder()
-        .namespace(ns.as_str())
-        .url(Some(redis.url()))
-        .build_async()
-        .expect("async");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let sync = Cache::builder().namespace(ns.as_str()).url(Some(redis.url())).build().expect("sync");
+    let cache = Cache::builder().namespace(ns.as_str()).url(Some(redis.url())).build_async().expect("async");
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     runtime.block_on(async {
-        cache
-            .set_bytes("k", b"v", ["t"], rtc_core::Lifetime::Default)
-            .await
-            .expect("set");
-        assert_eq!(
-            sync.get_bytes("k", ["t"]).expect("sync get"),
-            Some(b"v".to_vec())
-        );
+        cache.set_bytes("k", b"v", ["t"], rtc_core::Lifetime::Default).await.expect("set");
+        assert_eq!(sync.get_bytes("k", ["t"]).expect("sync get"), Some(b"v".to_vec()));
         sync.invalidate("t").expect("invalidate");
         assert_eq!(
             cache.get_bytes("k", ["t"]).await.expect("get"),
@@ -112,28 +71,17 @@ fn sync_and_async_share_entries_on_redis() {
 #[test]
 fn sixty_four_tasks_compute_once_under_the_lock_without_blocking_the_runtime() {
     let redis = RedisServer::start();
-    let cache = Cache::builder()
-        .namespace(unique_namespace("async-lock"))
-        .url(Some(redis.url()))
-        .build_async()
-        .expect("async");
+    let cache =
+        Cache::builder().namespace(unique_namespace("async-lock")).url(Some(redis.url())).build_async().expect("async");
     // Two worker threads for 64 tasks: a wait that blocked a thread would starve the holder.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     let computed = Arc::new(AtomicUsize::new(0));
     let values = runtime.block_on(async {
         let (release, hold) = tokio::sync::oneshot::channel::<()>();
-        let options = ComputeOptions::key("cold")
-            .tags(["t"])
-            .lock(true)
-            .lock_timeout(Duration::from_secs(20));
+        let options = ComputeOptions::key("cold").tags(["t"]).lock(true).lock_timeout(Duration::from_secs(20));
         // The holder computes until every waiter has started.
         let holder = {
-            let (cache, options, computed) =
-                (cache.clone(), options.clone(), Arc::clone(&computed));
+            let (cache, options, computed) = (cache.clone(), options.clone(), Arc::clone(&computed));
             tokio::spawn(async move {
                 cache
                     .get_or_compute(&options, || async move {
@@ -150,8 +98,7 @@ fn sixty_four_tasks_compute_once_under_the_lock_without_blocking_the_runtime() {
         }
         let waiters: Vec<_> = (0..63)
             .map(|_| {
-                let (cache, options, computed) =
-                    (cache.clone(), options.clone(), Arc::clone(&computed));
+                let (cache, options, computed) = (cache.clone(), options.clone(), Arc::clone(&computed));
                 tokio::spawn(async move {
                     cache
                         .get_or_compute(&options, || async move {
@@ -165,17 +112,11 @@ fn sixty_four_tasks_compute_once_under_the_lock_without_blocking_the_runtime() {
         // Most waiters are blocked in BLPOP on Redis (polled, with a deadline), on 2 threads.
         let deadline = std::time::Instant::now() + Duration::from_secs(15);
         while blocked_clients(&redis) < 32 {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the waiters never blocked on the lock"
-            );
+            assert!(std::time::Instant::now() < deadline, "the waiters never blocked on the lock");
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         // The runtime still serves other work while the tasks wait on the lock.
-        cache
-            .set_bytes("other", b"x", ["t"], rtc_core::Lifetime::Default)
-            .await
-            .expect("the runtime is not blocked");
+        cache.set_bytes("other", b"x", ["t"], rtc_core::Lifetime::Default).await.expect("the runtime is not blocked");
         let _ = release.send(());
         let mut values = vec![holder.await.expect("holder")];
         for w in waiters {
@@ -183,19 +124,12 @@ fn sixty_four_tasks_compute_once_under_the_lock_without_blocking_the_runtime() {
         }
         values
     });
-    assert_eq!(
-        computed.load(Ordering::SeqCst),
-        1,
-        "one computation for 64 tasks"
-    );
+    assert_eq!(computed.load(Ordering::SeqCst), 1, "one computation for 64 tasks");
     assert!(values.iter().all(|v| *v == 42), "{values:?}");
 }
 
 /// The number of clients blocked in `BLPOP` on `redis`.
 fn blocked_clients(redis: &RedisServer) -> usize {
     let info = redis.cli(&["INFO", "clients"]);
-    info.lines()
-        .find_map(|l| l.strip_prefix("blocked_clients:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
+    info.lines().find_map(|l| l.strip_prefix("blocked_clients:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
 }

@@ -6,13 +6,7 @@ use rtc_tests::{CacheSurface, RedisServer, run_table};
 #[test]
 fn scenario_table_in_memory() {
     run_table("core-memory", |ns| {
-        Box::new(CacheSurface(
-            Cache::builder()
-                .namespace(ns)
-                .in_local_memory(true)
-                .build()
-                .expect("build"),
-        ))
+        Box::new(CacheSurface(Cache::builder().namespace(ns).in_local_memory(true).build().expect("build")))
     });
 }
 
@@ -20,13 +14,7 @@ fn scenario_table_in_memory() {
 fn scenario_table_on_redis() {
     let redis = RedisServer::start();
     run_table("core-redis", |ns| {
-        Box::new(CacheSurface(
-            Cache::builder()
-                .namespace(ns)
-                .url(Some(redis.url()))
-                .build()
-                .expect("build"),
-        ))
+        Box::new(CacheSurface(Cache::builder().namespace(ns).url(Some(redis.url())).build().expect("build")))
     });
 }
 
@@ -34,9 +22,5 @@ fn scenario_table_on_redis() {
 fn scenario_table_parses_every_line() {
     let table = rtc_tests::scenarios::table();
     let steps: usize = table.iter().map(|s| s.steps.len()).sum();
-    assert!(
-        table.len() >= 15 && steps >= 50,
-        "{} scenarios, {steps} steps",
-        table.len()
-    );
+    assert!(table.len() >= 15 && steps >= 50, "{} scenarios, {steps} steps", table.len());
 }

@@ -129,12 +129,7 @@ fn get(cache: &Cache, clocks: &Clocks, k: usize, t: &mut Tally) {
     match cache.get_bytes(&key_name(k), TAGS) {
         Ok(Some(value)) => {
             t.hits += 1;
-            t.read.push(Hit {
-                key: k,
-                value,
-                inv_done_before,
-                key_done_before,
-            });
+            t.read.push(Hit { key: k, value, inv_done_before, key_done_before });
         }
         Ok(None) => t.misses += 1,
         Err(e) => t.errors.push(format!("get: {e}")),
@@ -291,11 +286,7 @@ fn check(backend: &str, tally: &Tally) {
         &tally.errors[..tally.errors.len().min(5)]
     );
 
-    let written: HashMap<&[u8], &Written> = tally
-        .written
-        .iter()
-        .map(|(v, w)| (v.as_slice(), w))
-        .collect();
+    let written: HashMap<&[u8], &Written> = tally.written.iter().map(|(v, w)| (v.as_slice(), w)).collect();
     let mut stale = Vec::new();
     // Per hit: invalidations started when its set returned minus those that had
     // returned before the get began; a value older by more than this would fail.
@@ -303,18 +294,11 @@ fn check(backend: &str, tally: &Tally) {
     for hit in &tally.read {
         let shown = String::from_utf8_lossy(&hit.value);
         let Some(w) = written.get(hit.value.as_slice()) else {
-            stale.push(format!(
-                "{shown:?} read from {} was never written by a set that returned",
-                key_name(hit.key)
-            ));
+            stale.push(format!("{shown:?} read from {} was never written by a set that returned", key_name(hit.key)));
             continue;
         };
         if w.key != hit.key {
-            stale.push(format!(
-                "{shown:?} read from {}: it was written to {}",
-                key_name(hit.key),
-                key_name(w.key)
-            ));
+            stale.push(format!("{shown:?} read from {}: it was written to {}", key_name(hit.key), key_name(w.key)));
         }
         if hit.inv_done_before > w.inv_started_after {
             stale.push(format!(
@@ -338,45 +322,21 @@ fn check(backend: &str, tally: &Tally) {
         margins.get(margins.len() / 2).copied().unwrap_or(0),
         margins.last().copied().unwrap_or(0),
     );
-    assert!(
-        stale.is_empty(),
-        "{backend}: {} stale reads, e.g. {:?}",
-        stale.len(),
-        &stale[..stale.len().min(5)]
-    );
+    assert!(stale.is_empty(), "{backend}: {} stale reads, e.g. {:?}", stale.len(), &stale[..stale.len().min(5)]);
 
     // Not vacuous: the tag was hot, and reads both hit and missed under it.
-    assert!(
-        tally.invalidations >= 1000,
-        "{backend}: only {} invalidations: no storm",
-        tally.invalidations
-    );
+    assert!(tally.invalidations >= 1000, "{backend}: only {} invalidations: no storm", tally.invalidations);
     assert!(tally.sets >= 100, "{backend}: only {} sets", tally.sets);
-    assert!(
-        tally.deletes_removed + tally.deletes_absent >= 100,
-        "{backend}: too few deletes"
-    );
-    assert!(
-        tally.hits > 0,
-        "{backend}: no get hit during the storm: nothing was checked for staleness"
-    );
-    assert!(
-        tally.misses > 0,
-        "{backend}: no get missed during the storm: the invalidations did not bite"
-    );
+    assert!(tally.deletes_removed + tally.deletes_absent >= 100, "{backend}: too few deletes");
+    assert!(tally.hits > 0, "{backend}: no get hit during the storm: nothing was checked for staleness");
+    assert!(tally.misses > 0, "{backend}: no get missed during the storm: the invalidations did not bite");
 }
 
 #[test]
 fn a_hot_tag_storm_on_redis_has_no_errors_and_no_stale_reads() {
     let redis = RedisServer::start();
     let ns = unique_namespace("storm");
-    let make = || {
-        Cache::builder()
-            .namespace(ns.as_str())
-            .url(Some(redis.url()))
-            .build()
-            .expect("build a cache")
-    };
+    let make = || Cache::builder().namespace(ns.as_str()).url(Some(redis.url())).build().expect("build a cache");
     let tally = storm("redis", &make);
     check("redis", &tally);
 }
@@ -386,11 +346,7 @@ fn a_hot_tag_storm_on_a_cluster_has_no_errors_and_no_stale_reads() {
     let cluster = RedisCluster::start(3, 0);
     let ns = unique_namespace("storm-cluster");
     let make = || {
-        Cache::builder()
-            .namespace(ns.as_str())
-            .cluster_nodes(cluster.urls())
-            .build()
-            .expect("build a cluster cache")
+        Cache::builder().namespace(ns.as_str()).cluster_nodes(cluster.urls()).build().expect("build a cluster cache")
     };
     let tally = storm("cluster", &make);
     check("cluster", &tally);

@@ -32,8 +32,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rtc_core::{
-    Backend, Cache, CacheInfo, ComputeOptions, FunctionId, GetOrLock, Lifetime, MAX_LOCK_TIMEOUT,
-    Ticket, WitErrorCase,
+    Backend, Cache, CacheInfo, ComputeOptions, FunctionId, GetOrLock, Lifetime, MAX_LOCK_TIMEOUT, Ticket, WitErrorCase,
 };
 
 #[allow(missing_docs)]
@@ -101,18 +100,8 @@ impl wit::GuestCache for CacheResource {
         })
     }
 
-    fn set(
-        &self,
-        key: String,
-        value: Vec<u8>,
-        tags: Vec<String>,
-        lifetime: wit::Lifetime,
-    ) -> Result<(), types::Error> {
-        guard(|| {
-            self.cache
-                .set_bytes(&key, &value, &tags, to_lifetime(lifetime))
-                .map_err(to_wit_error)
-        })
+    fn set(&self, key: String, value: Vec<u8>, tags: Vec<String>, lifetime: wit::Lifetime) -> Result<(), types::Error> {
+        guard(|| self.cache.set_bytes(&key, &value, &tags, to_lifetime(lifetime)).map_err(to_wit_error))
     }
 
     fn get(&self, key: String, tags: Vec<String>) -> Result<Option<Vec<u8>>, types::Error> {
@@ -141,10 +130,7 @@ impl wit::GuestCache for CacheResource {
             let f = options.function;
             let mut compute = ComputeOptions::key(key.as_str())
                 .tags(&tags)
-                .identity(
-                    FunctionId::new(f.module, f.type_name, f.function),
-                    options.arguments,
-                )
+                .identity(FunctionId::new(f.module, f.type_name, f.function), options.arguments)
                 .method(options.method);
             match options.lock_timeout_ms.map(Duration::from_millis) {
                 None => {}
@@ -159,10 +145,7 @@ impl wit::GuestCache for CacheResource {
                     )));
                 }
             }
-            let resource = |ticket| TicketResource {
-                ticket: Some(ticket),
-                cache: self.cache.clone(),
-            };
+            let resource = |ticket| TicketResource { ticket: Some(ticket), cache: self.cache.clone() };
             match self.cache.get_or_lock(&compute) {
                 GetOrLock::Hit(hit) => {
                     let (value, info) = hit.finish();
@@ -174,19 +157,15 @@ impl wit::GuestCache for CacheResource {
                     report(key, tags, &info);
                     Ok(wit::Lookup::Hit(wit::Hit { value, stats }))
                 }
-                GetOrLock::Locked(ticket) => {
-                    Ok(wit::Lookup::Locked(wit::Ticket::new(resource(ticket))))
-                }
+                GetOrLock::Locked(ticket) => Ok(wit::Lookup::Locked(wit::Ticket::new(resource(ticket)))),
                 GetOrLock::Miss(ticket) if ticket.info().error.is_none() => {
                     Ok(wit::Lookup::Miss(wit::Ticket::new(resource(ticket))))
                 }
                 // The lookup failed (the info says how): report it, and say so.
                 GetOrLock::Miss(ticket) => {
                     let info = self.cache.release(ticket);
-                    let error = info
-                        .error
-                        .clone()
-                        .map_or_else(|| types::Error::Other("no ticket".into()), to_wit_error);
+                    let error =
+                        info.error.clone().map_or_else(|| types::Error::Other("no ticket".into()), to_wit_error);
                     report(key, tags, &info);
                     Err(error)
                 }
@@ -194,12 +173,7 @@ impl wit::GuestCache for CacheResource {
         })
     }
 
-    fn set_and_unlock(
-        &self,
-        ticket: wit::Ticket,
-        value: Vec<u8>,
-        lifetime: wit::Lifetime,
-    ) -> Result<(), types::Error> {
+    fn set_and_unlock(&self, ticket: wit::Ticket, value: Vec<u8>, lifetime: wit::Lifetime) -> Result<(), types::Error> {
         guard(|| {
             let mut resource = ticket.into_inner::<TicketResource>();
             let Some(mut ticket) = resource.ticket.take() else {
@@ -208,9 +182,7 @@ impl wit::GuestCache for CacheResource {
             ticket.set_lifetime(to_lifetime(lifetime));
             let (key, tags) = (ticket.key().to_owned(), ticket.tags().to_vec());
             // Core checks that the ticket is this cache's.
-            let info = self
-                .cache
-                .set_and_unlock(ticket, Ok::<_, rtc_core::Error>(value));
+            let info = self.cache.set_and_unlock(ticket, Ok::<_, rtc_core::Error>(value));
             // The ticket came from a successful lookup, so an error is the store's.
             let result = info.error.clone().map_or(Ok(()), |e| Err(to_wit_error(e)));
             report(key, tags, &info);
@@ -226,19 +198,11 @@ impl wit::GuestTicket for TicketResource {
 
     fn stats(&self) -> wit::LockStats {
         let stats = self.ticket.as_ref().map(Ticket::stats).unwrap_or_default();
-        wit::LockStats {
-            waiting_ms: stats.waiting_ms,
-            full_hit: stats.full_hit,
-            full_miss: stats.full_miss,
-        }
+        wit::LockStats { waiting_ms: stats.waiting_ms, full_hit: stats.full_hit, full_miss: stats.full_miss }
     }
 
     fn storage_key(&self) -> String {
-        self.ticket
-            .as_ref()
-            .and_then(Ticket::storage_key)
-            .map(str::to_owned)
-            .unwrap_or_default()
+        self.ticket.as_ref().and_then(Ticket::storage_key).map(str::to_owned).unwrap_or_default()
     }
 }
 
@@ -262,39 +226,22 @@ fn to_wit_command(command: &rtc_core::Command) -> redis::Command {
     match command {
         C::Get { key } => redis::Command::Get(key.clone()),
         C::Mget { keys } => redis::Command::Mget(keys.clone()),
-        C::Set {
-            key,
-            value,
-            expire_ms,
-            nx,
-        } => redis::Command::Set(redis::SetArgs {
+        C::Set { key, value, expire_ms, nx } => redis::Command::Set(redis::SetArgs {
             key: key.clone(),
             value: value.clone(),
             expire_ms: *expire_ms,
             nx: *nx,
         }),
         C::Del { keys } => redis::Command::Del(keys.clone()),
-        C::DelIfEq { key, value } => redis::Command::DelIfEq(redis::DelIfEqArgs {
-            key: key.clone(),
-            value: value.clone(),
-        }),
-        C::Rpush { key, value } => redis::Command::Rpush(redis::RpushArgs {
-            key: key.clone(),
-            value: value.clone(),
-        }),
-        C::Pexpire { key, ms } => redis::Command::Pexpire(redis::PexpireArgs {
-            key: key.clone(),
-            ms: *ms,
-        }),
+        C::DelIfEq { key, value } => {
+            redis::Command::DelIfEq(redis::DelIfEqArgs { key: key.clone(), value: value.clone() })
+        }
+        C::Rpush { key, value } => redis::Command::Rpush(redis::RpushArgs { key: key.clone(), value: value.clone() }),
+        C::Pexpire { key, ms } => redis::Command::Pexpire(redis::PexpireArgs { key: key.clone(), ms: *ms }),
         C::Pttl { key } => redis::Command::Pttl(key.clone()),
         C::Blpop { key, timeout } => {
-            let ms = u64::try_from(timeout.as_millis())
-                .unwrap_or(u64::MAX)
-                .clamp(1, MAX_BLPOP_MS);
-            redis::Command::Blpop(redis::BlpopArgs {
-                key: key.clone(),
-                timeout_ms: ms,
-            })
+            let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX).clamp(1, MAX_BLPOP_MS);
+            redis::Command::Blpop(redis::BlpopArgs { key: key.clone(), timeout_ms: ms })
         }
     }
 }
@@ -306,12 +253,7 @@ fn from_wit_reply(reply: redis::Reply) -> rtc_core::Reply {
         redis::Reply::Ok => R::Ok,
         redis::Reply::Int(i) => R::Int(i),
         redis::Reply::Bytes(b) => R::Bytes(b),
-        redis::Reply::Array(items) => R::Array(
-            items
-                .into_iter()
-                .map(|item| item.map_or(R::Nil, R::Bytes))
-                .collect(),
-        ),
+        redis::Reply::Array(items) => R::Array(items.into_iter().map(|item| item.map_or(R::Nil, R::Bytes)).collect()),
     }
 }
 
@@ -368,11 +310,7 @@ fn to_wit_info(info: &CacheInfo) -> hooks::CacheInfo {
 
 /// Reports one get-or-compute to the host's hook.
 fn report(key: String, tags: Vec<String>, info: &CacheInfo) {
-    hooks::report(&hooks::HookEvent {
-        key,
-        tags,
-        info: to_wit_info(info),
-    });
+    hooks::report(&hooks::HookEvent { key, tags, info: to_wit_info(info) });
 }
 
 /// Runs an export's body; a panic (where the target unwinds) becomes `other`.
@@ -383,8 +321,6 @@ fn guard<T>(body: impl FnOnce() -> Result<T, types::Error>) -> Result<T, types::
             .map(|s| (*s).to_owned())
             .or_else(|| panic.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "unknown panic".to_owned());
-        Err(types::Error::Other(format!(
-            "the rtc component panicked: {what}"
-        )))
+        Err(types::Error::Other(format!("the rtc component panicked: {what}")))
     })
 }

@@ -33,12 +33,7 @@ impl AsyncBackend for Blocking {
         Box::pin(async move {
             tokio::task::spawn_blocking(move || backend.execute(&commands))
                 .await
-                .map_err(|e| {
-                    Error::new(
-                        ErrorKind::Other,
-                        format!("a backend batch did not finish: {e}"),
-                    )
-                })?
+                .map_err(|e| Error::new(ErrorKind::Other, format!("a backend batch did not finish: {e}")))?
         })
     }
 }

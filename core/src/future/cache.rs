@@ -58,49 +58,27 @@ impl<C: Codec> Cache<C> {
     }
 
     /// Stores raw bytes, with no codec.
-    pub async fn set_bytes(
-        &self,
-        key: &str,
-        value: &[u8],
-        tags: impl Tags,
-        lifetime: Lifetime,
-    ) -> Result<()> {
+    pub async fn set_bytes(&self, key: &str, value: &[u8], tags: impl Tags, lifetime: Lifetime) -> Result<()> {
         let access = self.inner.set_access(value, lifetime)?;
-        drive(
-            &*self.backend,
-            Snapshot::new(&self.inner, key, &tags.tag_names(), access),
-        )
-        .await?;
+        drive(&*self.backend, Snapshot::new(&self.inner, key, &tags.tag_names(), access)).await?;
         Ok(())
     }
 
     /// Reads raw bytes: `Ok(Some)` on a hit, `Ok(None)` on a miss.
     pub async fn get_bytes(&self, key: &str, tags: impl Tags) -> Result<Option<Vec<u8>>> {
-        let done = drive(
-            &*self.backend,
-            Snapshot::new(&self.inner, key, &tags.tag_names(), Access::Get),
-        )
-        .await?;
+        let done = drive(&*self.backend, Snapshot::new(&self.inner, key, &tags.tag_names(), Access::Get)).await?;
         Ok(done.confirmed_reply().and_then(Reply::into_bytes))
     }
 
     /// Deletes the entry of `key` under `tags`; returns whether one existed.
     pub async fn delete(&self, key: &str, tags: impl Tags) -> Result<bool> {
-        let done = drive(
-            &*self.backend,
-            Snapshot::new(&self.inner, key, &tags.tag_names(), Access::Del),
-        )
-        .await?;
+        let done = drive(&*self.backend, Snapshot::new(&self.inner, key, &tags.tag_names(), Access::Del)).await?;
         Ok(done.confirmed_reply().is_some_and(|r| int(&r) > 0))
     }
 
     /// Invalidates one tag or several, in one round trip.
     pub async fn invalidate(&self, tags: impl Tags) -> Result<()> {
-        drive(
-            &*self.backend,
-            Invalidate::new(&self.inner, tags.tag_names()),
-        )
-        .await
+        drive(&*self.backend, Invalidate::new(&self.inner, tags.tag_names())).await
     }
 
     /// Invalidates every entry of the namespace in O(1).
@@ -120,11 +98,7 @@ impl<C: Codec> Cache<C> {
     }
 
     /// The second half of get-or-compute (see [`crate::Cache::set_and_unlock`]).
-    pub async fn set_and_unlock(
-        &self,
-        mut ticket: Ticket,
-        value: Result<impl AsRef<[u8]>, Error>,
-    ) -> CacheInfo {
+    pub async fn set_and_unlock(&self, mut ticket: Ticket, value: Result<impl AsRef<[u8]>, Error>) -> CacheInfo {
         let value = value.as_ref().map(|v| v.as_ref()).map_err(Clone::clone);
         let stored = match ticket.finishing(&self.inner, value) {
             Ok(op) => drive(&*self.backend, op).await,
@@ -152,9 +126,8 @@ impl<C: Codec> Cache<C> {
         F: FnOnce() -> Fut,
         Fut: Future<Output = T>,
     {
-        let result: Result<T, std::convert::Infallible> = self
-            .try_get_or_compute(options, || async { Ok(compute().await) })
-            .await;
+        let result: Result<T, std::convert::Infallible> =
+            self.try_get_or_compute(options, || async { Ok(compute().await) }).await;
         match result {
             Ok(value) => value,
         }
@@ -162,33 +135,23 @@ impl<C: Codec> Cache<C> {
 
     /// Like [`Cache::get_or_compute`] for a fallible computation: an `Err` is
     /// returned as is, nothing is stored, and the lock is released at once.
-    pub async fn try_get_or_compute<T, E, F, Fut>(
-        &self,
-        options: &ComputeOptions,
-        compute: F,
-    ) -> Result<T, E>
+    pub async fn try_get_or_compute<T, E, F, Fut>(&self, options: &ComputeOptions, compute: F) -> Result<T, E>
     where
         T: Serialize + DeserializeOwned,
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
         let codec = &self.codec;
-        self.run(options, |b| codec.decode(b), compute, |v| codec.encode(v))
-            .await
+        self.run(options, |b| codec.decode(b), compute, |v| codec.encode(v)).await
     }
 
     /// Get-or-compute on raw bytes, with no codec.
-    pub async fn get_or_compute_bytes<E, F, Fut>(
-        &self,
-        options: &ComputeOptions,
-        compute: F,
-    ) -> Result<Vec<u8>, E>
+    pub async fn get_or_compute_bytes<E, F, Fut>(&self, options: &ComputeOptions, compute: F) -> Result<Vec<u8>, E>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Vec<u8>, E>>,
     {
-        self.run(options, |b| Ok(b.to_vec()), compute, |v| Ok(v.clone()))
-            .await
+        self.run(options, |b| Ok(b.to_vec()), compute, |v| Ok(v.clone())).await
     }
 
     async fn run<T, E, F, Fut>(
@@ -220,19 +183,11 @@ impl<C: Codec> Cache<C> {
 
     /// Returns the current value and time to live of each tag (see [`crate::Cache::tags`]).
     pub async fn tags(&self, tags: impl Tags) -> Result<Vec<TagState>> {
-        Ok(
-            drive(&*self.backend, Inspect::tags(&self.inner, tags.tag_names()))
-                .await?
-                .tags,
-        )
+        Ok(drive(&*self.backend, Inspect::tags(&self.inner, tags.tag_names())).await?.tags)
     }
 
     /// Describes the entry of `key` under `tags` (see [`crate::Cache::inspect`]).
     pub async fn inspect(&self, key: &str, tags: impl Tags) -> Result<Inspection> {
-        drive(
-            &*self.backend,
-            Inspect::entry(&self.inner, key, &tags.tag_names()),
-        )
-        .await
+        drive(&*self.backend, Inspect::entry(&self.inner, key, &tags.tag_names())).await
     }
 }

@@ -39,10 +39,7 @@ use crate::step::{Op, Step, check_replies};
 
 /// Runs `op` to completion on an async backend: the async driver, the
 /// counterpart of the sync [`crate::step::drive`].
-pub(crate) async fn drive<O: Op + Send>(
-    backend: &dyn AsyncBackend,
-    mut op: O,
-) -> Result<O::Output> {
+pub(crate) async fn drive<O: Op + Send>(backend: &dyn AsyncBackend, mut op: O) -> Result<O::Output> {
     let mut step = op.start(Instant::now())?;
     loop {
         match step {

@@ -36,11 +36,8 @@ impl AsyncRedisBackend {
     /// Creates a backend for the Redis server that `config` names.
     pub fn new(config: &Config) -> Result<Self> {
         let socket_timeout = (!config.socket_timeout.is_zero()).then_some(config.socket_timeout);
-        let connect_timeout = if config.socket_connect_timeout.is_zero() {
-            socket_timeout
-        } else {
-            Some(config.socket_connect_timeout)
-        };
+        let connect_timeout =
+            if config.socket_connect_timeout.is_zero() { socket_timeout } else { Some(config.socket_connect_timeout) };
         Ok(AsyncRedisBackend {
             client: client(config)?,
             shared: Mutex::new(None),
@@ -72,17 +69,12 @@ impl AsyncRedisBackend {
         // Server error replies come back as values, each answering its own command.
         pipe.ignore_errors();
         if blocking.is_zero() {
-            let cached = self
-                .shared
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .clone();
+            let cached = self.shared.lock().unwrap_or_else(PoisonError::into_inner).clone();
             let mut conn = match cached {
                 Some(conn) => conn,
                 None => {
                     let conn = self.connect(self.socket_timeout).await?;
-                    *self.shared.lock().unwrap_or_else(PoisonError::into_inner) =
-                        Some(conn.clone());
+                    *self.shared.lock().unwrap_or_else(PoisonError::into_inner) = Some(conn.clone());
                     conn
                 }
             };
@@ -97,11 +89,7 @@ impl AsyncRedisBackend {
         } else {
             // The server legitimately stays silent while BLPOP waits.
             let timeout = self.socket_timeout.map(|t| t.saturating_add(blocking));
-            let idle = self
-                .waiters
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .pop();
+            let idle = self.waiters.lock().unwrap_or_else(PoisonError::into_inner).pop();
             let mut conn = match idle {
                 Some(mut conn) => {
                     conn.set_response_timeout(timeout.unwrap_or(Duration::MAX));
@@ -148,18 +136,12 @@ pub struct AsyncClusterBackend {
 impl AsyncClusterBackend {
     /// Creates a backend for the cluster `config.cluster_nodes` seeds.
     pub fn new(config: &Config) -> Result<Self> {
-        Ok(AsyncClusterBackend {
-            client: crate::native::cluster_client(config)?,
-            shared: tokio::sync::OnceCell::new(),
-        })
+        Ok(AsyncClusterBackend { client: crate::native::cluster_client(config)?, shared: tokio::sync::OnceCell::new() })
     }
 
     async fn connection(&self, blocking: bool) -> Result<redis::cluster_async::ClusterConnection> {
         let connect = || async {
-            self.client
-                .get_async_connection()
-                .await
-                .map_err(|e| map_error(e, "cannot connect to the Redis Cluster"))
+            self.client.get_async_connection().await.map_err(|e| map_error(e, "cannot connect to the Redis Cluster"))
         };
         if blocking {
             // The response timeout is the cluster's; a BLPOP step is at most one second.
@@ -181,20 +163,13 @@ impl AsyncClusterBackend {
                     continue;
                 }
             };
-            let name = if matches!(command, Command::Mget { .. }) {
-                "GET"
-            } else {
-                "DEL"
-            };
-            let sent: Vec<_> = keys
-                .iter()
-                .map(|k| tokio::spawn(query(conn.clone(), redis::cmd(name).arg(k).to_owned())))
-                .collect();
+            let name = if matches!(command, Command::Mget { .. }) { "GET" } else { "DEL" };
+            let sent: Vec<_> =
+                keys.iter().map(|k| tokio::spawn(query(conn.clone(), redis::cmd(name).arg(k).to_owned()))).collect();
             let mut values = Vec::with_capacity(sent.len());
             for handle in sent {
-                let value = handle.await.map_err(|e| {
-                    crate::error::Error::new(crate::ErrorKind::Other, e.to_string())
-                })??;
+                let value =
+                    handle.await.map_err(|e| crate::error::Error::new(crate::ErrorKind::Other, e.to_string()))??;
                 values.push(crate::native::to_reply(value)?);
             }
             out.push(match command {
@@ -206,14 +181,9 @@ impl AsyncClusterBackend {
     }
 }
 
-async fn query(
-    mut conn: redis::cluster_async::ClusterConnection,
-    cmd: redis::Cmd,
-) -> Result<redis::Value> {
-    let value = cmd
-        .query_async::<redis::Value>(&mut conn)
-        .await
-        .map_err(|e| map_error(e, "Redis Cluster command failed"))?;
+async fn query(mut conn: redis::cluster_async::ClusterConnection, cmd: redis::Cmd) -> Result<redis::Value> {
+    let value =
+        cmd.query_async::<redis::Value>(&mut conn).await.map_err(|e| map_error(e, "Redis Cluster command failed"))?;
     Ok(value)
 }
 

@@ -47,14 +47,9 @@ impl ClusterBackend {
         if let Some(conn) = self.idle.take() {
             return Ok((conn, true));
         }
-        let conn = self
-            .client
-            .get_connection()
-            .map_err(|e| map_error(e, "cannot connect to the Redis Cluster"))?;
-        conn.set_write_timeout(self.socket_timeout)
-            .map_err(|e| map_error(e, "cannot set the write timeout"))?;
-        conn.set_read_timeout(self.socket_timeout)
-            .map_err(|e| map_error(e, "cannot set the read timeout"))?;
+        let conn = self.client.get_connection().map_err(|e| map_error(e, "cannot connect to the Redis Cluster"))?;
+        conn.set_write_timeout(self.socket_timeout).map_err(|e| map_error(e, "cannot set the write timeout"))?;
+        conn.set_read_timeout(self.socket_timeout).map_err(|e| map_error(e, "cannot set the read timeout"))?;
         Ok((conn, false))
     }
 }
@@ -143,10 +138,7 @@ fn fold(commands: &[Command], folds: &[Fold], values: Vec<Value>) -> Result<Vec<
         })
         .sum();
     if values.len() != expected {
-        return Err(Error::new(
-            ErrorKind::Other,
-            "the cluster returned a reply count that does not match the batch",
-        ));
+        return Err(Error::new(ErrorKind::Other, "the cluster returned a reply count that does not match the batch"));
     }
     let mut values = values.into_iter();
     let mut out = Vec::with_capacity(commands.len());
@@ -160,13 +152,7 @@ fn fold(commands: &[Command], folds: &[Fold], values: Vec<Value>) -> Result<Vec<
                 (_, Some(v)) => to_reply(v)?,
                 (_, None) => Reply::Nil,
             },
-            Fold::Array(n) => Reply::Array(
-                values
-                    .by_ref()
-                    .take(*n)
-                    .map(to_reply)
-                    .collect::<Result<_>>()?,
-            ),
+            Fold::Array(n) => Reply::Array(values.by_ref().take(*n).map(to_reply).collect::<Result<_>>()?),
             Fold::Sum(n) => {
                 let mut sum = 0;
                 for v in values.by_ref().take(*n) {
@@ -206,11 +192,5 @@ pub(crate) fn cluster_client(config: &Config) -> Result<ClusterClient> {
     if let Some(certs) = tls_certificates(config) {
         builder = builder.certs(certs);
     }
-    builder.build().map_err(|e| {
-        Error::with_source(
-            ErrorKind::InvalidArgument,
-            "invalid Redis Cluster seed nodes",
-            e,
-        )
-    })
+    builder.build().map_err(|e| Error::with_source(ErrorKind::InvalidArgument, "invalid Redis Cluster seed nodes", e))
 }

@@ -20,34 +20,24 @@ pub use single::RedisBackend;
 pub(crate) use single::client;
 
 /// Compare-and-delete: release a lock only if we still hold it (the reference's script).
-const DEL_IF_EQ: &str = r#"if redis.call("get", KEYS[1]) == ARGV[1] then return redis.call("del", KEYS[1]) else return 0 end"#;
+const DEL_IF_EQ: &str =
+    r#"if redis.call("get", KEYS[1]) == ARGV[1] then return redis.call("del", KEYS[1]) else return 0 end"#;
 
 /// Returns the TLS roots configured for a private certificate authority, if any.
 fn tls_certificates(config: &Config) -> Option<redis::TlsCertificates> {
-    config
-        .tls_ca_cert
-        .as_ref()
-        .map(|pem| redis::TlsCertificates {
-            client_tls: None,
-            root_cert: Some(pem.clone()),
-        })
+    config.tls_ca_cert.as_ref().map(|pem| redis::TlsCertificates { client_tls: None, root_cert: Some(pem.clone()) })
 }
 
 pub(crate) fn replies(commands: &[Command], values: Vec<Value>) -> Result<Vec<Reply>> {
     if values.len() != commands.len() {
-        return Err(Error::new(
-            ErrorKind::Other,
-            "Redis returned a reply count that does not match the batch",
-        ));
+        return Err(Error::new(ErrorKind::Other, "Redis returned a reply count that does not match the batch"));
     }
     commands
         .iter()
         .zip(values)
         .map(|(command, value)| match (command, value) {
             // BLPOP answers [key, element]; the cache only wants the element.
-            (Command::Blpop { .. }, Value::Array(mut items)) if items.len() == 2 => {
-                to_reply(items.remove(1))
-            }
+            (Command::Blpop { .. }, Value::Array(mut items)) if items.len() == 2 => to_reply(items.remove(1)),
             (_, value) => to_reply(value),
         })
         .collect()
@@ -57,12 +47,7 @@ pub(crate) fn to_cmd(command: &Command) -> redis::Cmd {
     match command {
         Command::Get { key } => redis::cmd("GET").arg(key).to_owned(),
         Command::Mget { keys } => redis::cmd("MGET").arg(keys).to_owned(),
-        Command::Set {
-            key,
-            value,
-            expire_ms,
-            nx,
-        } => {
+        Command::Set { key, value, expire_ms, nx } => {
             let mut c = redis::cmd("SET");
             c.arg(key).arg(value.as_slice());
             if let Some(ms) = expire_ms {
@@ -74,25 +59,16 @@ pub(crate) fn to_cmd(command: &Command) -> redis::Cmd {
             c
         }
         Command::Del { keys } => redis::cmd("DEL").arg(keys).to_owned(),
-        Command::DelIfEq { key, value } => redis::cmd("EVAL")
-            .arg(DEL_IF_EQ)
-            .arg(1)
-            .arg(key)
-            .arg(value.as_slice())
-            .to_owned(),
-        Command::Rpush { key, value } => redis::cmd("RPUSH")
-            .arg(key)
-            .arg(value.as_slice())
-            .to_owned(),
+        Command::DelIfEq { key, value } => {
+            redis::cmd("EVAL").arg(DEL_IF_EQ).arg(1).arg(key).arg(value.as_slice()).to_owned()
+        }
+        Command::Rpush { key, value } => redis::cmd("RPUSH").arg(key).arg(value.as_slice()).to_owned(),
         Command::Pexpire { key, ms } => redis::cmd("PEXPIRE").arg(key).arg(*ms).to_owned(),
         Command::Pttl { key } => redis::cmd("PTTL").arg(key).to_owned(),
         Command::Blpop { key, timeout } => {
             // Redis takes the timeout in seconds, fractions allowed; 0 would mean "forever".
             let secs = timeout.as_secs_f64().max(0.001);
-            redis::cmd("BLPOP")
-                .arg(key)
-                .arg(format!("{secs:.3}"))
-                .to_owned()
+            redis::cmd("BLPOP").arg(key).arg(format!("{secs:.3}")).to_owned()
         }
     }
 }
@@ -105,15 +81,10 @@ pub(crate) fn to_reply(value: Value) -> Result<Reply> {
         Value::BulkString(b) => Reply::Bytes(b),
         Value::SimpleString(s) if s == "OK" => Reply::Ok,
         Value::SimpleString(s) => Reply::Bytes(s.into_bytes()),
-        Value::Array(items) => {
-            Reply::Array(items.into_iter().map(to_reply).collect::<Result<_>>()?)
-        }
+        Value::Array(items) => Reply::Array(items.into_iter().map(to_reply).collect::<Result<_>>()?),
         Value::ServerError(e) => return Err(Error::new(ErrorKind::Backend, e.to_string())),
         other => {
-            return Err(Error::new(
-                ErrorKind::Other,
-                format!("unexpected Redis reply: {other:?}"),
-            ));
+            return Err(Error::new(ErrorKind::Other, format!("unexpected Redis reply: {other:?}")));
         }
     })
 }
@@ -126,9 +97,7 @@ pub(crate) fn map_error(e: redis::RedisError, context: &str) -> Error {
     } else {
         match e.kind() {
             redis::ErrorKind::InvalidClientConfig => ErrorKind::InvalidArgument,
-            redis::ErrorKind::AuthenticationFailed | redis::ErrorKind::Server(_) => {
-                ErrorKind::Backend
-            }
+            redis::ErrorKind::AuthenticationFailed | redis::ErrorKind::Server(_) => ErrorKind::Backend,
             _ => ErrorKind::Other,
         }
     };

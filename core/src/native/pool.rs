@@ -28,9 +28,7 @@ pub(super) struct Pool<C> {
 
 impl<C> Pool<C> {
     pub(super) fn new() -> Self {
-        Pool {
-            shards: std::array::from_fn(|_| Mutex::new(Vec::new())),
-        }
+        Pool { shards: std::array::from_fn(|_| Mutex::new(Vec::new())) }
     }
 
     fn shard(&self) -> &Mutex<Vec<C>> {
@@ -39,10 +37,7 @@ impl<C> Pool<C> {
 
     /// Takes an idle connection of this thread's shard, if any.
     pub(super) fn take(&self) -> Option<C> {
-        self.shard()
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop()
+        self.shard().lock().unwrap_or_else(PoisonError::into_inner).pop()
     }
 
     /// Returns a healthy connection for reuse.

@@ -51,20 +51,15 @@ impl RedisBackend {
         // SETINFO), which the kernel lets start even while Redis is paused. With
         // no connect timeout, the socket timeout bounds both (as in redis-py),
         // or a fresh connection to a paused Redis would wait forever.
-        let connect_timeout = if self.connect_timeout.is_zero() {
-            self.socket_timeout
-        } else {
-            Some(self.connect_timeout)
-        };
+        let connect_timeout =
+            if self.connect_timeout.is_zero() { self.socket_timeout } else { Some(self.connect_timeout) };
         let conn = match connect_timeout {
             Some(timeout) => self.client.get_connection_with_timeout(timeout),
             None => self.client.get_connection(),
         }
         .map_err(|e| map_error(e, "cannot connect to Redis"))?;
-        conn.set_write_timeout(self.socket_timeout)
-            .map_err(|e| map_error(e, "cannot set the write timeout"))?;
-        conn.set_read_timeout(self.socket_timeout)
-            .map_err(|e| map_error(e, "cannot set the read timeout"))?;
+        conn.set_write_timeout(self.socket_timeout).map_err(|e| map_error(e, "cannot set the write timeout"))?;
+        conn.set_read_timeout(self.socket_timeout).map_err(|e| map_error(e, "cannot set the read timeout"))?;
         Ok((conn, false))
     }
 
@@ -142,15 +137,12 @@ impl RedisBackend {
                 let elapsed = started.elapsed();
                 // Replies that come at once cost no extra system call.
                 if elapsed > DEADLINE_SLACK {
-                    let left = budget
-                        .checked_sub(elapsed)
-                        .filter(|d| !d.is_zero())
-                        .ok_or_else(|| {
-                            redis::RedisError::from(std::io::Error::new(
-                                std::io::ErrorKind::TimedOut,
-                                "no reply within the socket timeout",
-                            ))
-                        })?;
+                    let left = budget.checked_sub(elapsed).filter(|d| !d.is_zero()).ok_or_else(|| {
+                        redis::RedisError::from(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "no reply within the socket timeout",
+                        ))
+                    })?;
                     conn.set_read_timeout(Some(left))?;
                     retimed = true;
                 }
@@ -214,11 +206,5 @@ pub(crate) fn client(config: &Config) -> Result<redis::Client> {
         Some(certs) => redis::Client::build_with_tls(info, certs),
         None => redis::Client::open(info),
     }
-    .map_err(|e| {
-        Error::with_source(
-            ErrorKind::InvalidArgument,
-            "invalid Redis address or TLS certificate",
-            e,
-        )
-    })
+    .map_err(|e| Error::with_source(ErrorKind::InvalidArgument, "invalid Redis address or TLS certificate", e))
 }
