@@ -15,7 +15,8 @@ use crate::lock::LockStats;
 /// side never saw (the wasmtime host, when the component traps).
 ///
 /// ```
-/// use rtc_core::{Accounting, ComputeOptions, Error, ErrorKind, LockStats};
+/// use rtc_core::adapter::Accounting;
+/// use rtc_core::{ComputeOptions, Error, ErrorKind, LockStats};
 /// let mut call = Accounting::start(&ComputeOptions::key("k"));
 /// call.bypass(Error::new(ErrorKind::BackendUnavailable, "no instance"));
 /// call.looked_up(LockStats::default()); // the computation starts

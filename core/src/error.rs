@@ -184,10 +184,12 @@ impl Error {
     /// `other` with a `codec: ` prefix.
     ///
     /// ```
-    /// use rtc_core::{Error, ErrorKind, WitErrorCase};
+    /// use rtc_core::adapter::WitErrorCase;
+    /// use rtc_core::{Error, ErrorKind};
     /// let (case, m) = Error::new(ErrorKind::Codec, "bad bytes").to_wit();
     /// assert_eq!((case, m.as_str()), (WitErrorCase::Other, "codec: bad bytes"));
     /// ```
+    #[doc(hidden)]
     pub fn to_wit(&self) -> (WitErrorCase, String) {
         let m = match &self.source {
             Some(source) => format!("{}: {source}", self.message),
@@ -207,11 +209,13 @@ impl Error {
     /// Builds an error from a WIT case and its message.
     ///
     /// ```
-    /// use rtc_core::{Error, ErrorKind, WitErrorCase};
+    /// use rtc_core::adapter::WitErrorCase;
+    /// use rtc_core::{Error, ErrorKind};
     /// assert_eq!(Error::from_wit(WitErrorCase::Timeout, "slow".into()).kind(), ErrorKind::Timeout);
     /// let e = Error::from_wit(WitErrorCase::Other, "protocol: two replies".into());
     /// assert_eq!((e.kind(), e.message()), (ErrorKind::Protocol, "two replies"));
     /// ```
+    #[doc(hidden)]
     pub fn from_wit(case: WitErrorCase, message: String) -> Self {
         let kind = match case {
             WitErrorCase::BackendUnavailable => ErrorKind::BackendUnavailable,

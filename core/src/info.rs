@@ -44,7 +44,12 @@ macro_rules! function_id {
 }
 
 /// Everything the reference's `CacheInfo` holds, measured by rtc.
+///
+/// Non-exhaustive: fields may be added (a near-cache flag, say) without
+/// breaking code that reads it; outside rtc, start from
+/// `CacheInfo::default()` and set fields.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct CacheInfo {
     /// The cached function's identity (empty when the call gave a fixed key).
     pub function: FunctionId,
@@ -92,10 +97,12 @@ pub type Hook = Arc<dyn Fn(&HookEvent<'_>) + Send + Sync>;
 impl<'a> HookEvent<'a> {
     /// Creates an event, for adapters that relay events reported elsewhere
     /// (the wasmtime host relays the component's `hooks.report`).
+    #[doc(hidden)]
     ///
     /// ```
     /// use rtc_core::{CacheInfo, HookEvent};
-    /// let info = CacheInfo { hit: true, ..CacheInfo::default() };
+    /// let mut info = CacheInfo::default();
+    /// info.hit = true;
     /// let tags = vec!["t".to_string()];
     /// let event = HookEvent::new("k", &tags, &info, None);
     /// assert!(event.info.hit);

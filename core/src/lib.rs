@@ -50,7 +50,6 @@ mod snapshot;
 mod step;
 mod tags;
 
-pub use accounting::Accounting;
 pub use backend::{Backend, Command, DisabledBackend, Reply};
 #[cfg(feature = "redis")]
 pub use cache::native_backend;
@@ -58,7 +57,7 @@ pub use cache::{Cache, CacheBuilder};
 pub use codec::{Cbor, Codec};
 pub use compute::{ComputeOptions, DEFAULT_LOCK_TIMEOUT, Decorated};
 pub use config::{Config, Lifetime, MAX_LIFETIME_SECS};
-pub use error::{Error, ErrorKind, Result, WitErrorCase};
+pub use error::{Error, ErrorKind, Result};
 pub use get_or_lock::{GetOrLock, Hit, Ticket};
 pub use hash::short_hash;
 pub use info::{CacheInfo, FunctionId, Hook, HookEvent};
@@ -70,3 +69,11 @@ pub use memory::MemoryBackend;
 pub use native::{ClusterBackend, RedisBackend};
 pub use raw::RawCache;
 pub use tags::{NO_TAGS, Tags};
+
+/// Items for the adapters of core (the WebAssembly component, the wasmtime
+/// host), not for applications: they may change in any release.
+#[doc(hidden)]
+pub mod adapter {
+    pub use crate::accounting::Accounting;
+    pub use crate::error::WitErrorCase;
+}

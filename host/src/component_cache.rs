@@ -6,8 +6,9 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
+use rtc_core::adapter::Accounting;
 use rtc_core::{
-    Accounting, Backend, CacheInfo, Cbor, Codec, ComputeOptions, Config, DisabledBackend, Error, ErrorKind, Hook,
+    Backend, CacheInfo, Cbor, Codec, ComputeOptions, Config, DisabledBackend, Error, ErrorKind, Hook,
     HookEvent, Lifetime, LockStats, MemoryBackend, Result, Tags,
 };
 use serde::Serialize;

@@ -5,7 +5,8 @@
 
 use std::time::Duration;
 
-use rtc_core::{CacheInfo, Command, Config, Error, ErrorKind, FunctionId, Lifetime, LockStats, Reply, WitErrorCase};
+use rtc_core::adapter::WitErrorCase;
+use rtc_core::{CacheInfo, Command, Config, Error, ErrorKind, FunctionId, Lifetime, LockStats, Reply};
 
 use crate::bindings::exports::rtc::cache::cache as wit;
 use crate::bindings::rtc::cache::{hooks, redis, types};
@@ -106,19 +107,20 @@ pub(crate) fn from_wit_error(e: types::Error) -> Error {
 
 /// Converts a reported `cache-info` to core's [`CacheInfo`].
 pub(crate) fn from_wit_info(info: hooks::CacheInfo) -> CacheInfo {
-    CacheInfo {
-        function: FunctionId::new(info.function.module, info.function.type_name, info.function.function),
-        arguments: info.arguments,
-        method: info.method,
-        hit: info.hit,
-        elapsed: Duration::from_nanos(info.elapsed_ns),
-        decorated_elapsed: Duration::from_nanos(info.decorated_elapsed_ns),
-        lock_waiting_ms: info.lock_waiting_ms,
-        lock_full_hit: info.lock_full_hit,
-        lock_full_miss: info.lock_full_miss,
-        serialized_size: usize::try_from(info.serialized_size).unwrap_or(usize::MAX),
-        error: info.error.map(from_wit_error),
-    }
+    // Field by field: `CacheInfo` is non-exhaustive, so it can grow without breaking this.
+    let mut out = CacheInfo::default();
+    out.function = FunctionId::new(info.function.module, info.function.type_name, info.function.function);
+    out.arguments = info.arguments;
+    out.method = info.method;
+    out.hit = info.hit;
+    out.elapsed = Duration::from_nanos(info.elapsed_ns);
+    out.decorated_elapsed = Duration::from_nanos(info.decorated_elapsed_ns);
+    out.lock_waiting_ms = info.lock_waiting_ms;
+    out.lock_full_hit = info.lock_full_hit;
+    out.lock_full_miss = info.lock_full_miss;
+    out.serialized_size = usize::try_from(info.serialized_size).unwrap_or(usize::MAX);
+    out.error = info.error.map(from_wit_error);
+    out
 }
 
 /// Converts core's configuration to the WIT record. Connection settings stay

@@ -31,9 +31,8 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rtc_core::{
-    Backend, Cache, CacheInfo, ComputeOptions, FunctionId, GetOrLock, Lifetime, MAX_LOCK_TIMEOUT, Ticket, WitErrorCase,
-};
+use rtc_core::adapter::WitErrorCase;
+use rtc_core::{Backend, Cache, CacheInfo, ComputeOptions, FunctionId, GetOrLock, Lifetime, MAX_LOCK_TIMEOUT, Ticket};
 
 #[allow(missing_docs)]
 mod bindings {
