@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 
 use crate::backend::{Backend, DisabledBackend, Reply};
 use crate::codec::{Cbor, Codec};
-use crate::config::{Config, Lifetime, expire_ms};
+use crate::config::{Config, Lifetime, Target, expire_ms};
 use crate::error::{Error, Result};
 use crate::info::{Hook, HookEvent};
 use crate::invalidate::Invalidate;
@@ -100,42 +100,7 @@ impl<C: Codec> CacheBuilder<C> {
         self
     }
 
-    setters! {
-        /// Sets the namespace.
-        namespace: String,
-        /// Sets the Redis host.
-        host: String,
-        /// Sets the Redis port.
-        port: u16,
-        /// Sets the Redis database number.
-        db: i64,
-        /// Connects with TLS.
-        ssl: bool,
-        /// Sets the ACL user name.
-        username: Option<String>,
-        /// Sets the password.
-        password: Option<String>,
-        /// Sets a Redis URL, which replaces host, port, db, ssl and credentials.
-        url: Option<String>,
-        /// Sets the seed nodes of a Redis Cluster (non-empty: cluster mode).
-        cluster_nodes: Vec<String>,
-        /// Sets a private certificate authority (PEM) for TLS.
-        tls_ca_cert: Option<Vec<u8>>,
-        /// Sets the read/write timeout of one round trip.
-        socket_timeout: Duration,
-        /// Sets the connect timeout.
-        socket_connect_timeout: Duration,
-        /// Sets the default entry lifetime in seconds (`None` or 0: no expiry).
-        default_lifetime: Option<u64>,
-        /// Sets the tag lifetime in seconds (`None` or 0: no expiry).
-        lifetime_for_tags: Option<u64>,
-        /// Disables the cache: nothing is stored, every read misses.
-        disabled: bool,
-        /// Uses the in-process memory backend instead of Redis.
-        in_local_memory: bool,
-        /// Sets the largest value `set` accepts, in bytes.
-        max_value_size: usize,
-    }
+    crate::config::with_config_fields!(setters);
 
     /// Sets the hook called after each get-or-compute.
     pub fn hook(mut self, hook: impl Fn(&HookEvent<'_>) + Send + Sync + 'static) -> Self {
@@ -165,16 +130,12 @@ impl<C: Codec> CacheBuilder<C> {
         use crate::future::{AsyncBackend, Blocking};
         let config = self.config;
         config.validate()?;
-        let backend: Arc<dyn AsyncBackend> = if config.disabled {
-            Arc::new(Blocking(Arc::new(DisabledBackend)))
-        } else if let Some(backend) = self.backend {
-            Arc::new(Blocking(backend))
-        } else if config.in_local_memory {
-            Arc::new(Blocking(Arc::new(MemoryBackend::new())))
-        } else if !config.cluster_nodes.is_empty() {
-            Arc::new(crate::future::AsyncClusterBackend::new(&config)?)
-        } else {
-            Arc::new(crate::future::AsyncRedisBackend::new(&config)?)
+        let backend: Arc<dyn AsyncBackend> = match (config.target(), self.backend) {
+            (Target::Disabled, _) => Arc::new(Blocking(Arc::new(DisabledBackend))),
+            (_, Some(backend)) => Arc::new(Blocking(backend)),
+            (Target::Memory, None) => Arc::new(Blocking(Arc::new(MemoryBackend::new()))),
+            (Target::Cluster, None) => Arc::new(crate::future::AsyncClusterBackend::new(&config)?),
+            (Target::Redis, None) => Arc::new(crate::future::AsyncRedisBackend::new(&config)?),
         };
         let inner = Inner::new(config, self.hook);
         Ok(crate::future::Cache { inner: Arc::new(inner), backend, codec: self.codec })
@@ -188,14 +149,11 @@ impl<C: Codec> CacheBuilder<C> {
     pub fn build(self) -> Result<Cache<C>> {
         let config = self.config;
         config.validate()?;
-        let backend: Arc<dyn Backend> = if config.disabled {
-            Arc::new(DisabledBackend)
-        } else if let Some(backend) = self.backend {
-            backend
-        } else if config.in_local_memory {
-            Arc::new(MemoryBackend::new())
-        } else {
-            redis_backend(&config)?
+        let backend: Arc<dyn Backend> = match (config.target(), self.backend) {
+            (Target::Disabled, _) => Arc::new(DisabledBackend),
+            (_, Some(backend)) => backend,
+            (Target::Memory, None) => Arc::new(MemoryBackend::new()),
+            (Target::Cluster | Target::Redis, None) => redis_backend(&config)?,
         };
         let inner = Inner::new(config, self.hook);
         Ok(Cache { inner: Arc::new(inner), backend, codec: self.codec })

@@ -8,13 +8,17 @@ use crate::error::{Error, Result};
 /// Everything a cache is built from. [`Config::default`] holds the defaults of
 /// Python `redis-tagged-cache` 0.12.1.
 ///
+/// Non-exhaustive, so settings can be added without breaking anyone: start
+/// from `Config::default()` and chain the setters (one per field, named
+/// after it), or set the public fields.
+///
 /// ```
-/// let c = rtc_core::Config::default();
-/// assert_eq!(c.namespace, "default");
-/// assert_eq!(c.default_lifetime, Some(3600));
-/// assert_eq!(c.lifetime_for_tags, Some(86400));
+/// let c = rtc_core::Config::default().namespace("shop").url(Some("redis://127.0.0.1:6379/".into()));
+/// assert_eq!((c.namespace.as_str(), c.default_lifetime, c.lifetime_for_tags), ("shop", Some(3600), Some(86400)));
+/// assert_eq!(c.target(), rtc_core::Target::Redis);
 /// ```
 #[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Config {
     /// Namespace: caches in different namespaces never see each other's entries.
     pub namespace: String,
@@ -78,6 +82,106 @@ impl Default for Config {
             max_value_size: 512 * 1024 * 1024,
         }
     }
+}
+
+/// The settable fields of [`Config`], listed once: [`Config`]'s chainable
+/// setters and the cache builder's are generated from this list.
+macro_rules! with_config_fields {
+    ($setters:ident) => {
+        $setters! {
+                /// Sets the namespace.
+                namespace: String,
+                /// Sets the Redis host.
+                host: String,
+                /// Sets the Redis port.
+                port: u16,
+                /// Sets the Redis database number.
+                db: i64,
+                /// Connects with TLS.
+                ssl: bool,
+                /// Sets the ACL user name.
+                username: Option<String>,
+                /// Sets the password.
+                password: Option<String>,
+                /// Sets a Redis URL, which replaces host, port, db, ssl and credentials.
+                url: Option<String>,
+                /// Sets the seed nodes of a Redis Cluster (non-empty: cluster mode).
+                cluster_nodes: Vec<String>,
+                /// Sets a private certificate authority (PEM) for TLS.
+                tls_ca_cert: Option<Vec<u8>>,
+                /// Sets the read/write timeout of one round trip.
+                socket_timeout: Duration,
+                /// Sets the connect timeout.
+                socket_connect_timeout: Duration,
+                /// Sets the default entry lifetime in seconds (`None` or 0: no expiry).
+                default_lifetime: Option<u64>,
+                /// Sets the tag lifetime in seconds (`None` or 0: no expiry).
+                lifetime_for_tags: Option<u64>,
+                /// Disables the cache: nothing is stored, every read misses.
+                disabled: bool,
+                /// Uses the in-process memory backend instead of Redis.
+                in_local_memory: bool,
+                /// Sets the largest value `set` accepts, in bytes.
+                max_value_size: usize,
+        }
+    };
+}
+pub(crate) use with_config_fields;
+
+/// Generates `Config`'s chainable setters.
+macro_rules! config_setters {
+    ($($(#[$doc:meta])* $name:ident: $ty:ty),* $(,)?) => {
+        $(
+            $(#[$doc])*
+            #[must_use]
+            pub fn $name(mut self, value: impl Into<$ty>) -> Self {
+                self.$name = value.into();
+                self
+            }
+        )*
+    };
+}
+
+impl Config {
+    with_config_fields!(config_setters);
+
+    /// Returns where a cache built from this configuration keeps its
+    /// entries. The precedence of the fields is decided here, once:
+    /// `disabled`, then `in_local_memory`, then `cluster_nodes`, then one
+    /// Redis server (`url`, else `host`/`port`/`db`/`ssl`/credentials). A
+    /// backend given to the cache builder replaces all but `disabled`.
+    ///
+    /// ```
+    /// use rtc_core::{Config, Target};
+    /// assert_eq!(Config::default().target(), Target::Redis);
+    /// assert_eq!(Config::default().in_local_memory(true).target(), Target::Memory);
+    /// assert_eq!(Config::default().in_local_memory(true).disabled(true).target(), Target::Disabled);
+    /// assert_eq!(Config::default().cluster_nodes(vec!["redis://a:7000".to_string()]).target(), Target::Cluster);
+    /// ```
+    pub fn target(&self) -> Target {
+        if self.disabled {
+            Target::Disabled
+        } else if self.in_local_memory {
+            Target::Memory
+        } else if !self.cluster_nodes.is_empty() {
+            Target::Cluster
+        } else {
+            Target::Redis
+        }
+    }
+}
+
+/// Where a cache keeps its entries (see [`Config::target`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// Nowhere: every read misses.
+    Disabled,
+    /// The in-process memory backend.
+    Memory,
+    /// A Redis Cluster (`cluster_nodes`).
+    Cluster,
+    /// One Redis server (`url`, else `host`, `port`, `db`, `ssl`, credentials).
+    Redis,
 }
 
 impl fmt::Debug for Config {

@@ -56,7 +56,7 @@ pub use cache::native_backend;
 pub use cache::{Cache, CacheBuilder};
 pub use codec::{Cbor, Codec};
 pub use compute::{ComputeOptions, DEFAULT_LOCK_TIMEOUT, Decorated};
-pub use config::{Config, Lifetime, MAX_LIFETIME_SECS};
+pub use config::{Config, Lifetime, MAX_LIFETIME_SECS, Target};
 pub use error::{Error, ErrorKind, Result};
 pub use get_or_lock::{GetOrLock, Hit, Ticket};
 pub use hash::short_hash;

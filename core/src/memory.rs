@@ -191,11 +191,7 @@ impl Backend for MemoryBackend {
                             Some(d) => d - now,
                             None => Duration::from_secs(86_400),
                         };
-                        state = self
-                            .pushed
-                            .wait_timeout(state, wait)
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .0;
+                        state = self.pushed.wait_timeout(state, wait).unwrap_or_else(PoisonError::into_inner).0;
                     }
                 }
                 other => {

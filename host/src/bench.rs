@@ -403,11 +403,7 @@ fn populate(
     value: &[u8],
 ) -> anyhow::Result<()> {
     // Learn the tag's current snapshot through rtc itself, then write the storage keys directly.
-    let cache = rtc_core::Cache::new(Config {
-        namespace: namespace.to_string(),
-        url: Some(url.to_string()),
-        ..Config::default()
-    })?;
+    let cache = rtc_core::Cache::new(Config::default().namespace(namespace.to_string()).url(Some(url.to_string())))?;
     cache.get_bytes("probe", [tag])?; // creates the tag
     let inspection = cache.inspect("probe", [tag])?;
     let hash = inspection

@@ -23,7 +23,7 @@ pub(crate) fn rows(
     floor: f64,
 ) -> anyhow::Result<Vec<Value>> {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    let config = Config { url: Some(url.to_string()), namespace: namespace.to_string(), ..Config::default() };
+    let config = Config::default().url(Some(url.to_string())).namespace(namespace.to_string());
     let cache = Cache::builder().config(config).build_async()?;
     runtime.block_on(cache.set_bytes("bench:async:hit", value, tags, Lifetime::Default))?;
     let mut rows = Vec::new();

@@ -19,13 +19,7 @@ use anyhow::{Context as _, bail, ensure};
 use serde_json::{Value, json};
 
 /// The workloads the C program reports, in its order.
-pub const WORKLOADS: [&str; 5] = [
-    "c set",
-    "c get hit",
-    "c get miss",
-    "c get-or-compute hit",
-    "c invalidate",
-];
+pub const WORKLOADS: [&str; 5] = ["c set", "c get hit", "c get miss", "c get-or-compute hit", "c invalidate"];
 
 /// Where the pieces are: the sources in the repository, librtc in the target dir.
 struct Paths {
@@ -89,11 +83,7 @@ fn program(paths: &Paths) -> anyhow::Result<PathBuf> {
         "{} is missing: the C benchmark's source is part of the repository",
         paths.source.display()
     );
-    let inputs = [
-        modified(&paths.source),
-        modified(&paths.include.join("rtc.h")),
-        modified(&paths.library),
-    ];
+    let inputs = [modified(&paths.source), modified(&paths.include.join("rtc.h")), modified(&paths.library)];
     if !stale(modified(&paths.program), &inputs) {
         return Ok(paths.program.clone());
     }
@@ -101,9 +91,7 @@ fn program(paths: &Paths) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     // Built under a private name, then renamed: a concurrent run never sees half a binary.
     let partial = dir.join(format!("bench.{}.partial", std::process::id()));
-    let cc = std::env::var_os("CC")
-        .filter(|cc| !cc.is_empty())
-        .unwrap_or_else(|| OsString::from("cc"));
+    let cc = std::env::var_os("CC").filter(|cc| !cc.is_empty()).unwrap_or_else(|| OsString::from("cc"));
     let mut cmd = Command::new(&cc);
     cmd.args(["-std=c11", "-O2", "-Wall", "-Wextra", "-Werror", "-pedantic", "-I"])
         .arg(&paths.include)
@@ -112,16 +100,11 @@ fn program(paths: &Paths) -> anyhow::Result<PathBuf> {
         .arg(&partial)
         .arg(&paths.library)
         .args(["-lpthread", "-ldl", "-lm"]);
-    let out = cmd
-        .output()
-        .with_context(|| format!("cannot run the C compiler {} (set CC to another one)", cc.display()))?;
+    let out =
+        cmd.output().with_context(|| format!("cannot run the C compiler {} (set CC to another one)", cc.display()))?;
     if !out.status.success() {
         let _ = std::fs::remove_file(&partial);
-        bail!(
-            "compiling the C benchmark failed ({}):\n{cmd:?}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
+        bail!("compiling the C benchmark failed ({}):\n{cmd:?}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
     }
     std::fs::rename(&partial, &paths.program)
         .with_context(|| format!("cannot move {} to {}", partial.display(), paths.program.display()))?;
@@ -160,10 +143,7 @@ pub struct Interleaved {
 /// Fails when librtc.a is missing (run `cargo build --release`) or the
 /// program does not compile or cannot set up (e.g. Redis is unreachable).
 pub fn start(url: &str, namespace: &str, ops: usize, block: usize, threads: usize) -> anyhow::Result<Interleaved> {
-    ensure!(
-        ops > 0 && block > 0 && threads > 0,
-        "ops, block and threads must be positive"
-    );
+    ensure!(ops > 0 && block > 0 && threads > 0, "ops, block and threads must be positive");
     let paths = Paths::locate()?;
     let program = program(&paths)?;
     let mut child = Command::new(&program)
@@ -171,14 +151,7 @@ pub fn start(url: &str, namespace: &str, ops: usize, block: usize, threads: usiz
         .arg(url)
         .arg("--namespace")
         .arg(namespace)
-        .args([
-            "--ops",
-            &ops.to_string(),
-            "--block",
-            &block.to_string(),
-            "--threads",
-            &threads.to_string(),
-        ])
+        .args(["--ops", &ops.to_string(), "--block", &block.to_string(), "--threads", &threads.to_string()])
         .arg("--stepped")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -209,10 +182,7 @@ pub fn start(url: &str, namespace: &str, ops: usize, block: usize, threads: usiz
 
 /// Runs the C benchmark in one go (not interleaved with anything), with the
 /// arguments of [`start`], and returns the rows of [`Interleaved::finish`].
-#[allow(
-    dead_code,
-    reason = "`rtc bench` interleaves the C leg with start/round/finish; this is the one-shot form"
-)]
+#[allow(dead_code, reason = "`rtc bench` interleaves the C leg with start/round/finish; this is the one-shot form")]
 pub fn run(url: &str, namespace: &str, ops: usize, block: usize, threads: usize) -> anyhow::Result<Vec<Value>> {
     start(url, namespace, ops, block, threads)?.finish()
 }
@@ -232,10 +202,7 @@ impl Interleaved {
         let read = sent && matches!(self.stdout.read_line(&mut line), Ok(n) if n > 0);
         if !read || line.trim_end() != format!("round {}", self.done) {
             let done = self.done;
-            bail!(
-                "the C benchmark stopped at round {done} (it said {line:?}){}",
-                self.fail()
-            );
+            bail!("the C benchmark stopped at round {done} (it said {line:?}){}", self.fail());
         }
         self.done += 1;
         Ok(())
@@ -283,11 +250,7 @@ impl Interleaved {
         if let Some(mut stderr) = self.stderr.take() {
             let _ = stderr.read_to_string(&mut said);
         }
-        if said.trim().is_empty() {
-            String::new()
-        } else {
-            format!(":\n{}", said.trim_end())
-        }
+        if said.trim().is_empty() { String::new() } else { format!(":\n{}", said.trim_end()) }
     }
 }
 
@@ -302,9 +265,7 @@ impl Drop for Interleaved {
 
 /// Turns the C program's report into rows, checking that every workload is there.
 fn rows(report: &Value, threads: usize) -> anyhow::Result<Vec<Value>> {
-    let results = report["results"]
-        .as_array()
-        .context("the C benchmark's JSON has no results")?;
+    let results = report["results"].as_array().context("the C benchmark's JSON has no results")?;
     let mut rows = Vec::with_capacity(WORKLOADS.len());
     for name in WORKLOADS {
         let row = results
@@ -312,9 +273,7 @@ fn rows(report: &Value, threads: usize) -> anyhow::Result<Vec<Value>> {
             .find(|r| r["workload"] == name)
             .with_context(|| format!("the C benchmark did not report {name:?}"))?;
         let number = |field: &str| {
-            row[field]
-                .as_f64()
-                .with_context(|| format!("{name:?} has no number {field:?} in the C benchmark's JSON"))
+            row[field].as_f64().with_context(|| format!("{name:?} has no number {field:?} in the C benchmark's JSON"))
         };
         rows.push(json!({
             "workload": name,

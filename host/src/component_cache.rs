@@ -8,8 +8,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 use rtc_core::adapter::Accounting;
 use rtc_core::{
-    Backend, CacheInfo, Cbor, Codec, ComputeOptions, Config, DisabledBackend, Error, ErrorKind, Hook,
-    HookEvent, Lifetime, LockStats, MemoryBackend, Result, Tags,
+    Backend, CacheInfo, Cbor, Codec, ComputeOptions, Config, DisabledBackend, Error, ErrorKind, Hook, HookEvent,
+    Lifetime, LockStats, MemoryBackend, Result, Tags, Target,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -42,7 +42,7 @@ use crate::state::{HostState, Imports, panic_message};
 /// use rtc_core::{Config, Lifetime};
 /// use rtc_host::ComponentCache;
 ///
-/// let config = Config { namespace: "docs".into(), in_local_memory: true, ..Config::default() };
+/// let config = Config::default().namespace("docs").in_local_memory(true);
 /// let cache = ComponentCache::new(rtc_host::default_component_path(), config)?;
 /// cache.set("user:1", &"Ada", ["users"], Lifetime::Default)?;
 /// assert_eq!(cache.get::<String>("user:1", ["users"])?, Some("Ada".to_string()));
@@ -73,7 +73,7 @@ impl std::fmt::Debug for ComponentCache {
 ///
 /// let runtime = ComponentRuntime::shared(rtc_host::default_component_path())?;
 /// let cache = ComponentCache::builder(runtime)
-///     .config(Config { namespace: "shop".into(), ..Config::default() })
+///     .config(Config::default().namespace("shop"))
 ///     .backend(Arc::new(MemoryBackend::new()))
 ///     .hook(|event| eprintln!("{} hit={}", event.key, event.info.hit))
 ///     .build()?;
@@ -143,12 +143,14 @@ impl ComponentCacheBuilder {
     /// address, or with the error of the first instantiation.
     pub fn build(self) -> Result<ComponentCache> {
         let config = self.config;
-        let backend: Arc<dyn Backend> = match self.backend {
-            _ if config.disabled || self.guest_memory => Arc::new(DisabledBackend),
-            Some(backend) => backend,
-            None if config.in_local_memory => Arc::new(MemoryBackend::new()),
-            // Single node or cluster, chosen by core as for the native engine.
-            None => rtc_core::native_backend(&config)?,
+        // The precedence is core's (`Config::target`), as for the native engine; guest
+        // memory means the host serves no Redis at all.
+        let backend: Arc<dyn Backend> = match (config.target(), self.backend) {
+            _ if self.guest_memory => Arc::new(DisabledBackend),
+            (Target::Disabled, _) => Arc::new(DisabledBackend),
+            (_, Some(backend)) => backend,
+            (Target::Memory, None) => Arc::new(MemoryBackend::new()),
+            (Target::Cluster | Target::Redis, None) => rtc_core::native_backend(&config)?,
         };
         let runtime_memory = self.runtime.options().max_memory;
         let pool = Arc::new(Pool {

@@ -21,7 +21,7 @@
 //! use rtc_core::{ComputeOptions, Config};
 //! use rtc_host::ComponentCache;
 //!
-//! let config = Config { url: Some("redis://127.0.0.1:6379/".into()), ..Config::default() };
+//! let config = Config::default().url(Some("redis://127.0.0.1:6379/".into()));
 //! let cache = ComponentCache::new(rtc_host::default_component_path(), config)?;
 //! let options = ComputeOptions::key("answer").tags(["math"]).lock(true);
 //! let n: u64 = cache.get_or_compute(&options, || 42);

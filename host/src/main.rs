@@ -182,8 +182,7 @@ impl From<rtc_core::Error> for Failure {
 
 fn run(cli: Cli) -> Result<ExitCode, Failure> {
     let explicit_redis = cli.redis.clone();
-    let config =
-        Config { namespace: cli.namespace, in_local_memory: cli.redis.is_none(), url: cli.redis, ..Config::default() };
+    let config = Config::default().namespace(cli.namespace).in_local_memory(cli.redis.is_none()).url(cli.redis);
     let kind = cli.engine;
     let component = cli.component.unwrap_or_else(default_component);
     let engine = match kind {
@@ -262,7 +261,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             };
             // The engines are built once the benchmark knows its Redis (it may start one).
             let engines = |url: &str| -> rtc_core::Result<Vec<(String, engine::Engine)>> {
-                let config = Config { url: Some(url.to_string()), in_local_memory: false, ..config.clone() };
+                let config = config.clone().url(Some(url.to_string())).in_local_memory(false);
                 let mut engines = vec![("native".to_string(), engine::native(config.clone(), None)?)];
                 if component.exists() {
                     engines.push(("component".to_string(), engine::component(&component, config, None)?));

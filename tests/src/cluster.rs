@@ -54,7 +54,11 @@ impl RedisCluster {
     pub fn wait_ok(&self, deadline: Duration) {
         let until = Instant::now() + deadline;
         loop {
-            let ok = self.nodes.iter().filter(|n| n.pid().is_some()).all(|n| n.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok"));
+            let ok = self
+                .nodes
+                .iter()
+                .filter(|n| n.pid().is_some())
+                .all(|n| n.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok"));
             if ok {
                 return;
             }
@@ -67,9 +71,10 @@ impl RedisCluster {
     pub fn wait_replicas_online(&self, replicas: usize, deadline: Duration) {
         let until = Instant::now() + deadline;
         loop {
-            let ok = self.masters().iter().all(|&m| {
-                self.nodes[m].cli(&["INFO", "replication"]).matches("state=online").count() >= replicas
-            });
+            let ok = self
+                .masters()
+                .iter()
+                .all(|&m| self.nodes[m].cli(&["INFO", "replication"]).matches("state=online").count() >= replicas);
             if ok {
                 return;
             }

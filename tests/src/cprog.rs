@@ -34,7 +34,8 @@ pub fn lib_dir() -> &'static Path {
     DIR.get_or_init(|| {
         let exe = std::env::current_exe().expect("current_exe");
         // target/release/deps/NAME-HASH -> target/release
-        let dir = exe.parent().and_then(Path::parent).expect("the test binary lives in target/<profile>/deps").to_path_buf();
+        let dir =
+            exe.parent().and_then(Path::parent).expect("the test binary lives in target/<profile>/deps").to_path_buf();
         for lib in ["librtc.so", "librtc.a"] {
             let path = dir.join(lib);
             let built = std::fs::metadata(&path).and_then(|m| m.modified()).unwrap_or_else(|_| {
@@ -125,7 +126,8 @@ pub fn compile_file(path: &Path, link: Link) -> PathBuf {
 /// with its output unless it exits 0 and reports no sanitizer error.
 /// Returns its stdout.
 pub fn run(program: &Path, args: &[&str]) -> String {
-    let out = run_checked(Command::new(program).args(args).env("ASAN_OPTIONS", ASAN_OPTIONS), &program.display().to_string());
+    let out =
+        run_checked(Command::new(program).args(args).env("ASAN_OPTIONS", ASAN_OPTIONS), &program.display().to_string());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("Sanitizer"), "{}: sanitizer report:\n{stderr}", program.display());
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -176,7 +178,12 @@ impl Running {
         self.stdout.read_to_string(&mut self.seen).expect("read a C program's stdout");
         let out = self.child.wait_with_output().expect("wait for a C program");
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "the C program failed ({}):\n--- stdout\n{}\n--- stderr\n{stderr}", out.status, self.seen);
+        assert!(
+            out.status.success(),
+            "the C program failed ({}):\n--- stdout\n{}\n--- stderr\n{stderr}",
+            out.status,
+            self.seen
+        );
         assert!(!stderr.contains("Sanitizer"), "sanitizer report:\n{stderr}");
         self.seen
     }

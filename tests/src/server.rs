@@ -29,12 +29,8 @@ impl RedisServer {
     pub fn start_with(extra: &[&str]) -> Self {
         let dir = std::env::temp_dir().join(crate::unique_namespace("rtc-redis"));
         std::fs::create_dir_all(&dir).expect("create a temp dir for redis-server");
-        let mut server = RedisServer {
-            child: None,
-            port: free_port(),
-            dir,
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-        };
+        let mut server =
+            RedisServer { child: None, port: free_port(), dir, extra: extra.iter().map(|s| s.to_string()).collect() };
         server.spawn();
         server
     }
@@ -152,8 +148,5 @@ fn binary() -> String {
 
 /// Returns a loopback port that was free a moment ago.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind a free loopback port")
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("bind a free loopback port")
 }

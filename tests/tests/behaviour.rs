@@ -56,7 +56,7 @@ impl Backend for RaceFirstRead {
 fn concurrent_first_readers_of_a_tag_agree_on_one_value() {
     const CALLERS: usize = 8;
     let redis = RedisServer::start();
-    let config = Config { namespace: unique_namespace("first-use"), url: Some(redis.url()), ..Config::default() };
+    let config = Config::default().namespace(unique_namespace("first-use")).url(Some(redis.url()));
     let backend = Arc::new(RaceFirstRead {
         inner: RedisBackend::new(&config).expect("backend"),
         barrier: Barrier::new(CALLERS),
@@ -484,11 +484,10 @@ fn absurd_lifetimes_are_invalid_arguments_not_redis_errors() {
         assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{seconds}: {err}");
     }
     cache.set_bytes("k", b"v", ["t"], Lifetime::Seconds(rtc_core::MAX_LIFETIME_SECS)).expect("100 years is fine");
-    for config in [
-        Config { default_lifetime: Some(u64::MAX), ..Config::default() },
-        Config { lifetime_for_tags: Some(u64::MAX), ..Config::default() },
-    ] {
-        let err = Cache::new(Config { url: Some(redis.url()), ..config }).err().expect("refused at build");
+    for config in
+        [Config::default().default_lifetime(Some(u64::MAX)), Config::default().lifetime_for_tags(Some(u64::MAX))]
+    {
+        let err = Cache::new(config.url(Some(redis.url()))).err().expect("refused at build");
         assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
     }
     let GetOrLock::Miss(ticket) = lookup(&cache, "k2", &["t"], Some(Duration::from_secs(u64::MAX))) else {

@@ -13,44 +13,26 @@ use rtc_tests::{RedisServer, unique_namespace};
 use serde_json::Value;
 
 /// The workloads the program must report, in order.
-const WORKLOADS: [&str; 5] = [
-    "c set",
-    "c get hit",
-    "c get miss",
-    "c get-or-compute hit",
-    "c invalidate",
-];
+const WORKLOADS: [&str; 5] = ["c set", "c get hit", "c get miss", "c get-or-compute hit", "c invalidate"];
 
 /// The repository's root (from this test's own manifest dir: the sources it was built from).
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent")
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
 }
 
 /// The release folder this test binary was built in, which holds librtc.a.
 fn lib_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
     // target/release/deps/c_bench-HASH -> target/release
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("the test binary lives in target/<profile>/deps")
-        .to_path_buf();
+    let dir =
+        exe.parent().and_then(Path::parent).expect("the test binary lives in target/<profile>/deps").to_path_buf();
     let lib = dir.join("librtc.a");
-    assert!(
-        lib.is_file(),
-        "{} is missing: build librtc first with `cargo build --release`",
-        lib.display()
-    );
+    assert!(lib.is_file(), "{} is missing: build librtc first with `cargo build --release`", lib.display());
     dir
 }
 
 fn run_checked(cmd: &mut Command, what: &str) -> Output {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {what} ({cmd:?}): {e}"));
+    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {what} ({cmd:?}): {e}"));
     assert!(
         out.status.success(),
         "{what} failed ({}):\n--- command\n{cmd:?}\n--- stdout\n{}\n--- stderr\n{}",
@@ -115,20 +97,14 @@ fn the_c_benchmark_reports_every_workload_as_json() {
         let out = bench(&program, &args);
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            out.status.success(),
-            "bench {args:?} failed ({}):\n{stdout}\n{stderr}",
-            out.status
-        );
+        assert!(out.status.success(), "bench {args:?} failed ({}):\n{stdout}\n{stderr}", out.status);
         assert!(!stderr.contains("Sanitizer"), "sanitizer report:\n{stderr}");
         assert_eq!(stdout.lines().count(), 1, "one JSON object on one line:\n{stdout}");
         let report: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{stdout}"));
 
         assert_eq!(report["engine"], "c");
         assert_eq!(report["threads"], threads);
-        let results = report["results"]
-            .as_array()
-            .unwrap_or_else(|| panic!("no results array: {report}"));
+        let results = report["results"].as_array().unwrap_or_else(|| panic!("no results array: {report}"));
         let names: Vec<&str> = results.iter().filter_map(|r| r["workload"].as_str()).collect();
         assert_eq!(names, WORKLOADS, "{report}");
         // 12 ops in blocks of 5 round up to 3 blocks of 5 per thread, as `rtc bench` counts them.
@@ -136,38 +112,23 @@ fn the_c_benchmark_reports_every_workload_as_json() {
         for row in results {
             assert_eq!(row["threads"], threads, "{row}");
             assert_eq!(row["ops"], ops, "{row}");
-            let number = |field: &str| {
-                row[field]
-                    .as_f64()
-                    .unwrap_or_else(|| panic!("{field} is not a number: {row}"))
-            };
+            let number = |field: &str| row[field].as_f64().unwrap_or_else(|| panic!("{field} is not a number: {row}"));
             assert!(number("ops_per_s") > 0.0, "{row}");
             assert!(number("p50_us") > 0.0 && number("p50_us") <= number("p99_us"), "{row}");
         }
         for name in WORKLOADS {
-            let trips = report["round_trips"][name]
-                .as_f64()
-                .unwrap_or_else(|| panic!("no round trips for {name}: {report}"));
+            let trips =
+                report["round_trips"][name].as_f64().unwrap_or_else(|| panic!("no round trips for {name}: {report}"));
             assert!(trips > 0.0, "{name}: {trips}");
         }
         assert!(report["peak_rss_kib"].as_u64().is_some_and(|k| k > 0), "{report}");
     }
 
     // The program really worked on this Redis: Rust reads what it stored.
-    let rust = Cache::builder()
-        .namespace(ns.as_str())
-        .url(Some(redis.url()))
-        .build()
-        .expect("build");
+    let rust = Cache::builder().namespace(ns.as_str()).url(Some(redis.url())).build().expect("build");
     let tags = ["bench:a", "bench:b", "bench:c"];
-    assert_eq!(
-        rust.get_bytes("bench:hit", tags).expect("get bench:hit"),
-        Some(vec![b'x'; 100])
-    );
-    assert_eq!(
-        rust.get_bytes("bench:set:2:14", tags).expect("get a set entry"),
-        Some(vec![b'x'; 100])
-    );
+    assert_eq!(rust.get_bytes("bench:hit", tags).expect("get bench:hit"), Some(vec![b'x'; 100]));
+    assert_eq!(rust.get_bytes("bench:set:2:14", tags).expect("get a set entry"), Some(vec![b'x'; 100]));
     assert_eq!(rust.get_bytes("bench:absent", tags).expect("get bench:absent"), None);
 }
 
@@ -182,19 +143,7 @@ fn the_stepped_mode_runs_one_round_per_line() {
     let redis = RedisServer::start();
     let ns = unique_namespace("c-bench-stepped");
     let mut child = Command::new(&program)
-        .args([
-            "--url",
-            &redis.url(),
-            "--namespace",
-            &ns,
-            "--ops",
-            "6",
-            "--block",
-            "3",
-            "--threads",
-            "2",
-            "--stepped",
-        ])
+        .args(["--url", &redis.url(), "--namespace", &ns, "--ops", "6", "--block", "3", "--threads", "2", "--stepped"])
         .env("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0:halt_on_error=1")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -206,10 +155,7 @@ fn the_stepped_mode_runs_one_round_per_line() {
     stdout.read_line(&mut ready).expect("read ready");
     assert_eq!(ready, "ready\n");
     for round in 0..2 {
-        stdin
-            .write_all(b"round\n")
-            .and_then(|()| stdin.flush())
-            .expect("ask for a round");
+        stdin.write_all(b"round\n").and_then(|()| stdin.flush()).expect("ask for a round");
         let mut line = String::new();
         stdout.read_line(&mut line).expect("read the acknowledgement");
         assert_eq!(line, format!("round {round}\n"));
@@ -219,28 +165,13 @@ fn the_stepped_mode_runs_one_round_per_line() {
     stdout.read_to_string(&mut rest).expect("read the report");
     assert!(child.wait().expect("wait").success(), "{rest}");
     let report: Value = serde_json::from_str(rest.trim()).unwrap_or_else(|e| panic!("not JSON ({e}):\n{rest}"));
-    let results = report["results"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no results: {report}"));
+    let results = report["results"].as_array().unwrap_or_else(|| panic!("no results: {report}"));
     assert_eq!(results.len(), WORKLOADS.len(), "{report}");
-    assert!(
-        results.iter().all(|r| r["ops"] == 12),
-        "2 rounds of 3 ops on 2 threads: {report}"
-    );
+    assert!(results.iter().all(|r| r["ops"] == 12), "2 rounds of 3 ops on 2 threads: {report}");
 
     // A driver that goes away mid-run stops the program with an error, not a report.
     let out = Command::new(&program)
-        .args([
-            "--url",
-            &redis.url(),
-            "--namespace",
-            &ns,
-            "--ops",
-            "6",
-            "--block",
-            "3",
-            "--stepped",
-        ])
+        .args(["--url", &redis.url(), "--namespace", &ns, "--ops", "6", "--block", "3", "--stepped"])
         .stdin(Stdio::null())
         .output()
         .expect("run");
@@ -258,24 +189,13 @@ fn the_c_benchmark_refuses_bad_arguments() {
         &["--url", "redis://x/", "--frobnicate", "1"],
     ] {
         let out = bench(&program, args);
-        assert_eq!(
-            out.status.code(),
-            Some(2),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
         assert!(out.stdout.is_empty(), "{args:?} printed no report");
-        assert!(
-            String::from_utf8_lossy(&out.stderr).contains("usage: bench"),
-            "{args:?}"
-        );
+        assert!(String::from_utf8_lossy(&out.stderr).contains("usage: bench"), "{args:?}");
     }
     // A Redis that is not there is a setup error with rtc's message, not a report.
     let dead = rtc_tests::server::free_port();
-    let out = bench(
-        &program,
-        &["--url", &format!("redis://127.0.0.1:{dead}/"), "--ops", "1"],
-    );
+    let out = bench(&program, &["--url", &format!("redis://127.0.0.1:{dead}/"), "--ops", "1"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("RTC_RESULT_BACKEND_UNAVAILABLE"),

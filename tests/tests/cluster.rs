@@ -30,11 +30,12 @@ fn cluster_scenarios_spread_and_failover() {
         cache.set_bytes(&format!("k{i}"), b"v", ["t"], Lifetime::Default).expect("set");
     }
     let masters = cluster.masters();
-    let busy = masters
-        .iter()
-        .filter(|&&m| cluster.nodes[m].cli(&["DBSIZE"]).parse::<u64>().unwrap_or(0) > 0)
-        .count();
-    assert!(busy >= 2, "entries of one namespace should spread over the masters ({busy} of {} hold keys)", masters.len());
+    let busy = masters.iter().filter(|&&m| cluster.nodes[m].cli(&["DBSIZE"]).parse::<u64>().unwrap_or(0) > 0).count();
+    assert!(
+        busy >= 2,
+        "entries of one namespace should spread over the masters ({busy} of {} hold keys)",
+        masters.len()
+    );
     assert_eq!(cache.get_bytes("k7", ["t"]).expect("get"), Some(b"v".to_vec()));
     cache.invalidate("t").expect("invalidate");
     assert_eq!(cache.get_bytes("k7", ["t"]).expect("get"), None);
@@ -74,10 +75,11 @@ fn cluster_scenarios_spread_and_failover() {
 fn the_component_and_native_share_a_cluster() {
     let cluster = RedisCluster::start(3, 0);
     let ns = unique_namespace("cluster-component");
-    let config = rtc_core::Config { namespace: ns.clone(), cluster_nodes: cluster.urls(), ..rtc_core::Config::default() };
-    let component = rtc_host::ComponentCache::new(rtc_host::default_component_path(), config).expect("component on a cluster");
+    let config = rtc_core::Config::default().namespace(ns.clone()).cluster_nodes(cluster.urls());
+    let component =
+        rtc_host::ComponentCache::new(rtc_host::default_component_path(), config).expect("component on a cluster");
     run_table("component-cluster", |ns| {
-        let config = rtc_core::Config { namespace: ns.into(), cluster_nodes: cluster.urls(), ..rtc_core::Config::default() };
+        let config = rtc_core::Config::default().namespace(ns).cluster_nodes(cluster.urls());
         Box::new(rtc_tests::CacheSurface(
             rtc_host::ComponentCache::new(rtc_host::default_component_path(), config).expect("component"),
         ))

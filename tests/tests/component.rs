@@ -14,7 +14,7 @@ use rtc_tests::component_surface::component_runtime;
 use rtc_tests::{RedisServer, run_table, unique_namespace};
 
 fn on_redis(redis: &RedisServer, namespace: &str) -> Config {
-    Config { namespace: namespace.into(), url: Some(redis.url()), ..Config::default() }
+    Config::default().namespace(namespace).url(Some(redis.url()))
 }
 
 #[test]
@@ -31,7 +31,7 @@ fn scenario_table_on_redis() {
 fn scenario_table_on_the_host_memory_backend() {
     let runtime = component_runtime();
     run_table("component-memory", |ns| {
-        let config = Config { namespace: ns.into(), in_local_memory: true, ..Config::default() };
+        let config = Config::default().namespace(ns).in_local_memory(true);
         let cache = ComponentCache::builder(Arc::clone(&runtime)).config(config).build().expect("build");
         Box::new(CacheSurface(cache))
     });
@@ -41,7 +41,7 @@ fn scenario_table_on_the_host_memory_backend() {
 fn scenario_table_in_guest_memory() {
     let runtime = component_runtime();
     run_table("component-guest-memory", |ns| {
-        let config = Config { namespace: ns.into(), ..Config::default() };
+        let config = Config::default().namespace(ns);
         let cache =
             ComponentCache::builder(Arc::clone(&runtime)).config(config).guest_memory(true).build().expect("build");
         Box::new(CacheSurface(cache))
@@ -59,7 +59,7 @@ fn the_convenience_constructor_picks_the_backend_from_the_config() {
     let native = Cache::new(on_redis(&redis, &ns)).expect("native");
     assert_eq!(native.get_bytes("k", ["t"]).expect("get"), Some(b"v".to_vec()), "the component wrote to that Redis");
 
-    let memory = Config { namespace: ns, in_local_memory: true, ..Config::default() };
+    let memory = Config::default().namespace(ns).in_local_memory(true);
     let component = ComponentCache::new(&path, memory).expect("component in memory");
     assert_eq!(component.get_bytes("k", ["t"]).expect("get"), None, "memory is not Redis");
     component.set_bytes("k", b"m", ["t"], Lifetime::Default).expect("set");
@@ -135,7 +135,7 @@ fn native_and_component_share_entries_and_invalidations_on_redis() {
 #[test]
 fn native_and_component_share_entries_and_invalidations_in_memory() {
     let memory: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
-    let config = Config { namespace: unique_namespace("crossover-memory"), ..Config::default() };
+    let config = Config::default().namespace(unique_namespace("crossover-memory"));
     let native = Cache::builder().config(config.clone()).backend(Arc::clone(&memory)).build().expect("native");
     let component =
         ComponentCache::builder(component_runtime()).config(config).backend(memory).build().expect("component");

@@ -29,7 +29,7 @@ fn recording_hook(seen: &Seen) -> impl Fn(&rtc_core::HookEvent<'_>) + Send + Syn
 }
 
 fn memory_config(prefix: &str) -> Config {
-    Config { namespace: unique_namespace(prefix), ..Config::default() }
+    Config::default().namespace(unique_namespace(prefix))
 }
 
 #[test]
@@ -98,7 +98,7 @@ fn the_hook_receives_every_cache_info_field_as_natively() {
 #[test]
 fn the_split_get_or_compute_locks_waits_and_wakes() {
     let redis = RedisServer::start();
-    let config = Config { namespace: unique_namespace("split"), url: Some(redis.url()), ..Config::default() };
+    let config = Config::default().namespace(unique_namespace("split")).url(Some(redis.url()));
     let seen: Seen = Arc::default();
     let cache = ComponentCache::builder(component_runtime())
         .config(config)
@@ -192,7 +192,7 @@ fn wait_for_blocked_clients(redis: &RedisServer, n: usize) {
 #[test]
 fn many_threads_share_one_cache_and_compute_once_under_the_lock() {
     let redis = RedisServer::start();
-    let config = Config { namespace: unique_namespace("threads"), url: Some(redis.url()), ..Config::default() };
+    let config = Config::default().namespace(unique_namespace("threads")).url(Some(redis.url()));
     let seen: Seen = Arc::default();
     let cache = ComponentCache::builder(component_runtime())
         .config(config)
@@ -367,7 +367,7 @@ fn a_misbehaving_backend_gives_errors_and_leaves_the_host_usable() {
 #[test]
 fn a_panicking_hook_is_contained() {
     let cache = ComponentCache::builder(component_runtime())
-        .config(Config { in_local_memory: true, ..memory_config("hook-panic") })
+        .config(memory_config("hook-panic").in_local_memory(true))
         .hook(|_| panic!("the hook broke (on purpose, in a test)"))
         .build()
         .expect("component");
@@ -380,12 +380,10 @@ fn a_panicking_hook_is_contained() {
 fn redis_down_is_backend_unavailable_and_recovers() {
     let mut redis = RedisServer::start();
     let seen: Seen = Arc::default();
-    let config = Config {
-        namespace: unique_namespace("down"),
-        url: Some(redis.url()),
-        socket_connect_timeout: Duration::from_millis(500),
-        ..Config::default()
-    };
+    let config = Config::default()
+        .namespace(unique_namespace("down"))
+        .url(Some(redis.url()))
+        .socket_connect_timeout(Duration::from_millis(500));
     let cache = ComponentCache::builder(component_runtime())
         .config(config)
         .hook(recording_hook(&seen))
@@ -412,7 +410,7 @@ fn redis_down_is_backend_unavailable_and_recovers() {
 #[test]
 fn values_above_max_value_size_are_invalid_arguments() {
     let cache = ComponentCache::builder(component_runtime())
-        .config(Config { in_local_memory: true, max_value_size: 8, ..memory_config("max-size") })
+        .config(memory_config("max-size").in_local_memory(true).max_value_size(8usize))
         .build()
         .expect("component");
     cache.set_bytes("k", b"12345678", ["t"], Lifetime::Default).expect("8 bytes fit");
@@ -434,7 +432,7 @@ fn values_above_max_value_size_are_invalid_arguments() {
 #[test]
 fn a_disabled_cache_stores_nothing() {
     let cache = ComponentCache::builder(component_runtime())
-        .config(Config { disabled: true, ..memory_config("disabled") })
+        .config(memory_config("disabled").disabled(true))
         .build()
         .expect("component");
     cache.set_bytes("k", b"v", ["t"], Lifetime::Default).expect("set");
@@ -468,7 +466,7 @@ fn a_runtime_of_its_own_limits_instances() {
     let runtime = ComponentRuntime::load_with(&path, RuntimeOptions::default().max_instances(2)).expect("runtime");
     let seen: Seen = Arc::default();
     let cache = ComponentCache::builder(runtime)
-        .config(Config { in_local_memory: true, ..memory_config("limits") })
+        .config(memory_config("limits").in_local_memory(true))
         .hook(recording_hook(&seen))
         .max_instances(8)
         .build()

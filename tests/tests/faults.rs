@@ -237,7 +237,7 @@ impl Backend for HidesInvalidations {
 #[test]
 fn the_load_check_catches_a_cache_that_hides_invalidations() {
     let redis = RedisServer::start();
-    let config = Config { url: Some(redis.url()), ..Config::default() };
+    let config = Config::default().url(Some(redis.url()));
     let backend = HidesInvalidations { inner: RedisBackend::new(&config).expect("backend"), first: Mutex::default() };
     let load = Load::with_backend(&redis, "hides-invalidations", CONNECT_TIMEOUT, Some(Arc::new(backend)));
     load.run(|| load.progress.wait("load", |ops, _| ops >= 3_000));

@@ -23,11 +23,7 @@ fn replay(cache: &Cache, data: &[u8]) {
 }
 
 fn cache() -> Cache {
-    Cache::builder()
-        .namespace("fuzz-regressions")
-        .in_local_memory(true)
-        .build()
-        .expect("memory cache")
+    Cache::builder().namespace("fuzz-regressions").in_local_memory(true).build().expect("memory cache")
 }
 
 /// `n` nested one-element arrays around a zero: deeper than any decoder should recurse.
@@ -44,29 +40,14 @@ fn hostile_values_decode_to_errors_or_values_never_a_crash() {
         ("empty", vec![]),
         ("break byte alone", vec![0xff]),
         ("reserved additional info", vec![0x1c]),
-        (
-            "array of 2^64-1 items, none present",
-            vec![0x9b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
-        ),
-        (
-            "byte string of 2^64-1 bytes, none present",
-            vec![0x5b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
-        ),
-        (
-            "text string of 2^32-1 bytes, 3 present",
-            vec![0x7a, 0xff, 0xff, 0xff, 0xff, b'a', b'b', b'c'],
-        ),
-        (
-            "map of 2^64-1 pairs",
-            vec![0xbb, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
-        ),
+        ("array of 2^64-1 items, none present", vec![0x9b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]),
+        ("byte string of 2^64-1 bytes, none present", vec![0x5b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]),
+        ("text string of 2^32-1 bytes, 3 present", vec![0x7a, 0xff, 0xff, 0xff, 0xff, b'a', b'b', b'c']),
+        ("map of 2^64-1 pairs", vec![0xbb, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]),
         ("invalid UTF-8 text", vec![0x62, 0xc3, 0x28]),
         ("indefinite text of byte chunks", vec![0x7f, 0x41, b'a', 0xff]),
         ("indefinite array never closed", vec![0x9f, 0x01, 0x02]),
-        (
-            "nested indefinite arrays",
-            [vec![0x9f; 4096], vec![0xff; 4096]].concat(),
-        ),
+        ("nested indefinite arrays", [vec![0x9f; 4096], vec![0xff; 4096]].concat()),
         ("tag around tag", [[0xd8, 0x18].repeat(2048), vec![0x00]].concat()),
         ("deep arrays (10 000)", nested_arrays(10_000)),
         ("deep arrays (1 000 000)", nested_arrays(1_000_000)),
@@ -74,10 +55,7 @@ fn hostile_values_decode_to_errors_or_values_never_a_crash() {
         ("u64::MAX", vec![0x1b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]),
         ("negative bignum tag", vec![0xc3, 0x49, 0x01, 0, 0, 0, 0, 0, 0, 0, 0]),
         ("half-float NaN", vec![0xf9, 0x7e, 0x00]),
-        (
-            "enum as a map with a wrong variant",
-            vec![0xa1, 0x64, b'N', b'o', b'p', b'e', 0x00],
-        ),
+        ("enum as a map with a wrong variant", vec![0xa1, 0x64, b'N', b'o', b'p', b'e', 0x00]),
         ("valid record then trailing garbage", {
             let r = Record {
                 id: 1,
@@ -107,10 +85,7 @@ fn valid_values_of_every_representative_type_round_trip_through_the_cache() {
         tags: vec![String::new(), "x".repeat(300)],
         score: Some(i64::MIN),
         attributes: [("k".to_string(), vec![0, 255])].into_iter().collect(),
-        kind: Kind::Named {
-            flag: true,
-            items: vec![0, u16::MAX],
-        },
+        kind: Kind::Named { flag: true, items: vec![0, u16::MAX] },
     };
     let deep = (0..64).fold(Tree::Leaf(1), |t, _| Tree::Node(vec![t]));
     for data in [

@@ -648,7 +648,7 @@ fn first_creation_of_a_tag_the_reference_overwrites_rtc_does_not() {
     // the winner: an entry the reference stored in between survives.
     let (reached, reached_rx) = mpsc::channel();
     let (resume_tx, resume) = mpsc::channel();
-    let config = Config { namespace: ns.clone(), url: Some(redis.url()), ..Config::default() };
+    let config = Config::default().namespace(ns.clone()).url(Some(redis.url()));
     let backend = PauseFirstCreation {
         inner: RedisBackend::new(&config).expect("backend"),
         armed: AtomicBool::new(true),
@@ -816,7 +816,7 @@ fn the_component_shares_entries_invalidations_and_the_lock_with_python() {
     let seen: Seen = Arc::default();
     let sink = Arc::clone(&seen);
     let component = ComponentCache::builder(runtime)
-        .config(Config { namespace: ns.clone(), url: Some(redis.url()), ..Config::default() })
+        .config(Config::default().namespace(ns.clone()).url(Some(redis.url())))
         .hook(move |event| sink.lock().expect("hook sink").push(event.info.clone()))
         .build()
         .expect("build a component cache");

@@ -21,7 +21,7 @@ impl Backend for Counting {
 }
 
 fn counting_cache(redis: &RedisServer, ns: &str) -> (Cache, Arc<Counting>) {
-    let config = Config { namespace: ns.to_owned(), url: Some(redis.url()), ..Config::default() };
+    let config = Config::default().namespace(ns.to_owned()).url(Some(redis.url()));
     let counting =
         Arc::new(Counting { inner: RedisBackend::new(&config).expect("backend"), batches: AtomicUsize::new(0) });
     let cache = Cache::builder().config(config).backend(counting.clone()).build().expect("build");

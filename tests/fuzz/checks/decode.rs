@@ -80,7 +80,11 @@ pub fn check(cache: &Cache, data: &[u8]) {
         Some(r) => assert_eq!(got, r, "a decodable value is a hit"),
         None => {
             assert_eq!(got, computed, "undecodable bytes are computed over");
-            assert_eq!(cache.get::<Record>("k", ["t"]).expect("get"), Some(computed), "the computed value replaced the garbage");
+            assert_eq!(
+                cache.get::<Record>("k", ["t"]).expect("get"),
+                Some(computed),
+                "the computed value replaced the garbage"
+            );
         }
     }
 }
