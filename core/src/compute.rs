@@ -195,7 +195,8 @@ impl<C: Codec> Cache<C> {
     }
 
     /// Get-or-compute on [`Cache::get_or_lock`] and [`Cache::set_and_unlock`],
-    /// which do the accounting and call the hook.
+    /// which do the accounting and call the hook; the control flow is
+    /// [`crate::two_step::get_or_compute`], shared with the wasmtime host.
     fn run<T, E>(
         &self,
         options: &ComputeOptions,
@@ -203,21 +204,7 @@ impl<C: Codec> Cache<C> {
         compute: impl FnOnce() -> Result<T, E>,
         encode: impl Fn(&T) -> Result<Vec<u8>>,
     ) -> Result<T, E> {
-        let ticket = match self.get_or_lock(options).decoded(decode) {
-            Ok(value) => return Ok(value),
-            Err(ticket) => ticket,
-        };
-        match compute() {
-            Ok(value) => {
-                let _ = self.set_and_unlock(ticket, encode(&value));
-                Ok(value)
-            }
-            Err(e) => {
-                // Nothing to store: free the lock now so a waiter can compute.
-                let _ = self.release(ticket);
-                Err(e)
-            }
-        }
+        crate::two_step::get_or_compute(self, options, decode, compute, encode)
     }
 
     /// Returns a cached version of `function`: calling it with arguments

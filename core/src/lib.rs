@@ -49,6 +49,7 @@ mod raw;
 mod snapshot;
 mod step;
 mod tags;
+mod two_step;
 
 pub use backend::{Backend, Command, DisabledBackend, Reply};
 #[cfg(feature = "redis")]
@@ -76,4 +77,5 @@ pub use tags::{NO_TAGS, Tags};
 pub mod adapter {
     pub use crate::accounting::Accounting;
     pub use crate::error::WitErrorCase;
+    pub use crate::two_step::{Lookup, TwoStep, get_or_compute};
 }

@@ -6,7 +6,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
-use rtc_core::adapter::Accounting;
+use rtc_core::adapter::{Accounting, Lookup, TwoStep};
 use rtc_core::{
     Backend, CacheInfo, Cbor, Codec, ComputeOptions, Config, DisabledBackend, Error, ErrorKind, Hook, HookEvent,
     Lifetime, LockStats, MemoryBackend, Result, Tags, Target,
@@ -389,12 +389,9 @@ impl ComponentCache {
         self.run(options, |bytes| Ok(bytes.to_vec()), compute, |value| Ok(value.clone()))
     }
 
-    /// Get-or-compute on the component: `get-or-lock`, the computation, then
-    /// `set-and-unlock`. The component does the accounting and reports the
-    /// call to the hook; `shadow` (core's accounting) measures it too, and
-    /// holds an error only for what the component never saw or could not
-    /// report (no instance, a trap, an encode failure): then the host
-    /// reports the call itself.
+    /// Get-or-compute on the component, with core's control flow
+    /// ([`rtc_core::adapter::get_or_compute`]) over the component's
+    /// `get-or-lock` and `set-and-unlock` (see the [`TwoStep`] impl below).
     fn run<T, E>(
         &self,
         options: &ComputeOptions,
@@ -402,44 +399,7 @@ impl ComponentCache {
         compute: impl FnOnce() -> Result<T, E>,
         encode: impl Fn(&T) -> Result<Vec<u8>>,
     ) -> Result<T, E> {
-        let (key, tags, lifetime) = (options.cache_key(), options.tag_list(), options.entry_lifetime());
-        let mut shadow = Accounting::start(options);
-        let hook = CallHook::reporting(options.userdata().cloned());
-        let (ticket, overwrite) = match self.lookup(options, hook) {
-            Ok(GetOrLock::Hit(bytes, _)) => match decode(&bytes) {
-                Ok(value) => return Ok(value),
-                Err(e) => {
-                    tracing::warn!(key, error = %e, "cached bytes do not decode; computing and overwriting");
-                    (None, true)
-                }
-            },
-            Ok(GetOrLock::Locked(t) | GetOrLock::Miss(t)) => (Some(t), false),
-            Err(failure) => {
-                unanswered(&mut shadow, key, failure, "cache bypassed");
-                (None, false)
-            }
-        };
-        shadow.looked_up(ticket.as_ref().map(Ticket::stats).unwrap_or_default());
-        let value = compute()?; // on Err the ticket drops here and releases the lock
-        let encoded = encode(&value);
-        shadow.computed(encoded.as_ref().map(Vec::len).map_err(Error::clone));
-        let stored = match (&encoded, ticket) {
-            // The ticket drops (releasing the lock); the component reports nothing for it.
-            (Err(e), _) => {
-                tracing::warn!(key, error = %e, "cannot encode the computed value");
-                Ok(())
-            }
-            (Ok(bytes), Some(ticket)) => store_ticket(ticket, bytes),
-            (Ok(bytes), None) if overwrite => self.set_bytes(key, bytes, tags, lifetime).map_err(Failure::answered),
-            (Ok(_), None) => Ok(()),
-        };
-        if let Err(failure) = stored {
-            unanswered(&mut shadow, key, failure, "cannot store the computed value");
-        }
-        if shadow.info().error.is_some() {
-            self.pool.report(key, tags, &shadow.finish(), options.userdata().map(|u| &**u));
-        }
-        Ok(value)
+        rtc_core::adapter::get_or_compute(self, options, decode, compute, encode)
     }
 
     /// Runs `get-or-lock` and turns its outcome into [`GetOrLock`].
@@ -507,6 +467,80 @@ impl ComponentCache {
         let healthy = result.as_ref().map_or_else(|f| !f.trapped, |_| true);
         self.pool.release(slot, healthy);
         result.map_err(|f| f.error)
+    }
+}
+
+/// A get-or-compute waiting for its value on the component: the component's
+/// ticket (none when the lookup failed, or for an overwrite of undecodable
+/// bytes) and core's accounting of the call, which the host reports only for
+/// what the component could not (no instance, a trap, an encode failure).
+pub struct PendingCall {
+    ticket: Option<Ticket>,
+    overwrite: bool,
+    shadow: Accounting,
+}
+
+/// The component's two calls, for core's get-or-compute. The component does
+/// the accounting and reports to the hook; the host's `shadow` measures too.
+impl TwoStep for ComponentCache {
+    type Hit = Vec<u8>;
+    type Ticket = PendingCall;
+
+    fn lookup(&self, options: &ComputeOptions) -> Lookup<Vec<u8>, PendingCall> {
+        let mut shadow = Accounting::start(options);
+        let hook = CallHook::reporting(options.userdata().cloned());
+        let ticket = match self.lookup(options, hook) {
+            Ok(GetOrLock::Hit(bytes, _)) => return Lookup::Hit(bytes),
+            Ok(GetOrLock::Locked(t) | GetOrLock::Miss(t)) => Some(t),
+            Err(failure) => {
+                unanswered(&mut shadow, options.cache_key(), failure, "cache bypassed");
+                None
+            }
+        };
+        shadow.looked_up(ticket.as_ref().map(Ticket::stats).unwrap_or_default());
+        Lookup::Compute(PendingCall { ticket, overwrite: false, shadow })
+    }
+
+    fn value(hit: &Vec<u8>) -> &[u8] {
+        hit
+    }
+
+    fn finish_hit(&self, _: &ComputeOptions, _: Vec<u8>) {
+        // The component reported the hit.
+    }
+
+    fn undecodable(&self, options: &ComputeOptions, _: Vec<u8>, error: Error) -> PendingCall {
+        tracing::warn!(key = options.cache_key(), error = %error, "cached bytes do not decode; computing and overwriting");
+        let mut shadow = Accounting::start(options);
+        shadow.looked_up(LockStats::default());
+        PendingCall { ticket: None, overwrite: true, shadow }
+    }
+
+    fn store(&self, options: &ComputeOptions, call: PendingCall, encoded: Result<Vec<u8>>) {
+        let PendingCall { ticket, overwrite, mut shadow } = call;
+        let (key, tags, lifetime) = (options.cache_key(), options.tag_list(), options.entry_lifetime());
+        shadow.computed(encoded.as_ref().map(Vec::len).map_err(Error::clone));
+        let stored = match (&encoded, ticket) {
+            // The ticket drops (releasing the lock); the component reports nothing for it.
+            (Err(e), _) => {
+                tracing::warn!(key, error = %e, "cannot encode the computed value");
+                Ok(())
+            }
+            (Ok(bytes), Some(ticket)) => store_ticket(ticket, bytes),
+            (Ok(bytes), None) if overwrite => self.set_bytes(key, bytes, tags, lifetime).map_err(Failure::answered),
+            (Ok(_), None) => Ok(()),
+        };
+        if let Err(failure) = stored {
+            unanswered(&mut shadow, key, failure, "cannot store the computed value");
+        }
+        if shadow.info().error.is_some() {
+            self.pool.report(key, tags, &shadow.finish(), options.userdata().map(|u| &**u));
+        }
+    }
+
+    fn give_up(&self, _: &ComputeOptions, call: PendingCall) {
+        // Dropping the component's ticket releases its lock (the guest's destructor).
+        drop(call);
     }
 }
 

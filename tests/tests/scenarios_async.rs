@@ -133,3 +133,35 @@ fn blocked_clients(redis: &RedisServer) -> usize {
     let info = redis.cli(&["INFO", "clients"]);
     info.lines().find_map(|l| l.strip_prefix("blocked_clients:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
 }
+
+#[test]
+fn the_async_api_reports_to_the_hook_as_the_sync_one_does() {
+    let redis = RedisServer::start();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let hook_seen = Arc::clone(&seen);
+    let cache = Cache::builder()
+        .namespace(unique_namespace("async-hook"))
+        .url(Some(redis.url()))
+        .hook(move |e| hook_seen.lock().expect("seen").push((e.key.to_string(), e.info.clone())))
+        .build_async()
+        .expect("async");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let options = ComputeOptions::key("h").tags(["t"]).lock(true);
+    runtime.block_on(async {
+        assert_eq!(cache.get_or_compute(&options, || async { 5u8 }).await, 5);
+        assert_eq!(cache.get_or_compute(&options, || async { 6u8 }).await, 5, "a hit");
+        // The two-step form reports the same way: a hit now.
+        match cache.get_or_lock(&options).await {
+            rtc_core::GetOrLock::Hit(hit) => assert!(hit.finish().1.hit),
+            other => panic!("expected a hit: {other:?}"),
+        }
+        // A computation that fails stores nothing, releases the lock and is not reported.
+        let failed: Result<u8, &str> =
+            cache.try_get_or_compute(&ComputeOptions::key("f").lock(true), || async { Err("no") }).await;
+        assert_eq!(failed, Err("no"));
+    });
+    let seen = seen.lock().expect("seen");
+    let flags: Vec<(bool, bool, bool)> = seen.iter().map(|(_, i)| (i.hit, i.lock_full_miss, i.lock_full_hit)).collect();
+    assert_eq!(flags, vec![(false, true, false), (true, false, true), (true, false, true)], "{seen:?}");
+    assert!(seen.iter().all(|(k, i)| k == "h" && i.error.is_none()));
+}
