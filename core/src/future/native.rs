@@ -11,7 +11,7 @@ use super::{AsyncBackend, BoxFuture};
 use crate::backend::{Command, Reply};
 use crate::config::Config;
 use crate::error::Result;
-use crate::native::{client, map_error, replies, to_cmd};
+use crate::native::{client, map_error, pipeline, replies, to_cmd};
 
 /// How many idle connections for blocking waits are kept.
 const IDLE_WAITERS: usize = 8;
@@ -58,14 +58,7 @@ impl AsyncRedisBackend {
     }
 
     async fn run(&self, commands: &[Command]) -> Result<Vec<Reply>> {
-        let mut pipe = redis::pipe();
-        let mut blocking = Duration::ZERO;
-        for command in commands {
-            pipe.add_command(to_cmd(command));
-            if let Command::Blpop { timeout, .. } = command {
-                blocking = blocking.saturating_add(*timeout);
-            }
-        }
+        let (mut pipe, blocking) = pipeline(commands);
         // Server error replies come back as values, each answering its own command.
         pipe.ignore_errors();
         if blocking.is_zero() {

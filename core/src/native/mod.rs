@@ -43,6 +43,20 @@ pub(crate) fn replies(commands: &[Command], values: Vec<Value>) -> Result<Vec<Re
         .collect()
 }
 
+/// The batch as one pipeline, and how long its `BLPOP`s may keep the server
+/// silent (the read timeout must stretch by that much).
+pub(crate) fn pipeline(commands: &[Command]) -> (redis::Pipeline, std::time::Duration) {
+    let mut pipe = redis::pipe();
+    let mut blocking = std::time::Duration::ZERO;
+    for command in commands {
+        pipe.add_command(to_cmd(command));
+        if let Command::Blpop { timeout, .. } = command {
+            blocking = blocking.saturating_add(*timeout);
+        }
+    }
+    (pipe, blocking)
+}
+
 pub(crate) fn to_cmd(command: &Command) -> redis::Cmd {
     match command {
         Command::Get { key } => redis::cmd("GET").arg(key).to_owned(),

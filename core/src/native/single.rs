@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use redis::{ConnectionAddr, ConnectionLike, IntoConnectionInfo, Value};
 
 use super::pool::Pool;
-use super::{map_error, replies, tls_certificates, to_cmd};
+use super::{map_error, pipeline, replies, tls_certificates};
 use crate::backend::{Backend, Command, Reply};
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
@@ -73,14 +73,7 @@ impl Backend for RedisBackend {
         if commands.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
-        let mut blocking = Duration::ZERO;
-        for command in commands {
-            pipe.add_command(to_cmd(command));
-            if let Command::Blpop { timeout, .. } = command {
-                blocking = blocking.saturating_add(*timeout);
-            }
-        }
+        let (pipe, blocking) = pipeline(commands);
         // A pooled connection may have died with a Redis restart: retry once on
         // a fresh one. Every command the cache sends is safe to repeat.
         let mut attempt = 0;
