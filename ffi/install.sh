@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs librtc into a prefix: the shared and static libraries, the header,
-# and two pkg-config files (rtc: shared, rtc-static: static).
+# Installs librtc into a prefix: the shared library (librtc.so.VERSION, with
+# the links librtc.so.ABI, its SONAME, and librtc.so), the static library,
+# the header, and two pkg-config files (rtc: shared, rtc-static: static).
 #
 #   bash ffi/install.sh PREFIX            # builds librtc (cargo build --release --locked -p rtc-ffi), then installs
 #   bash ffi/install.sh --no-build PREFIX # installs what target/release already holds
@@ -49,7 +50,16 @@ native_libs="-lgcc_s -lutil -lrt -lpthread -lm -ldl -lc"
 
 install -d "$prefix/include" "$prefix/lib/pkgconfig"
 install -m 644 "$root/include/rtc.h" "$prefix/include/rtc.h"
-install -m 755 "$lib_dir/librtc.so" "$prefix/lib/librtc.so"
+# The versioned file, its SONAME link (what programs record) and the
+# development link (what -lrtc finds): librtc.so -> librtc.so.ABI -> librtc.so.VERSION.
+soname=$(readelf -d "$lib_dir/librtc.so" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')
+if [ -z "$soname" ]; then
+  echo "install.sh: $lib_dir/librtc.so has no SONAME: rebuild it with cargo build --release --locked -p rtc-ffi" >&2
+  exit 1
+fi
+install -m 755 "$lib_dir/librtc.so" "$prefix/lib/librtc.so.$version"
+ln -sfn "librtc.so.$version" "$prefix/lib/$soname"
+ln -sfn "$soname" "$prefix/lib/librtc.so"
 install -m 644 "$lib_dir/librtc.a" "$prefix/lib/librtc.a"
 for pc in rtc rtc-static; do
   sed -e "s|@PREFIX@|$prefix|g" -e "s|@VERSION@|$version|g" -e "s|@NATIVE_LIBS@|$native_libs|g" \

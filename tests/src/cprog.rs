@@ -51,8 +51,29 @@ pub fn lib_dir() -> &'static Path {
                 path.display()
             );
         }
+        soname_link(&dir);
         dir
     })
+}
+
+/// Links `librtc.so.ABI` (librtc.so's SONAME, which programs linked with
+/// `-lrtc` record) to `librtc.so` in the build folder, as `ffi/install.sh`
+/// does in a prefix, so programs linked against the build folder run.
+fn soname_link(dir: &Path) {
+    let out = Command::new("readelf").arg("-d").arg(dir.join("librtc.so")).output().expect("run readelf -d");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let soname = text
+        .lines()
+        .find(|l| l.contains("(SONAME)"))
+        .and_then(|l| l.split('[').nth(1))
+        .and_then(|l| l.split(']').next())
+        .unwrap_or_else(|| panic!("{}/librtc.so has no SONAME", dir.display()));
+    let link = dir.join(soname);
+    let _ = std::fs::remove_file(&link);
+    // Another test process may have made it at the same moment: either link will do.
+    if let Err(e) = std::os::unix::fs::symlink("librtc.so", &link) {
+        assert!(link.exists(), "cannot link {}: {e}", link.display());
+    }
 }
 
 /// The newest modification time of librtc's own sources.

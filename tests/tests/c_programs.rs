@@ -15,10 +15,24 @@ use rtc_tests::{RedisServer, unique_namespace};
 /// Every program is linked both ways.
 const BOTH: [Link; 2] = [Link::Shared, Link::Static];
 
+/// librtc.so's SONAME, as `readelf -d` shows it: `librtc.so.0.MINOR` while
+/// the version is 0.y, `librtc.so.MAJOR` from 1.0 on.
+fn soname() -> String {
+    let (major, minor) = (env!("CARGO_PKG_VERSION_MAJOR"), env!("CARGO_PKG_VERSION_MINOR"));
+    if major == "0" { format!("librtc.so.0.{minor}") } else { format!("librtc.so.{major}") }
+}
+
+#[test]
+fn librtc_so_has_a_soname() {
+    let out = run_checked(Command::new("readelf").arg("-d").arg(lib_dir().join("librtc.so")), "readelf -d");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&format!("Library soname: [{}]", soname())), "{text}");
+}
+
 /// Whether `program` is dynamically linked to librtc.
 fn needs_librtc_so(program: &Path) -> bool {
     let out = run_checked(Command::new("readelf").arg("-d").arg(program), "readelf -d");
-    String::from_utf8_lossy(&out.stdout).contains("[librtc.so]")
+    String::from_utf8_lossy(&out.stdout).contains(&format!("[{}]", soname()))
 }
 
 #[test]
@@ -215,11 +229,22 @@ fn readme_examples_build_with_pkg_config_after_install() {
             .env("RTC_LIB_DIR", lib_dir()),
         "ffi/install.sh",
     );
-    for file in
-        ["include/rtc.h", "lib/librtc.so", "lib/librtc.a", "lib/pkgconfig/rtc.pc", "lib/pkgconfig/rtc-static.pc"]
-    {
+    let versioned = format!("lib/librtc.so.{}", env!("CARGO_PKG_VERSION"));
+    for file in [
+        "include/rtc.h",
+        "lib/librtc.so",
+        &format!("lib/{}", soname()),
+        &versioned,
+        "lib/librtc.a",
+        "lib/pkgconfig/rtc.pc",
+        "lib/pkgconfig/rtc-static.pc",
+    ] {
         assert!(prefix.join(file).is_file(), "install.sh installed {file}");
     }
+    // librtc.so -> librtc.so.ABI -> librtc.so.VERSION, the usual links.
+    let target = |link: &str| std::fs::read_link(prefix.join("lib").join(link)).expect("a symlink");
+    assert_eq!(target("librtc.so"), Path::new(&soname()));
+    assert_eq!(target(&soname()), Path::new(versioned.trim_start_matches("lib/")));
     let pkg_config = |args: &[&str]| -> Vec<String> {
         let out = run_checked(
             Command::new("pkg-config").args(args).env("PKG_CONFIG_PATH", prefix.join("lib/pkgconfig")),
