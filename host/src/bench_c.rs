@@ -180,13 +180,6 @@ pub fn start(url: &str, namespace: &str, ops: usize, block: usize, threads: usiz
     Ok(c)
 }
 
-/// Runs the C benchmark in one go (not interleaved with anything), with the
-/// arguments of [`start`], and returns the rows of [`Interleaved::finish`].
-#[allow(dead_code, reason = "`rtc bench` interleaves the C leg with start/round/finish; this is the one-shot form")]
-pub fn run(url: &str, namespace: &str, ops: usize, block: usize, threads: usize) -> anyhow::Result<Vec<Value>> {
-    start(url, namespace, ops, block, threads)?.finish()
-}
-
 impl Interleaved {
     /// Has the program run its next round, and waits for it; does nothing
     /// once every round has run.

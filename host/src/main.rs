@@ -15,6 +15,7 @@ mod ops;
 
 use std::io::{Read as _, Write as _};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use rtc_core::{Config, Lifetime};
@@ -44,8 +45,25 @@ struct Cli {
     /// target/wasm32-wasip2/release/rtc_component.wasm).
     #[arg(long, global = true)]
     component: Option<std::path::PathBuf>,
+    /// Read/write timeout of one Redis round trip, in seconds (fractions
+    /// allowed; 0: none). A paused Redis costs at most this per call.
+    #[arg(long, global = true, env = "RTC_SOCKET_TIMEOUT", default_value_t = 5.0, value_parser = seconds)]
+    socket_timeout: f64,
+    /// Connect timeout (the handshake included), in seconds (fractions
+    /// allowed; 0: the socket timeout bounds it).
+    #[arg(long, global = true, env = "RTC_CONNECT_TIMEOUT", default_value_t = 5.0, value_parser = seconds)]
+    connect_timeout: f64,
     #[command(subcommand)]
     command: Cmd,
+}
+
+/// Parses a timeout in seconds: a finite, non-negative number, at most one day.
+fn seconds(text: &str) -> Result<f64, String> {
+    let secs: f64 = text.trim().parse().map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    if !secs.is_finite() || !(0.0..=86_400.0).contains(&secs) {
+        return Err(format!("{text} is not between 0 and 86400 seconds"));
+    }
+    Ok(secs)
 }
 
 /// The engines of `--engine`.
@@ -182,7 +200,12 @@ impl From<rtc_core::Error> for Failure {
 
 fn run(cli: Cli) -> Result<ExitCode, Failure> {
     let explicit_redis = cli.redis.clone();
-    let config = Config::default().namespace(cli.namespace).in_local_memory(cli.redis.is_none()).url(cli.redis);
+    let config = Config::default()
+        .namespace(cli.namespace)
+        .in_local_memory(cli.redis.is_none())
+        .url(cli.redis)
+        .socket_timeout(Duration::from_secs_f64(cli.socket_timeout))
+        .socket_connect_timeout(Duration::from_secs_f64(cli.connect_timeout));
     let kind = cli.engine;
     let component = cli.component.unwrap_or_else(default_component);
     let engine = match kind {

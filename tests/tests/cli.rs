@@ -176,3 +176,30 @@ fn inspect_and_tags_show_the_state_and_create_nothing() {
     let text = String::from_utf8_lossy(&r(&["inspect", "user:1", "--tag", "users"]).stdout).into_owned();
     assert!(text.contains("would hit   no") && text.contains("entry       missing"), "{text}");
 }
+
+#[test]
+fn timeouts_are_settable_from_the_command_line_and_the_environment() {
+    // A listening socket that never answers: the connect succeeds, the handshake times out.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("redis://{}/", silent.local_addr().expect("addr"));
+    let ns = unique_namespace("cli-timeouts");
+    for (args, env) in
+        [(vec!["--socket-timeout", "0.2", "--connect-timeout", "0.2"], None), (vec![], Some(("0.2", "0.2")))]
+    {
+        let mut cmd = Command::new(rtc_binary());
+        cmd.env_remove("RTC_REDIS_URL").args(["--redis", &url, "--namespace", &ns]).args(&args).args(["get", "k"]);
+        if let Some((socket, connect)) = env {
+            cmd.env("RTC_SOCKET_TIMEOUT", socket).env("RTC_CONNECT_TIMEOUT", connect);
+        }
+        let started = std::time::Instant::now();
+        let out = cmd.output().expect("run rtc");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(code(&out), 3, "a backend error: {stderr}");
+        assert!(stderr.contains("timeout"), "{stderr}");
+        // The default is 5 s per timeout: the settings were used.
+        assert!(started.elapsed() < std::time::Duration::from_secs(3), "took {:?}", started.elapsed());
+    }
+    let out = Command::new(rtc_binary()).args(["--socket-timeout", "soon", "get", "k"]).output().expect("run rtc");
+    assert_eq!(code(&out), 2, "a usage error");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a number of seconds"));
+}
