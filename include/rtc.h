@@ -16,6 +16,22 @@
  * - One rtc_cache may be used from many threads at once: every function
  *   taking a `const rtc_cache *` is thread-safe. Builders and options are
  *   configured from one thread at a time.
+ * - Callbacks (compute, hook) must return normally: a C++ exception or a
+ *   longjmp out of a callback crosses Rust frames, which is undefined
+ *   behaviour. Catch everything inside the callback and return an error code
+ *   (a compute callback returns non-zero; rtc then returns
+ *   RTC_RESULT_COMPUTE_FAILED).
+ * - rtc_result is 32 bits wide everywhere: a uint32_t typedef in C before
+ *   C23, an enum with uint32_t as its underlying type in C++ and C23.
+ *   rtc_result_name() takes a uint32_t, so any rtc_result converts to it.
+ * - The tag name "@@@all@@@" is the implicit tag of every entry (the Python
+ *   reference's layout): invalidating it is rtc_cache_invalidate_all, and
+ *   giving it as an entry's tag changes nothing. A tag given twice counts
+ *   twice in the entry's key (as in the reference), so give tags once.
+ * - rtc_cache_set_and_unlock consumes its ticket whatever it returns;
+ *   rtc_ticket_free gives a ticket up (releasing its lock at once).
+ * - rtc_cache_info is opaque and read with rtc_cache_info_* accessors, so
+ *   fields can be added without breaking compiled hooks.
  */
 
 #ifndef RTC_H
@@ -149,6 +165,18 @@ typedef struct rtc_cache rtc_cache;
 typedef struct rtc_cache_builder rtc_cache_builder;
 
 /**
+ * What a hook learns about one get-or-compute: every field of core's
+ * CacheInfo, plus the call's key, tags and userdata. Opaque: read it with the
+ * rtc_cache_info_* functions, so fields can be added without breaking
+ * compiled hooks or foreign-language bindings.
+ *
+ * Owned by rtc and valid only during the hook call, as is everything its
+ * accessors return: copy what you keep. Text is UTF-8. The `data` of an
+ * empty `rtc_bytes` is a valid pointer to no bytes.
+ */
+typedef struct rtc_cache_info rtc_cache_info;
+
+/**
  * Per-call options of rtc_cache_get_or_compute and rtc_cache_get_or_lock:
  * the key (fixed, or derived from a function and its arguments), tags,
  * lifetime, the stampede lock and its timeout.
@@ -184,6 +212,13 @@ typedef struct rtc_ticket rtc_ticket;
 typedef struct rtc_value rtc_value;
 
 /**
+ * A hook: called with the userdata given to rtc_cache_builder_set_hook and
+ * the call's measurements. It may run on many threads at once.
+ */
+typedef void (*rtc_hook_callback)(void *userdata,
+                                  const struct rtc_cache_info *info);
+
+/**
  * A borrowed byte buffer: `len` bytes at `data`. Used for lists of tags
  * (`const rtc_bytes *tags, size_t tags_len`) and in `rtc_cache_info`.
  *
@@ -199,100 +234,6 @@ typedef struct rtc_bytes {
    */
   size_t len;
 } rtc_bytes;
-
-/**
- * What a hook learns about one rtc_cache_get_or_compute: every field of the
- * core's CacheInfo, plus the call's key, tags and userdata.
- *
- * Every pointer in it is owned by rtc and valid only during the hook call:
- * copy what you keep. Text is UTF-8. The `data` of an empty `rtc_bytes`
- * is a valid pointer to no bytes.
- */
-typedef struct rtc_cache_info {
-  /**
-   * The cache key (given, or derived from the function and its arguments).
-   */
-  struct rtc_bytes key;
-  /**
-   * The entry's tags: `tags_len` buffers (NULL when there are none).
-   */
-  const struct rtc_bytes *tags;
-  /**
-   * The number of tags.
-   */
-  size_t tags_len;
-  /**
-   * The cached function's module (NUL-terminated, "" for a fixed key).
-   */
-  const char *function_module;
-  /**
-   * The cached function's type, for a method (NUL-terminated, "" otherwise).
-   */
-  const char *function_type;
-  /**
-   * The cached function's name (NUL-terminated, "" for a fixed key).
-   */
-  const char *function_name;
-  /**
-   * The call's arguments as CBOR (the bytes its key was derived from;
-   * empty for a fixed key).
-   */
-  struct rtc_bytes arguments;
-  /**
-   * True when the cached function is a method.
-   */
-  bool method;
-  /**
-   * True when the value came from the cache.
-   */
-  bool hit;
-  /**
-   * The whole call in nanoseconds, computation included, hook excluded.
-   */
-  uint64_t elapsed_ns;
-  /**
-   * Time spent computing the value in nanoseconds (0 on a hit).
-   */
-  uint64_t decorated_elapsed_ns;
-  /**
-   * Time spent waiting for another caller's lock, in milliseconds.
-   */
-  uint64_t lock_waiting_ms;
-  /**
-   * With the lock: the value was there at the first read, no lock involved.
-   */
-  bool lock_full_hit;
-  /**
-   * With the lock: no value even after locking, so this caller computed it.
-   * Neither flag set means another caller computed it while this one waited.
-   */
-  bool lock_full_miss;
-  /**
-   * Size of the value's bytes as stored (0 if nothing was read or written).
-   */
-  size_t serialized_size;
-  /**
-   * RTC_RESULT_OK, or the error (e.g. RTC_RESULT_BACKEND_UNAVAILABLE) that
-   * made this call bypass the cache: the value was computed and returned
-   * but not cached.
-   */
-  rtc_result error;
-  /**
-   * The error's message (NUL-terminated), or NULL when `error` is RTC_RESULT_OK.
-   */
-  const char *error_message;
-  /**
-   * The call's rtc_compute_options_set_hook_userdata pointer, or NULL.
-   */
-  void *call_userdata;
-} rtc_cache_info;
-
-/**
- * A hook: called with the userdata given to rtc_cache_builder_set_hook and
- * the call's measurements. It may run on many threads at once.
- */
-typedef void (*rtc_hook_callback)(void *userdata,
-                                  const struct rtc_cache_info *info);
 
 /**
  * A compute callback: called with the userdata given to
@@ -829,6 +770,103 @@ const char *rtc_last_error_message(void);
  * The string is static: never free it. Thread-safe.
  */
 const char *rtc_result_name(uint32_t result);
+
+/**
+ * The cache key (given, or derived from the function and its arguments);
+ * empty if `info` is NULL.
+ */
+struct rtc_bytes rtc_cache_info_key(const struct rtc_cache_info *info);
+
+/**
+ * The number of the entry's tags (a tag given twice counts twice).
+ */
+size_t rtc_cache_info_tags_len(const struct rtc_cache_info *info);
+
+/**
+ * The cached function's module (NUL-terminated; "" for a fixed key or a NULL `info`).
+ */
+const char *rtc_cache_info_function_module(const struct rtc_cache_info *info);
+
+/**
+ * The cached function's type, for a method (NUL-terminated; "" otherwise).
+ */
+const char *rtc_cache_info_function_type(const struct rtc_cache_info *info);
+
+/**
+ * The cached function's name (NUL-terminated; "" for a fixed key).
+ */
+const char *rtc_cache_info_function_name(const struct rtc_cache_info *info);
+
+/**
+ * The call's arguments as CBOR (the bytes its key was derived from;
+ * empty for a fixed key).
+ */
+struct rtc_bytes rtc_cache_info_arguments(const struct rtc_cache_info *info);
+
+/**
+ * True when the cached function is a method.
+ */
+bool rtc_cache_info_method(const struct rtc_cache_info *info);
+
+/**
+ * True when the value came from the cache.
+ */
+bool rtc_cache_info_hit(const struct rtc_cache_info *info);
+
+/**
+ * The whole call in nanoseconds, computation included, hook excluded.
+ */
+uint64_t rtc_cache_info_elapsed_ns(const struct rtc_cache_info *info);
+
+/**
+ * Time spent computing the value in nanoseconds (0 on a hit).
+ */
+uint64_t rtc_cache_info_decorated_elapsed_ns(const struct rtc_cache_info *info);
+
+/**
+ * Time spent waiting for another caller's lock, in milliseconds.
+ */
+uint64_t rtc_cache_info_lock_waiting_ms(const struct rtc_cache_info *info);
+
+/**
+ * With the lock: the value was there at the first read, no lock involved.
+ */
+bool rtc_cache_info_lock_full_hit(const struct rtc_cache_info *info);
+
+/**
+ * With the lock: no value even after locking, so this caller computed it.
+ * Neither flag set means another caller computed it while this one waited.
+ */
+bool rtc_cache_info_lock_full_miss(const struct rtc_cache_info *info);
+
+/**
+ * Size of the value's bytes as stored (0 if nothing was read or written).
+ */
+size_t rtc_cache_info_serialized_size(const struct rtc_cache_info *info);
+
+/**
+ * RTC_RESULT_OK, or the error (e.g. RTC_RESULT_BACKEND_UNAVAILABLE) that
+ * made this call bypass the cache: the value was computed and returned
+ * but not cached. RTC_RESULT_NULL_PARAMETER for a NULL `info`.
+ */
+rtc_result rtc_cache_info_error(const struct rtc_cache_info *info);
+
+/**
+ * The error's message (NUL-terminated), or NULL when there is no error.
+ */
+const char *rtc_cache_info_error_message(const struct rtc_cache_info *info);
+
+/**
+ * The call's rtc_compute_options_set_hook_userdata pointer, or NULL.
+ */
+void *rtc_cache_info_call_userdata(const struct rtc_cache_info *info);
+
+/**
+ * The entry's tag at `index` (0 to rtc_cache_info_tags_len - 1); empty
+ * bytes if `index` is out of range or `info` is NULL.
+ */
+struct rtc_bytes rtc_cache_info_tag(const struct rtc_cache_info *info,
+                                    size_t index);
 
 #ifdef __cplusplus
 }  // extern "C"

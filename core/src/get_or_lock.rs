@@ -50,6 +50,7 @@ impl GetOrLock {
     /// is the ticket to compute with (an undecodable hit overwrites).
     // The ticket moves once per call, on the way to the computation: boxing it buys nothing.
     #[allow(clippy::result_large_err)]
+    #[cfg(feature = "tokio")] // the async API's get-or-compute; the sync one is two_step's
     pub(crate) fn decoded<T>(self, decode: impl Fn(&[u8]) -> Result<T>) -> Result<T, Ticket> {
         match self {
             GetOrLock::Hit(hit) => match decode(hit.value()) {

@@ -26,7 +26,7 @@ pub use boundary::rtc_bytes;
 pub use cache::*;
 pub use compute::*;
 pub use error::{rtc_last_error_message, rtc_result, rtc_result_name};
-pub use hook::{rtc_cache_info, rtc_hook_callback};
+pub use hook::*;
 
 /// Returns the version of the library, e.g. "0.1.0": compare it with the
 /// header's RTC_VERSION to detect a header/library mismatch. The string is static:

@@ -79,28 +79,30 @@ static void copy_bytes(char *dst, size_t cap, rtc_bytes b) {
 static void record_hook(void *userdata, const rtc_cache_info *info) {
   hook_record *r = (hook_record *)userdata;
   r->calls++;
-  r->error = info->error;
-  snprintf(r->error_message, sizeof r->error_message, "%s", info->error_message ? info->error_message : "");
-  copy_bytes(r->key, sizeof r->key, info->key);
-  r->tags_len = info->tags_len;
-  r->tags_null = info->tags == NULL;
-  r->arguments_null = info->arguments.data == NULL;
+  r->error = rtc_cache_info_error(info);
+  const char *message = rtc_cache_info_error_message(info);
+  snprintf(r->error_message, sizeof r->error_message, "%s", message ? message : "");
+  copy_bytes(r->key, sizeof r->key, rtc_cache_info_key(info));
+  r->tags_len = rtc_cache_info_tags_len(info);
+  /* Out of range: empty bytes, still a readable pointer. */
+  r->tags_null = rtc_cache_info_tag(info, r->tags_len).len == 0 && rtc_cache_info_tag(info, r->tags_len).data != NULL;
+  r->arguments_null = rtc_cache_info_arguments(info).data == NULL;
   r->first_tag[0] = '\0';
-  if (info->tags_len > 0) copy_bytes(r->first_tag, sizeof r->first_tag, info->tags[0]);
-  snprintf(r->module, sizeof r->module, "%s", info->function_module);
-  snprintf(r->type, sizeof r->type, "%s", info->function_type);
-  snprintf(r->name, sizeof r->name, "%s", info->function_name);
-  r->arguments_len = info->arguments.len;
-  if (info->arguments.len <= sizeof r->arguments && info->arguments.len > 0)
-    memcpy(r->arguments, info->arguments.data, info->arguments.len);
-  r->method = info->method;
-  r->hit = info->hit;
-  r->lock_full_hit = info->lock_full_hit;
-  r->lock_full_miss = info->lock_full_miss;
-  r->serialized_size = info->serialized_size;
-  r->elapsed_ns = info->elapsed_ns;
-  r->decorated_elapsed_ns = info->decorated_elapsed_ns;
-  r->call_userdata = info->call_userdata;
+  if (r->tags_len > 0) copy_bytes(r->first_tag, sizeof r->first_tag, rtc_cache_info_tag(info, 0));
+  snprintf(r->module, sizeof r->module, "%s", rtc_cache_info_function_module(info));
+  snprintf(r->type, sizeof r->type, "%s", rtc_cache_info_function_type(info));
+  snprintf(r->name, sizeof r->name, "%s", rtc_cache_info_function_name(info));
+  rtc_bytes arguments = rtc_cache_info_arguments(info);
+  r->arguments_len = arguments.len;
+  if (arguments.len <= sizeof r->arguments && arguments.len > 0) memcpy(r->arguments, arguments.data, arguments.len);
+  r->method = rtc_cache_info_method(info);
+  r->hit = rtc_cache_info_hit(info);
+  r->lock_full_hit = rtc_cache_info_lock_full_hit(info);
+  r->lock_full_miss = rtc_cache_info_lock_full_miss(info);
+  r->serialized_size = rtc_cache_info_serialized_size(info);
+  r->elapsed_ns = rtc_cache_info_elapsed_ns(info);
+  r->decorated_elapsed_ns = rtc_cache_info_decorated_elapsed_ns(info);
+  r->call_userdata = rtc_cache_info_call_userdata(info);
 }
 
 static rtc_cache *cache_with(const char *url, const char *ns, size_t max_value_size, hook_record *hook) {

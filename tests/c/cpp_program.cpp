@@ -68,7 +68,7 @@ std::string to_string(const value_ptr &v) {
 // A thin C++ face over rtc_cache.
 class Cache {
  public:
-  using Hook = std::function<void(const rtc_cache_info &)>;
+  using Hook = std::function<void(const rtc_cache_info *)>;
 
   Cache(const std::string &url, const std::string &ns, Hook hook) : hook_(std::move(hook)) {
     std::unique_ptr<rtc_cache_builder, free_builder> b(rtc_cache_builder_new());
@@ -134,7 +134,7 @@ class Cache {
   }
 
  private:
-  static void on_hook(void *userdata, const rtc_cache_info *info) { (*static_cast<Hook *>(userdata))(*info); }
+  static void on_hook(void *userdata, const rtc_cache_info *info) { (*static_cast<Hook *>(userdata))(info); }
 
   Hook hook_;  // outlives the cache: declared before it, destroyed after it
   std::unique_ptr<rtc_cache, free_cache> cache_;
@@ -149,9 +149,9 @@ int main(int argc, char **argv) {
   }
   std::atomic<int> hooks{0}, hook_hits{0};
   try {
-    Cache cache(argv[1], argv[2], [&](const rtc_cache_info &info) {
+    Cache cache(argv[1], argv[2], [&](const rtc_cache_info *info) {
       ++hooks;
-      if (info.hit) ++hook_hits;
+      if (rtc_cache_info_hit(info)) ++hook_hits;
     });
 
     cache.set("user:1", "Ada", {"users", "user:1"});

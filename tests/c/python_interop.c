@@ -31,13 +31,21 @@
 
 #define MAX_TAGS 16
 
-/* What the hook saw of the last get-or-compute. */
-static rtc_cache_info last_info;
+/* What the hook saw of the last get-or-compute (the info itself lives only during the hook). */
+static struct {
+  bool hit, lock_full_hit, lock_full_miss;
+  rtc_result error;
+  uint64_t lock_waiting_ms;
+} last_info;
 static int hook_calls = 0;
 
 static void hook(void *userdata, const rtc_cache_info *info) {
   (void)userdata;
-  last_info = *info; /* only the scalar fields are read afterwards */
+  last_info.hit = rtc_cache_info_hit(info);
+  last_info.lock_full_hit = rtc_cache_info_lock_full_hit(info);
+  last_info.lock_full_miss = rtc_cache_info_lock_full_miss(info);
+  last_info.error = rtc_cache_info_error(info);
+  last_info.lock_waiting_ms = rtc_cache_info_lock_waiting_ms(info);
   hook_calls++;
 }
 

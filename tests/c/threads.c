@@ -97,10 +97,10 @@ static rtc_compute_options *cold_options;
 static void hook(void *userdata, const rtc_cache_info *info) {
   atomic_int *calls = (atomic_int *)userdata;
   atomic_fetch_add(calls, 1);
-  if (info->error != RTC_RESULT_OK) atomic_fetch_add(&hook_errors, 1);
-  if (info->lock_full_miss && !info->hit) atomic_fetch_add(&hook_full_miss, 1);
-  else if (info->lock_full_hit && info->hit) atomic_fetch_add(&hook_first_read_hits, 1);
-  else if (info->hit) atomic_fetch_add(&hook_waiters, 1);
+  if (rtc_cache_info_error(info) != RTC_RESULT_OK) atomic_fetch_add(&hook_errors, 1);
+  if (rtc_cache_info_lock_full_miss(info) && !rtc_cache_info_hit(info)) atomic_fetch_add(&hook_full_miss, 1);
+  else if (rtc_cache_info_lock_full_hit(info) && rtc_cache_info_hit(info)) atomic_fetch_add(&hook_first_read_hits, 1);
+  else if (rtc_cache_info_hit(info)) atomic_fetch_add(&hook_waiters, 1);
 }
 
 static int slow_compute(void *userdata, rtc_output *output) {

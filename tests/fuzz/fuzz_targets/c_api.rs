@@ -239,39 +239,28 @@ fn consume(value: *mut rtc_value) {
 
 unsafe extern "C" fn hook(userdata: *mut c_void, info: *const rtc_cache_info) {
     assert_eq!(userdata as usize, 0xC0FFEE, "the builder's userdata is passed through");
-    // SAFETY: rtc passes a valid info for the duration of the call.
-    let info = unsafe { &*info };
     let read = |b: rtc_bytes| {
         assert!(!b.data.is_null(), "rtc_bytes handed to C are never NULL");
         // SAFETY: rtc promises `len` readable bytes.
         std::hint::black_box(unsafe { std::slice::from_raw_parts(b.data, b.len) }.len())
     };
-    read(info.key);
-    read(info.arguments);
-    assert_eq!(
-        info.tags.is_null(),
-        info.tags_len == 0,
-        "tags are NULL exactly when there are none"
-    );
-    if !info.tags.is_null() {
-        // SAFETY: `tags_len` entries.
-        for t in unsafe { std::slice::from_raw_parts(info.tags, info.tags_len) } {
-            read(*t);
-        }
+    read(rtc_cache_info_key(info));
+    read(rtc_cache_info_arguments(info));
+    let tags = rtc_cache_info_tags_len(info);
+    for i in 0..=tags {
+        // Out of range (i == tags) gives empty bytes, never NULL.
+        read(rtc_cache_info_tag(info, i));
     }
-    for s in [info.function_module, info.function_type, info.function_name] {
+    for s in [rtc_cache_info_function_module(info), rtc_cache_info_function_type(info), rtc_cache_info_function_name(info)] {
         assert!(!s.is_null());
         // SAFETY: NUL-terminated strings owned by rtc.
         let _ = unsafe { CStr::from_ptr(s) };
     }
-    assert_eq!(
-        info.error_message.is_null(),
-        info.error == rtc_result::Ok,
-        "a message exactly when there is an error"
-    );
-    if !info.error_message.is_null() {
+    let message = rtc_cache_info_error_message(info);
+    assert_eq!(message.is_null(), rtc_cache_info_error(info) == rtc_result::Ok, "a message exactly when there is an error");
+    if !message.is_null() {
         // SAFETY: as above.
-        let _ = unsafe { CStr::from_ptr(info.error_message) };
+        let _ = unsafe { CStr::from_ptr(message) };
     }
 }
 
