@@ -25,9 +25,10 @@
  *   C23, an enum with uint32_t as its underlying type in C++ and C23.
  *   rtc_result_name() takes a uint32_t, so any rtc_result converts to it.
  * - The tag name "@@@all@@@" is the implicit tag of every entry (the Python
- *   reference's layout): invalidating it is rtc_cache_invalidate_all, and
- *   giving it as an entry's tag changes nothing. A tag given twice counts
- *   twice in the entry's key (as in the reference), so give tags once.
+ *   reference's layout): invalidating it is rtc_cache_invalidate_all. A tag
+ *   given twice counts twice in the entry's key (as in the reference), and
+ *   "@@@all@@@" given as an entry's tag is such a second copy: give tags
+ *   once, and never that one.
  * - rtc_cache_set_and_unlock consumes its ticket whatever it returns;
  *   rtc_ticket_free gives a ticket up (releasing its lock at once).
  * - rtc_cache_info is opaque and read with rtc_cache_info_* accessors, so
