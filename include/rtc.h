@@ -615,7 +615,8 @@ rtc_result rtc_compute_options_set_tags(struct rtc_compute_options *options,
 
 /**
  * Sets the lifetime of a computed entry: RTC_LIFETIME_DEFAULT (the default),
- * RTC_LIFETIME_FOREVER, or seconds.
+ * RTC_LIFETIME_FOREVER, or seconds, at most 3153600000 (100 years): a bad
+ * lifetime is refused here, at once, as rtc_cache_set refuses it.
  *
  * Errors: RTC_RESULT_NULL_PARAMETER, RTC_RESULT_INVALID_ARGUMENT.
  */
@@ -634,9 +635,10 @@ rtc_result rtc_compute_options_set_lock(struct rtc_compute_options *options,
 
 /**
  * Sets the lock timeout in milliseconds (default 5000): how long the lock is
- * held at most, and how long waiters wait before computing themselves.
+ * held at most, and how long waiters wait before computing themselves. At
+ * most 86400000 (one day), as on every surface.
  *
- * Errors: RTC_RESULT_NULL_PARAMETER.
+ * Errors: RTC_RESULT_NULL_PARAMETER, RTC_RESULT_INVALID_ARGUMENT (over one day).
  */
 rtc_result rtc_compute_options_set_lock_timeout_ms(struct rtc_compute_options *options,
                                                    uint64_t timeout_ms);

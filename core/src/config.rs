@@ -229,6 +229,19 @@ pub enum Lifetime {
 }
 
 impl Lifetime {
+    /// Checks a per-call lifetime at once: more than [`MAX_LIFETIME_SECS`]
+    /// is `InvalidArgument`, on every surface, before anything is computed.
+    ///
+    /// ```
+    /// use rtc_core::Lifetime;
+    /// assert!(Lifetime::Seconds(60).checked().is_ok());
+    /// assert!(Lifetime::Seconds(u64::MAX).checked().is_err());
+    /// ```
+    pub fn checked(self) -> Result<Self> {
+        expire_ms(self.resolve(None))?;
+        Ok(self)
+    }
+
     /// Returns the lifetime in seconds given the cache default, `None` for no expiry.
     pub fn resolve(self, default: Option<u64>) -> Option<u64> {
         match self {

@@ -96,6 +96,8 @@ impl Call {
 
     /// The lookup machine of this call.
     pub(crate) fn lookup(&self, options: &ComputeOptions) -> Result<Lookup<'_>> {
+        // Checked now, as `set` checks it: not after the value is computed.
+        self.lifetime.checked()?;
         let tags: Vec<&str> = self.tags.iter().map(String::as_str).collect();
         Lookup::new(&self.inner, &self.key, &tags, options.lock_wait())
     }
@@ -470,6 +472,16 @@ mod tests {
             ticket.stats().waiting_ms > 0 && started.elapsed() >= Duration::from_millis(250),
             "waited for the expiry"
         );
+        let _ = cache.release(ticket);
+    }
+
+    #[test]
+    fn a_bad_lifetime_is_refused_before_the_computation() {
+        let (cache, _) = counting(None);
+        let options = ComputeOptions::key("k").lifetime(Lifetime::Seconds(u64::MAX)).lock(true);
+        let GetOrLock::Miss(ticket) = cache.get_or_lock(&options) else { panic!("refused: no lock is taken") };
+        assert_eq!(ticket.info().error.as_ref().map(Error::kind), Some(ErrorKind::InvalidArgument));
+        assert!(!ticket.holds_lock() && ticket.storage_key().is_none());
         let _ = cache.release(ticket);
     }
 

@@ -25,7 +25,7 @@ pub(crate) fn lifetime(value: i64) -> Result<Lifetime, Failure> {
     match value {
         RTC_LIFETIME_DEFAULT => Ok(Lifetime::Default),
         RTC_LIFETIME_FOREVER => Ok(Lifetime::Forever),
-        n if n > 0 => Ok(Lifetime::Seconds(n.unsigned_abs())),
+        n if n > 0 => Ok(Lifetime::Seconds(n.unsigned_abs()).checked()?),
         n => Err(Failure::new(
             rtc_result::InvalidArgument,
             format!("lifetime {n} is invalid: use RTC_LIFETIME_DEFAULT, RTC_LIFETIME_FOREVER or a number of seconds"),

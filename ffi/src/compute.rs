@@ -174,7 +174,8 @@ pub extern "C" fn rtc_compute_options_set_tags(
 }
 
 /// Sets the lifetime of a computed entry: RTC_LIFETIME_DEFAULT (the default),
-/// RTC_LIFETIME_FOREVER, or seconds.
+/// RTC_LIFETIME_FOREVER, or seconds, at most 3153600000 (100 years): a bad
+/// lifetime is refused here, at once, as rtc_cache_set refuses it.
 ///
 /// Errors: RTC_RESULT_NULL_PARAMETER, RTC_RESULT_INVALID_ARGUMENT.
 #[unsafe(no_mangle)]
@@ -200,16 +201,24 @@ pub extern "C" fn rtc_compute_options_set_lock(options: *mut rtc_compute_options
 }
 
 /// Sets the lock timeout in milliseconds (default 5000): how long the lock is
-/// held at most, and how long waiters wait before computing themselves.
+/// held at most, and how long waiters wait before computing themselves. At
+/// most 86400000 (one day), as on every surface.
 ///
-/// Errors: RTC_RESULT_NULL_PARAMETER.
+/// Errors: RTC_RESULT_NULL_PARAMETER, RTC_RESULT_INVALID_ARGUMENT (over one day).
 #[unsafe(no_mangle)]
 pub extern "C" fn rtc_compute_options_set_lock_timeout_ms(
     options: *mut rtc_compute_options,
     timeout_ms: u64,
 ) -> rtc_result {
     with_options(options, |o| {
-        update(o, |c| c.lock_timeout(Duration::from_millis(timeout_ms)));
+        let timeout = Duration::from_millis(timeout_ms);
+        if timeout > rtc_core::MAX_LOCK_TIMEOUT {
+            return Err(Failure::new(
+                rtc_result::InvalidArgument,
+                format!("lock timeout {timeout_ms} ms is over the maximum of one day (86400000 ms)"),
+            ));
+        }
+        update(o, |c| c.lock_timeout(timeout));
         Ok(())
     })
 }

@@ -434,6 +434,19 @@ static void hook_fields(const char *url, const char *ns) {
   rtc_cache_free(cache);
 }
 
+/* Bad per-call settings are refused when they are set, not after a computation. */
+static void options_refuse_at_once(void) {
+  rtc_compute_options *options = NULL;
+  REQUIRE(rtc_compute_options_new(B("k"), &options) == RTC_RESULT_OK);
+  CHECK_RC(rtc_compute_options_set_lifetime(options, INT64_MAX), RTC_RESULT_INVALID_ARGUMENT);
+  CHECK_RC(rtc_compute_options_set_lifetime(options, 3153600001), RTC_RESULT_INVALID_ARGUMENT);
+  CHECK_RC(rtc_compute_options_set_lifetime(options, 3153600000), RTC_RESULT_OK);
+  CHECK_RC(rtc_compute_options_set_lock_timeout_ms(options, UINT64_MAX), RTC_RESULT_INVALID_ARGUMENT);
+  CHECK_RC(rtc_compute_options_set_lock_timeout_ms(options, 86400001), RTC_RESULT_INVALID_ARGUMENT);
+  CHECK_RC(rtc_compute_options_set_lock_timeout_ms(options, 86400000), RTC_RESULT_OK);
+  rtc_compute_options_free(options);
+}
+
 static void redis_down(int dead_port, const char *ns) {
   char url[64];
   snprintf(url, sizeof url, "redis://127.0.0.1:%d/", dead_port);
@@ -539,6 +552,7 @@ int main(int argc, char **argv) {
   failing_computations(cache);
   rtc_cache_free(cache);
   hook_fields(url, ns);
+  options_refuse_at_once();
   redis_down(atoi(argv[2]), ns);
   redis_silent(ns);
   disabled_and_memory();
