@@ -9,10 +9,14 @@ say() { printf '\n==> %s\n' "$*"; }
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
-if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
-  say "installing Debian's redis-server and redis-tools"
+missing=()
+command -v redis-server >/dev/null && command -v redis-cli >/dev/null || missing+=(redis-server redis-tools)
+# abidw/abidiff: the ABI check of librtc (ffi/tests/abi.rs).
+command -v abidiff >/dev/null && command -v abidw >/dev/null || missing+=(abigail-tools)
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing Debian's ${missing[*]}"
   as_root apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq redis-server redis-tools >/dev/null
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 redis-server --version
 

@@ -1,0 +1,109 @@
+//! The exported ABI of librtc.so against its committed baseline,
+//! `ffi/abi/<SONAME>.abi` (written by libabigail's `abidw`): an incompatible
+//! change (a removed function, a changed parameter or return type, a struct
+//! that changed layout) fails this test. Adding functions is compatible.
+//! librtc is built with debug info (the workspace's release profile says so
+//! for rtc-ffi), which is where abidw reads the types from.
+//!
+//! An incompatible change ships only with a new SONAME: bump the version
+//! (0.y -> 0.y+1 while the version is 0.y), then record the new ABI's
+//! baseline with `RTC_BLESS=1 cargo test --release -p rtc-ffi --test abi`.
+//! `RTC_BLESS=1` never overwrites the baseline of the current SONAME when
+//! the change is incompatible: that is the mistake this test exists for.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// librtc.so's SONAME (see ffi/build.rs).
+fn soname() -> String {
+    let (major, minor) = (env!("CARGO_PKG_VERSION_MAJOR"), env!("CARGO_PKG_VERSION_MINOR"));
+    if major == "0" { format!("librtc.so.0.{minor}") } else { format!("librtc.so.{major}") }
+}
+
+/// The librtc.so built with this test (target/<profile>/librtc.so).
+fn library() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let dir = exe.parent().and_then(Path::parent).expect("the test binary lives in target/<profile>/deps");
+    let lib = dir.join("librtc.so");
+    assert!(lib.is_file(), "{} is missing: build it with cargo build --release --locked", lib.display());
+    lib
+}
+
+fn abidw(lib: &Path) -> String {
+    let out = Command::new("abidw")
+        .args(["--no-corpus-path", "--no-show-locs", "--no-comp-dir-path"])
+        .arg(lib)
+        .output()
+        .expect("run abidw (Debian's abigail-tools; tests/run.sh installs it)");
+    assert!(out.status.success(), "abidw failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("abidw writes UTF-8")
+}
+
+#[test]
+fn the_exported_abi_is_compatible_with_the_baseline() {
+    let lib = library();
+    let baseline = Path::new(env!("CARGO_MANIFEST_DIR")).join("abi").join(format!("{}.abi", soname()));
+    let bless = std::env::var_os("RTC_BLESS").is_some();
+    if !baseline.is_file() {
+        assert!(
+            bless,
+            "no ABI baseline for {} ({}): a new ABI version; record it with\n    \
+             RTC_BLESS=1 cargo test --release -p rtc-ffi --test abi\nand commit it",
+            soname(),
+            baseline.display()
+        );
+        std::fs::write(&baseline, abidw(&lib)).expect("write the baseline");
+        return;
+    }
+    let out = Command::new("abidiff")
+        .args(["--no-show-locs"])
+        .arg(&baseline)
+        .arg(&lib)
+        .output()
+        .expect("run abidiff (Debian's abigail-tools; tests/run.sh installs it)");
+    let report = String::from_utf8_lossy(&out.stdout);
+    let status = out.status.code().expect("abidiff exits with a status");
+    // abidiff's status bits: 1 error, 2 usage, 4 an ABI change, 8 an incompatible one. It
+    // counts a changed parameter or return type as a mere change (4), so the summary decides:
+    // only added functions and variables are compatible.
+    assert_eq!(status & 3, 0, "abidiff failed ({status}): {report}{}", String::from_utf8_lossy(&out.stderr));
+    let (removed, changed, added) = summary(&report);
+    assert!(
+        status & 8 == 0 && removed == 0 && changed == 0,
+        "librtc's ABI changed incompatibly against {}:\n{report}\nAn incompatible change needs a new \
+         SONAME: bump the version in Cargo.toml, then RTC_BLESS=1 cargo test --release -p rtc-ffi --test abi",
+        baseline.display()
+    );
+    if added > 0 {
+        eprintln!("librtc's ABI grew (compatible):\n{report}");
+        if bless {
+            std::fs::write(&baseline, abidw(&lib)).expect("write the baseline");
+        }
+    }
+}
+
+/// Sums abidiff's "N Removed, N Changed, N Added" counts over its function
+/// and variable summaries (a report without them has no change).
+fn summary(report: &str) -> (u64, u64, u64) {
+    let mut sums = (0, 0, 0);
+    for line in report.lines().filter(|l| l.contains("changes summary:")) {
+        let count = |word: &str| -> u64 {
+            line.split(',')
+                .find(|part| part.contains(word))
+                .and_then(|part| part.split_whitespace().find_map(|w| w.parse().ok()))
+                .unwrap_or(0)
+        };
+        sums.0 += count("Removed");
+        sums.1 += count("Changed");
+        sums.2 += count("Added");
+    }
+    sums
+}
+
+#[test]
+fn the_summary_is_read_as_abidiff_writes_it() {
+    let report = "Functions changes summary: 1 Removed, 2 Changed (3 filtered out), 4 Added functions\n\
+                  Variables changes summary: 0 Removed, 0 Changed, 1 Added variable\n";
+    assert_eq!(summary(report), (1, 2, 5));
+    assert_eq!(summary(""), (0, 0, 0));
+}
