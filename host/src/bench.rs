@@ -203,6 +203,11 @@ pub fn run(
         // the C/native ratios come from the same conditions.
         let mut c_leg = crate::bench_c::start(&url, &options.namespace, options.ops, options.block, threads)?;
         let mut c_status = Ok(());
+        eprintln!(
+            "bench: {threads} thread(s): {} workloads x {} ops, interleaved with the C library",
+            workloads.len(),
+            options.ops
+        );
         let samples = measure(&workloads, threads, options.ops, options.block, &mut || {
             if c_status.is_ok() {
                 c_status = c_leg.round();
@@ -429,13 +434,22 @@ fn populate(
     Ok(())
 }
 
-/// Runs the Python reference's own benchmark against the same server.
+/// The Python reference's own benchmark (host/bench/python_rtc_bench.py),
+/// built into the `rtc` command so that `rtc bench --compare-python` needs
+/// nothing but the command and the package index.
+const PYTHON_BENCH: &str = include_str!("../bench/python_rtc_bench.py");
+
+/// Runs the Python reference's own benchmark against the same server, in a
+/// venv this command creates (redis-tagged-cache 0.12.1 from the package index).
 fn python_reference(url: &str) -> anyhow::Result<Value> {
-    let script = ["../shared/bench/python_rtc_bench.py", "../../shared/bench/python_rtc_bench.py"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-        .ok_or_else(|| anyhow::anyhow!("python_rtc_bench.py not found in ../shared/bench"))?;
+    let script = std::env::temp_dir().join(format!("rtc-python-bench-{}.py", std::process::id()));
+    std::fs::write(&script, PYTHON_BENCH)?;
+    let result = run_python(url, &script);
+    let _ = std::fs::remove_file(&script);
+    result
+}
+
+fn run_python(url: &str, script: &std::path::Path) -> anyhow::Result<Value> {
     let venv = std::env::temp_dir().join("rtc-bench-venv");
     let python = venv.join("bin/python");
     if !python.exists() {
@@ -448,7 +462,7 @@ fn python_reference(url: &str) -> anyhow::Result<Value> {
     eprintln!("bench: running the Python reference (this takes a minute)");
     run_ok(
         Process::new(&python)
-            .arg(&script)
+            .arg(script)
             .args(["--port", &port, "-n", "5000", "--reps", "3", "--skip-ttl", "--json-out"])
             .arg(&out),
     )?;
