@@ -561,14 +561,6 @@ size_t rtc_value_len(const struct rtc_value *value);
 void rtc_value_free(struct rtc_value *value);
 
 /**
- * Returns how many get-or-compute calls on `cache`, in this process, are
- * waiting for another one computing the same key: with the lock on, callers
- * of one process meet before Redis (single-flight), so they wait here rather
- * than on Redis. 0 if `cache` is NULL. Thread-safe.
- */
-size_t rtc_cache_single_flight_waiters(const struct rtc_cache *cache);
-
-/**
  * Creates options for a value cached under a fixed `key` (UTF-8, `key_len`
  * bytes, copied; NULL only when `key_len` is 0), with no tags, the default
  * lifetime, no lock, and a lock timeout of 5000 ms.

@@ -247,9 +247,9 @@ impl<C: Codec> Cache<C> {
         }
     }
 
-    /// How many get-or-compute calls on this cache, in this process, are
-    /// waiting for another one computing the same key (single-flight
-    /// followers): an observability figure, and what tests wait on.
+    /// How many get-or-compute calls of this process wait for another one
+    /// computing the same key (single-flight followers); for tests.
+    #[doc(hidden)]
     pub fn single_flight_waiters(&self) -> usize {
         self.inner.flights.waiters()
     }

@@ -556,12 +556,3 @@ pub extern "C" fn rtc_value_free(value: *mut rtc_value) {
     // SAFETY: the caller passes NULL or a value from rtc, once.
     guard_or((), || unsafe { free_handle(value) })
 }
-
-/// Returns how many get-or-compute calls on `cache`, in this process, are
-/// waiting for another one computing the same key: with the lock on, callers
-/// of one process meet before Redis (single-flight), so they wait here rather
-/// than on Redis. 0 if `cache` is NULL. Thread-safe.
-#[unsafe(no_mangle)]
-pub extern "C" fn rtc_cache_single_flight_waiters(cache: *const rtc_cache) -> usize {
-    guard_or(0, || cache_ref(cache).map_or(0, |c| c.single_flight_waiters()))
-}

@@ -4,9 +4,8 @@
  * usage: threads REDIS_URL REDIS_PORT NAMESPACE
  *
  * 1. get-or-compute with the lock: THREADS callers on one cold key. The
- *    computation waits until every other caller waits for it in this process
- *    (rtc_cache_single_flight_waiters: callers of one process meet before
- *    Redis, single-flight), so the callers
+ *    computation waits until Redis reports every other caller blocked on the
+ *    lock's wake-up list (INFO clients: blocked_clients), so the callers
  *    really overlap; it must run exactly once, and the hook must report one
  *    full miss and THREADS - 1 waiters that got its value.
  * 2. The split form: THREADS callers of get-or-lock on another cold key;
@@ -93,17 +92,6 @@ static bool wait_blocked(int want) {
 static atomic_int computations;
 static atomic_int hook_calls, hook_full_miss, hook_waiters, hook_first_read_hits, hook_errors;
 static atomic_bool waited_for_all;
-
-/* Waits until `want` get-or-compute callers wait in-process for the one computing; false after 20 s. */
-static bool wait_in_process(size_t want) {
-  for (int i = 0; i < 20000; i++) {
-    if (rtc_cache_single_flight_waiters(cache) >= want) return true;
-    struct timespec ms = {0, 1000000};
-    nanosleep(&ms, NULL);
-  }
-  printf("only %zu of %zu callers waited in-process\n", rtc_cache_single_flight_waiters(cache), want);
-  return false;
-}
 static rtc_compute_options *cold_options;
 
 static void hook(void *userdata, const rtc_cache_info *info) {
@@ -119,8 +107,7 @@ static int slow_compute(void *userdata, rtc_output *output) {
   (void)userdata;
   atomic_fetch_add(&computations, 1);
   /* Hold the lock until every other caller waits for it. */
-  /* Callers of one process wait for each other in-process (single-flight), not on Redis. */
-  atomic_store(&waited_for_all, wait_in_process(THREADS - 1));
+  atomic_store(&waited_for_all, wait_blocked(THREADS - 1));
   return rtc_output_write(output, B("computed-once")) == RTC_RESULT_OK ? 0 : 1;
 }
 
