@@ -48,8 +48,6 @@ pub(crate) struct Inner {
     pub(crate) hook: Option<Hook>,
     /// The tag values last seen, for one-round-trip operations.
     pub(crate) memo: TagMemo,
-    /// Get-or-compute calls with the lock in progress in this process.
-    pub(crate) flights: crate::flight::Flights,
 }
 
 impl Cache<Cbor> {
@@ -164,13 +162,7 @@ impl<C: Codec> CacheBuilder<C> {
 
 impl Inner {
     pub(crate) fn new(config: Config, hook: Option<Hook>) -> Self {
-        Inner {
-            layout: Layout::new(&config.namespace),
-            config,
-            hook,
-            memo: TagMemo::default(),
-            flights: crate::flight::Flights::default(),
-        }
+        Inner { layout: Layout::new(&config.namespace), config, hook, memo: TagMemo::default() }
     }
 }
 

@@ -8,14 +8,10 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use std::cell::RefCell;
-
 use crate::cache::Cache;
 use crate::codec::{Cbor, Codec};
 use crate::config::Lifetime;
 use crate::error::Result;
-use crate::flight::{Role, Waited, flight_key};
-use crate::get_or_lock::Call;
 use crate::hash::short_hash;
 use crate::info::FunctionId;
 use crate::tags::Tags;
@@ -208,50 +204,7 @@ impl<C: Codec> Cache<C> {
         compute: impl FnOnce() -> Result<T, E>,
         encode: impl Fn(&T) -> Result<Vec<u8>>,
     ) -> Result<T, E> {
-        let Some(wait) = options.lock_wait() else {
-            return crate::two_step::get_or_compute(self, options, decode, compute, encode);
-        };
-        // With the lock, callers in this process meet first (see `flight`), so a
-        // cold key computes once here even when Redis, and so its lock, is down.
-        let key = flight_key(options.cache_key(), options.tag_list());
-        loop {
-            let flight = match self.inner.flights.join(key.clone()) {
-                Role::Leader(leader) => {
-                    let shared: RefCell<Option<Vec<u8>>> = RefCell::new(None);
-                    let keep = |bytes: &[u8]| *shared.borrow_mut() = Some(bytes.to_vec());
-                    let result = crate::two_step::get_or_compute(
-                        self,
-                        options,
-                        |bytes| decode(bytes).inspect(|_| keep(bytes)),
-                        compute,
-                        |value| encode(value).inspect(|bytes| keep(bytes)),
-                    );
-                    leader.finish(result.as_ref().ok().and(shared.into_inner()));
-                    return result;
-                }
-                Role::Follower(flight) => flight,
-            };
-            match flight.wait(wait) {
-                Waited::Value(bytes, waited) => match decode(&bytes) {
-                    Ok(value) => {
-                        let _ = Call::new(&self.inner, options).report_shared(bytes.len(), waited);
-                        return Ok(value);
-                    }
-                    // Another codec's bytes: compute alone.
-                    Err(_) => return crate::two_step::get_or_compute(self, options, decode, compute, encode),
-                },
-                // The leader failed: one of the followers leads now.
-                Waited::Abandoned => continue,
-                Waited::TimedOut => return crate::two_step::get_or_compute(self, options, decode, compute, encode),
-            }
-        }
-    }
-
-    /// How many get-or-compute calls of this process wait for another one
-    /// computing the same key (single-flight followers); for tests.
-    #[doc(hidden)]
-    pub fn single_flight_waiters(&self) -> usize {
-        self.inner.flights.waiters()
+        crate::two_step::get_or_compute(self, options, decode, compute, encode)
     }
 
     /// Returns a cached version of `function`: calling it with arguments

@@ -125,16 +125,6 @@ impl Call {
         }
     }
 
-    /// Reports a call that got its value from another caller in this
-    /// process (a single-flight follower): a hit, after `waited`, computed by
-    /// someone else (neither lock flag set), as a cross-process lock waiter.
-    pub(crate) fn report_shared(mut self, size: usize, waited: std::time::Duration) -> CacheInfo {
-        let waiting_ms = u64::try_from(waited.as_millis()).unwrap_or(u64::MAX);
-        self.accounting.looked_up(LockStats { waiting_ms, ..LockStats::default() });
-        self.accounting.hit(size);
-        self.report()
-    }
-
     /// Stops the clock and calls the cache's hook (a panicking hook is logged).
     fn report(self) -> CacheInfo {
         let info = self.accounting.finish();

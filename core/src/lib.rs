@@ -33,7 +33,6 @@ mod codec;
 mod compute;
 mod config;
 mod error;
-mod flight;
 #[cfg(feature = "tokio")]
 pub mod future;
 mod get_or_lock;
