@@ -28,7 +28,7 @@ pub fn root() -> PathBuf {
 
 /// Returns the folder holding librtc and the `rtc` command: the release
 /// folder the running test binary was built in. Panics, saying how to build
-/// them, when librtc is missing or older than `ffi/src`.
+/// them, when librtc is missing or older than `ffi/src` or `core/src`.
 pub fn lib_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
@@ -47,7 +47,7 @@ pub fn lib_dir() -> &'static Path {
             });
             assert!(
                 built >= newest_source(),
-                "{} is older than ffi/src: rebuild it with `cargo build --release --locked`",
+                "{} is older than ffi/src or core/src: rebuild it with `cargo build --release --locked`",
                 path.display()
             );
         }
@@ -78,10 +78,20 @@ fn soname_link(dir: &Path) {
 
 /// The newest modification time of librtc's own sources.
 fn newest_source() -> SystemTime {
-    let src = root().join("ffi/src");
-    std::fs::read_dir(&src)
-        .expect("read ffi/src")
-        .filter_map(|e| e.ok()?.metadata().ok()?.modified().ok())
+    // librtc holds core too: a change in either folder makes it stale.
+    fn newest(dir: &Path) -> Option<SystemTime> {
+        std::fs::read_dir(dir)
+            .ok()?
+            .filter_map(|e| {
+                let e = e.ok()?;
+                let meta = e.metadata().ok()?;
+                if meta.is_dir() { newest(&e.path()) } else { meta.modified().ok() }
+            })
+            .max()
+    }
+    [root().join("ffi/src"), root().join("core/src")]
+        .iter()
+        .filter_map(|d| newest(d))
         .chain(std::fs::metadata(root().join("ffi/Cargo.toml")).and_then(|m| m.modified()))
         .max()
         .unwrap_or(SystemTime::UNIX_EPOCH)
