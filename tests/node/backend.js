@@ -1,10 +1,12 @@
-// The `rtc:cache/redis@0.1.0` import of the rtc component, served from an
-// in-memory Map that answers like Redis. Written from the WIT documentation
-// alone (wit/redis.wit, wit/types.wit), as a third-party host would.
+// The `rtc:cache/redis@0.1.0` import of the rtc component, served either by a
+// real Redis (after `control.useRedis(url)`, through the synchronous bridge of
+// redis-bridge.js) or by an in-memory Map that answers like Redis. Written
+// from the WIT documentation alone (wit/redis.wit, wit/types.wit), as a
+// third-party host would.
 //
 // jco calls `execute` synchronously (Node 20 has no JSPI), so every command is
-// served synchronously. The store lives in this module: every instance of the
-// component that imports this file shares it, as processes share a Redis.
+// served synchronously. The store is shared by every instance of the
+// component that imports this file, as processes share a Redis.
 //
 // Errors: an import signals the WIT `err` case by throwing. jco 1.10.2 turns a
 // thrown value that has an own `payload` property into `err(payload)`; any
@@ -14,6 +16,8 @@
 // Besides `execute`, the module exports `control`, which the test runner
 // (run.mjs) uses to count calls, inject failures and wrong replies, and check
 // the promises the WIT makes about the commands the component sends.
+
+import { RedisBridge } from './redis-bridge.js';
 
 /** A failure of `execute`: `payload` is the WIT `error` variant it becomes. */
 export class RedisError extends Error {
@@ -29,6 +33,9 @@ const BLPOP_MAX_MS = 86_400_000n;
 /** key -> { kind: 'string', value: Uint8Array } | { kind: 'list', items: Uint8Array[] },
  *  plus `expiresAt` (a `performance.now()` instant) when the key has a TTL. */
 const store = new Map();
+
+/** The real Redis behind `execute`, once `control.useRedis` chose one. */
+let redis = null;
 
 /** What the runner observes and injects; see the README next to this file. */
 export const control = {
@@ -55,8 +62,20 @@ export const control = {
    *  waits, so waiting only honours the timeout's meaning. */
   blpopWaits: true,
 
+  /** Serves `execute` from the Redis at `url` (through a worker thread that
+   *  owns the connection) instead of the in-memory Map, from now on. */
+  useRedis(url) {
+    redis = new RedisBridge(url);
+    redis.raw([['PING']]);
+  },
+  /** Whether a real Redis serves `execute`. */
+  get onRedis() {
+    return redis !== null;
+  },
+
   /** Forgets every key and resets the counters and injections. */
   reset() {
+    if (redis) redis.raw([['FLUSHALL']]);
     store.clear();
     this.batches = 0;
     this.commands = {};
@@ -68,21 +87,31 @@ export const control = {
   },
   /** The number of keys currently alive. */
   size() {
+    if (redis) return Number(redis.raw([['DBSIZE']])[0]);
     for (const key of [...store.keys()]) live(key);
     return store.size;
   },
   /** The keys currently alive. */
   keys() {
+    if (redis) return redis.raw([['KEYS', '*']])[0];
     for (const key of [...store.keys()]) live(key);
     return [...store.keys()];
   },
   /** 'string', 'list', or `undefined` when there is no such key. */
   kind(key) {
+    if (redis) {
+      const type = redis.raw([['TYPE', key]])[0];
+      return type === 'none' ? undefined : type;
+    }
     return live(key)?.kind;
   },
   /** The milliseconds left before `key` expires, `undefined` without a TTL,
    *  `null` when there is no such key (like PTTL's -1 and -2). */
   pttl(key) {
+    if (redis) {
+      const ms = Number(redis.raw([['PTTL', key]])[0]);
+      return ms === -2 ? null : ms === -1 ? undefined : ms;
+    }
     const entry = live(key);
     if (!entry) return null;
     return entry.expiresAt === undefined ? undefined : Math.max(0, Math.ceil(entry.expiresAt - performance.now()));
@@ -233,6 +262,23 @@ function run(command) {
   }
 }
 
+/** Runs a batch on the real Redis. `control.duringBlpop` acts just before a
+ *  BLPOP that would wait (this thread is blocked during the wait itself), so
+ *  what it pushes answers the BLPOP as it would from another client. */
+function onRedis(commands) {
+  if (control.duringBlpop && commands.length === 1 && commands[0].tag === 'blpop') {
+    const [length] = redis.raw([['EXISTS', commands[0].val.key]]);
+    if (Number(length) === 0) {
+      const act = control.duringBlpop;
+      control.duringBlpop = null;
+      act();
+    }
+  }
+  const { replies, error } = redis.execute(commands);
+  if (error) throw new RedisError(error.tag, error.val);
+  return replies;
+}
+
 /**
  * `execute: func(commands: list<command>) -> result<list<reply>, error>`:
  * runs the batch in order and returns one reply per command. Like a Redis
@@ -249,7 +295,7 @@ export function execute(commands) {
     const { tag, val } = control.failure.error;
     throw new RedisError(tag, val);
   }
-  let replies = commands.map(run);
+  let replies = redis ? onRedis(commands) : commands.map(run);
   if (control.tamper) {
     const tamper = control.tamper;
     control.tamper = null;

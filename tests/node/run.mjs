@@ -17,7 +17,10 @@
 // and exits 0 when nothing failed, 1 on a failure, 2 when it cannot run
 // (setup.sh not run, or run before the last build of the component).
 //
-// Usage: node tests/node/run.mjs [--table FILE] [--only NAME]...
+// Usage: node tests/node/run.mjs [--redis URL] [--table FILE] [--only NAME]...
+//   --redis URL   serve the Redis import from this real Redis, through the
+//                 worker-thread bridge of redis-bridge.js (default: the
+//                 in-memory Map of backend.js); the runner flushes it
 //   --table FILE  the scenario table (default: tests/scenarios.txt)
 //   --only NAME   run only this scenario or contract test (repeatable)
 
@@ -41,12 +44,13 @@ function cannotRun(message) {
 
 // ---------------------------------------------------------------- arguments
 
-const options = { table: join(root, 'tests', 'scenarios.txt'), only: [] };
+const options = { table: join(root, 'tests', 'scenarios.txt'), only: [], redis: null };
 for (let i = 2; i < process.argv.length; i++) {
   const arg = process.argv[i];
   if (arg === '--table' && i + 1 < process.argv.length) options.table = resolve(process.argv[++i]);
   else if (arg === '--only' && i + 1 < process.argv.length) options.only.push(process.argv[++i]);
-  else cannotRun(`unknown argument ${JSON.stringify(arg)}\nusage: node tests/node/run.mjs [--table FILE] [--only NAME]...`);
+  else if (arg === '--redis' && i + 1 < process.argv.length) options.redis = process.argv[++i];
+  else cannotRun(`unknown argument ${JSON.stringify(arg)}\nusage: node tests/node/run.mjs [--redis URL] [--table FILE] [--only NAME]...`);
 }
 const selected = (name) => options.only.length === 0 || options.only.includes(name);
 
@@ -70,6 +74,15 @@ function checkSetup() {
 }
 
 checkSetup();
+if (options.redis) {
+  try {
+    control.useRedis(options.redis);
+    control.reset();
+  } catch (error) {
+    cannotRun(`cannot use the Redis at ${options.redis}: ${error.message}`);
+  }
+}
+console.log(`store: ${options.redis ? `redis at ${options.redis}` : 'in-memory map'}`);
 const { cache: first } = await import('./out/rtc_component.js');
 // A second instance of the component: the same module under another URL is
 // evaluated again (its own wasm instance), and imports the same backend.js.

@@ -75,9 +75,10 @@ fn text(out: &Output) -> (String, String) {
     (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
-#[test]
-fn the_scenario_table_and_the_contract_pass_on_node() {
-    let out = run_node(&[]);
+/// Runs the whole Node runner with `args` and checks every scenario it
+/// supports and every contract test passed, on the store `store` names.
+fn the_table_and_the_contract_pass(args: &[&str], store: &str) {
+    let out = run_node(args);
     let (stdout, stderr) = text(&out);
     assert_eq!(
         out.status.code(),
@@ -105,6 +106,26 @@ fn the_scenario_table_and_the_contract_pass_on_node() {
         stdout.lines().any(|l| l.starts_with("ok   contract import errors surface as the same WIT error case")),
         "the error-surfacing test did not pass on Node:\n{stdout}"
     );
+    assert!(stdout.lines().any(|l| l == format!("store: {store}")), "the runner did not use {store}:\n{stdout}");
+}
+
+/// The point: a JavaScript host with a real Redis client, bridged to
+/// jco's synchronous import by a worker thread (tests/node/redis-bridge.js).
+#[test]
+fn the_scenario_table_and_the_contract_pass_on_node_with_a_real_redis() {
+    let server = rtc_tests::RedisServer::start();
+    let url = server.url();
+    the_table_and_the_contract_pass(&["--redis", &url], &format!("redis at {url}"));
+    // The entries are in that Redis, not in the runner's memory.
+    let keys: usize = server.cli(&["DBSIZE"]).trim().parse().expect("DBSIZE");
+    assert!(keys > 10, "only {keys} keys in the Redis the Node host was given");
+}
+
+/// The in-memory import of backend.js, the host a reader can follow without
+/// a Redis, passes the same table.
+#[test]
+fn the_scenario_table_and_the_contract_pass_on_node_with_the_in_memory_import() {
+    the_table_and_the_contract_pass(&[], "in-memory map");
 }
 
 #[test]
