@@ -21,9 +21,9 @@
  *   behaviour. Catch everything inside the callback and return an error code
  *   (a compute callback returns non-zero; rtc then returns
  *   RTC_RESULT_COMPUTE_FAILED).
- * - rtc_result is 32 bits wide everywhere: a uint32_t typedef in C before
- *   C23, an enum with uint32_t as its underlying type in C++ and C23.
- *   rtc_result_name() takes a uint32_t, so any rtc_result converts to it.
+ * - rtc_result is a uint32_t in C and C++ alike, and the RTC_RESULT_*
+ *   codes are macros: a code passes between C and C++ code, and to
+ *   rtc_result_name(), unchanged.
  * - The tag name "@@@all@@@" is the implicit tag of every entry (the Python
  *   reference's layout): invalidating it is rtc_cache_invalidate_all. A tag
  *   given twice counts twice in the entry's key (as in the reference), and
@@ -62,86 +62,6 @@
  * A `lifetime` argument: never expire. Any positive value is a number of seconds.
  */
 #define RTC_LIFETIME_FOREVER 0
-
-/**
- * What an rtc call did. `RTC_RESULT_OK` is 0; every other value is stable:
- * codes are never renumbered, new ones are only appended.
- *
- * `RTC_RESULT_MISS` is not an error: it is the outcome of a read that found
- * nothing. Every other code except `RTC_RESULT_OK` is an error, and
- * `rtc_last_error_message` then describes it.
- */
-enum rtc_result
-#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
-  : uint32_t
-#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
- {
-  /**
-   * Success.
-   */
-  RTC_RESULT_OK = 0,
-  /**
-   * Not an error: the entry is not in the cache (or a get-or-lock found no
-   * value and handed out a ticket).
-   */
-  RTC_RESULT_MISS = 1,
-  /**
-   * A required pointer argument was NULL (or a buffer was NULL with a
-   * non-zero length).
-   */
-  RTC_RESULT_NULL_PARAMETER = 2,
-  /**
-   * A key, tag or text argument was not valid UTF-8.
-   */
-  RTC_RESULT_INVALID_UTF8 = 3,
-  /**
-   * An argument or setting rtc cannot use (a bad URL, a value larger than
-   * max_value_size, a negative lifetime other than RTC_LIFETIME_DEFAULT, ...).
-   */
-  RTC_RESULT_INVALID_ARGUMENT = 4,
-  /**
-   * Redis could not be reached (connection refused, reset, closed).
-   */
-  RTC_RESULT_BACKEND_UNAVAILABLE = 5,
-  /**
-   * Redis did not answer within the socket timeout.
-   */
-  RTC_RESULT_TIMEOUT = 6,
-  /**
-   * Redis answered with an error (authentication, ACL, wrong type, ...).
-   */
-  RTC_RESULT_BACKEND = 7,
-  /**
-   * A value could not be encoded or decoded.
-   */
-  RTC_RESULT_CODEC = 8,
-  /**
-   * Any other failure; see rtc_last_error_message.
-   */
-  RTC_RESULT_OTHER = 9,
-  /**
-   * The compute callback of rtc_cache_get_or_compute returned non-zero:
-   * nothing was stored and the lock (if any) was released.
-   */
-  RTC_RESULT_COMPUTE_FAILED = 10,
-  /**
-   * rtc hit an internal bug (a Rust panic), caught at the boundary. The
-   * handles passed to the call are still valid, but please report it.
-   */
-  RTC_RESULT_PANIC = 11,
-  /**
-   * The backend broke its reply contract (a missing reply, or one of the
-   * wrong kind): a bug in a custom backend or host, not Redis being down.
-   */
-  RTC_RESULT_PROTOCOL = 12,
-};
-#ifndef __cplusplus
-#if __STDC_VERSION__ >= 202311L
-typedef enum rtc_result rtc_result;
-#else
-typedef uint32_t rtc_result;
-#endif // __STDC_VERSION__ >= 202311L
-#endif // __cplusplus
 
 /**
  * A cache: a connection pool to one Redis (or an in-process store) and one
@@ -213,6 +133,21 @@ typedef struct rtc_ticket rtc_ticket;
 typedef struct rtc_value rtc_value;
 
 /**
+ * What an rtc call did: one of the `RTC_RESULT_*` codes. `RTC_RESULT_OK`
+ * is 0; every other value is stable: codes are never renumbered, new ones
+ * are only appended.
+ *
+ * A `uint32_t` in C and in C++ alike (not an enum, whose type would differ
+ * between the two and between C standards), so a code passes between C and
+ * C++ code, and to `rtc_result_name`, unchanged.
+ *
+ * `RTC_RESULT_MISS` is not an error: it is the outcome of a read that found
+ * nothing. Every other code except `RTC_RESULT_OK` is an error, and
+ * `rtc_last_error_message` then describes it.
+ */
+typedef uint32_t rtc_result;
+
+/**
  * A hook: called with the userdata given to rtc_cache_builder_set_hook and
  * the call's measurements. It may run on many threads at once.
  */
@@ -245,6 +180,77 @@ typedef struct rtc_bytes {
  */
 typedef int (*rtc_compute_callback)(void *userdata,
                                     struct rtc_output *output);
+
+/**
+ * Success.
+ */
+#define RTC_RESULT_OK 0
+
+/**
+ * Not an error: the entry is not in the cache (or a get-or-lock found no
+ * value and handed out a ticket).
+ */
+#define RTC_RESULT_MISS 1
+
+/**
+ * A required pointer argument was NULL (or a buffer was NULL with a
+ * non-zero length).
+ */
+#define RTC_RESULT_NULL_PARAMETER 2
+
+/**
+ * A key, tag or text argument was not valid UTF-8.
+ */
+#define RTC_RESULT_INVALID_UTF8 3
+
+/**
+ * An argument or setting rtc cannot use (a bad URL, a value larger than
+ * max_value_size, a negative lifetime other than RTC_LIFETIME_DEFAULT, ...).
+ */
+#define RTC_RESULT_INVALID_ARGUMENT 4
+
+/**
+ * Redis could not be reached (connection refused, reset, closed).
+ */
+#define RTC_RESULT_BACKEND_UNAVAILABLE 5
+
+/**
+ * Redis did not answer within the socket timeout.
+ */
+#define RTC_RESULT_TIMEOUT 6
+
+/**
+ * Redis answered with an error (authentication, ACL, wrong type, ...).
+ */
+#define RTC_RESULT_BACKEND 7
+
+/**
+ * A value could not be encoded or decoded.
+ */
+#define RTC_RESULT_CODEC 8
+
+/**
+ * Any other failure; see rtc_last_error_message.
+ */
+#define RTC_RESULT_OTHER 9
+
+/**
+ * The compute callback of rtc_cache_get_or_compute returned non-zero:
+ * nothing was stored and the lock (if any) was released.
+ */
+#define RTC_RESULT_COMPUTE_FAILED 10
+
+/**
+ * rtc hit an internal bug (a Rust panic), caught at the boundary. The
+ * handles passed to the call are still valid, but please report it.
+ */
+#define RTC_RESULT_PANIC 11
+
+/**
+ * The backend broke its reply contract (a missing reply, or one of the
+ * wrong kind): a bug in a custom backend or host, not Redis being down.
+ */
+#define RTC_RESULT_PROTOCOL 12
 
 #ifdef __cplusplus
 extern "C" {
@@ -666,7 +672,13 @@ rtc_result rtc_compute_options_set_hook_userdata(struct rtc_compute_options *opt
  * may be NULL only when `len` is 0). Call it only from inside the compute
  * callback that received `output`.
  *
- * Errors: RTC_RESULT_NULL_PARAMETER.
+ * A write that would make the value larger than the cache's max_value_size
+ * is refused at once with RTC_RESULT_INVALID_ARGUMENT (nothing is
+ * appended), so the callback learns it while computing, as rtc_cache_set
+ * would tell it; rtc_cache_get_or_compute then fails with the same code
+ * whatever the callback returns, nothing is cached and the lock is released.
+ *
+ * Errors: RTC_RESULT_NULL_PARAMETER, RTC_RESULT_INVALID_ARGUMENT.
  */
 rtc_result rtc_output_write(struct rtc_output *output,
                             const uint8_t *data,
@@ -684,7 +696,9 @@ rtc_result rtc_output_write(struct rtc_output *output,
  * at most once per call, and may call rtc itself. Thread-safe.
  *
  * Errors: RTC_RESULT_NULL_PARAMETER (cache, options, compute, value_out),
- * RTC_RESULT_COMPUTE_FAILED (the callback returned non-zero; nothing is stored).
+ * RTC_RESULT_COMPUTE_FAILED (the callback returned non-zero; nothing is
+ * stored), RTC_RESULT_INVALID_ARGUMENT (rtc_output_write refused a write
+ * past max_value_size; nothing is stored, and no value is returned).
  */
 rtc_result rtc_cache_get_or_compute(const struct rtc_cache *cache,
                                     const struct rtc_compute_options *options,
@@ -772,7 +786,7 @@ const char *rtc_last_error_message(void);
  *
  * The string is static: never free it. Thread-safe.
  */
-const char *rtc_result_name(uint32_t result);
+const char *rtc_result_name(rtc_result result);
 
 /**
  * The cache key (given, or derived from the function and its arguments);

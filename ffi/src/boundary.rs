@@ -9,7 +9,10 @@
 use std::ffi::{CStr, c_char};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use crate::error::{Failure, rtc_result, set_last_error};
+use crate::error::{
+    Failure, RTC_RESULT_INVALID_ARGUMENT, RTC_RESULT_INVALID_UTF8, RTC_RESULT_NULL_PARAMETER, RTC_RESULT_PANIC,
+    rtc_result, set_last_error,
+};
 
 /// A borrowed byte buffer: `len` bytes at `data`. Used for lists of tags
 /// (`const rtc_bytes *tags, size_t tags_len`) and in `rtc_cache_info`.
@@ -55,7 +58,7 @@ pub(crate) fn guard(body: impl FnOnce() -> Outcome) -> rtc_result {
         }
         Err(payload) => {
             set_last_error(&format!("rtc panicked (a bug in rtc, please report it): {}", panic_message(&payload)));
-            rtc_result::Panic
+            RTC_RESULT_PANIC
         }
     }
 }
@@ -122,10 +125,10 @@ pub(crate) unsafe fn bytes<'a>(ptr: *const u8, len: usize, what: impl std::fmt::
         return Ok(&[]);
     }
     if ptr.is_null() {
-        return Err(Failure::new(rtc_result::NullParameter, format!("{what} is NULL with a length of {len}")));
+        return Err(Failure::new(RTC_RESULT_NULL_PARAMETER, format!("{what} is NULL with a length of {len}")));
     }
     if len > isize::MAX as usize {
-        return Err(Failure::new(rtc_result::InvalidArgument, format!("{what} has an impossible length ({len})")));
+        return Err(Failure::new(RTC_RESULT_INVALID_ARGUMENT, format!("{what} has an impossible length ({len})")));
     }
     // SAFETY: non-NULL, length checked against isize::MAX, and the caller
     // promises `len` readable bytes.
@@ -139,7 +142,7 @@ pub(crate) unsafe fn bytes<'a>(ptr: *const u8, len: usize, what: impl std::fmt::
 pub(crate) unsafe fn text<'a>(ptr: *const u8, len: usize, what: impl std::fmt::Display) -> Result<&'a str, Failure> {
     // SAFETY: forwarded.
     let b = unsafe { bytes(ptr, len, &what) }?;
-    std::str::from_utf8(b).map_err(|e| Failure::new(rtc_result::InvalidUtf8, format!("{what} is not valid UTF-8: {e}")))
+    std::str::from_utf8(b).map_err(|e| Failure::new(RTC_RESULT_INVALID_UTF8, format!("{what} is not valid UTF-8: {e}")))
 }
 
 /// Borrows a NUL-terminated string as UTF-8 text.
@@ -152,7 +155,7 @@ pub(crate) unsafe fn c_text<'a>(ptr: *const c_char, what: &str) -> Result<&'a st
     }
     // SAFETY: non-NULL, and the caller promises a NUL-terminated string.
     let s = unsafe { CStr::from_ptr(ptr) };
-    s.to_str().map_err(|e| Failure::new(rtc_result::InvalidUtf8, format!("{what} is not valid UTF-8: {e}")))
+    s.to_str().map_err(|e| Failure::new(RTC_RESULT_INVALID_UTF8, format!("{what} is not valid UTF-8: {e}")))
 }
 
 /// Like [`c_text`], but NULL reads as `None`.
@@ -176,10 +179,10 @@ pub(crate) unsafe fn tags<'a>(ptr: *const rtc_bytes, len: usize) -> Result<Vec<&
         return Ok(Vec::new());
     }
     if ptr.is_null() {
-        return Err(Failure::new(rtc_result::NullParameter, format!("tags is NULL with a length of {len}")));
+        return Err(Failure::new(RTC_RESULT_NULL_PARAMETER, format!("tags is NULL with a length of {len}")));
     }
     if len > isize::MAX as usize / size_of::<rtc_bytes>() {
-        return Err(Failure::new(rtc_result::InvalidArgument, format!("tags has an impossible length ({len})")));
+        return Err(Failure::new(RTC_RESULT_INVALID_ARGUMENT, format!("tags has an impossible length ({len})")));
     }
     // SAFETY: non-NULL, bounded length, and the caller promises `len` entries.
     let list = unsafe { std::slice::from_raw_parts(ptr, len) };
@@ -214,7 +217,7 @@ mod tests {
     #[test]
     fn a_panic_becomes_a_code_and_a_message() {
         let code = guard(|| panic!("boom"));
-        assert_eq!(code, rtc_result::Panic);
+        assert_eq!(code, RTC_RESULT_PANIC);
         // SAFETY: rtc_last_error_message returns a NUL-terminated string.
         let msg = unsafe { CStr::from_ptr(crate::error::rtc_last_error_message()) };
         assert!(msg.to_str().is_ok_and(|m| m.contains("boom")), "{msg:?}");
@@ -230,11 +233,11 @@ mod tests {
         // SAFETY: only NULL or valid pointers are passed.
         unsafe {
             assert!(bytes(std::ptr::null(), 0, "v").is_ok_and(<[u8]>::is_empty));
-            assert_eq!(code(bytes(std::ptr::null(), 3, "v")), Some(rtc_result::NullParameter));
+            assert_eq!(code(bytes(std::ptr::null(), 3, "v")), Some(RTC_RESULT_NULL_PARAMETER));
             let b = [0xffu8, 0xfe];
-            assert_eq!(code(text(b.as_ptr(), 2, "key")), Some(rtc_result::InvalidUtf8));
-            assert_eq!(code(bytes(b.as_ptr(), usize::MAX, "v")), Some(rtc_result::InvalidArgument));
-            assert_eq!(code(c_text(std::ptr::null(), "host")), Some(rtc_result::NullParameter));
+            assert_eq!(code(text(b.as_ptr(), 2, "key")), Some(RTC_RESULT_INVALID_UTF8));
+            assert_eq!(code(bytes(b.as_ptr(), usize::MAX, "v")), Some(RTC_RESULT_INVALID_ARGUMENT));
+            assert_eq!(code(c_text(std::ptr::null(), "host")), Some(RTC_RESULT_NULL_PARAMETER));
             assert_eq!(c_text_opt(std::ptr::null(), "url").ok(), Some(None));
         }
     }

@@ -10,7 +10,7 @@ use crate::boundary::{
     bytes, c_text, c_text_opt, data_ptr, free_handle, guard, guard_or, handle, handle_mut, into_handle, out, rtc_bytes,
     tags, text,
 };
-use crate::error::{Failure, rtc_result};
+use crate::error::{Failure, RTC_RESULT_INVALID_ARGUMENT, RTC_RESULT_MISS, RTC_RESULT_OK, rtc_result};
 use crate::hook::{HookFn, call_hook};
 
 /// A `lifetime` argument: use the cache's default lifetime
@@ -27,7 +27,7 @@ pub(crate) fn lifetime(value: i64) -> Result<Lifetime, Failure> {
         RTC_LIFETIME_FOREVER => Ok(Lifetime::Forever),
         n if n > 0 => Ok(Lifetime::Seconds(n.unsigned_abs()).checked()?),
         n => Err(Failure::new(
-            rtc_result::InvalidArgument,
+            RTC_RESULT_INVALID_ARGUMENT,
             format!("lifetime {n} is invalid: use RTC_LIFETIME_DEFAULT, RTC_LIFETIME_FOREVER or a number of seconds"),
         )),
     }
@@ -91,7 +91,7 @@ fn with_builder(
         // SAFETY: the caller passes NULL or a live builder, used by one thread.
         let b = unsafe { handle_mut(builder, "builder") }?;
         set(b)?;
-        Ok(rtc_result::Ok)
+        Ok(RTC_RESULT_OK)
     })
 }
 
@@ -383,7 +383,7 @@ pub extern "C" fn rtc_cache_new(builder: *const rtc_cache_builder, cache_out: *m
             cache = cache.hook(move |event| unsafe { call_hook(f, userdata as *mut c_void, event) });
         }
         out.put(into_handle(rtc_cache { cache: cache.build()? }));
-        Ok(rtc_result::Ok)
+        Ok(RTC_RESULT_OK)
     })
 }
 
@@ -434,7 +434,7 @@ pub extern "C" fn rtc_cache_set(
         let value = unsafe { bytes(value, value_len, "value") }?;
         let tags = unsafe { self::tags(tags, tags_len) }?;
         cache.set_bytes(key, value, &tags, self::lifetime(lifetime)?)?;
-        Ok(rtc_result::Ok)
+        Ok(RTC_RESULT_OK)
     })
 }
 
@@ -467,9 +467,9 @@ pub extern "C" fn rtc_cache_get(
         Ok(match cache.get_bytes(key, &tags)? {
             Some(bytes) => {
                 out.put(into_handle(rtc_value { bytes }));
-                rtc_result::Ok
+                RTC_RESULT_OK
             }
-            None => rtc_result::Miss,
+            None => RTC_RESULT_MISS,
         })
     })
 }
@@ -497,7 +497,7 @@ pub extern "C" fn rtc_cache_delete(
         if let Ok(out) = unsafe { out(deleted_out, "deleted_out") } {
             out.put(deleted);
         }
-        Ok(rtc_result::Ok)
+        Ok(RTC_RESULT_OK)
     })
 }
 
@@ -514,7 +514,7 @@ pub extern "C" fn rtc_cache_invalidate(cache: *const rtc_cache, tags: *const rtc
         // SAFETY: the caller passes an array valid for its length.
         let tags = unsafe { self::tags(tags, tags_len) }?;
         cache.invalidate(&tags)?;
-        Ok(rtc_result::Ok)
+        Ok(RTC_RESULT_OK)
     })
 }
 
@@ -526,7 +526,7 @@ pub extern "C" fn rtc_cache_invalidate(cache: *const rtc_cache, tags: *const rtc
 pub extern "C" fn rtc_cache_invalidate_all(cache: *const rtc_cache) -> rtc_result {
     guard(|| {
         cache_ref(cache)?.invalidate_all()?;
-        Ok(rtc_result::Ok)
+        Ok(RTC_RESULT_OK)
     })
 }
 

@@ -11,7 +11,9 @@ use crate::boundary::{
     bytes, c_text, free_handle, guard, guard_or, handle, handle_mut, into_handle, out, rtc_bytes, tags, text,
 };
 use crate::cache::{cache_ref, lifetime, rtc_cache, rtc_value};
-use crate::error::{Failure, rtc_result};
+use crate::error::{
+    Failure, RTC_RESULT_COMPUTE_FAILED, RTC_RESULT_INVALID_ARGUMENT, RTC_RESULT_MISS, RTC_RESULT_OK, rtc_result,
+};
 use crate::hook::CallUserdata;
 
 /// Per-call options of rtc_cache_get_or_compute and rtc_cache_get_or_lock:
@@ -32,6 +34,10 @@ pub struct rtc_compute_options {
 #[allow(non_camel_case_types)]
 pub struct rtc_output {
     bytes: Vec<u8>,
+    /// The cache's max_value_size: a write past it is refused at once.
+    limit: usize,
+    /// The refusal, if a write was refused: the call then fails with it.
+    refused: Option<String>,
 }
 
 /// The right to store one computed value under the tag snapshot taken by
@@ -88,7 +94,7 @@ pub extern "C" fn rtc_compute_options_new(
         let key = unsafe { text(key, key_len, "key") }?;
         let out = unsafe { out(options_out, "options_out") }?;
         out.put(into_handle(new_options(ComputeOptions::key(key))));
-        Ok(rtc_result::Ok)
+        Ok(RTC_RESULT_OK)
     })
 }
 
@@ -126,7 +132,7 @@ pub extern "C" fn rtc_compute_options_new_call(
         let out = unsafe { out(options_out, "options_out") }?;
         let id = FunctionId::new(module, type_name, function);
         out.put(into_handle(new_options(ComputeOptions::call(id, &ByteString(arguments))?)));
-        Ok(rtc_result::Ok)
+        Ok(RTC_RESULT_OK)
     })
 }
 
@@ -145,7 +151,7 @@ fn with_options(
     guard(|| {
         // SAFETY: the caller passes NULL or live options, used by one thread.
         set(unsafe { handle_mut(options, "options") }?)?;
-        Ok(rtc_result::Ok)
+        Ok(RTC_RESULT_OK)
     })
 }
 
@@ -214,7 +220,7 @@ pub extern "C" fn rtc_compute_options_set_lock_timeout_ms(
         let timeout = Duration::from_millis(timeout_ms);
         if timeout > rtc_core::MAX_LOCK_TIMEOUT {
             return Err(Failure::new(
-                rtc_result::InvalidArgument,
+                RTC_RESULT_INVALID_ARGUMENT,
                 format!("lock timeout {timeout_ms} ms is over the maximum of one day (86400000 ms)"),
             ));
         }
@@ -255,7 +261,13 @@ pub extern "C" fn rtc_compute_options_set_hook_userdata(
 /// may be NULL only when `len` is 0). Call it only from inside the compute
 /// callback that received `output`.
 ///
-/// Errors: RTC_RESULT_NULL_PARAMETER.
+/// A write that would make the value larger than the cache's max_value_size
+/// is refused at once with RTC_RESULT_INVALID_ARGUMENT (nothing is
+/// appended), so the callback learns it while computing, as rtc_cache_set
+/// would tell it; rtc_cache_get_or_compute then fails with the same code
+/// whatever the callback returns, nothing is cached and the lock is released.
+///
+/// Errors: RTC_RESULT_NULL_PARAMETER, RTC_RESULT_INVALID_ARGUMENT.
 #[unsafe(no_mangle)]
 pub extern "C" fn rtc_output_write(output: *mut rtc_output, data: *const u8, len: usize) -> rtc_result {
     guard(|| {
@@ -263,8 +275,17 @@ pub extern "C" fn rtc_output_write(output: *mut rtc_output, data: *const u8, len
         // buffer valid for its length.
         let output = unsafe { handle_mut(output, "output") }?;
         let data = unsafe { bytes(data, len, "data") }?;
+        let total = output.bytes.len().saturating_add(data.len());
+        if total > output.limit {
+            let message = format!(
+                "the computed value would be {total} bytes, over max_value_size ({} bytes): it cannot be cached",
+                output.limit
+            );
+            output.refused = Some(message.clone());
+            return Err(Failure::new(RTC_RESULT_INVALID_ARGUMENT, message));
+        }
         output.bytes.extend_from_slice(data);
-        Ok(rtc_result::Ok)
+        Ok(RTC_RESULT_OK)
     })
 }
 
@@ -279,7 +300,9 @@ pub extern "C" fn rtc_output_write(output: *mut rtc_output, data: *const u8, len
 /// at most once per call, and may call rtc itself. Thread-safe.
 ///
 /// Errors: RTC_RESULT_NULL_PARAMETER (cache, options, compute, value_out),
-/// RTC_RESULT_COMPUTE_FAILED (the callback returned non-zero; nothing is stored).
+/// RTC_RESULT_COMPUTE_FAILED (the callback returned non-zero; nothing is
+/// stored), RTC_RESULT_INVALID_ARGUMENT (rtc_output_write refused a write
+/// past max_value_size; nothing is stored, and no value is returned).
 #[unsafe(no_mangle)]
 pub extern "C" fn rtc_cache_get_or_compute(
     cache: *const rtc_cache,
@@ -295,18 +318,24 @@ pub extern "C" fn rtc_cache_get_or_compute(
         let out = unsafe { out(value_out, "value_out") }?;
         let compute = compute.ok_or_else(|| Failure::null("compute"))?;
         let bytes = cache.get_or_compute_bytes(&options.options, || {
-            let mut output = rtc_output { bytes: Vec::new() };
+            let limit = cache.config().max_value_size;
+            let mut output = rtc_output { bytes: Vec::new(), limit, refused: None };
             // SAFETY: the caller passes a valid callback; `output` lives until it returns.
-            match unsafe { compute(userdata, &mut output) } {
+            let code = unsafe { compute(userdata, &mut output) };
+            // A refused write left the value incomplete: never return or store it.
+            if let Some(refused) = output.refused {
+                return Err(Failure::new(RTC_RESULT_INVALID_ARGUMENT, format!("{refused}; nothing was cached")));
+            }
+            match code {
                 0 => Ok(output.bytes),
                 code => Err(Failure::new(
-                    rtc_result::ComputeFailed,
+                    RTC_RESULT_COMPUTE_FAILED,
                     format!("the compute callback returned {code}; nothing was cached"),
                 )),
             }
         })?;
         out.put(into_handle(rtc_value { bytes }));
-        Ok(rtc_result::Ok)
+        Ok(RTC_RESULT_OK)
     })
 }
 
@@ -344,7 +373,7 @@ pub extern "C" fn rtc_cache_get_or_lock(
             GetOrLock::Hit(hit) => {
                 let (bytes, _) = hit.finish();
                 value_out.put(into_handle(rtc_value { bytes }));
-                rtc_result::Ok
+                RTC_RESULT_OK
             }
             GetOrLock::Locked(ticket) | GetOrLock::Miss(ticket) => {
                 if let Some(error) = ticket.info().error.clone() {
@@ -353,7 +382,7 @@ pub extern "C" fn rtc_cache_get_or_lock(
                     return Err(error.into());
                 }
                 ticket_out.put(into_handle(rtc_ticket { ticket, cache: cache.clone() }));
-                rtc_result::Miss
+                RTC_RESULT_MISS
             }
         })
     })
@@ -401,7 +430,7 @@ pub extern "C" fn rtc_cache_set_and_unlock(
         ticket.set_lifetime(lifetime);
         match cache.set_and_unlock(ticket, Ok::<_, rtc_core::Error>(value)).error {
             Some(error) => Err(error.into()),
-            None => Ok(rtc_result::Ok),
+            None => Ok(RTC_RESULT_OK),
         }
     })
 }

@@ -6,81 +6,83 @@ use std::ffi::{CString, c_char};
 
 use rtc_core::ErrorKind;
 
-/// What an rtc call did. `RTC_RESULT_OK` is 0; every other value is stable:
-/// codes are never renumbered, new ones are only appended.
+/// What an rtc call did: one of the `RTC_RESULT_*` codes. `RTC_RESULT_OK`
+/// is 0; every other value is stable: codes are never renumbered, new ones
+/// are only appended.
+///
+/// A `uint32_t` in C and in C++ alike (not an enum, whose type would differ
+/// between the two and between C standards), so a code passes between C and
+/// C++ code, and to `rtc_result_name`, unchanged.
 ///
 /// `RTC_RESULT_MISS` is not an error: it is the outcome of a read that found
 /// nothing. Every other code except `RTC_RESULT_OK` is an error, and
 /// `rtc_last_error_message` then describes it.
 #[allow(non_camel_case_types)]
-#[repr(u32)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum rtc_result {
-    /// Success.
-    Ok = 0,
-    /// Not an error: the entry is not in the cache (or a get-or-lock found no
-    /// value and handed out a ticket).
-    Miss = 1,
-    /// A required pointer argument was NULL (or a buffer was NULL with a
-    /// non-zero length).
-    NullParameter = 2,
-    /// A key, tag or text argument was not valid UTF-8.
-    InvalidUtf8 = 3,
-    /// An argument or setting rtc cannot use (a bad URL, a value larger than
-    /// max_value_size, a negative lifetime other than RTC_LIFETIME_DEFAULT, ...).
-    InvalidArgument = 4,
-    /// Redis could not be reached (connection refused, reset, closed).
-    BackendUnavailable = 5,
-    /// Redis did not answer within the socket timeout.
-    Timeout = 6,
-    /// Redis answered with an error (authentication, ACL, wrong type, ...).
-    Backend = 7,
-    /// A value could not be encoded or decoded.
-    Codec = 8,
-    /// Any other failure; see rtc_last_error_message.
-    Other = 9,
-    /// The compute callback of rtc_cache_get_or_compute returned non-zero:
-    /// nothing was stored and the lock (if any) was released.
-    ComputeFailed = 10,
-    /// rtc hit an internal bug (a Rust panic), caught at the boundary. The
-    /// handles passed to the call are still valid, but please report it.
-    Panic = 11,
-    /// The backend broke its reply contract (a missing reply, or one of the
-    /// wrong kind): a bug in a custom backend or host, not Redis being down.
-    Protocol = 12,
+pub type rtc_result = u32;
+
+/// Success.
+pub const RTC_RESULT_OK: rtc_result = 0;
+/// Not an error: the entry is not in the cache (or a get-or-lock found no
+/// value and handed out a ticket).
+pub const RTC_RESULT_MISS: rtc_result = 1;
+/// A required pointer argument was NULL (or a buffer was NULL with a
+/// non-zero length).
+pub const RTC_RESULT_NULL_PARAMETER: rtc_result = 2;
+/// A key, tag or text argument was not valid UTF-8.
+pub const RTC_RESULT_INVALID_UTF8: rtc_result = 3;
+/// An argument or setting rtc cannot use (a bad URL, a value larger than
+/// max_value_size, a negative lifetime other than RTC_LIFETIME_DEFAULT, ...).
+pub const RTC_RESULT_INVALID_ARGUMENT: rtc_result = 4;
+/// Redis could not be reached (connection refused, reset, closed).
+pub const RTC_RESULT_BACKEND_UNAVAILABLE: rtc_result = 5;
+/// Redis did not answer within the socket timeout.
+pub const RTC_RESULT_TIMEOUT: rtc_result = 6;
+/// Redis answered with an error (authentication, ACL, wrong type, ...).
+pub const RTC_RESULT_BACKEND: rtc_result = 7;
+/// A value could not be encoded or decoded.
+pub const RTC_RESULT_CODEC: rtc_result = 8;
+/// Any other failure; see rtc_last_error_message.
+pub const RTC_RESULT_OTHER: rtc_result = 9;
+/// The compute callback of rtc_cache_get_or_compute returned non-zero:
+/// nothing was stored and the lock (if any) was released.
+pub const RTC_RESULT_COMPUTE_FAILED: rtc_result = 10;
+/// rtc hit an internal bug (a Rust panic), caught at the boundary. The
+/// handles passed to the call are still valid, but please report it.
+pub const RTC_RESULT_PANIC: rtc_result = 11;
+/// The backend broke its reply contract (a missing reply, or one of the
+/// wrong kind): a bug in a custom backend or host, not Redis being down.
+pub const RTC_RESULT_PROTOCOL: rtc_result = 12;
+
+/// Returns the code of a core error kind.
+pub(crate) fn code_of(kind: ErrorKind) -> rtc_result {
+    match kind {
+        ErrorKind::BackendUnavailable => RTC_RESULT_BACKEND_UNAVAILABLE,
+        ErrorKind::Timeout => RTC_RESULT_TIMEOUT,
+        ErrorKind::InvalidArgument => RTC_RESULT_INVALID_ARGUMENT,
+        ErrorKind::Backend => RTC_RESULT_BACKEND,
+        ErrorKind::Codec => RTC_RESULT_CODEC,
+        ErrorKind::Protocol => RTC_RESULT_PROTOCOL,
+        ErrorKind::Other => RTC_RESULT_OTHER,
+    }
 }
 
-impl rtc_result {
-    /// Returns the code of a core error kind.
-    pub(crate) fn from_kind(kind: ErrorKind) -> Self {
-        match kind {
-            ErrorKind::BackendUnavailable => rtc_result::BackendUnavailable,
-            ErrorKind::Timeout => rtc_result::Timeout,
-            ErrorKind::InvalidArgument => rtc_result::InvalidArgument,
-            ErrorKind::Backend => rtc_result::Backend,
-            ErrorKind::Codec => rtc_result::Codec,
-            ErrorKind::Protocol => rtc_result::Protocol,
-            ErrorKind::Other => rtc_result::Other,
-        }
-    }
-
-    fn name(code: u32) -> &'static str {
-        match code {
-            0 => "RTC_RESULT_OK\0",
-            1 => "RTC_RESULT_MISS\0",
-            2 => "RTC_RESULT_NULL_PARAMETER\0",
-            3 => "RTC_RESULT_INVALID_UTF8\0",
-            4 => "RTC_RESULT_INVALID_ARGUMENT\0",
-            5 => "RTC_RESULT_BACKEND_UNAVAILABLE\0",
-            6 => "RTC_RESULT_TIMEOUT\0",
-            7 => "RTC_RESULT_BACKEND\0",
-            8 => "RTC_RESULT_CODEC\0",
-            9 => "RTC_RESULT_OTHER\0",
-            10 => "RTC_RESULT_COMPUTE_FAILED\0",
-            11 => "RTC_RESULT_PANIC\0",
-            12 => "RTC_RESULT_PROTOCOL\0",
-            _ => "RTC_RESULT_UNKNOWN\0",
-        }
+/// The name of a code, NUL-terminated.
+fn code_name(code: rtc_result) -> &'static str {
+    match code {
+        RTC_RESULT_OK => "RTC_RESULT_OK\0",
+        RTC_RESULT_MISS => "RTC_RESULT_MISS\0",
+        RTC_RESULT_NULL_PARAMETER => "RTC_RESULT_NULL_PARAMETER\0",
+        RTC_RESULT_INVALID_UTF8 => "RTC_RESULT_INVALID_UTF8\0",
+        RTC_RESULT_INVALID_ARGUMENT => "RTC_RESULT_INVALID_ARGUMENT\0",
+        RTC_RESULT_BACKEND_UNAVAILABLE => "RTC_RESULT_BACKEND_UNAVAILABLE\0",
+        RTC_RESULT_TIMEOUT => "RTC_RESULT_TIMEOUT\0",
+        RTC_RESULT_BACKEND => "RTC_RESULT_BACKEND\0",
+        RTC_RESULT_CODEC => "RTC_RESULT_CODEC\0",
+        RTC_RESULT_OTHER => "RTC_RESULT_OTHER\0",
+        RTC_RESULT_COMPUTE_FAILED => "RTC_RESULT_COMPUTE_FAILED\0",
+        RTC_RESULT_PANIC => "RTC_RESULT_PANIC\0",
+        RTC_RESULT_PROTOCOL => "RTC_RESULT_PROTOCOL\0",
+        _ => "RTC_RESULT_UNKNOWN\0",
     }
 }
 
@@ -98,13 +100,13 @@ impl Failure {
     }
 
     pub(crate) fn null(what: &str) -> Self {
-        Failure::new(rtc_result::NullParameter, format!("{what} is NULL"))
+        Failure::new(RTC_RESULT_NULL_PARAMETER, format!("{what} is NULL"))
     }
 }
 
 impl From<rtc_core::Error> for Failure {
     fn from(e: rtc_core::Error) -> Self {
-        Failure { code: rtc_result::from_kind(e.kind()), message: format!("{e} (hint: {})", e.kind().hint()) }
+        Failure { code: code_of(e.kind()), message: format!("{e} (hint: {})", e.kind().hint()) }
     }
 }
 
@@ -137,8 +139,8 @@ pub extern "C" fn rtc_last_error_message() -> *const c_char {
 ///
 /// The string is static: never free it. Thread-safe.
 #[unsafe(no_mangle)]
-pub extern "C" fn rtc_result_name(result: u32) -> *const c_char {
-    rtc_result::name(result).as_ptr().cast()
+pub extern "C" fn rtc_result_name(result: rtc_result) -> *const c_char {
+    code_name(result).as_ptr().cast()
 }
 
 #[cfg(test)]
@@ -148,33 +150,24 @@ mod tests {
     #[test]
     fn names_match_codes() {
         let all = [
-            rtc_result::Ok,
-            rtc_result::Miss,
-            rtc_result::NullParameter,
-            rtc_result::InvalidUtf8,
-            rtc_result::InvalidArgument,
-            rtc_result::BackendUnavailable,
-            rtc_result::Timeout,
-            rtc_result::Backend,
-            rtc_result::Codec,
-            rtc_result::Other,
-            rtc_result::ComputeFailed,
-            rtc_result::Panic,
+            (RTC_RESULT_OK, "OK"),
+            (RTC_RESULT_MISS, "MISS"),
+            (RTC_RESULT_NULL_PARAMETER, "NULL_PARAMETER"),
+            (RTC_RESULT_INVALID_UTF8, "INVALID_UTF8"),
+            (RTC_RESULT_INVALID_ARGUMENT, "INVALID_ARGUMENT"),
+            (RTC_RESULT_BACKEND_UNAVAILABLE, "BACKEND_UNAVAILABLE"),
+            (RTC_RESULT_TIMEOUT, "TIMEOUT"),
+            (RTC_RESULT_BACKEND, "BACKEND"),
+            (RTC_RESULT_CODEC, "CODEC"),
+            (RTC_RESULT_OTHER, "OTHER"),
+            (RTC_RESULT_COMPUTE_FAILED, "COMPUTE_FAILED"),
+            (RTC_RESULT_PANIC, "PANIC"),
+            (RTC_RESULT_PROTOCOL, "PROTOCOL"),
         ];
-        for (i, code) in all.iter().enumerate() {
-            assert_eq!(*code as u32, i as u32, "codes are dense and never renumbered");
-            let name = rtc_result::name(*code as u32);
-            let debug = format!("{code:?}");
-            let screaming: String = debug
-                .chars()
-                .enumerate()
-                .flat_map(|(j, c)| {
-                    let sep = (j > 0 && c.is_uppercase()).then_some('_');
-                    sep.into_iter().chain(c.to_uppercase())
-                })
-                .collect();
-            assert_eq!(name, format!("RTC_RESULT_{screaming}\0"));
+        for (i, (code, name)) in all.iter().enumerate() {
+            assert_eq!(*code as usize, i, "codes are dense and never renumbered");
+            assert_eq!(code_name(*code), format!("RTC_RESULT_{name}\0"));
         }
-        assert_eq!(rtc_result::name(999), "RTC_RESULT_UNKNOWN\0");
+        assert_eq!(code_name(999), "RTC_RESULT_UNKNOWN\0");
     }
 }

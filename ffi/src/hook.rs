@@ -6,7 +6,7 @@ use std::ffi::{CString, c_char, c_void};
 use rtc_core::HookEvent;
 
 use crate::boundary::{handle, rtc_bytes};
-use crate::error::rtc_result;
+use crate::error::{RTC_RESULT_NULL_PARAMETER, RTC_RESULT_OK, code_of, rtc_result};
 
 /// What a hook learns about one get-or-compute: every field of core's
 /// CacheInfo, plus the call's key, tags and userdata. Opaque: read it with the
@@ -73,7 +73,7 @@ pub(crate) unsafe fn call_hook(f: HookFn, userdata: *mut c_void, event: &HookEve
         lock_full_hit: info.lock_full_hit,
         lock_full_miss: info.lock_full_miss,
         serialized_size: info.serialized_size,
-        error: info.error.as_ref().map_or(rtc_result::Ok, |e| rtc_result::from_kind(e.kind())),
+        error: info.error.as_ref().map_or(RTC_RESULT_OK, |e| code_of(e.kind())),
         error_message: info.error.as_ref().map(|e| c_string(&e.to_string())),
         call_userdata: event.userdata.and_then(|u| u.downcast_ref::<CallUserdata>()).map_or(0, |u| u.0),
     };
@@ -187,7 +187,7 @@ pub extern "C" fn rtc_cache_info_serialized_size(info: *const rtc_cache_info) ->
 /// but not cached. RTC_RESULT_NULL_PARAMETER for a NULL `info`.
 #[unsafe(no_mangle)]
 pub extern "C" fn rtc_cache_info_error(info: *const rtc_cache_info) -> rtc_result {
-    field(info, rtc_result::NullParameter, |i| i.error)
+    field(info, RTC_RESULT_NULL_PARAMETER, |i| i.error)
 }
 
 /// The error's message (NUL-terminated), or NULL when there is no error.

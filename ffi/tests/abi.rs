@@ -3,8 +3,14 @@
 //! change (a removed function, a changed parameter or return type, a struct
 //! that changed layout) fails this test. Adding functions is compatible.
 //! librtc is built with debug info (the workspace's release profile says so
-//! for rtc-ffi), which is where abidw reads the types from. The insides of
-//! the opaque handles are not ABI (`ffi/abi/opaque.suppr`).
+//! for rtc-ffi), which is where abidw reads the types from.
+//!
+//! The insides of the opaque handles (rtc_cache, rtc_output, ...) are not
+//! ABI, but abidiff reports a change inside one as a changed function all
+//! the same (libabigail's type suppressions do not match these Rust structs:
+//! tried by name, by regexp and `accessed_through = pointer`). Such a change
+//! is compatible: review the report, then record the baseline again by
+//! deleting it and running with `RTC_BLESS=1`.
 //!
 //! An incompatible change ships only with a new SONAME: bump the version
 //! (0.y -> 0.y+1 while the version is 0.y), then record the new ABI's
@@ -56,10 +62,8 @@ fn the_exported_abi_is_compatible_with_the_baseline() {
         std::fs::write(&baseline, abidw(&lib)).expect("write the baseline");
         return;
     }
-    let suppressions = Path::new(env!("CARGO_MANIFEST_DIR")).join("abi/opaque.suppr");
     let out = Command::new("abidiff")
-        .args(["--no-show-locs", "--suppressions"])
-        .arg(&suppressions)
+        .arg("--no-show-locs")
         .arg(&baseline)
         .arg(&lib)
         .output()

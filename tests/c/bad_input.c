@@ -43,6 +43,17 @@ static int compute_fails(void *userdata, rtc_output *output) {
   return 42;
 }
 
+/* Writes 10 bytes, then 7 more (17, over a max_value_size of 16), and
+ * returns 0 even though the second write was refused. */
+static int compute_big(void *userdata, rtc_output *output) {
+  (void)userdata;
+  compute_calls++;
+  CHECK_RC(rtc_output_write(output, B("0123456789")), RTC_RESULT_OK);
+  CHECK_RC(rtc_output_write(output, B("abcdefg")), RTC_RESULT_INVALID_ARGUMENT);
+  CHECK(strstr(rtc_last_error_message(), "max_value_size") != NULL);
+  return 0;
+}
+
 static int compute_bad_writes(void *userdata, rtc_output *output) {
   (void)userdata;
   compute_calls++;
@@ -333,14 +344,33 @@ static void zero_lengths_and_limits(rtc_cache *cache) {
   CHECK_RC(rtc_compute_options_set_lifetime(options, -3), RTC_RESULT_INVALID_ARGUMENT);
   rtc_compute_options_free(options);
 
-  /* A computed value over the limit is returned but not cached. */
+  /* A computed value over the limit is refused while it is written, as
+   * rtc_cache_set refuses it: the write fails, the call fails with the same
+   * code whatever the callback returns, nothing is cached or returned, and
+   * the lock is released at once. */
   REQUIRE(rtc_compute_options_new(B("computed-big"), &options) == RTC_RESULT_OK);
-  value = NULL;
-  CHECK_RC(rtc_cache_get_or_compute(cache, options, compute_ok, "seventeen-bytes!!", &value), RTC_RESULT_OK);
-  CHECK(value_is(value, "seventeen-bytes!!"));
-  rtc_value_free(value);
+  REQUIRE(rtc_compute_options_set_lock(options, true) == RTC_RESULT_OK);
+  REQUIRE(rtc_compute_options_set_lock_timeout_ms(options, 20000) == RTC_RESULT_OK);
+  value = SENTINEL_VALUE;
+  compute_calls = 0;
+  CHECK_RC(rtc_cache_get_or_compute(cache, options, compute_big, NULL, &value), RTC_RESULT_INVALID_ARGUMENT);
+  CHECK(strstr(rtc_last_error_message(), "max_value_size") != NULL);
+  CHECK(value == SENTINEL_VALUE && compute_calls == 1);
   value = NULL;
   CHECK_RC(rtc_cache_get(cache, B("computed-big"), NULL, 0, &value), RTC_RESULT_MISS);
+  /* Had the lock leaked, this would wait 20 s and come back without it. */
+  ticket = NULL;
+  CHECK_RC(rtc_cache_get_or_lock(cache, options, &value, &ticket), RTC_RESULT_MISS);
+  CHECK(rtc_ticket_holds_lock(ticket) && rtc_ticket_lock_waiting_ms(ticket) < 1000);
+  rtc_ticket_free(ticket);
+  /* A value that fits exactly is computed, returned and cached. */
+  value = NULL;
+  CHECK_RC(rtc_cache_get_or_compute(cache, options, compute_ok, "sixteen-bytes!!!", &value), RTC_RESULT_OK);
+  CHECK(value_is(value, "sixteen-bytes!!!"));
+  rtc_value_free(value);
+  value = NULL;
+  CHECK_RC(rtc_cache_get(cache, B("computed-big"), NULL, 0, &value), RTC_RESULT_OK);
+  rtc_value_free(value);
   rtc_compute_options_free(options);
 }
 

@@ -189,13 +189,32 @@ fn entries_and_invalidations_cross_between_c_and_the_rtc_command() {
 }
 
 #[test]
-fn the_header_compiles_as_c99_c11_c17_and_cpp11_cpp17() {
+fn the_header_compiles_as_c99_c11_c17_c23_and_cpp11_cpp17() {
+    // Also checks that rtc_result is one type, uint32_t, in every language
+    // and standard, and that rtc_result_name takes it (issue 11).
     let probe = out_dir().join("header-probe.c");
-    std::fs::write(&probe, "#include \"rtc.h\"\nint main(void) { return RTC_RESULT_OK; }\n").expect("write probe");
+    std::fs::write(
+        &probe,
+        r#"#include "rtc.h"
+#if defined(__cplusplus)
+#include <type_traits>
+static_assert(std::is_same<rtc_result, uint32_t>::value, "rtc_result is uint32_t in C++");
+static_assert(std::is_same<decltype(&rtc_result_name), const char *(*)(rtc_result)>::value,
+              "rtc_result_name takes an rtc_result");
+#elif __STDC_VERSION__ >= 201112L
+_Static_assert(_Generic((rtc_result)0, uint32_t: 1, default: 0), "rtc_result is uint32_t in C");
+_Static_assert(_Generic(&rtc_result_name, const char *(*)(rtc_result): 1, default: 0),
+               "rtc_result_name takes an rtc_result");
+#endif
+int main(void) { rtc_result code = RTC_RESULT_OK; return (int)code; }
+"#,
+    )
+    .expect("write probe");
     for (compiler, std, lang) in [
         ("cc", "-std=c99", "c"),
         ("cc", "-std=c11", "c"),
         ("cc", "-std=c17", "c"),
+        ("cc", "-std=c2x", "c"),
         ("g++", "-std=c++11", "c++"),
         ("g++", "-std=c++17", "c++"),
     ] {

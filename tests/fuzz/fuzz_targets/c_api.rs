@@ -212,7 +212,7 @@ fn sentinel<T>() -> *mut T {
 
 /// Checks a result code: any code but a caught panic.
 fn ok(r: rtc_result, what: &str) -> rtc_result {
-    if r == rtc_result::Panic {
+    if r == RTC_RESULT_PANIC {
         // SAFETY: rtc_last_error_message returns a NUL-terminated string.
         let msg = unsafe { CStr::from_ptr(rtc_last_error_message()) };
         panic!("{what} panicked inside rtc: {msg:?}");
@@ -257,7 +257,7 @@ unsafe extern "C" fn hook(userdata: *mut c_void, info: *const rtc_cache_info) {
         let _ = unsafe { CStr::from_ptr(s) };
     }
     let message = rtc_cache_info_error_message(info);
-    assert_eq!(message.is_null(), rtc_cache_info_error(info) == rtc_result::Ok, "a message exactly when there is an error");
+    assert_eq!(message.is_null(), rtc_cache_info_error(info) == RTC_RESULT_OK, "a message exactly when there is an error");
     if !message.is_null() {
         // SAFETY: as above.
         let _ = unsafe { CStr::from_ptr(message) };
@@ -275,7 +275,7 @@ unsafe extern "C" fn compute(userdata: *mut c_void, output: *mut rtc_output) -> 
         );
         let expected_ok = !c.null_output && (!data.is_null() || len == 0);
         assert_eq!(
-            r == rtc_result::Ok,
+            r == RTC_RESULT_OK,
             expected_ok,
             "rtc_output_write({data:?}, {len}) -> {r:?}"
         );
@@ -308,7 +308,7 @@ fn apply(builder: *mut rtc_cache_builder, s: &Setting) {
     };
     ok(r, "a builder setter");
     if builder.is_null() {
-        assert_eq!(r, rtc_result::NullParameter);
+        assert_eq!(r, RTC_RESULT_NULL_PARAMETER);
     }
 }
 
@@ -330,7 +330,7 @@ fuzz_target!(|input: Input| {
     // The raw settings may name Redis, a cluster, a TLS authority: build, never use, free.
     let mut probe: *mut rtc_cache = sentinel();
     let r = ok(rtc_cache_new(builder, &mut probe), "rtc_cache_new (raw settings)");
-    if r == rtc_result::Ok {
+    if r == RTC_RESULT_OK {
         assert!(probe != sentinel() && !probe.is_null());
         rtc_cache_free(probe);
     } else {
@@ -343,7 +343,7 @@ fuzz_target!(|input: Input| {
     );
     let mut cache: *mut rtc_cache = sentinel();
     let r = ok(rtc_cache_new(builder, &mut cache), "rtc_cache_new (in memory)");
-    if r != rtc_result::Ok {
+    if r != RTC_RESULT_OK {
         assert_eq!(cache, sentinel(), "cache_out written on failure");
         cache = null_mut();
     }
@@ -382,7 +382,7 @@ fuzz_target!(|input: Input| {
                 let mut out: *mut rtc_value = sentinel();
                 let out_ptr = if *null_out { null_mut() } else { &mut out as *mut _ };
                 let r = ok(rtc_cache_get(c(*null_cache), k, kl, tp, tl, out_ptr), "rtc_cache_get");
-                if r == rtc_result::Ok {
+                if r == RTC_RESULT_OK {
                     consume(out);
                 } else {
                     assert_eq!(out, sentinel(), "value_out written without a hit ({r:?})");
@@ -420,7 +420,7 @@ fuzz_target!(|input: Input| {
                     rtc_compute_options_new(k, kl, if *null_out { null_mut() } else { &mut out }),
                     "rtc_compute_options_new",
                 );
-                if r == rtc_result::Ok {
+                if r == RTC_RESULT_OK {
                     assert!(out != sentinel() && !out.is_null());
                     ok(rtc_compute_options_set_lock_timeout_ms(out, 2), "set_lock_timeout_ms");
                     options.push(out);
@@ -449,7 +449,7 @@ fuzz_target!(|input: Input| {
                     ),
                     "rtc_compute_options_new_call",
                 );
-                if r == rtc_result::Ok {
+                if r == RTC_RESULT_OK {
                     assert!(out != sentinel() && !out.is_null());
                     ok(rtc_compute_options_set_lock_timeout_ms(out, 2), "set_lock_timeout_ms");
                     options.push(out);
@@ -499,7 +499,7 @@ fuzz_target!(|input: Input| {
                     ),
                     "rtc_cache_get_or_compute",
                 );
-                if r == rtc_result::Ok {
+                if r == RTC_RESULT_OK {
                     consume(out);
                 } else {
                     assert_eq!(out, sentinel(), "value_out written on failure ({r:?})");
@@ -523,11 +523,11 @@ fuzz_target!(|input: Input| {
                     "rtc_cache_get_or_lock",
                 );
                 match r {
-                    rtc_result::Ok => {
+                    RTC_RESULT_OK => {
                         assert_eq!(ticket, sentinel(), "a hit writes no ticket");
                         consume(value);
                     }
-                    rtc_result::Miss => {
+                    RTC_RESULT_MISS => {
                         assert_eq!(value, sentinel(), "a miss writes no value");
                         assert!(ticket != sentinel() && !ticket.is_null());
                         tickets.push(ticket);
