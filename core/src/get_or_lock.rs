@@ -167,6 +167,16 @@ impl Hit {
         self.call.accounting.info()
     }
 
+    /// Returns the cache key.
+    pub fn key(&self) -> &str {
+        &self.call.key
+    }
+
+    /// Returns the tags, as given.
+    pub fn tags(&self) -> &[String] {
+        &self.call.tags
+    }
+
     /// Finishes the call: stops the clock, calls the cache's hook, and
     /// returns the bytes and the final info.
     pub fn finish(self) -> (Vec<u8>, CacheInfo) {

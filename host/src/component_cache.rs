@@ -169,12 +169,12 @@ impl ComponentCacheBuilder {
     }
 }
 
-/// The outcome of [`ComponentCache::get_or_lock`], shaped as core's `GetOrLock`
-/// (the hit is already reported to the hook).
+/// The outcome of [`ComponentCache::get_or_lock`], shaped as core's `GetOrLock`.
 #[derive(Debug)]
 pub enum GetOrLock {
-    /// The value was cached.
-    Hit(Vec<u8>, LockStats),
+    /// The value was cached: decode [`Hit::value`], then call [`Hit::finish`],
+    /// or [`Hit::undecodable`] if it does not decode.
+    Hit(Hit),
     /// Not cached, and this caller holds the lock: compute the value, then
     /// call [`ComponentCache::set_and_unlock`] (or drop the ticket to give up).
     Locked(Ticket),
@@ -182,6 +182,99 @@ pub enum GetOrLock {
     /// another holder timed out): compute the value; `set_and_unlock` still
     /// stores it under the snapshot.
     Miss(Ticket),
+}
+
+/// A cached value found by [`ComponentCache::get_or_lock`], shaped as core's
+/// `Hit`: the component reports it when it is finished, so a hit whose bytes
+/// do not decode is reported as the computation it turns into, as natively.
+///
+/// It holds the component instance that made it until it is finished (or
+/// dropped, which reports nothing).
+#[must_use = "a hit is reported by `finish`"]
+pub struct Hit {
+    value: Vec<u8>,
+    stats: LockStats,
+    pool: Arc<Pool>,
+    slot: Option<Slot>,
+    found: Option<ResourceAny>,
+    hook: CallHook,
+    lifetime: Lifetime,
+}
+
+impl std::fmt::Debug for Hit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hit").field("len", &self.value.len()).field("stats", &self.stats).finish_non_exhaustive()
+    }
+}
+
+impl Hit {
+    /// Returns the cached bytes.
+    pub fn value(&self) -> &[u8] {
+        &self.value
+    }
+
+    /// Returns how the lock behaved.
+    pub fn stats(&self) -> LockStats {
+        self.stats
+    }
+
+    /// Finishes the call: the component reports the hit to the hook. Returns
+    /// the bytes.
+    pub fn finish(mut self) -> Vec<u8> {
+        if let (Some(mut slot), Some(found)) = (self.slot.take(), self.found.take()) {
+            self.hook.enter(&mut slot.store);
+            let finished = guarded(|| {
+                slot.rtc.rtc_cache_cache().found().call_finish(&mut slot.store, found)?;
+                Ok(Ok::<_, crate::bindings::rtc::cache::types::Error>(()))
+            });
+            CallHook::leave(&mut slot.store);
+            let healthy = finished.as_ref().map_or_else(|f| !f.trapped, |()| true);
+            self.pool.release(slot, healthy);
+        }
+        std::mem::take(&mut self.value)
+    }
+
+    /// The bytes did not decode (`error`): the call becomes a computation
+    /// whose [`ComponentCache::set_and_unlock`] overwrites them and reports
+    /// the call, with `error`. Fails only when the instance trapped.
+    pub fn undecodable(mut self, error: &Error) -> Result<Ticket> {
+        let (Some(mut slot), Some(found)) = (self.slot.take(), self.found.take()) else {
+            return Err(Error::new(ErrorKind::Other, "this hit was already used"));
+        };
+        let reason = error.to_string();
+        let made = guarded(|| {
+            let handle = slot.rtc.rtc_cache_cache().found().call_undecodable(&mut slot.store, found, &reason)?;
+            let storage_key = slot.rtc.rtc_cache_cache().ticket().call_storage_key(&mut slot.store, handle)?;
+            Ok(Ok::<_, crate::bindings::rtc::cache::types::Error>((handle, storage_key)))
+        });
+        match made {
+            Ok((handle, storage_key)) => Ok(Ticket {
+                pool: Arc::clone(&self.pool),
+                slot: Some(slot),
+                handle: Some(handle),
+                holds_lock: false,
+                stats: LockStats::default(),
+                storage_key,
+                lifetime: self.lifetime,
+                hook: std::mem::take(&mut self.hook),
+            }),
+            Err(failure) => {
+                self.pool.release(slot, !failure.trapped);
+                Err(failure.error)
+            }
+        }
+    }
+}
+
+impl Drop for Hit {
+    fn drop(&mut self) {
+        let (Some(mut slot), Some(found)) = (self.slot.take(), self.found.take()) else {
+            return;
+        };
+        // Reports nothing, as core's `Hit` dropped unfinished.
+        let dropped = catch_unwind(AssertUnwindSafe(|| found.resource_drop(&mut slot.store)));
+        self.pool.release(slot, matches!(dropped, Ok(Ok(()))));
+    }
 }
 
 /// The right to store one computed value under the tag snapshot taken by
@@ -339,9 +432,9 @@ impl ComponentCache {
 
     /// The component's `get-or-lock`, core's [`rtc_core::Cache::get_or_lock`]
     /// run in the guest: reads the entry of `options`, and on a miss takes the
-    /// stampede lock if the options ask for it. The component reports a hit
-    /// (and a failed lookup) to the hook; a miss is reported by
-    /// [`ComponentCache::set_and_unlock`]. `Err` means the backend failed:
+    /// stampede lock if the options ask for it. The component reports a
+    /// failed lookup to the hook; a hit is reported by [`Hit::finish`], a
+    /// miss by [`ComponentCache::set_and_unlock`]. `Err` means the backend failed:
     /// compute the value and do not store it.
     pub fn get_or_lock(&self, options: &ComputeOptions) -> Result<GetOrLock> {
         let hook = CallHook::reporting(options.userdata().cloned());
@@ -425,8 +518,15 @@ impl ComponentCache {
         };
         let handle = match lookup {
             wit::Lookup::Hit(hit) => {
-                self.pool.release(slot, true);
-                return Ok(GetOrLock::Hit(hit.value, from_wit_stats(hit.stats)));
+                return Ok(GetOrLock::Hit(Hit {
+                    value: hit.value,
+                    stats: from_wit_stats(hit.stats),
+                    pool: Arc::clone(&self.pool),
+                    slot: Some(slot),
+                    found: Some(hit.found),
+                    hook,
+                    lifetime: options.entry_lifetime(),
+                }));
             }
             wit::Lookup::Locked(handle) | wit::Lookup::Miss(handle) => handle,
         };
@@ -471,26 +571,25 @@ impl ComponentCache {
 }
 
 /// A get-or-compute waiting for its value on the component: the component's
-/// ticket (none when the lookup failed, or for an overwrite of undecodable
-/// bytes) and core's accounting of the call, which the host reports only for
-/// what the component could not (no instance, a trap, an encode failure).
+/// ticket (none when the lookup failed) and core's accounting of the call,
+/// which the host reports only for what the component could not (no
+/// instance, a trap, an encode failure).
 pub struct PendingCall {
     ticket: Option<Ticket>,
-    overwrite: bool,
     shadow: Accounting,
 }
 
-/// The component's two calls, for core's get-or-compute. The component does
-/// the accounting and reports to the hook; the host's `shadow` measures too.
+/// The component's calls, for core's get-or-compute. The component does the
+/// accounting and reports to the hook; the host's `shadow` measures too.
 impl TwoStep for ComponentCache {
-    type Hit = Vec<u8>;
+    type Hit = Hit;
     type Ticket = PendingCall;
 
-    fn lookup(&self, options: &ComputeOptions) -> Lookup<Vec<u8>, PendingCall> {
+    fn lookup(&self, options: &ComputeOptions) -> Lookup<Hit, PendingCall> {
         let mut shadow = Accounting::start(options);
         let hook = CallHook::reporting(options.userdata().cloned());
         let ticket = match self.lookup(options, hook) {
-            Ok(GetOrLock::Hit(bytes, _)) => return Lookup::Hit(bytes),
+            Ok(GetOrLock::Hit(hit)) => return Lookup::Hit(hit),
             Ok(GetOrLock::Locked(t) | GetOrLock::Miss(t)) => Some(t),
             Err(failure) => {
                 unanswered(&mut shadow, options.cache_key(), failure, "cache bypassed");
@@ -498,27 +597,36 @@ impl TwoStep for ComponentCache {
             }
         };
         shadow.looked_up(ticket.as_ref().map(Ticket::stats).unwrap_or_default());
-        Lookup::Compute(PendingCall { ticket, overwrite: false, shadow })
+        Lookup::Compute(PendingCall { ticket, shadow })
     }
 
-    fn value(hit: &Vec<u8>) -> &[u8] {
-        hit
+    fn value(hit: &Hit) -> &[u8] {
+        hit.value()
     }
 
-    fn finish_hit(&self, _: &ComputeOptions, _: Vec<u8>) {
-        // The component reported the hit.
+    fn finish_hit(&self, _: &ComputeOptions, hit: Hit) {
+        // The component reports the hit.
+        let _ = hit.finish();
     }
 
-    fn undecodable(&self, options: &ComputeOptions, _: Vec<u8>, error: Error) -> PendingCall {
+    fn undecodable(&self, options: &ComputeOptions, hit: Hit, error: Error) -> PendingCall {
         tracing::warn!(key = options.cache_key(), error = %error, "cached bytes do not decode; computing and overwriting");
         let mut shadow = Accounting::start(options);
         shadow.looked_up(LockStats::default());
-        PendingCall { ticket: None, overwrite: true, shadow }
+        // The component's ticket overwrites the bytes and reports the call.
+        let ticket = match hit.undecodable(&error) {
+            Ok(ticket) => Some(ticket),
+            Err(e) => {
+                shadow.bypass(e);
+                None
+            }
+        };
+        PendingCall { ticket, shadow }
     }
 
     fn store(&self, options: &ComputeOptions, call: PendingCall, encoded: Result<Vec<u8>>) {
-        let PendingCall { ticket, overwrite, mut shadow } = call;
-        let (key, tags, lifetime) = (options.cache_key(), options.tag_list(), options.entry_lifetime());
+        let PendingCall { ticket, mut shadow } = call;
+        let (key, tags) = (options.cache_key(), options.tag_list());
         shadow.computed(encoded.as_ref().map(Vec::len).map_err(Error::clone));
         let stored = match (&encoded, ticket) {
             // The ticket drops (releasing the lock); the component reports nothing for it.
@@ -527,7 +635,6 @@ impl TwoStep for ComponentCache {
                 Ok(())
             }
             (Ok(bytes), Some(ticket)) => store_ticket(ticket, bytes),
-            (Ok(bytes), None) if overwrite => self.set_bytes(key, bytes, tags, lifetime).map_err(Failure::answered),
             (Ok(_), None) => Ok(()),
         };
         if let Err(failure) = stored {

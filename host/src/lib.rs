@@ -41,5 +41,5 @@ mod convert;
 mod runtime;
 mod state;
 
-pub use component_cache::{ComponentCache, ComponentCacheBuilder, GetOrLock, Ticket};
+pub use component_cache::{ComponentCache, ComponentCacheBuilder, GetOrLock, Hit, Ticket};
 pub use runtime::{BUILD_COMMAND, COMPONENT_ENV, ComponentRuntime, RuntimeOptions, default_component_path};

@@ -161,7 +161,7 @@ impl ComponentRuntime {
         self.options
     }
 
-    /// Returns the names of the component's imports (`rtc:cache/redis@0.1.0`,
+    /// Returns the names of the component's imports (`rtc:cache/redis@0.2.0`,
     /// the WASI interfaces Rust std needs, ...), sorted: what a host must serve.
     pub fn imports(&self) -> Vec<String> {
         let component = self.pre.instance_pre().component();

@@ -1,4 +1,4 @@
-// The `rtc:cache/redis@0.1.0` import of the rtc component, served either by a
+// The `rtc:cache/redis@0.2.0` import of the rtc component, served either by a
 // real Redis (after `control.useRedis(url)`, through the synchronous bridge of
 // redis-bridge.js) or by an in-memory Map that answers like Redis. Written
 // from the WIT documentation alone (wit/redis.wit, wit/types.wit), as a

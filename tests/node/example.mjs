@@ -3,7 +3,7 @@
 //   node tests/node/example.mjs
 import { cache } from './out/rtc_component.js';
 
-const { Cache } = cache;
+const { Cache, Found } = cache;
 const text = new TextEncoder();
 const utf8 = new TextDecoder();
 const dispose = Symbol.dispose ?? Symbol.for('dispose');
@@ -31,7 +31,12 @@ function getOrCompute(c, key, tags, compute) {
     arguments: new Uint8Array(),
     method: false,
   });
-  if (lookup.tag === 'hit') return lookup.val.value;
+  if (lookup.tag === 'hit') {
+    // Decode lookup.val.value here; if it does not decode, instead call
+    // Found.undecodable(lookup.val.found, reason) and compute with its ticket.
+    Found.finish(lookup.val.found); // reports the hit to the hooks
+    return lookup.val.value;
+  }
   const ticket = lookup.val; // 'locked' or 'miss'
   let value;
   try {

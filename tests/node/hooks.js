@@ -1,4 +1,4 @@
-// The `rtc:cache/hooks@0.1.0` import of the rtc component: it records every
+// The `rtc:cache/hooks@0.2.0` import of the rtc component: it records every
 // report, for the runner (run.mjs) to check. Written from wit/hooks.wit alone.
 //
 // `report` runs inside the cache call that reports it and cannot fail, so it

@@ -87,7 +87,7 @@ const { cache: first } = await import('./out/rtc_component.js');
 // A second instance of the component: the same module under another URL is
 // evaluated again (its own wasm instance), and imports the same backend.js.
 const { cache: second } = await import(`${pathToFileURL(join(here, 'out', 'rtc_component.js')).href}?instance=2`);
-const { Cache } = first;
+const { Cache, Found } = first;
 
 // ------------------------------------------------------------------ helpers
 
@@ -151,7 +151,11 @@ function expectError(tag, what, f) {
 /** get-or-compute through the WIT's two halves, with the lock. */
 function getOrCompute(cache, key, tags, computed, extra = {}) {
   const lookup = cache.getOrLock(key, tags, lockOptions(5000n, extra));
-  if (lookup.tag === 'hit') return { value: lookup.val.value, ran: false, lookup };
+  if (lookup.tag === 'hit') {
+    // Reports the hit (the runner's caches come from the first instance).
+    Found.finish(lookup.val.found);
+    return { value: lookup.val.value, ran: false, lookup };
+  }
   const ticket = lookup.val;
   check(lookup.tag === 'locked' && ticket.holdsLock(), () => `get-or-lock asked for the lock, nobody else holds it, yet returned \`${lookup.tag}\``);
   cache.setAndUnlock(ticket, computed, DEFAULT);
@@ -366,6 +370,37 @@ const contract = {
     check(events.length === 0, `a ticket dropped without set-and-unlock made ${events.length} reports, expected none`);
   },
 
+  // cache.wit: a hit is reported when the host finishes it, and bytes the
+  // host cannot decode turn the call into a computation that overwrites
+  // them, reported once as a miss with the codec error (as natively).
+  'a hit is reported by found.finish; undecodable bytes are recomputed'() {
+    const cache = open('found');
+    cache.set('k', bytes('not what the host expects'), ['t'], DEFAULT);
+    hooks.take();
+    const dropped = cache.getOrLock('k', ['t'], lockOptions(1000n));
+    check(dropped.tag === 'hit', `get-or-lock of a stored entry: ${dropped.tag}`);
+    dropped.val.found[dispose]();
+    check(hooks.take().length === 0, 'a found dropped unfinished was reported');
+
+    const lookup = cache.getOrLock('k', ['t'], lockOptions(1000n));
+    check(lookup.tag === 'hit', `get-or-lock of a stored entry: ${lookup.tag}`);
+    check(hooks.take().length === 0, 'get-or-lock reported the hit before the host decoded it');
+    const ticket = Found.undecodable(lookup.val.found, 'not JSON');
+    check(!ticket.holdsLock(), 'the ticket of an undecodable hit holds a lock');
+    cache.setAndUnlock(ticket, bytes('"json"'), DEFAULT);
+    const events = hooks.take();
+    check(events.length === 1, `an undecodable hit made ${events.length} reports, expected 1`);
+    const [e] = events;
+    check(!e.info.hit && e.info.error?.tag === 'other' && e.info.error.val.startsWith('codec: ') && e.info.error.val.includes('not JSON'),
+      () => `the undecodable hit's report: ${JSON.stringify(e.info, bigints)}`);
+    check(sameBytes(cache.get('k', ['t']), bytes('"json"')), 'set-and-unlock after undecodable did not overwrite the bytes');
+
+    const hit = getOrCompute(cache, 'k', ['t'], bytes('other'));
+    check(!hit.ran && sameBytes(hit.value, bytes('"json"')), 'the overwritten entry did not hit');
+    const finished = hooks.take();
+    check(finished.length === 1 && finished[0].info.hit, `a finished hit made ${finished.length} reports`);
+  },
+
   'the stampede lock: held, timed out, released by dropping the ticket'() {
     const cache = open('lock');
     const holder = cache.getOrLock('k', ['t'], lockOptions(60_000n));
@@ -397,6 +432,7 @@ const contract = {
     next.val[dispose]();
     const after = cache.getOrLock('k', ['t'], lockOptions(3000n));
     check(after.tag === 'hit' && sameBytes(after.val.value, bytes('from-the-waiter')), `get-or-lock after set-and-unlock: ${after.tag}`);
+    after.val.found[dispose]();
     hooks.take();
   },
 
@@ -419,6 +455,7 @@ const contract = {
     check(called, 'the second instance did not wait in BLPOP for the held lock');
     check(waiter.tag === 'hit' && sameBytes(waiter.val.value, bytes('computed-by-a')), () => `the woken waiter got \`${waiter.tag}\`, expected the holder's value`);
     const { stats } = waiter.val;
+    second.Found.finish(waiter.val.found);
     check(!stats.fullHit && !stats.fullMiss, () => `woken waiter stats ${JSON.stringify(stats, bigints)} (neither flag: another caller computed it)`);
     check(stats.waitingMs < 1000n, `the waiter waited ${stats.waitingMs} ms: not woken by the release`);
     const events = hooks.take().filter((e) => e.info.hit);

@@ -40,8 +40,8 @@ fi
 echo "tests/node: transpiling $wasm"
 rm -rf out
 node_modules/.bin/jco transpile "$wasm" -o out --quiet \
-  --map 'rtc:cache/redis@0.1.0=../backend.js' \
-  --map 'rtc:cache/hooks@0.1.0=../hooks.js'
+  --map 'rtc:cache/redis@0.2.0=../backend.js' \
+  --map 'rtc:cache/hooks@0.2.0=../hooks.js'
 [ -f out/rtc_component.js ] || fail "jco wrote no out/rtc_component.js"
 WASM="$wasm" node -e '
   const fs = require("fs");

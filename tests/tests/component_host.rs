@@ -95,6 +95,47 @@ fn the_hook_receives_every_cache_info_field_as_natively() {
     assert_eq!(hit.serialized_size, miss.serialized_size);
 }
 
+/// The one place the component and native used to disagree: a hit whose
+/// bytes do not decode. Both now report it once, as a miss that computed
+/// and overwrote the bytes, with the codec error; the next call hits.
+#[test]
+fn an_undecodable_hit_is_reported_as_natively() {
+    let memory: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
+    let component_seen: Seen = Arc::default();
+    let native_seen: Seen = Arc::default();
+    let component = ComponentCache::builder(component_runtime())
+        .config(memory_config("undecodable-component"))
+        .backend(Arc::clone(&memory))
+        .hook(recording_hook(&component_seen))
+        .build()
+        .expect("component");
+    let native = Cache::builder()
+        .config(memory_config("undecodable-native"))
+        .backend(memory)
+        .hook(recording_hook(&native_seen))
+        .build()
+        .expect("native");
+    let options = ComputeOptions::key("n").tags(["t"]).lock(true);
+    // Bytes that are not CBOR for a u64 (written by another program, say).
+    component.set_bytes("n", b"\xff not cbor", ["t"], Lifetime::Default).expect("set garbage");
+    native.set_bytes("n", b"\xff not cbor", ["t"], Lifetime::Default).expect("set garbage");
+
+    assert_eq!(component.get_or_compute(&options, || 42u64), 42);
+    assert_eq!(native.get_or_compute(&options, || 42u64), 42);
+    assert_eq!(component.get::<u64>("n", ["t"]).expect("get"), Some(42), "the component overwrote the bytes");
+    assert_eq!(native.get::<u64>("n", ["t"]).expect("get"), Some(42), "native overwrote the bytes");
+    assert_eq!(component.get_or_compute(&options, || -> u64 { unreachable!("cached") }), 42);
+    assert_eq!(native.get_or_compute(&options, || -> u64 { unreachable!("cached") }), 42);
+
+    let summary = |seen: &Seen| -> Vec<(bool, Option<ErrorKind>)> {
+        let seen = seen.lock().expect("lock");
+        seen.iter().map(|(_, _, info, _)| (info.hit, info.error.as_ref().map(|e| e.kind()))).collect()
+    };
+    let want = vec![(false, Some(ErrorKind::Codec)), (true, None)];
+    assert_eq!(summary(&native_seen), want, "native: one report per call, the first a miss with the codec error");
+    assert_eq!(summary(&component_seen), want, "the component reports as native does");
+}
+
 #[test]
 fn the_split_get_or_compute_locks_waits_and_wakes() {
     let redis = RedisServer::start();
@@ -136,9 +177,10 @@ fn the_split_get_or_compute_locks_waits_and_wakes() {
     wait_for_blocked_clients(&redis, 1);
     cache.set_and_unlock(ticket, b"v").expect("set_and_unlock");
     match waiter.join().expect("waiter").expect("lookup") {
-        GetOrLock::Hit(v, stats) => {
-            assert_eq!(v, b"v");
+        GetOrLock::Hit(hit) => {
+            let stats = hit.stats();
             assert!(!stats.full_hit && !stats.full_miss, "another caller computed it: {stats:?}");
+            assert_eq!(hit.finish(), b"v");
         }
         other => panic!("the waiter must see the value: {other:?}"),
     }
@@ -488,7 +530,7 @@ fn a_runtime_of_its_own_limits_instances() {
 fn the_component_imports_what_the_wit_documents() {
     let runtime = component_runtime();
     let imports = runtime.imports();
-    for needed in ["rtc:cache/redis@0.1.0", "rtc:cache/hooks@0.1.0", "rtc:cache/types@0.1.0"] {
+    for needed in ["rtc:cache/redis@0.2.0", "rtc:cache/hooks@0.2.0", "rtc:cache/types@0.2.0"] {
         assert!(imports.iter().any(|i| i == needed), "{needed} missing from {imports:?}");
     }
     // world.wit lists the WASI interfaces a second host must serve; keep it true.
@@ -499,7 +541,7 @@ fn the_component_imports_what_the_wit_documents() {
             "{import} is imported but not documented in wit/world.wit"
         );
     }
-    assert_eq!(runtime.exports(), ["rtc:cache/cache@0.1.0"]);
+    assert_eq!(runtime.exports(), ["rtc:cache/cache@0.2.0"]);
 }
 
 /// Get-or-lock options for `key` under the tag `t`, with the lock if `lock` is given.

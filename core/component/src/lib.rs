@@ -32,7 +32,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rtc_core::adapter::WitErrorCase;
-use rtc_core::{Backend, Cache, CacheInfo, ComputeOptions, FunctionId, GetOrLock, Lifetime, MAX_LOCK_TIMEOUT, Ticket};
+use rtc_core::{
+    Backend, Cache, CacheInfo, ComputeOptions, Error, ErrorKind, FunctionId, GetOrLock, Hit, Lifetime,
+    MAX_LOCK_TIMEOUT, Ticket,
+};
 
 #[allow(missing_docs)]
 mod bindings {
@@ -55,6 +58,7 @@ bindings::export!(Component with_types_in bindings);
 
 impl wit::Guest for Component {
     type Cache = CacheResource;
+    type Found = FoundResource;
     type Ticket = TicketResource;
 }
 
@@ -69,6 +73,33 @@ struct CacheResource {
 struct TicketResource {
     ticket: Option<Ticket>,
     cache: Cache,
+}
+
+/// The `found` resource: core's [`Hit`], waiting for the host to say
+/// whether its bytes decode. Dropped unfinished, it reports nothing (as a
+/// dropped `Hit` does).
+struct FoundResource {
+    hit: Option<Hit>,
+    cache: Cache,
+}
+
+impl wit::GuestFound for FoundResource {
+    fn finish(this: wit::Found) {
+        let mut found = this.into_inner::<FoundResource>();
+        if let Some(hit) = found.hit.take() {
+            let (key, tags) = (hit.key().to_owned(), hit.tags().to_vec());
+            let (_, info) = hit.finish();
+            report(key, tags, &info);
+        }
+    }
+
+    fn undecodable(this: wit::Found, reason: String) -> wit::Ticket {
+        let mut found = this.into_inner::<FoundResource>();
+        // A found is consumed by its first use, so `hit` is always there;
+        // without it, the ticket holds nothing and stores nothing.
+        let ticket = found.hit.take().map(|hit| hit.undecodable(Error::new(ErrorKind::Codec, reason)));
+        wit::Ticket::new(TicketResource { ticket, cache: found.cache.clone() })
+    }
 }
 
 impl Drop for TicketResource {
@@ -146,15 +177,17 @@ impl wit::GuestCache for CacheResource {
             }
             let resource = |ticket| TicketResource { ticket: Some(ticket), cache: self.cache.clone() };
             match self.cache.get_or_lock(&compute) {
+                // Reported when the host finishes it (`found.finish`).
                 GetOrLock::Hit(hit) => {
-                    let (value, info) = hit.finish();
+                    let info = hit.info();
                     let stats = wit::LockStats {
                         waiting_ms: info.lock_waiting_ms,
                         full_hit: info.lock_full_hit,
                         full_miss: info.lock_full_miss,
                     };
-                    report(key, tags, &info);
-                    Ok(wit::Lookup::Hit(wit::Hit { value, stats }))
+                    let value = hit.value().to_vec();
+                    let found = wit::Found::new(FoundResource { hit: Some(hit), cache: self.cache.clone() });
+                    Ok(wit::Lookup::Hit(wit::Hit { value, stats, found }))
                 }
                 GetOrLock::Locked(ticket) => Ok(wit::Lookup::Locked(wit::Ticket::new(resource(ticket)))),
                 GetOrLock::Miss(ticket) if ticket.info().error.is_none() => {
@@ -180,10 +213,15 @@ impl wit::GuestCache for CacheResource {
             };
             ticket.set_lifetime(to_lifetime(lifetime));
             let (key, tags) = (ticket.key().to_owned(), ticket.tags().to_vec());
+            // A ticket of an undecodable hit carries its codec error from the
+            // start: only an error the store adds is this call's failure.
+            let before = ticket.info().error.as_ref().map(ToString::to_string);
             // Core checks that the ticket is this cache's.
             let info = self.cache.set_and_unlock(ticket, Ok::<_, rtc_core::Error>(value));
-            // The ticket came from a successful lookup, so an error is the store's.
-            let result = info.error.clone().map_or(Ok(()), |e| Err(to_wit_error(e)));
+            let result = match &info.error {
+                Some(e) if before.as_deref() != Some(e.to_string().as_str()) => Err(to_wit_error(e.clone())),
+                _ => Ok(()),
+            };
             report(key, tags, &info);
             result
         })
