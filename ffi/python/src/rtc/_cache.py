@@ -158,14 +158,19 @@ class RedisTaggedCache:
             _check("lifetime_for_tags", lib.rtc_cache_builder_set_lifetime_for_tags(builder, self.lifetime_for_tags or 0))
             _check("disabled", lib.rtc_cache_builder_set_disabled(builder, bool(self.disabled)))
             _check("in_local_memory", lib.rtc_cache_builder_set_in_local_memory(builder, bool(self.in_local_memory)))
-            if self.cache_hook is not None:
-                # Only to learn the lock measurements of a decorator hit (see _native.c_hook).
-                _check("cache_hook", lib.rtc_cache_builder_set_hook(builder, n.c_hook, ffi.NULL))
+            # Always: only to learn the lock measurements of a decorator hit
+            # (see _native.c_hook), for a cache_hook that may be set later.
+            _check("cache_hook", lib.rtc_cache_builder_set_hook(builder, n.c_hook, ffi.NULL))
             out = ffi.new("rtc_cache **")
             _check(f"cannot build a cache for {self.host}:{self.port}", lib.rtc_cache_new(builder, out))
             return ffi.gc(out[0], lib.rtc_cache_free)
         finally:
             lib.rtc_cache_builder_free(builder)
+
+    @property
+    def _service(self) -> "_Service":
+        """The reference's internal service, for code that reaches for its bytes API."""
+        return _Service(self)
 
     def _rebuild_service(self) -> None:
         """Forgets the librtc cache, so the next call builds one from the current fields."""
@@ -348,3 +353,42 @@ class RedisTaggedCache:
 
 
 CacheError = n.CacheError
+
+
+class _Service:
+    """The raw-bytes part of the reference's Service (get_bytes, set_bytes), no serializer."""
+
+    def __init__(self, cache: RedisTaggedCache):
+        self._cache = cache
+
+    def get_bytes(self, key: str, tag_names: Optional[Iterable[str]] = None) -> Optional[bytes]:
+        """Returns the stored bytes, or None on a miss (or a failure, logged)."""
+        try:
+            return self._with(lambda b: b).get(key, tag_names)
+        except CacheMiss:
+            return None
+
+    def set_bytes(
+        self, key: str, value: bytes, tag_names: Optional[Iterable[str]] = None, lifetime: Optional[int] = None
+    ) -> bool:
+        """Stores bytes as they are; False on a failure (logged)."""
+        return self._with(lambda b: b).set(key, value, tag_names, lifetime)
+
+    def _with(self, identity: Callable[[Any], Any]) -> "_Bytes":
+        return _Bytes(self._cache, identity)
+
+
+class _Bytes:
+    """RedisTaggedCache's set/get over the same librtc cache with an identity serializer."""
+
+    def __init__(self, cache: RedisTaggedCache, identity: Callable[[Any], Any]):
+        self._owner = cache
+        self.serializer = self.unserializer = identity
+
+    @property
+    def _cache(self) -> Any:
+        return self._owner._cache
+
+    _bypassed = RedisTaggedCache._bypassed
+    set = RedisTaggedCache.set
+    get = RedisTaggedCache.get

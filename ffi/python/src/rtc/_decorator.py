@@ -17,23 +17,13 @@ import wrapt
 from rtc import _native as n
 from rtc._native import ffi, lib
 from rtc._types import CacheInfo
+from rtc.app.hash import short_hash
 
 if TYPE_CHECKING:
     from rtc._cache import RedisTaggedCache
 
 LOGGER = logging.getLogger("rtc.app.decorator")
 SERVICE_LOGGER = logging.getLogger("rtc.app.service")
-
-
-def short_hash(data: Union[str, bytes]) -> str:
-    """The reference's short_hash (base64url of md5's first 8 bytes, ~ for -)."""
-    import base64
-    import hashlib
-
-    if isinstance(data, str):
-        data = data.encode("utf-8")
-    digest = hashlib.md5(data).digest()[0:8]
-    return base64.urlsafe_b64encode(digest).decode("utf-8").rstrip("=").replace("-", "~")
 
 
 def _get_key(
