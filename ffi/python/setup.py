@@ -150,4 +150,9 @@ if bdist_wheel is not None:
 
     cmdclass["bdist_wheel"] = BdistWheel
 
-setup(cmdclass=cmdclass, distclass=BinaryDistribution)
+# setuptools' scratch files go to the workspace's target/, not into the source tree.
+setup(
+    cmdclass=cmdclass,
+    distclass=BinaryDistribution,
+    options={"build": {"build_base": str(target_dir() / "python-build")}},
+)

@@ -3,15 +3,13 @@ hung never raises anything but CacheMiss from get (set, delete and
 invalidations return False, the decorator computes), within the configured
 timeouts, each failure logged with its cause; bad arguments raise clear
 exceptions; failing serializers, unserializers and hooks bypass the cache with
-a warning. Also rtc's fixes of the reference's decorator."""
+a warning."""
 
 import logging
 import time
 from typing import Any, Callable, List
 
 import pytest
-import redis
-
 from rtc import CacheMiss, RedisTaggedCache
 
 
@@ -248,52 +246,3 @@ def test_failing_key_or_tags_function_bypasses_with_a_warning(cache: RedisTagged
     assert f(1) == 1 and f(1) == 1 and g(2) == 2 and g(2) == 2 and h(object()) == 1
     assert calls == [1, 1, 2, 2, 1]
     assert "dynamic key" in caplog.text and "dynamic tag names" in caplog.text and "JSON" in caplog.text
-
-
-def test_a_raising_function_releases_the_lock_at_once(
-    cache: RedisTaggedCache, redis_client: redis.Redis, reference: Any
-) -> None:
-    """rtc's fix: the exception propagates, nothing is cached, the lock is gone
-    at once. The reference keeps its lock until it expires (shown here too)."""
-    attempts: List[int] = []
-
-    @cache.decorator(key=lambda: "fragile", lock=True, lock_timeout=30)
-    def fragile() -> str:
-        attempts.append(1)
-        if len(attempts) == 1:
-            raise ValueError("database down")
-        return "ok"
-
-    with pytest.raises(ValueError, match="database down"):
-        fragile()
-    assert redis_client.keys("rtc:*:l:*") == []
-    before = time.monotonic()
-    assert fragile() == "ok"  # no wait for a lock
-    assert time.monotonic() - before < 1 and attempts == [1, 1]
-
-    reference.run(
-        "@cache.decorator(key=lambda: 'fragile-ref', lock=True, lock_timeout=30)\n"
-        "def fragile():\n"
-        "    raise ValueError('database down')\n"
-        "try:\n"
-        "    fragile()\n"
-        "except ValueError:\n"
-        "    pass\n"
-    )
-    assert len(redis_client.keys("rtc:*:l:*")) == 1  # the reference's lock outlives the call
-
-
-def test_an_invalidation_during_the_computation_is_not_hidden(cache: RedisTaggedCache) -> None:
-    """rtc's fix: the value computed before an invalidation is not served as current."""
-    version = [1]
-
-    @cache.decorator(tags=["prices"])
-    def price() -> int:
-        seen = version[0]
-        # The data changes and its tag is invalidated while we compute.
-        version[0] += 1
-        cache.invalidate("prices")
-        return seen
-
-    assert price() == 1
-    assert price() == 2  # recomputed: the first value was stale when stored
