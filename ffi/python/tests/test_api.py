@@ -157,3 +157,40 @@ def test_portable_key_ignores_the_file_path(cache: RedisTaggedCache) -> None:
 
     assert keys[0] == short_hash(json.dumps([[__name__, "", "f"], [1], {}], sort_keys=True))
     assert keys[1] == short_hash(json.dumps([[__file__, "", "f"], [1], {}], sort_keys=True))
+
+
+def test_hook_lock_fields(cache: RedisTaggedCache, redis_client: Any) -> None:
+    """With lock=True: the computing call is a full miss, a later hit a full
+    hit, and a caller that waited for another's lock neither, with its wait."""
+    import threading
+    import time
+
+    infos: List[Any] = []
+    cache.cache_hook = lambda key, tags, cache_info, userdata=None: infos.append(cache_info)
+    computing, release = threading.Event(), threading.Event()
+
+    @cache.decorator(tags=["t"], lock=True, lock_timeout=20)
+    def f(x: int) -> int:
+        computing.set()
+        release.wait()
+        return x
+
+    holder = threading.Thread(target=f, args=(1,))
+    holder.start()
+    assert computing.wait(10)
+    waiter = threading.Thread(target=f, args=(1,))
+    waiter.start()
+    end = time.monotonic() + 10
+    while int(redis_client.info("clients")["blocked_clients"]) < 1:
+        assert time.monotonic() < end
+        time.sleep(0.01)
+    time.sleep(0.05)  # let the wait be measurable (whole milliseconds)
+    release.set()
+    holder.join()
+    waiter.join()
+    f(1)
+    computed, waited, hit = infos
+    assert (computed.hit, computed.lock_full_miss, computed.lock_full_hit) == (False, True, False)
+    assert (waited.hit, waited.lock_full_miss, waited.lock_full_hit) == (True, False, False)
+    assert waited.lock_waiting_ms >= 50 and waited.decorated_elapsed == 0.0
+    assert (hit.hit, hit.lock_full_hit, hit.lock_full_miss, hit.lock_waiting_ms) == (True, True, False, 0)

@@ -83,6 +83,14 @@ def test_redis_hung_answers_nothing_within_the_timeouts(silent_server: Any, capl
     assert len([r for r in caplog.records if r.name.startswith("rtc")]) == 4
 
 
+def test_every_operation_on_a_hung_redis_returns_within_its_timeouts(silent_server: Any) -> None:
+    c = RedisTaggedCache(host="127.0.0.1", port=silent_server.port, socket_timeout=0.2, socket_connect_timeout=0.2)
+    before = time.monotonic()
+    assert all_operations(c) == EXPECTED
+    # Eight calls reach Redis, each waits one socket timeout at most (+ slack on a busy machine).
+    assert time.monotonic() - before < 8 * 0.2 + 1.5
+
+
 def test_redis_coming_back_is_used_again(redis_server: Any, namespace: str) -> None:
     c = RedisTaggedCache(host="127.0.0.1", port=redis_server.port, namespace=namespace, socket_timeout=1)
     assert c.set("k", 1) is True

@@ -322,8 +322,6 @@ class RedisTaggedCache:
         If the decorated function raises, the exception propagates, nothing is
         cached and the lock is released at once.
         """
-        if tags is not None and not callable(tags) and isinstance(tags, (str, bytes)):
-            tags = list(tags)  # the reference iterates a str as well
         if isinstance(lock_timeout, bool) or not isinstance(lock_timeout, (int, float)):
             raise TypeError(f"rtc: lock_timeout must be a number of seconds, not {lock_timeout!r}")
         if not 0 <= lock_timeout <= n.MAX_LOCK_TIMEOUT_S:
