@@ -32,4 +32,17 @@ def build(cache: Any, lock: bool = False) -> Dict[str, Callable]:
             CALLS.append(("find", name))
             return [name, "found"]
 
-    return {"load_user": load_user, "price": price, "Repository": Repository}
+    class Catalog:
+        @classmethod
+        @cache.decorator(tags=["catalog"])
+        def count(cls, kind: str) -> int:
+            CALLS.append(("count", kind))
+            return 3
+
+        @staticmethod
+        @cache.decorator(tags=["catalog"])
+        def label(kind: str) -> str:
+            CALLS.append(("label", kind))
+            return kind.upper()
+
+    return {"load_user": load_user, "price": price, "Repository": Repository, "Catalog": Catalog}

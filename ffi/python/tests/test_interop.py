@@ -136,10 +136,18 @@ def test_hook_reports_the_reference_key(cache: RedisTaggedCache, reference: Any)
         "cache._rebuild_service()\n"
         "svc = fleet.build(cache)\n"
         "svc['Repository'](7).find('x')\n"
+        "svc['load_user'](5)\n"
+        "svc['Catalog'].count('books')\n"
+        "svc['Catalog'].label('books')\n"
     )
-    fleet.build(cache)["Repository"](8).find("x")
-    assert keys == reference.eval("ref_keys") == [keys[0]]
-    assert keys[0][1] == ["repo", "repo:x"]
+    svc = fleet.build(cache)
+    svc["Repository"](8).find("x")
+    svc["load_user"](5)
+    svc["Catalog"].count("books")
+    svc["Catalog"].label("books")
+    assert keys == reference.eval("ref_keys")
+    assert len(keys) == 4 and len({k for k, _ in keys}) == 4
+    assert keys[0][1] == ["repo", "repo:x"] and keys[1][1] == ["users", "user:5"]
 
 
 def blocked_clients(client: redis.Redis) -> int:
