@@ -12,10 +12,10 @@ Two generated files join the pure-Python package under build/:
   (``c17_declarations``). Deriving the declarations from the header, rather
   than copying them by hand, keeps them from drifting from the ABI.
 
-Why not maturin's cffi binding: it regenerates the header with cbindgen from
-``ffi/cbindgen.toml`` and hands it to cffi, whose ``cdef`` rejects the
-header's ``#define RTC_VERSION "0.1.0"`` (CDefError) and its C23 enum
-conditionals; making it work means changing the header's configuration.
+Why not maturin's cffi binding: maturin 1.16.0 regenerates the header with
+cbindgen from ``ffi/cbindgen.toml`` and hands it to cffi, whose ``cdef``
+rejects the header's ``#define RTC_VERSION "0.1.0"`` (CDefError, tried);
+making it work means changing the C header's configuration.
 """
 
 import os
