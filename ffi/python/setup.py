@@ -1,6 +1,6 @@
 """Builds the wheel of the `rtc` package from the rtc checkout it sits in.
 
-Two generated files join the pure-Python package under build/:
+Two generated files join the pure-Python package in the wheel:
 
 - ``rtc/librtc.so``: ``cargo build --release --locked -p rtc-ffi`` in the
   workspace (its own ``target/``, or ``$CARGO_TARGET_DIR``), so the library is

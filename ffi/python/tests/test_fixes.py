@@ -95,3 +95,20 @@ def test_an_invalidation_during_the_computation_is_not_hidden(cache: RedisTagged
         "    return seen\n"
     )
     assert reference.eval("(price(), price())") == (1, 1)  # the reference serves the stale value
+
+
+class Interrupt(BaseException):
+    """Like KeyboardInterrupt: not an Exception, so no bypass catches it."""
+
+
+def test_an_interrupt_while_storing_releases_the_lock_too(cache: RedisTaggedCache, redis_client: redis.Redis) -> None:
+    def interrupted(_: Any) -> bytes:
+        raise Interrupt()
+
+    @cache.decorator(key=lambda: "interrupted", lock=True, lock_timeout=30, serializer=interrupted)
+    def f() -> int:
+        return 1
+
+    with pytest.raises(Interrupt):
+        f()
+    assert redis_client.keys(f"rtc:{short_hash(cache.namespace)}:l:*") == []

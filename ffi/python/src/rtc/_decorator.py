@@ -172,43 +172,42 @@ def cache_decorator(
                     exc_info=(n.CacheError, error, None),
                 )
                 cache_info.lock_full_miss = lock
-        # A miss: call the decorated function. If it raises, give the ticket
-        # up, which releases the lock at once (the reference keeps it until it
-        # expires), and let the exception propagate.
-        before_decorated = time.perf_counter()
+        # A miss: call the decorated function. Whatever escapes (its own
+        # exception, or an interrupt), the ticket is given up in `finally`,
+        # which releases the lock at once (the reference keeps it until it
+        # expires); a consumed ticket is NULL there, a no-op.
         try:
+            before_decorated = time.perf_counter()
             res = wrapped(*args, **kwargs)
-        except BaseException:
+            cache_info.decorated_elapsed = time.perf_counter() - before_decorated
+            if ckey is not None and full_tag_names is not None:
+                serialized_res: Optional[bytes] = None
+                try:
+                    produced = serializer(res)
+                    serialized_res = None if produced is None else n.value_bytes(produced)
+                except Exception:
+                    LOGGER.warning("error while serializing cache value => cache bypassed", exc_info=True)
+                if serialized_res is not None and stored:
+                    cache_info.serialized_size = len(serialized_res)
+                    data = n.buffer(serialized_res)
+                    if ticket != ffi.NULL:
+                        code = lib.rtc_cache_set_and_unlock(cache._cache, ticket, data, len(serialized_res), lifetime)
+                        ticket = ffi.NULL  # consumed whatever the result
+                    else:
+                        key_b = n.buffer(n.text("key", ckey))
+                        tags_c, tags_len, _keep = n.tag_array(n.tag_names(full_tag_names))
+                        code = lib.rtc_cache_set(
+                            cache._cache, key_b, len(key_b), data, len(serialized_res), tags_c, tags_len, lifetime
+                        )
+                    if code != n.OK:
+                        error = n.last_error(code)
+                        SERVICE_LOGGER.warning(
+                            "cache exception when setting a key => cache bypassed (%s)",
+                            error,
+                            exc_info=(n.CacheError, error, None),
+                        )
+        finally:
             lib.rtc_ticket_free(ticket)
-            raise
-        cache_info.decorated_elapsed = time.perf_counter() - before_decorated
-        if ckey is not None and full_tag_names is not None:
-            serialized_res: Optional[bytes] = None
-            try:
-                produced = serializer(res)
-                serialized_res = None if produced is None else n.value_bytes(produced)
-            except Exception:
-                LOGGER.warning("error while serializing cache value => cache bypassed", exc_info=True)
-            if serialized_res is not None and stored:
-                cache_info.serialized_size = len(serialized_res)
-                data = n.buffer(serialized_res)
-                if ticket != ffi.NULL:
-                    code = lib.rtc_cache_set_and_unlock(cache._cache, ticket, data, len(serialized_res), lifetime)
-                    ticket = ffi.NULL  # consumed whatever the result
-                else:
-                    key_b = n.buffer(n.text("key", ckey))
-                    tags_c, tags_len, _keep = n.tag_array(n.tag_names(full_tag_names))
-                    code = lib.rtc_cache_set(
-                        cache._cache, key_b, len(key_b), data, len(serialized_res), tags_c, tags_len, lifetime
-                    )
-                if code != n.OK:
-                    error = n.last_error(code)
-                    SERVICE_LOGGER.warning(
-                        "cache exception when setting a key => cache bypassed (%s)",
-                        error,
-                        exc_info=(n.CacheError, error, None),
-                    )
-        lib.rtc_ticket_free(ticket)  # not stored (NULL: nothing to do)
         if ckey:
             cache_info.elapsed = time.perf_counter() - before
             _call_hook(cache, ckey, full_tag_names if full_tag_names else [], cache_info, hook_userdata)
