@@ -56,3 +56,23 @@ def test_the_gil_is_released_while_librtc_waits(silent_server: Any) -> None:
     # Had librtc kept the GIL, this thread could only run after the 2 s call returned.
     assert spins == 200_000 and blocked.is_alive()
     blocked.join()
+
+
+def test_a_forked_child_uses_its_own_connections(cache: RedisTaggedCache) -> None:
+    """As redis-py resets its pool after a fork (gunicorn, multiprocessing):
+    parent and child use one cache object at once and never read each other's replies."""
+    import os
+
+    assert cache.set("k", "parent") is True
+    pid = os.fork()
+    if pid == 0:  # the child: no pytest here, only an exit code
+        ok = True
+        try:
+            for i in range(300):
+                ok = ok and cache.set(f"child:{i}", i) is True and cache.get(f"child:{i}") == i
+        finally:
+            os._exit(0 if ok else 1)
+    wrong = sum(1 for _ in range(300) if cache.get("k") != "parent")
+    _, status = os.waitpid(pid, 0)
+    assert wrong == 0 and os.waitstatus_to_exitcode(status) == 0
+    assert cache.get("child:299") == 299

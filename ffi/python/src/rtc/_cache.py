@@ -1,6 +1,7 @@
 """RedisTaggedCache: the reference's controller, over one librtc cache."""
 
 import logging
+import os
 import pickle
 from dataclasses import dataclass, field
 from threading import Lock
@@ -16,6 +17,24 @@ LOGGER = logging.getLogger("rtc.app.service")
 
 DEFAULT_SERIALIZER: Callable[[Any], Optional[bytes]] = pickle.dumps
 DEFAULT_UNSERIALIZER: Callable[[bytes], Any] = pickle.loads
+
+
+# A forked child must not use its parent's Redis connections (replies would
+# cross between the two processes): after a fork, each cache builds a new
+# librtc cache on its next call, as redis-py resets its pool. The parent's
+# handles are kept, never freed, in the child: freeing could wait on a lock a
+# parent thread held at the fork, and their sockets belong to the parent.
+_fork_generation = 0
+_inherited: list = []
+
+
+def _after_fork_in_child() -> None:
+    global _fork_generation
+    _fork_generation += 1
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _seconds_to_ms(what: str, value: Any) -> int:
@@ -101,6 +120,7 @@ class RedisTaggedCache:
 
     _internal_lock: Lock = field(init=False, repr=False, compare=False, default_factory=Lock)
     _native_cache: Any = field(init=False, repr=False, compare=False, default=None)
+    _native_generation: int = field(init=False, repr=False, compare=False, default=0)
 
     def __post_init__(self) -> None:
         self._check_config()
@@ -129,11 +149,14 @@ class RedisTaggedCache:
     def _cache(self) -> Any:
         """The librtc cache, built at first use from the fields (as the reference's service)."""
         cache = self._native_cache
-        if cache is not None:
+        if cache is not None and self._native_generation == _fork_generation:
             return cache
         with self._internal_lock:
-            if self._native_cache is None:
+            if self._native_cache is None or self._native_generation != _fork_generation:
+                if self._native_cache is not None:
+                    _inherited.append(self._native_cache)  # the parent's: never freed here
                 self._native_cache = self._make_cache()
+                self._native_generation = _fork_generation
             return self._native_cache
 
     def _make_cache(self) -> Any:
