@@ -7,9 +7,11 @@ import inspect
 from typing import Any, List, Tuple
 
 import pytest
+import redis
 
 import rtc
 from rtc import CacheHook, CacheInfo, CacheMiss, RedisTaggedCache
+from rtc.app.hash import short_hash
 
 METHODS = ["set", "get", "delete", "invalidate", "invalidate_all", "decorator", "function_decorator", "method_decorator"]
 
@@ -194,3 +196,19 @@ def test_hook_lock_fields(cache: RedisTaggedCache, redis_client: Any) -> None:
     assert (waited.hit, waited.lock_full_miss, waited.lock_full_hit) == (True, False, False)
     assert waited.lock_waiting_ms >= 50 and waited.decorated_elapsed == 0.0
     assert (hit.hit, hit.lock_full_hit, hit.lock_full_miss, hit.lock_waiting_ms) == (True, True, False, 0)
+
+
+def test_db_selects_the_redis_database(redis_server: Any, namespace: str) -> None:
+    c = RedisTaggedCache(host="127.0.0.1", port=redis_server.port, namespace=namespace, db=3)
+    assert c.set("k", 1) is True
+    db3 = redis.Redis(host="127.0.0.1", port=redis_server.port, db=3)
+    db0 = redis_server.client()
+    prefix = f"rtc:{short_hash(namespace)}:s:*"
+    assert len(db3.keys(prefix)) == 1 and db0.keys(prefix) == []
+
+
+def test_ssl_is_used(redis_server: Any, caplog: Any) -> None:
+    """ssl=True speaks TLS: a plain-text Redis cannot be used (a warning, False)."""
+    c = RedisTaggedCache(host="127.0.0.1", port=redis_server.port, ssl=True, socket_timeout=1, socket_connect_timeout=1)
+    assert c.set("k", 1) is False
+    assert "cache bypassed" in caplog.text
