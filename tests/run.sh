@@ -37,5 +37,8 @@ bash tests/node/setup.sh
 say "installing the Python reference (redis-tagged-cache 0.12.1) into target/py-venv"
 bash tests/python/setup.sh
 
+say "testing the Python package (pip install ./ffi/python into target/py-pkg-venv, then its pytest suite)"
+bash ffi/python/test.sh
+
 say "running the tests"
 cargo test --release --locked --no-fail-fast

@@ -1,0 +1,159 @@
+"""librtc, loaded through cffi's ABI mode, and the conversions every call needs.
+
+cffi releases the GIL around each call into librtc, so Redis round trips of
+one thread never block the others. Buffers handed to librtc are kept alive by
+the caller's locals for the duration of the call only: librtc copies what it
+keeps.
+"""
+
+import os
+import threading
+from typing import Any, Iterable, List, Optional, Tuple
+
+from rtc._ffi import ffi
+
+lib = ffi.dlopen(os.path.join(os.path.dirname(__file__), "librtc.so"))
+
+OK = lib.RTC_RESULT_OK
+MISS = lib.RTC_RESULT_MISS
+LIFETIME_DEFAULT = lib.RTC_LIFETIME_DEFAULT
+LIFETIME_FOREVER = lib.RTC_LIFETIME_FOREVER
+
+# librtc refuses longer lifetimes (100 years) and lock timeouts (one day).
+MAX_LIFETIME = 3153600000
+MAX_LOCK_TIMEOUT_S = 86400
+
+NULL = ffi.NULL
+
+
+class CacheError(Exception):
+    """A librtc call failed (Redis down or slow, a refused value, ...).
+
+    Never raised to the user: it is what the warning of a bypassed operation
+    carries as its cause (``exc_info``), as the reference's CacheException is.
+    """
+
+    def __init__(self, code: int, message: str):
+        self.code = code
+        self.name = result_name(code)
+        super().__init__(f"{self.name}: {message}")
+
+
+def result_name(code: int) -> str:
+    """Returns the name of a result code, e.g. RTC_RESULT_TIMEOUT."""
+    return ffi.string(lib.rtc_result_name(code)).decode("ascii", "replace")
+
+
+def last_error(code: int) -> CacheError:
+    """Returns the error of the last librtc call of this thread."""
+    message = ffi.string(lib.rtc_last_error_message()).decode("utf-8", "replace")
+    return CacheError(code, message)
+
+
+def text(what: str, value: Any) -> bytes:
+    """Encodes a key or tag (str, or UTF-8 bytes) for librtc."""
+    if isinstance(value, str):
+        try:
+            return value.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise ValueError(f"rtc: the {what} {value!r} cannot be encoded as UTF-8 ({e})") from None
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        value = bytes(value)
+        try:
+            value.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ValueError(f"rtc: the {what} {value!r} is not UTF-8 ({e})") from None
+        return value
+    raise TypeError(f"rtc: a {what} must be a str, not {type(value).__name__} ({value!r})")
+
+
+def c_string(what: str, value: Any) -> bytes:
+    """Encodes a NUL-terminated setting (namespace, host) for librtc."""
+    if not isinstance(value, str):
+        raise TypeError(f"rtc: {what} must be a str, not {type(value).__name__} ({value!r})")
+    if "\0" in value:
+        raise ValueError(f"rtc: {what} must not contain a NUL character ({value!r})")
+    return text(what, value)
+
+
+def buffer(data: bytes) -> Any:
+    """Returns a `const uint8_t *` view of `data` (alive as long as the result)."""
+    return ffi.from_buffer("uint8_t[]", data)
+
+
+def tag_names(tags: Optional[Iterable[str]]) -> List[str]:
+    """Lists the tags of a call as the reference reads them (None: no tags)."""
+    if tags is None:
+        return []
+    try:
+        return list(tags)
+    except TypeError:
+        raise TypeError(f"rtc: tags must be an iterable of str, not {type(tags).__name__} ({tags!r})") from None
+
+
+def tag_array(tags: List[Any]) -> Tuple[Any, int, List[Any]]:
+    """Returns (rtc_bytes array, length, buffers to keep alive) for librtc."""
+    if not tags:
+        return NULL, 0, []
+    array = ffi.new("rtc_bytes[]", len(tags))
+    keep = [array]
+    for i, tag in enumerate(tags):
+        data = buffer(text("tag", tag))
+        keep.append(data)
+        array[i].data = data
+        array[i].len = len(data)
+    return array, len(tags), keep
+
+
+def lifetime(value: Optional[int], what: str = "lifetime") -> int:
+    """Converts a lifetime as the reference reads it: None is the default, 0 forever."""
+    if value is None:
+        return LIFETIME_DEFAULT
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"rtc: {what} must be an int number of seconds or None, not {type(value).__name__} ({value!r})")
+    if value < 0 or value > MAX_LIFETIME:
+        raise ValueError(f"rtc: {what} must be None, 0 (no expiry) or 1 to {MAX_LIFETIME} seconds, not {value}")
+    return value
+
+
+def value_bytes(value: Any) -> bytes:
+    """Returns what a serializer produced as bytes, encoding str and numbers as redis-py does."""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value).encode()
+    if isinstance(value, float):
+        return repr(value).encode()
+    raise TypeError(f"the serializer returned {type(value).__name__}, not bytes")
+
+
+def take_value(out: Any) -> bytes:
+    """Copies an rtc_value into Python bytes and frees it."""
+    value = out[0]
+    try:
+        return bytes(ffi.buffer(lib.rtc_value_data(value), lib.rtc_value_len(value)))
+    finally:
+        lib.rtc_value_free(value)
+
+
+# The hook: librtc calls it on the calling thread during rtc_cache_get_or_lock
+# (a hit), so the lock measurements of that hit land in this thread's slot,
+# read right after the call returns. The user's hook itself runs later, in
+# plain Python, where its exceptions are caught and logged.
+hook_slot = threading.local()
+
+
+@ffi.callback("void(void *, const rtc_cache_info *)")
+def c_hook(_userdata: Any, info: Any) -> None:
+    try:
+        hook_slot.info = (
+            lib.rtc_cache_info_lock_waiting_ms(info),
+            bool(lib.rtc_cache_info_lock_full_hit(info)),
+            bool(lib.rtc_cache_info_lock_full_miss(info)),
+        )
+    except BaseException:  # nothing may unwind into librtc
+        pass

@@ -1,0 +1,214 @@
+"""The public API is the reference's, name for name: fields, defaults,
+argument names and kinds, return values; checked against the installed
+reference itself, so a difference fails here."""
+
+import dataclasses
+import inspect
+from typing import Any, List, Tuple
+
+import pytest
+import redis
+
+import rtc
+from rtc import CacheHook, CacheInfo, CacheMiss, RedisTaggedCache
+from rtc.app.hash import short_hash
+
+METHODS = ["set", "get", "delete", "invalidate", "invalidate_all", "decorator", "function_decorator", "method_decorator"]
+
+# The reference's own introspection, evaluated in its process.
+PARAMS = "[(p.name, repr(p.default), str(p.kind)) for p in __import__('inspect').signature({}).parameters.values()]"
+FIELDS = "[(f.name, repr(f.default) if f.default is not __import__('dataclasses').MISSING else getattr(f.default_factory, '__name__', 'factory')) for f in __import__('dataclasses').fields({}) if f.init]"
+
+
+def params(obj: Any) -> List[Tuple[str, str, str]]:
+    return [(p.name, repr(p.default), str(p.kind)) for p in inspect.signature(obj).parameters.values()]
+
+
+def fields(cls: Any) -> List[Tuple[str, str]]:
+    return [
+        (f.name, repr(f.default) if f.default is not dataclasses.MISSING else getattr(f.default_factory, "__name__", "factory"))
+        for f in dataclasses.fields(cls)
+        if f.init
+    ]
+
+
+def test_public_names(reference: Any) -> None:
+    assert sorted(rtc.__all__) == sorted(reference.eval("rtc.__all__"))
+    assert issubclass(CacheMiss, Exception) and CacheHook is not None
+
+
+def test_redis_tagged_cache_fields_and_defaults(reference: Any) -> None:
+    ours = fields(RedisTaggedCache)
+    theirs = reference.eval(FIELDS.format("RedisTaggedCache"))
+    assert ours == theirs
+    assert [name for name, _ in ours] == [
+        "namespace", "host", "port", "db", "ssl", "socket_timeout", "socket_connect_timeout", "default_lifetime",
+        "lifetime_for_tags", "disabled", "in_local_memory", "cache_hook", "serializer", "unserializer",
+    ]
+
+
+def test_cache_info_fields_and_defaults(reference: Any) -> None:
+    assert fields(CacheInfo) == reference.eval(FIELDS.format("rtc.CacheInfo"))
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_method_signatures(reference: Any, method: str) -> None:
+    ours = params(getattr(RedisTaggedCache, method))
+    theirs = reference.eval(PARAMS.format(f"RedisTaggedCache.{method}"))
+    if method == "decorator":
+        # rtc adds one keyword at the end (path-independent keys); all else is the reference's.
+        assert ours[:-1] == theirs and ours[-1] == ("portable_key", "False", "POSITIONAL_OR_KEYWORD")
+    else:
+        assert ours == theirs
+
+
+def test_positional_construction_matches(redis_server: Any) -> None:
+    """Fields in the reference's order, so positional construction means the same."""
+    c = RedisTaggedCache("ns", "127.0.0.1", redis_server.port, 0, False, 2, 3, 60, 120)
+    assert (c.namespace, c.host, c.port, c.socket_timeout, c.socket_connect_timeout) == ("ns", "127.0.0.1", redis_server.port, 2, 3)
+    assert (c.default_lifetime, c.lifetime_for_tags) == (60, 120)
+    assert c.set("k", 1) is True and c.get("k") == 1
+
+
+def test_return_values(cache: RedisTaggedCache) -> None:
+    assert cache.set("k", {"v": 1}) is True
+    assert cache.get("k") == {"v": 1}
+    assert cache.delete("k") is True
+    assert cache.delete("k") is False
+    assert cache.invalidate("t") is True
+    assert cache.invalidate(["t", "u"]) is True
+    assert cache.invalidate([]) is True
+    assert cache.invalidate_all() is True
+    with pytest.raises(CacheMiss):
+        cache.get("k")
+
+
+def test_lifetimes_reach_redis(cache: RedisTaggedCache, redis_client: Any, redis_server: Any) -> None:
+    """default_lifetime, a per-call lifetime, 0 (no expiry) and lifetime_for_tags land as TTLs."""
+
+    def ttls() -> List[int]:
+        # The TTLs of the entries. After a FLUSHALL, rtc may also write the
+        # entry under the tag values it remembered, where no reader looks.
+        keys = redis_client.keys("rtc:*:s:*")
+        return sorted(set(redis_client.ttl(k) for k in keys))
+
+    redis_client.flushall()
+    cache.set("default", 1)
+    assert len(ttls()) == 1 and 3590 < ttls()[0] <= 3600
+    redis_client.flushall()
+    cache.set("short", 1, lifetime=10)
+    assert len(ttls()) == 1 and 0 < ttls()[0] <= 10
+    redis_client.flushall()
+    cache.set("forever", 1, lifetime=0)
+    assert ttls() == [-1]
+    redis_client.flushall()
+    c = RedisTaggedCache(host="127.0.0.1", port=redis_server.port, default_lifetime=None, lifetime_for_tags=500)
+    c.set("none", 1, tags=["t"])
+    assert ttls() == [-1]
+    tag_ttls = [redis_client.ttl(k) for k in redis_client.keys("rtc:*:t:*")]
+    assert tag_ttls and all(490 < t <= 500 for t in tag_ttls)
+
+
+def test_decorator_lifetime(cache: RedisTaggedCache, redis_client: Any) -> None:
+    redis_client.flushall()
+
+    @cache.decorator(lifetime=42)
+    def f(x: int) -> int:
+        return x
+
+    f(1)
+    (key,) = redis_client.keys("rtc:*:s:*")
+    assert 0 < redis_client.ttl(key) <= 42
+
+
+def test_in_local_memory_touches_no_redis() -> None:
+    c = RedisTaggedCache(port=1, in_local_memory=True)  # nothing listens on port 1
+    assert c.set("k", "v", tags=["t"]) is True
+    assert c.get("k", tags=["t"]) == "v"
+    assert c.invalidate("t") is True
+    with pytest.raises(CacheMiss):
+        c.get("k", tags=["t"])
+
+
+def test_disabled_decorator_always_computes() -> None:
+    c = RedisTaggedCache(port=1, disabled=True)
+    calls: List[int] = []
+
+    @c.decorator()
+    def f(x: int) -> int:
+        calls.append(x)
+        return x
+
+    assert f(1) == 1 and f(1) == 1 and calls == [1, 1]
+    assert c.set("k", 1) is True  # as the reference's black hole: accepted, not stored
+    with pytest.raises(CacheMiss):
+        c.get("k")
+
+
+def test_portable_key_ignores_the_file_path(cache: RedisTaggedCache) -> None:
+    keys: List[str] = []
+    cache.cache_hook = lambda key, tags, cache_info, userdata=None: keys.append(key)
+
+    def f(x: int) -> int:
+        return x
+
+    cache.decorator(portable_key=True)(f)(1)
+    cache.decorator()(f)(1)
+    from rtc.app.hash import short_hash
+    import json
+
+    assert keys[0] == short_hash(json.dumps([[__name__, "", "f"], [1], {}], sort_keys=True))
+    assert keys[1] == short_hash(json.dumps([[__file__, "", "f"], [1], {}], sort_keys=True))
+
+
+def test_hook_lock_fields(cache: RedisTaggedCache, redis_client: Any) -> None:
+    """With lock=True: the computing call is a full miss, a later hit a full
+    hit, and a caller that waited for another's lock neither, with its wait."""
+    import threading
+    import time
+
+    infos: List[Any] = []
+    cache.cache_hook = lambda key, tags, cache_info, userdata=None: infos.append(cache_info)
+    computing, release = threading.Event(), threading.Event()
+
+    @cache.decorator(tags=["t"], lock=True, lock_timeout=20)
+    def f(x: int) -> int:
+        computing.set()
+        release.wait()
+        return x
+
+    holder = threading.Thread(target=f, args=(1,))
+    holder.start()
+    assert computing.wait(10)
+    waiter = threading.Thread(target=f, args=(1,))
+    waiter.start()
+    end = time.monotonic() + 10
+    while int(redis_client.info("clients")["blocked_clients"]) < 1:
+        assert time.monotonic() < end
+        time.sleep(0.01)
+    time.sleep(0.05)  # let the wait be measurable (whole milliseconds)
+    release.set()
+    holder.join()
+    waiter.join()
+    f(1)
+    computed, waited, hit = infos
+    assert (computed.hit, computed.lock_full_miss, computed.lock_full_hit) == (False, True, False)
+    assert (waited.hit, waited.lock_full_miss, waited.lock_full_hit) == (True, False, False)
+    assert waited.lock_waiting_ms >= 50 and waited.decorated_elapsed == 0.0
+    assert (hit.hit, hit.lock_full_hit, hit.lock_full_miss, hit.lock_waiting_ms) == (True, True, False, 0)
+
+
+def test_db_selects_the_redis_database(redis_server: Any, namespace: str) -> None:
+    c = RedisTaggedCache(host="127.0.0.1", port=redis_server.port, namespace=namespace, db=3)
+    assert c.set("k", 1) is True
+    db3 = redis.Redis(host="127.0.0.1", port=redis_server.port, db=3)
+    db0 = redis_server.client()
+    prefix = f"rtc:{short_hash(namespace)}:s:*"
+    assert len(db3.keys(prefix)) == 1 and db0.keys(prefix) == []
+
+
+def test_ssl_is_used(redis_server: Any, caplog: Any) -> None:
+    """ssl=True speaks TLS: a plain-text Redis cannot be used (a warning, False)."""
+    c = RedisTaggedCache(host="127.0.0.1", port=redis_server.port, ssl=True, socket_timeout=1, socket_connect_timeout=1)
+    assert c.set("k", 1) is False
+    assert "cache bypassed" in caplog.text
