@@ -14,7 +14,15 @@ use crate::error::{Error, ErrorKind, Result};
 /// ```
 pub fn short_hash(data: &[u8]) -> String {
     let digest = Md5::digest(data);
-    URL_SAFE_NO_PAD.encode(&digest[..8]).replace('-', "~")
+    // 8 bytes are 11 base64 characters; encoded in place, one allocation.
+    let mut text = [0u8; 11];
+    let written = URL_SAFE_NO_PAD.encode_slice(&digest[..8], &mut text).unwrap_or_default();
+    for c in &mut text[..written] {
+        if *c == b'-' {
+            *c = b'~';
+        }
+    }
+    text[..written].iter().map(|&c| char::from(c)).collect()
 }
 
 /// Returns 16 random bytes, the size of a tag value (a UUID4 in the reference).

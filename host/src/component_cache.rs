@@ -160,7 +160,7 @@ impl ComponentCacheBuilder {
             max_memory: self.max_memory.map_or(runtime_memory, |m| m.min(runtime_memory)),
             max_instances: if self.guest_memory { 1 } else { self.max_instances },
             runtime: self.runtime,
-            slots: Mutex::new(Slots { idle: Vec::new(), live: 0 }),
+            slots: Mutex::new(Slots { idle: Vec::new(), live: 0, waiting: 0 }),
             freed: Condvar::new(),
         });
         let first = pool.acquire()?;
@@ -768,6 +768,10 @@ struct Slots {
     idle: Vec<Slot>,
     /// Instances alive: idle, or checked out.
     live: usize,
+    /// Callers waiting in `acquire` for an instance to be freed. Counted so
+    /// that `release` wakes only when someone waits: a notify is a futex
+    /// syscall even with no waiter, on every call.
+    waiting: usize,
 }
 
 /// The instances of one cache.
@@ -798,7 +802,9 @@ impl Pool {
                 slots.live += 1;
                 break;
             }
+            slots.waiting += 1;
             slots = self.freed.wait(slots).unwrap_or_else(PoisonError::into_inner);
+            slots.waiting -= 1;
         }
         drop(slots);
         let created = catch_unwind(AssertUnwindSafe(|| self.instantiate())).unwrap_or_else(|panic| {
@@ -808,8 +814,11 @@ impl Pool {
             ))
         });
         if created.is_err() {
-            self.lock().live -= 1;
-            self.freed.notify_one();
+            let mut slots = self.lock();
+            slots.live -= 1;
+            if slots.waiting > 0 {
+                self.freed.notify_one();
+            }
         }
         created
     }
@@ -817,14 +826,17 @@ impl Pool {
     /// Returns an instance; one that trapped is dropped instead.
     fn release(&self, slot: Slot, healthy: bool) {
         let mut slots = self.lock();
+        let wake = slots.waiting > 0;
         if healthy {
             slots.idle.push(slot);
         } else {
             slots.live -= 1;
-            drop(slots);
-            drop(slot);
         }
-        self.freed.notify_one();
+        drop(slots);
+        if wake {
+            self.freed.notify_one();
+        }
+        // An unhealthy slot is dropped here, outside the lock.
     }
 
     fn instantiate(&self) -> Result<Slot> {
