@@ -82,6 +82,17 @@ impl Accounting {
         self.info
     }
 
+    /// Records a value another caller of this process computed while this
+    /// one waited `waited` (a single-flight follower): a hit, as for a
+    /// caller woken by the stampede lock, with the wait added.
+    pub fn shared(&mut self, size: usize, waited: std::time::Duration) {
+        let waited_ms = u64::try_from(waited.as_millis()).unwrap_or(u64::MAX);
+        self.info.lock_waiting_ms = self.info.lock_waiting_ms.saturating_add(waited_ms);
+        self.info.lock_full_hit = false;
+        self.info.lock_full_miss = false;
+        self.hit(size);
+    }
+
     pub(crate) fn hit(&mut self, size: usize) {
         self.info.hit = true;
         self.info.serialized_size = size;

@@ -48,6 +48,8 @@ pub(crate) struct Inner {
     pub(crate) hook: Option<Hook>,
     /// The tag values last seen, for one-round-trip operations.
     pub(crate) memo: TagMemo,
+    /// The get-or-compute calls with the lock computing in this process.
+    pub(crate) flights: crate::flight::Flights,
 }
 
 impl Cache<Cbor> {
@@ -162,7 +164,13 @@ impl<C: Codec> CacheBuilder<C> {
 
 impl Inner {
     pub(crate) fn new(config: Config, hook: Option<Hook>) -> Self {
-        Inner { layout: Layout::new(&config.namespace), config, hook, memo: TagMemo::default() }
+        Inner {
+            layout: Layout::new(&config.namespace),
+            config,
+            hook,
+            memo: TagMemo::default(),
+            flights: crate::flight::Flights::default(),
+        }
     }
 }
 

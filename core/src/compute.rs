@@ -194,6 +194,13 @@ impl<C: Codec> Cache<C> {
         self.run(options, |bytes| Ok(bytes.to_vec()), compute, |value| Ok(value.clone()))
     }
 
+    /// How many get-or-compute calls with the lock wait, now, for another
+    /// caller of this cache in this process that computes the same key
+    /// (single-flight followers). For monitoring and tests.
+    pub fn single_flight_waiters(&self) -> usize {
+        self.inner.flights.waiters()
+    }
+
     /// Get-or-compute on [`Cache::get_or_lock`] and [`Cache::set_and_unlock`],
     /// which do the accounting and call the hook; the control flow is
     /// [`crate::two_step::get_or_compute`], shared with the wasmtime host.

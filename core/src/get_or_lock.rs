@@ -243,6 +243,19 @@ impl Ticket {
         self.call.accounting.info()
     }
 
+    /// Ends a ticket (holding no lock) whose value another caller of this
+    /// process computed while this one waited: reports a hit of `size`
+    /// bytes carrying `error` (the other call's bypass) unless it has its own.
+    pub(crate) fn shared(mut self, size: usize, error: Option<Error>, waited: std::time::Duration) -> CacheInfo {
+        self.call.accounting.shared(size, waited);
+        if self.call.accounting.info().error.is_none()
+            && let Some(e) = error
+        {
+            self.call.accounting.bypass(e);
+        }
+        self.call.report()
+    }
+
     /// Returns the cache key.
     pub fn key(&self) -> &str {
         &self.call.key

@@ -33,6 +33,7 @@ mod codec;
 mod compute;
 mod config;
 mod error;
+mod flight;
 #[cfg(feature = "tokio")]
 pub mod future;
 mod get_or_lock;
@@ -77,5 +78,6 @@ pub use tags::{NO_TAGS, Tags};
 pub mod adapter {
     pub use crate::accounting::Accounting;
     pub use crate::error::WitErrorCase;
+    pub use crate::flight::Flights;
     pub use crate::two_step::{Lookup, TwoStep, get_or_compute};
 }

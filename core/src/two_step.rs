@@ -2,10 +2,13 @@
 //! implementation provides (core's [`Cache`], and the wasmtime host's
 //! component-backed cache), [`get_or_compute`] the control flow they share.
 
+use std::time::Duration;
+
 use crate::cache::Cache;
 use crate::codec::Codec;
 use crate::compute::ComputeOptions;
 use crate::error::{Error, Result};
+use crate::flight::{Flights, Leader, Role, Waited, flight_key};
 use crate::get_or_lock::{GetOrLock, Hit, Ticket};
 
 /// What the first call found.
@@ -33,10 +36,30 @@ pub trait TwoStep {
     fn finish_hit(&self, options: &ComputeOptions, hit: Self::Hit);
     /// Turns a hit whose bytes do not decode into a ticket that overwrites them.
     fn undecodable(&self, options: &ComputeOptions, hit: Self::Hit, error: Error) -> Self::Ticket;
-    /// Stores the computed value's bytes (or records the error encoding them), unlocks and reports.
-    fn store(&self, options: &ComputeOptions, ticket: Self::Ticket, value: Result<Vec<u8>>);
+    /// Stores the computed value's bytes (or records the error encoding them),
+    /// unlocks and reports; returns the call's error (a bypass), if any.
+    fn store(&self, options: &ComputeOptions, ticket: Self::Ticket, value: Result<Vec<u8>>) -> Option<Error>;
     /// Gives up: the computation failed; releases the lock at once.
     fn give_up(&self, options: &ComputeOptions, ticket: Self::Ticket);
+
+    /// The in-process flights of this cache (see `flight`), for single-flight
+    /// of get-or-compute with the lock; `None` turns it off.
+    fn flights(&self) -> Option<&Flights>;
+
+    /// Whether a ticket holds the stampede lock.
+    fn holds_lock(ticket: &Self::Ticket) -> bool;
+
+    /// Finishes a ticket whose value another caller of this process computed
+    /// (a single-flight follower): reports a hit of `size` bytes, after
+    /// `waited`, carrying `error` (the leader's bypass) unless it has its own.
+    fn shared(
+        &self,
+        options: &ComputeOptions,
+        ticket: Self::Ticket,
+        size: usize,
+        error: Option<Error>,
+        waited: Duration,
+    );
 }
 
 /// Get-or-compute over any [`TwoStep`]: a hit that decodes is returned; else
@@ -63,6 +86,29 @@ where
         },
         Lookup::Compute(ticket) => ticket,
     };
+    // With the lock, the callers of this process that must compute one key
+    // meet first, so it computes once even when Redis (and so its lock) is
+    // down: see `flight` for why following is safe.
+    if let (Some(wait), Some(flights)) = (options.lock_wait(), cache.flights()) {
+        let key = flight_key(options.cache_key(), options.tag_list());
+        match flights.join(key.clone()) {
+            Role::Leader(leader) => return lead(cache, options, ticket, leader, compute, encode),
+            // This caller holds the Redis lock: it computes and stores.
+            Role::Follower(_) if S::holds_lock(&ticket) => {}
+            Role::Follower(flight) => match flights.wait(&flight, &key, wait) {
+                Waited::Value(bytes, error, waited) => {
+                    // Another codec's bytes: compute alone.
+                    if let Ok(value) = decode(&bytes) {
+                        cache.shared(options, ticket, bytes.len(), error, waited);
+                        return Ok(value);
+                    }
+                }
+                // The leader failed: this caller leads now.
+                Waited::Lead(leader) => return lead(cache, options, ticket, leader, compute, encode),
+                Waited::TimedOut => {}
+            },
+        }
+    }
     match compute() {
         Ok(value) => {
             cache.store(options, ticket, encode(&value));
@@ -71,6 +117,39 @@ where
         Err(e) => {
             // Nothing to store: free the lock now so a waiter can compute.
             cache.give_up(options, ticket);
+            Err(e)
+        }
+    }
+}
+
+/// A flight's leader: computes, closes the flight to new followers, stores,
+/// then hands the stored bytes (and the call's error) to its followers. A
+/// failed computation hands the flight over (dropping `leader`): one of the
+/// followers leads it next.
+fn lead<S, T, E>(
+    cache: &S,
+    options: &ComputeOptions,
+    ticket: S::Ticket,
+    mut leader: Leader<'_>,
+    compute: impl FnOnce() -> Result<T, E>,
+    encode: impl Fn(&T) -> Result<Vec<u8>>,
+) -> Result<T, E>
+where
+    S: TwoStep + ?Sized,
+{
+    match compute() {
+        Ok(value) => {
+            let encoded = encode(&value);
+            let bytes = encoded.as_ref().ok().cloned();
+            // Before the store: a caller arriving after it reads for itself.
+            leader.close();
+            let error = cache.store(options, ticket, encoded);
+            leader.finish(bytes.map(|b| (b, error)));
+            Ok(value)
+        }
+        Err(e) => {
+            cache.give_up(options, ticket);
+            drop(leader);
             Err(e)
         }
     }
@@ -99,11 +178,23 @@ impl<C: Codec> TwoStep for Cache<C> {
         hit.undecodable(error)
     }
 
-    fn store(&self, _: &ComputeOptions, ticket: Ticket, value: Result<Vec<u8>>) {
-        let _ = self.set_and_unlock(ticket, value);
+    fn store(&self, _: &ComputeOptions, ticket: Ticket, value: Result<Vec<u8>>) -> Option<Error> {
+        self.set_and_unlock(ticket, value).error
     }
 
     fn give_up(&self, _: &ComputeOptions, ticket: Ticket) {
         let _ = self.release(ticket);
+    }
+
+    fn flights(&self) -> Option<&Flights> {
+        Some(&self.inner.flights)
+    }
+
+    fn holds_lock(ticket: &Ticket) -> bool {
+        ticket.holds_lock()
+    }
+
+    fn shared(&self, _: &ComputeOptions, ticket: Ticket, size: usize, error: Option<Error>, waited: Duration) {
+        let _ = ticket.shared(size, error, waited);
     }
 }

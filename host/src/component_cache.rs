@@ -5,8 +5,9 @@ use std::convert::Infallible;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
-use rtc_core::adapter::{Accounting, Lookup, TwoStep};
+use rtc_core::adapter::{Accounting, Flights, Lookup, TwoStep};
 use rtc_core::{
     Backend, CacheInfo, Cbor, Codec, ComputeOptions, Config, DisabledBackend, Error, ErrorKind, Hook, HookEvent,
     Lifetime, LockStats, MemoryBackend, Result, Tags, Target,
@@ -162,6 +163,7 @@ impl ComponentCacheBuilder {
             runtime: self.runtime,
             slots: Mutex::new(Slots { idle: Vec::new(), live: 0, waiting: 0 }),
             freed: Condvar::new(),
+            flights: Flights::default(),
         });
         let first = pool.acquire()?;
         pool.release(first, true);
@@ -474,6 +476,13 @@ impl ComponentCache {
         self.run(options, |bytes| Cbor.decode(bytes), compute, |value| Cbor.encode(value))
     }
 
+    /// How many get-or-compute calls with the lock wait, now, for another
+    /// caller of this cache in this process that computes the same key
+    /// (single-flight followers), as [`rtc_core::Cache::single_flight_waiters`].
+    pub fn single_flight_waiters(&self) -> usize {
+        self.pool.flights.waiters()
+    }
+
     /// Get-or-compute on raw bytes, with no codec.
     pub fn get_or_compute_bytes<E, F>(&self, options: &ComputeOptions, compute: F) -> Result<Vec<u8>, E>
     where
@@ -577,6 +586,9 @@ impl ComponentCache {
 pub struct PendingCall {
     ticket: Option<Ticket>,
     shadow: Accounting,
+    /// The component reported this call already (its lookup failed, and
+    /// the WIT reports a failed get-or-lock at once).
+    reported: bool,
 }
 
 /// The component's calls, for core's get-or-compute. The component does the
@@ -588,16 +600,18 @@ impl TwoStep for ComponentCache {
     fn lookup(&self, options: &ComputeOptions) -> Lookup<Hit, PendingCall> {
         let mut shadow = Accounting::start(options);
         let hook = CallHook::reporting(options.userdata().cloned());
+        let mut reported = false;
         let ticket = match self.lookup(options, hook) {
             Ok(GetOrLock::Hit(hit)) => return Lookup::Hit(hit),
             Ok(GetOrLock::Locked(t) | GetOrLock::Miss(t)) => Some(t),
             Err(failure) => {
+                reported = failure.answered;
                 unanswered(&mut shadow, options.cache_key(), failure, "cache bypassed");
                 None
             }
         };
         shadow.looked_up(ticket.as_ref().map(Ticket::stats).unwrap_or_default());
-        Lookup::Compute(PendingCall { ticket, shadow })
+        Lookup::Compute(PendingCall { ticket, shadow, reported })
     }
 
     fn value(hit: &Hit) -> &[u8] {
@@ -621,13 +635,14 @@ impl TwoStep for ComponentCache {
                 None
             }
         };
-        PendingCall { ticket, shadow }
+        PendingCall { ticket, shadow, reported: false }
     }
 
-    fn store(&self, options: &ComputeOptions, call: PendingCall, encoded: Result<Vec<u8>>) {
-        let PendingCall { ticket, mut shadow } = call;
+    fn store(&self, options: &ComputeOptions, call: PendingCall, encoded: Result<Vec<u8>>) -> Option<Error> {
+        let PendingCall { ticket, mut shadow, .. } = call;
         let (key, tags) = (options.cache_key(), options.tag_list());
         shadow.computed(encoded.as_ref().map(Vec::len).map_err(Error::clone));
+        let mut error = shadow.info().error.clone();
         let stored = match (&encoded, ticket) {
             // The ticket drops (releasing the lock); the component reports nothing for it.
             (Err(e), _) => {
@@ -638,16 +653,44 @@ impl TwoStep for ComponentCache {
             (Ok(_), None) => Ok(()),
         };
         if let Err(failure) = stored {
+            error = Some(failure.error.clone());
             unanswered(&mut shadow, key, failure, "cannot store the computed value");
         }
         if shadow.info().error.is_some() {
             self.pool.report(key, tags, &shadow.finish(), options.userdata().map(|u| &**u));
         }
+        error
     }
 
     fn give_up(&self, _: &ComputeOptions, call: PendingCall) {
         // Dropping the component's ticket releases its lock (the guest's destructor).
         drop(call);
+    }
+
+    fn flights(&self) -> Option<&Flights> {
+        Some(&self.pool.flights)
+    }
+
+    fn holds_lock(call: &PendingCall) -> bool {
+        call.ticket.as_ref().is_some_and(Ticket::holds_lock)
+    }
+
+    fn shared(&self, options: &ComputeOptions, call: PendingCall, size: usize, error: Option<Error>, waited: Duration) {
+        let PendingCall { ticket, mut shadow, reported } = call;
+        // The component's ticket goes unused, and reports nothing.
+        drop(ticket);
+        if reported {
+            // The component reported this call when its lookup failed (the
+            // WIT's rule); one report per call.
+            return;
+        }
+        shadow.shared(size, waited);
+        if shadow.info().error.is_none()
+            && let Some(e) = error
+        {
+            shadow.bypass(e);
+        }
+        self.pool.report(options.cache_key(), options.tag_list(), &shadow.finish(), options.userdata().map(|u| &**u));
     }
 }
 
@@ -784,6 +827,9 @@ struct Pool {
     max_instances: usize,
     slots: Mutex<Slots>,
     freed: Condvar,
+    /// Get-or-compute calls with the lock computing in this process (core's
+    /// single-flight, shared by the cache's clones).
+    flights: Flights,
 }
 
 impl Pool {

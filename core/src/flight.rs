@@ -1,0 +1,248 @@
+//! In-process single-flight for get-or-compute with the stampede lock.
+//!
+//! The stampede lock lives in Redis, so when Redis cannot be reached it fails
+//! open and every concurrent caller computes. So callers of one cache in one
+//! process that must compute the same key also meet here: the first (the
+//! leader) computes and stores, the others (followers) wait for its value, up
+//! to their lock timeout. A process then computes a cold key once whether
+//! Redis is up (the Redis lock holds other processes off too) or down.
+//!
+//! Two rules keep a follower from returning a value it must not:
+//! - A caller joins only after its own lookup missed, and the leader closes
+//!   the flight to new followers before it stores. So every follower's call
+//!   began before the leader's store: no invalidation can have both followed
+//!   that store and preceded the follower's call. (A follower joining after
+//!   the store could return a value an invalidation had already hidden; the
+//!   fault suite caught exactly that.)
+//! - A follower reports the leader's error too (the store bypassed the cache
+//!   when Redis was down), never a clean hit.
+//!
+//! This is in-process state only, not I/O: the waits are on a condition
+//! variable, and a leader that fails or panics wakes its followers, one of
+//! which leads next.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use crate::error::Error;
+
+/// What a flight came to.
+enum State {
+    Running,
+    /// The leader's value, as bytes, and the error of its call (a bypass).
+    Done(Arc<Vec<u8>>, Option<Error>),
+    /// The leader failed or panicked: the first follower to see it leads
+    /// the same flight next, and the others keep waiting for it.
+    Abandoned,
+}
+
+/// One key's computation in progress.
+pub(crate) struct Flight {
+    state: Mutex<State>,
+    changed: Condvar,
+    /// Closed to new followers (its leader is storing, or has finished).
+    closed: AtomicBool,
+}
+
+/// Counts a follower waiting for as long as it lives.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The flights of one cache, by key and tags.
+#[derive(Default)]
+pub struct Flights {
+    running: Mutex<HashMap<String, Arc<Flight>>>,
+    /// Followers waiting now, over all flights.
+    waiting: AtomicUsize,
+}
+
+impl std::fmt::Debug for Flights {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let running = self.running.lock().unwrap_or_else(PoisonError::into_inner).len();
+        f.debug_struct("Flights").field("running", &running).finish()
+    }
+}
+
+/// A caller's part in a flight.
+pub(crate) enum Role<'a> {
+    /// Compute and store, closing the flight first ([`Leader::close`]), then
+    /// [`Leader::finish`].
+    Leader(Leader<'a>),
+    /// Wait for the leader with [`Flight::wait`].
+    Follower(Arc<Flight>),
+}
+
+/// What a follower got.
+pub(crate) enum Waited<'a> {
+    /// The leader's bytes, the error of its call, and how long this caller waited.
+    Value(Arc<Vec<u8>>, Option<Error>, Duration),
+    /// The leader gave up: this caller leads the flight now.
+    Lead(Leader<'a>),
+    /// The wait passed first: compute alone.
+    TimedOut,
+}
+
+impl Flights {
+    /// How many callers wait for another caller's computation now.
+    pub fn waiters(&self) -> usize {
+        self.waiting.load(Ordering::SeqCst)
+    }
+
+    /// Waits for the leader of `flight`, at most `timeout`, counted in
+    /// [`Flights::waiters`].
+    pub(crate) fn wait(&self, flight: &Arc<Flight>, key: &str, timeout: Duration) -> Waited<'_> {
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let _waiting = Waiting(&self.waiting);
+        let started = Instant::now();
+        let mut state = flight.state.lock().unwrap_or_else(PoisonError::into_inner);
+        (state, _) = flight
+            .changed
+            .wait_timeout_while(state, timeout, |s| matches!(s, State::Running))
+            .unwrap_or_else(PoisonError::into_inner);
+        match &*state {
+            State::Done(bytes, error) => Waited::Value(Arc::clone(bytes), error.clone(), started.elapsed()),
+            State::Abandoned => {
+                // Taken over under the lock: the other followers see `Running` and wait on.
+                *state = State::Running;
+                Waited::Lead(Leader { flights: self, key: key.to_owned(), flight: Arc::clone(flight), finished: false })
+            }
+            State::Running => Waited::TimedOut,
+        }
+    }
+
+    /// Joins the flight of `key`, leading it if none is running.
+    pub(crate) fn join(&self, key: String) -> Role<'_> {
+        let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(flight) = running.get(&key) {
+            return Role::Follower(Arc::clone(flight));
+        }
+        let flight = Arc::new(Flight {
+            state: Mutex::new(State::Running),
+            changed: Condvar::new(),
+            closed: AtomicBool::new(false),
+        });
+        running.insert(key.clone(), Arc::clone(&flight));
+        Role::Leader(Leader { flights: self, key, flight, finished: false })
+    }
+}
+
+/// The key of a get-or-compute's flight: its key and its tags sorted (the
+/// storage key hashes them in that order, duplicates kept).
+pub(crate) fn flight_key(key: &str, tags: &[String]) -> String {
+    let mut tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+    tags.sort_unstable();
+    let mut out = String::with_capacity(key.len() + tags.iter().map(|t| t.len() + 1).sum::<usize>());
+    out.push_str(key);
+    for tag in tags {
+        out.push('\0');
+        out.push_str(tag);
+    }
+    out
+}
+
+/// The leader of a flight. Dropping it unfinished (a panic) abandons the flight.
+pub(crate) struct Leader<'a> {
+    flights: &'a Flights,
+    key: String,
+    flight: Arc<Flight>,
+    finished: bool,
+}
+
+impl Leader<'_> {
+    /// Closes the flight to new followers: call it before storing.
+    pub(crate) fn close(&mut self) {
+        if !self.flight.closed.swap(true, Ordering::SeqCst) {
+            let mut running = self.flights.running.lock().unwrap_or_else(PoisonError::into_inner);
+            // Only this flight: a caller after the close may lead the key's next one.
+            if running.get(&self.key).is_some_and(|f| Arc::ptr_eq(f, &self.flight)) {
+                running.remove(&self.key);
+            }
+        }
+    }
+
+    /// Ends the flight with the stored bytes and the call's error (`None`:
+    /// nothing to share, as when dropped) and wakes the followers.
+    pub(crate) fn finish(mut self, shared: Option<(Vec<u8>, Option<Error>)>) {
+        self.finished = true;
+        match shared {
+            Some((bytes, error)) => {
+                self.close();
+                *self.flight.state.lock().unwrap_or_else(PoisonError::into_inner) = State::Done(Arc::new(bytes), error);
+                self.flight.changed.notify_all();
+            }
+            None => self.abandon(),
+        }
+    }
+
+    /// Hands the flight over: a follower (or, if none waits, the next
+    /// caller to join it) leads it. It stays open to new followers unless
+    /// it was closed already.
+    fn abandon(&mut self) {
+        *self.flight.state.lock().unwrap_or_else(PoisonError::into_inner) = State::Abandoned;
+        self.flight.changed.notify_all();
+    }
+}
+
+impl Drop for Leader<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.abandon();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_closed_flight_takes_no_new_followers_and_its_followers_get_the_value() {
+        let flights = Flights::default();
+        let Role::Leader(mut leader) = flights.join("k".into()) else { panic!("the first caller leads") };
+        let Role::Follower(early) = flights.join("k".into()) else { panic!("the second caller follows") };
+        leader.close();
+        // After the close, a caller leads a flight of its own.
+        let Role::Leader(next) = flights.join("k".into()) else { panic!("a caller after the close must lead") };
+        leader.finish(Some((b"v".to_vec(), None)));
+        match flights.wait(&early, "k", Duration::from_secs(1)) {
+            Waited::Value(bytes, None, _) => assert_eq!(*bytes, b"v"),
+            _ => panic!("the early follower gets the value"),
+        }
+        // The first leader's finish left the next flight running.
+        let Role::Follower(_) = flights.join("k".into()) else { panic!("the next flight still runs") };
+        drop(next);
+    }
+
+    #[test]
+    fn a_dropped_leader_hands_the_flight_to_one_follower_and_a_slow_one_times_out() {
+        let flights = Flights::default();
+        let Role::Leader(leader) = flights.join("k".into()) else { panic!() };
+        let Role::Follower(first) = flights.join("k".into()) else { panic!() };
+        let Role::Follower(second) = flights.join("k".into()) else { panic!() };
+        assert!(matches!(flights.wait(&first, "k", Duration::from_millis(10)), Waited::TimedOut));
+        drop(leader);
+        let Waited::Lead(next) = flights.wait(&first, "k", Duration::from_secs(1)) else {
+            panic!("the first follower to look leads the abandoned flight")
+        };
+        // The other follower waits for the new leader, not for a flight of its own.
+        assert!(matches!(flights.wait(&second, "k", Duration::from_millis(10)), Waited::TimedOut));
+        next.finish(Some((b"v".to_vec(), None)));
+        assert!(matches!(flights.wait(&second, "k", Duration::from_secs(1)), Waited::Value(..)));
+        assert!(matches!(flights.join("k".into()), Role::Leader(_)), "a finished flight is gone");
+    }
+
+    #[test]
+    fn flight_keys_ignore_tag_order_but_not_duplicates() {
+        let t = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(flight_key("k", &t(&["a", "b"])), flight_key("k", &t(&["b", "a"])));
+        assert_ne!(flight_key("k", &t(&["a"])), flight_key("k", &t(&["a", "a"])));
+        assert_ne!(flight_key("k", &t(&["a"])), flight_key("ka", &t(&[])));
+    }
+}
