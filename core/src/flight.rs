@@ -100,20 +100,34 @@ impl Flights {
     pub(crate) fn wait(&self, flight: &Arc<Flight>, key: &str, timeout: Duration) -> Waited<'_> {
         self.waiting.fetch_add(1, Ordering::SeqCst);
         let _waiting = Waiting(&self.waiting);
-        let started = Instant::now();
-        let mut state = flight.state.lock().unwrap_or_else(PoisonError::into_inner);
-        (state, _) = flight
-            .changed
-            .wait_timeout_while(state, timeout, |s| matches!(s, State::Running))
-            .unwrap_or_else(PoisonError::into_inner);
-        match &*state {
-            State::Done(bytes, error) => Waited::Value(Arc::clone(bytes), error.clone(), started.elapsed()),
-            State::Abandoned => {
-                // Taken over under the lock: the other followers see `Running` and wait on.
-                *state = State::Running;
+        self.waited(flight, key, flight.settle(timeout))
+    }
+
+    /// [`Flights::wait`] for the async API: the wait runs on tokio's
+    /// blocking pool (no timer needed from the caller's runtime). If the
+    /// caller is dropped meanwhile and the wait made it the leader, the
+    /// flight is handed over again, so it never hangs.
+    #[cfg(feature = "tokio")]
+    pub(crate) async fn wait_async(&self, flight: &Arc<Flight>, key: &str, timeout: Duration) -> Waited<'_> {
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let _waiting = Waiting(&self.waiting);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let waiting = Arc::clone(flight);
+        tokio::task::spawn_blocking(move || {
+            if let Err(Settled::Lead) = tx.send(waiting.settle(timeout)) {
+                waiting.hand_over();
+            }
+        });
+        self.waited(flight, key, rx.await.unwrap_or(Settled::TimedOut))
+    }
+
+    fn waited(&self, flight: &Arc<Flight>, key: &str, settled: Settled) -> Waited<'_> {
+        match settled {
+            Settled::Value(bytes, error, waited) => Waited::Value(bytes, error, waited),
+            Settled::Lead => {
                 Waited::Lead(Leader { flights: self, key: key.to_owned(), flight: Arc::clone(flight), finished: false })
             }
-            State::Running => Waited::TimedOut,
+            Settled::TimedOut => Waited::TimedOut,
         }
     }
 
@@ -185,8 +199,44 @@ impl Leader<'_> {
     /// caller to join it) leads it. It stays open to new followers unless
     /// it was closed already.
     fn abandon(&mut self) {
-        *self.flight.state.lock().unwrap_or_else(PoisonError::into_inner) = State::Abandoned;
-        self.flight.changed.notify_all();
+        self.flight.hand_over();
+    }
+}
+
+/// How a wait ended, before the follower is given its part.
+enum Settled {
+    Value(Arc<Vec<u8>>, Option<Error>, Duration),
+    /// The leader gave up and this follower took the flight over.
+    Lead,
+    TimedOut,
+}
+
+impl Flight {
+    /// Waits for the leader, at most `timeout`; takes the flight over if the
+    /// leader gave up (under the lock: the other followers see it running
+    /// again and wait on).
+    fn settle(&self, timeout: Duration) -> Settled {
+        let started = Instant::now();
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let (mut state, _) = self
+            .changed
+            .wait_timeout_while(state, timeout, |s| matches!(s, State::Running))
+            .unwrap_or_else(PoisonError::into_inner);
+        match &*state {
+            State::Done(bytes, error) => Settled::Value(Arc::clone(bytes), error.clone(), started.elapsed()),
+            State::Abandoned => {
+                *state = State::Running;
+                Settled::Lead
+            }
+            State::Running => Settled::TimedOut,
+        }
+    }
+
+    /// Gives the flight up: a follower (or, if none waits, the next caller
+    /// to join it) leads it.
+    fn hand_over(&self) {
+        *self.state.lock().unwrap_or_else(PoisonError::into_inner) = State::Abandoned;
+        self.changed.notify_all();
     }
 }
 

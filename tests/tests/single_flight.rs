@@ -162,3 +162,54 @@ fn with_redis_up_the_redis_lock_still_decides_and_another_process_reuses_the_val
     let again: u64 = other.get_or_compute(&options(), || unreachable!("stored by the first process"));
     assert_eq!(again, 42);
 }
+
+/// The async API too: 64 tasks on 2 worker threads, Redis unreachable, one
+/// computation; the followers wait without blocking the runtime's threads
+/// (the leader's computation itself runs on them).
+#[test]
+fn sixty_four_tasks_compute_once_with_redis_unreachable_on_the_async_api() {
+    let (seen, hook) = recording();
+    let cache = Cache::builder()
+        .namespace(unique_namespace("flight-async"))
+        .url(Some(unreachable_url()))
+        .socket_connect_timeout(Duration::from_millis(200))
+        .hook(hook)
+        .build_async()
+        .expect("async cache");
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let computed = Arc::new(AtomicUsize::new(0));
+    let tasks = 64;
+    let results: Vec<u64> = runtime.block_on(async {
+        let handles: Vec<_> = (0..tasks)
+            .map(|_| {
+                let (cache, computed) = (cache.clone(), Arc::clone(&computed));
+                tokio::spawn(async move {
+                    let waiting = cache.clone();
+                    cache
+                        .get_or_compute(&options(), || async move {
+                            computed.fetch_add(1, Ordering::SeqCst);
+                            // Until every other task follows (polled, with a deadline).
+                            let deadline = Instant::now() + Duration::from_secs(20);
+                            while waiting.single_flight_waiters() < tasks - 1 {
+                                assert!(Instant::now() < deadline, "the other tasks never followed");
+                                tokio::task::yield_now().await;
+                            }
+                            42u64
+                        })
+                        .await
+                })
+            })
+            .collect();
+        let mut results = Vec::new();
+        for handle in handles {
+            results.push(handle.await.expect("task"));
+        }
+        results
+    });
+    assert_eq!(computed.load(Ordering::SeqCst), 1, "one computation for {tasks} tasks, Redis down");
+    assert!(results.iter().all(|v| *v == 42), "{results:?}");
+    let seen = seen.lock().expect("seen");
+    assert_eq!(seen.len(), tasks, "every call is reported once");
+    assert_eq!(seen.iter().filter(|i| !i.hit).count(), 1, "one computed");
+    assert!(seen.iter().all(|i| i.error.is_some()), "never silent: {seen:#?}");
+}

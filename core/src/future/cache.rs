@@ -13,6 +13,7 @@ use crate::codec::{Cbor, Codec};
 use crate::compute::ComputeOptions;
 use crate::config::{Config, Lifetime};
 use crate::error::{Error, Result};
+use crate::flight::{Role, Waited, flight_key};
 use crate::get_or_lock::{Call, GetOrLock, Ticket};
 use crate::info::CacheInfo;
 use crate::inspect::{Inspect, Inspection, TagState};
@@ -154,6 +155,13 @@ impl<C: Codec> Cache<C> {
         self.run(options, |b| Ok(b.to_vec()), compute, |v| Ok(v.clone())).await
     }
 
+    /// How many get-or-compute calls with the lock wait, now, for another
+    /// caller of this cache that computes the same key (single-flight
+    /// followers), as [`crate::Cache::single_flight_waiters`].
+    pub fn single_flight_waiters(&self) -> usize {
+        self.inner.flights.waiters()
+    }
+
     async fn run<T, E, F, Fut>(
         &self,
         options: &ComputeOptions,
@@ -165,10 +173,50 @@ impl<C: Codec> Cache<C> {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        let ticket = match self.get_or_lock(options).await.decoded(decode) {
+        let ticket = match self.get_or_lock(options).await.decoded(&decode) {
             Ok(value) => return Ok(value),
             Err(ticket) => ticket,
         };
+        // Single-flight, as the sync API's get-or-compute does (see `flight`).
+        if let Some(wait) = options.lock_wait() {
+            let flights = &self.inner.flights;
+            let key = flight_key(options.cache_key(), options.tag_list());
+            let leader = match flights.join(key.clone()) {
+                Role::Leader(leader) => Some(leader),
+                // This caller holds the Redis lock: it computes and stores.
+                Role::Follower(_) if ticket.holds_lock() => None,
+                Role::Follower(flight) => match flights.wait_async(&flight, &key, wait).await {
+                    Waited::Value(bytes, error, waited) => {
+                        // Another codec's bytes: compute alone.
+                        if let Ok(value) = decode(&bytes) {
+                            let _ = ticket.shared(bytes.len(), error, waited);
+                            return Ok(value);
+                        }
+                        None
+                    }
+                    Waited::Lead(leader) => Some(leader),
+                    Waited::TimedOut => None,
+                },
+            };
+            if let Some(mut leader) = leader {
+                return match compute().await {
+                    Ok(value) => {
+                        let encoded = encode(&value);
+                        let bytes = encoded.as_ref().ok().cloned();
+                        // Before the store: a caller arriving after it reads for itself.
+                        leader.close();
+                        let error = self.set_and_unlock(ticket, encoded).await.error;
+                        leader.finish(bytes.map(|b| (b, error)));
+                        Ok(value)
+                    }
+                    Err(e) => {
+                        let _ = self.release(ticket).await;
+                        drop(leader);
+                        Err(e)
+                    }
+                };
+            }
+        }
         match compute().await {
             Ok(value) => {
                 let _ = self.set_and_unlock(ticket, encode(&value)).await;
