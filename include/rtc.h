@@ -437,6 +437,22 @@ rtc_result rtc_cache_builder_set_max_value_size(struct rtc_cache_builder *builde
                                                 size_t max_value_size);
 
 /**
+ * Turns fail-safe on: when Redis fails, or the compute callback fails,
+ * rtc_cache_get_or_compute returns the last value this process confirmed
+ * current for the entry, if it was confirmed at most `max_duration_ms` ago
+ * (rtc_cache_info_stale is then true), instead of computing or failing.
+ * Never a value this process knows to be invalidated. `max_bytes` bounds
+ * the memory the values take (least recently used go first).
+ * `max_duration_ms` 0 turns fail-safe off.
+ *
+ * Errors: RTC_RESULT_NULL_PARAMETER, RTC_RESULT_INVALID_ARGUMENT (a
+ * `max_bytes` of 0 with fail-safe on).
+ */
+rtc_result rtc_cache_builder_set_fail_safe(struct rtc_cache_builder *builder,
+                                           uint64_t max_duration_ms,
+                                           size_t max_bytes);
+
+/**
  * Sets the hook, called after every rtc_cache_get_or_compute of the caches
  * built from now on, with `userdata` first and the call's measurements
  * (rtc_cache_info, valid only during the hook). NULL `hook` removes it.
@@ -829,6 +845,14 @@ bool rtc_cache_info_method(const struct rtc_cache_info *info);
  * True when the value came from the cache.
  */
 bool rtc_cache_info_hit(const struct rtc_cache_info *info);
+
+/**
+ * True when the value returned is a fail-safe value (the builder's
+ * rtc_cache_builder_set_fail_safe): the last one this process confirmed
+ * current, returned because Redis or the computation failed; the error
+ * says which. Such a call is also a hit.
+ */
+bool rtc_cache_info_stale(const struct rtc_cache_info *info);
 
 /**
  * The whole call in nanoseconds, computation included, hook excluded.

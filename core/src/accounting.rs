@@ -93,6 +93,11 @@ impl Accounting {
         self.hit(size);
     }
 
+    /// Marks the value returned as a fail-safe value.
+    pub fn stale(&mut self) {
+        self.info.stale = true;
+    }
+
     pub(crate) fn hit(&mut self, size: usize) {
         self.info.hit = true;
         self.info.serialized_size = size;

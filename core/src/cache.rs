@@ -50,6 +50,8 @@ pub(crate) struct Inner {
     pub(crate) memo: TagMemo,
     /// The get-or-compute calls with the lock computing in this process.
     pub(crate) flights: crate::flight::Flights,
+    /// The fail-safe values, when `fail_safe_max_duration` is set.
+    pub(crate) fail_safe: Option<crate::fail_safe::FailSafe>,
 }
 
 impl Cache<Cbor> {
@@ -164,12 +166,15 @@ impl<C: Codec> CacheBuilder<C> {
 
 impl Inner {
     pub(crate) fn new(config: Config, hook: Option<Hook>) -> Self {
+        let fail_safe =
+            config.fail_safe_max_duration.map(|age| crate::fail_safe::FailSafe::new(age, config.fail_safe_max_bytes));
         Inner {
             layout: Layout::new(&config.namespace),
             config,
             hook,
             memo: TagMemo::default(),
             flights: crate::flight::Flights::default(),
+            fail_safe,
         }
     }
 }

@@ -58,6 +58,14 @@ pub struct Config {
     pub in_local_memory: bool,
     /// Largest value accepted by `set`, in bytes (Redis's own limit is 512 MiB).
     pub max_value_size: usize,
+    /// Fail-safe (off when `None`): when Redis fails, or the computation
+    /// fails, get-or-compute returns the last value this process confirmed
+    /// current for the entry, if it was confirmed at most this long ago,
+    /// flagged `stale` in `CacheInfo`. Never a value this process knows to
+    /// be invalidated (see `fail_safe` in the README).
+    pub fail_safe_max_duration: Option<Duration>,
+    /// Memory for fail-safe values, in bytes (least recently used go first).
+    pub fail_safe_max_bytes: usize,
 }
 
 impl Default for Config {
@@ -80,6 +88,8 @@ impl Default for Config {
             disabled: false,
             in_local_memory: false,
             max_value_size: 512 * 1024 * 1024,
+            fail_safe_max_duration: None,
+            fail_safe_max_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -123,6 +133,10 @@ macro_rules! with_config_fields {
                 in_local_memory: bool,
                 /// Sets the largest value `set` accepts, in bytes.
                 max_value_size: usize,
+                /// Turns fail-safe on for values confirmed at most this long ago (`None`: off).
+                fail_safe_max_duration: Option<Duration>,
+                /// Sets the memory for fail-safe values, in bytes.
+                fail_safe_max_bytes: usize,
         }
     };
 }
@@ -205,6 +219,8 @@ impl fmt::Debug for Config {
             .field("disabled", &self.disabled)
             .field("in_local_memory", &self.in_local_memory)
             .field("max_value_size", &self.max_value_size)
+            .field("fail_safe_max_duration", &self.fail_safe_max_duration)
+            .field("fail_safe_max_bytes", &self.fail_safe_max_bytes)
             .finish()
     }
 }

@@ -105,10 +105,10 @@ impl Call {
     /// Turns the lookup's result into the outcome of `get_or_lock`.
     pub(crate) fn looked(mut self, looked: Result<Looked>, locking: bool) -> GetOrLock {
         match looked {
-            Ok(Looked::Hit(value, stats)) => {
+            Ok(Looked::Hit(value, stats, storage_key)) => {
                 self.accounting.looked_up(stats);
                 self.accounting.hit(value.len());
-                GetOrLock::Hit(Hit { value, call: self })
+                GetOrLock::Hit(Hit { value, storage_key, call: self })
             }
             Ok(Looked::Miss(hold)) => {
                 self.accounting.looked_up(hold.stats);
@@ -153,6 +153,8 @@ impl std::fmt::Debug for Call {
 #[must_use = "a hit is reported by `finish`"]
 pub struct Hit {
     value: Vec<u8>,
+    /// Where the value was read (only when fail-safe is on; else empty).
+    storage_key: String,
     call: Call,
 }
 
@@ -178,8 +180,14 @@ impl Hit {
     }
 
     /// Finishes the call: stops the clock, calls the cache's hook, and
-    /// returns the bytes and the final info.
+    /// returns the bytes and the final info. With fail-safe on, the bytes
+    /// (which decoded) are saved as the entry's last confirmed value.
     pub fn finish(self) -> (Vec<u8>, CacheInfo) {
+        if let Some(fail_safe) = &self.call.inner.fail_safe
+            && !self.storage_key.is_empty()
+        {
+            fail_safe.save(&self.storage_key, &self.value);
+        }
         (self.value, self.call.report())
     }
 
@@ -246,6 +254,30 @@ impl Ticket {
     /// Ends a ticket (holding no lock) whose value another caller of this
     /// process computed while this one waited: reports a hit of `size`
     /// bytes carrying `error` (the other call's bypass) unless it has its own.
+    /// Ends a ticket with a fail-safe value of `size` bytes, returned because
+    /// of `error` (a failed lookup keeps its own): a stale hit. The caller
+    /// has released the lock.
+    pub(crate) fn served_stale(mut self, size: usize, error: Error) -> CacheInfo {
+        self.call.accounting.hit(size);
+        self.call.accounting.stale();
+        if self.call.accounting.info().error.is_none() {
+            self.call.accounting.bypass(error);
+        }
+        self.call.report()
+    }
+
+    /// The error of a lookup that failed (the cache is bypassed), if it did.
+    pub(crate) fn lookup_error(&self) -> Option<&Error> {
+        self.call.accounting.info().error.as_ref()
+    }
+
+    /// The fail-safe value for this ticket's entry (see `fail_safe`).
+    pub(crate) fn fallback(&self) -> Option<std::sync::Arc<Vec<u8>>> {
+        let fail_safe = self.call.inner.fail_safe.as_ref()?;
+        let tags: Vec<&str> = self.call.tags.iter().map(String::as_str).collect();
+        fail_safe.recall(&crate::snapshot::remembered_storage_key(&self.call.inner, &self.call.key, &tags)?)
+    }
+
     pub(crate) fn shared(mut self, size: usize, error: Option<Error>, waited: std::time::Duration) -> CacheInfo {
         self.call.accounting.shared(size, waited);
         if self.call.accounting.info().error.is_none()
@@ -400,8 +432,25 @@ impl<C: Codec> Cache<C> {
     /// reader looks, as it is stale.
     pub fn set_and_unlock(&self, mut ticket: Ticket, value: Result<impl AsRef<[u8]>, Error>) -> CacheInfo {
         let value = value.as_ref().map(|v| v.as_ref()).map_err(Clone::clone);
-        let stored = ticket.finishing(&self.inner, value).and_then(|op| drive(&*self.backend, op));
-        ticket.report(stored)
+        let saving = self.inner.fail_safe.as_ref().zip(ticket.storage_key().map(str::to_owned));
+        let stored = ticket.finishing(&self.inner, value.clone()).and_then(|op| drive(&*self.backend, op));
+        let info = ticket.report(stored);
+        // Stored under the ticket's snapshot: the entry's current value now.
+        if let (Some((fail_safe, key)), Ok(bytes), None) = (saving, value, &info.error) {
+            fail_safe.save(&key, bytes);
+        }
+        info
+    }
+
+    /// Finishes a ticket with a fail-safe value (see `fail_safe`): releases
+    /// its lock, reports a stale hit carrying `error`.
+    pub(crate) fn serve_stale(&self, ticket: Ticket, size: usize, error: Error) -> CacheInfo {
+        if ticket.holds_lock()
+            && let Err(e) = drive(&*self.backend, ticket.releasing())
+        {
+            tracing::warn!(error = %e, "cannot release a stampede lock; it expires after lock_timeout");
+        }
+        ticket.served_stale(size, error)
     }
 
     /// Gives up a ticket: releases its lock at once (a waiter wakes up and

@@ -74,6 +74,11 @@ pub struct CacheInfo {
     pub serialized_size: usize,
     /// The backend or codec error that made this call bypass the cache, if any.
     pub error: Option<Error>,
+    /// The value returned is a fail-safe value (see
+    /// [`crate::Config::fail_safe_max_duration`]): the last one this process
+    /// confirmed current, returned because Redis or the computation failed
+    /// (`error` says which). Such a call is also a `hit`.
+    pub stale: bool,
 }
 
 /// What a hook receives after each get-or-compute.

@@ -33,6 +33,7 @@ mod codec;
 mod compute;
 mod config;
 mod error;
+mod fail_safe;
 mod flight;
 #[cfg(feature = "tokio")]
 pub mod future;

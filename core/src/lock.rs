@@ -86,8 +86,9 @@ fn release_commands(keys: &EntryKeys, token: &str) -> [Command; 3] {
 /// The outcome of a [`Lookup`].
 #[derive(Debug)]
 pub(crate) enum Looked {
-    /// The value was cached.
-    Hit(Vec<u8>, LockStats),
+    /// The value was cached: its bytes, the lock's behaviour, and its storage
+    /// key (only when fail-safe is on, for saving the value; else empty).
+    Hit(Vec<u8>, LockStats, String),
     /// Not cached: compute the value.
     Miss(Hold),
 }
@@ -143,6 +144,14 @@ impl<'a> Lookup<'a> {
         LockStats { waiting_ms, ..LockStats::default() }
     }
 
+    /// The storage key of a hit read after the snapshot, for fail-safe.
+    fn storage(&self) -> String {
+        match (&self.inner.fail_safe, &self.keys) {
+            (Some(_), Some(keys)) => keys.storage.clone(),
+            _ => String::new(),
+        }
+    }
+
     fn miss(&mut self, token: Option<String>, stats: LockStats) -> Step<Looked> {
         Step::Done(Looked::Miss(Hold { keys: self.keys.take(), token, stats }))
     }
@@ -189,7 +198,11 @@ impl Op for Lookup<'_> {
                     && let Reply::Bytes(value) = reply
                 {
                     let stats = LockStats { full_hit: self.lock.is_some(), ..LockStats::default() };
-                    return Ok(Step::Done(Looked::Hit(value, stats)));
+                    let storage = match self.inner.fail_safe {
+                        Some(_) => self.inner.layout.storage_key(self.key, &hash),
+                        None => String::new(),
+                    };
+                    return Ok(Step::Done(Looked::Hit(value, stats, storage)));
                 }
                 self.keys = Some(self.inner.layout.entry(self.key, &hash));
                 if self.lock.is_none() {
@@ -220,7 +233,7 @@ impl Op for Lookup<'_> {
                     (false, Some(value)) if self.woken => {
                         // One RPUSH wakes one waiter: pass the wake-up on to the next one.
                         let Some(keys) = &self.keys else {
-                            return Ok(Step::Done(Looked::Hit(value, stats)));
+                            return Ok(Step::Done(Looked::Hit(value, stats, String::new())));
                         };
                         let pass = vec![
                             Command::Rpush { key: keys.wake.clone(), value: WAKE_TOKEN.to_vec() },
@@ -229,7 +242,7 @@ impl Op for Lookup<'_> {
                         self.state = State::PassOn(value, stats);
                         Ok(Step::Send(pass))
                     }
-                    (false, Some(value)) => Ok(Step::Done(Looked::Hit(value, stats))),
+                    (false, Some(value)) => Ok(Step::Done(Looked::Hit(value, stats, self.storage()))),
                     (false, None) => {
                         let deadline = self.started.unwrap_or(now) + self.lock.unwrap_or_default();
                         if now >= deadline {
@@ -249,7 +262,9 @@ impl Op for Lookup<'_> {
                 self.state = State::Acquire;
                 self.acquire()
             }
-            State::Release(value, stats) | State::PassOn(value, stats) => Ok(Step::Done(Looked::Hit(value, stats))),
+            State::Release(value, stats) | State::PassOn(value, stats) => {
+                Ok(Step::Done(Looked::Hit(value, stats, self.storage())))
+            }
         }
     }
 }

@@ -195,6 +195,11 @@ impl<'a> Snapshot<'a> {
 
     fn entry_command(&self, hash: &str) -> Command {
         let key = self.inner.layout.storage_key(self.key, hash);
+        // This process writes or deletes the entry: its fail-safe value is
+        // no longer the current one (a set's value is saved by get-or-compute only).
+        if let (Some(fail_safe), Access::Set { .. } | Access::Del) = (&self.inner.fail_safe, &self.access) {
+            fail_safe.forget(&key);
+        }
         match &self.access {
             Access::Get => Command::Get { key },
             Access::Set { value, expire_ms } => {
@@ -242,6 +247,17 @@ impl<'a> Snapshot<'a> {
     fn remember(&self, values: &[Option<Vec<u8>>]) {
         self.inner.memo.remember(&self.names, &self.keys, &values.iter().map(Option::as_ref).collect::<Vec<_>>());
     }
+}
+
+/// The storage key of `key` under the tag values this process last saw
+/// (`None` if it has not seen them all): where a fail-safe value is looked up.
+pub(crate) fn remembered_storage_key(inner: &Inner, key: &str, tags: &[&str]) -> Option<String> {
+    let names = hash_order(tags);
+    let (_, values) = inner.memo.recall(&names, &inner.layout);
+    let values: Option<Vec<Vec<u8>>> = values.into_iter().collect();
+    let values = values?;
+    let refs: Vec<&Vec<u8>> = values.iter().collect();
+    Some(inner.layout.storage_key(key, &metadata_hash(&refs)))
 }
 
 impl Op for Snapshot<'_> {

@@ -2,6 +2,7 @@
 //! implementation provides (core's [`Cache`], and the wasmtime host's
 //! component-backed cache), [`get_or_compute`] the control flow they share.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::cache::Cache;
@@ -60,6 +61,53 @@ pub trait TwoStep {
         error: Option<Error>,
         waited: Duration,
     );
+
+    /// The error of a lookup that failed (Redis unreachable, ...), if it did.
+    fn lookup_error(_ticket: &Self::Ticket) -> Option<Error> {
+        None
+    }
+
+    /// The fail-safe value of the ticket's entry, if fail-safe is on and one
+    /// is young enough (see `fail_safe`); `None` by default.
+    fn fallback(&self, _ticket: &Self::Ticket) -> Option<Arc<Vec<u8>>> {
+        None
+    }
+
+    /// Finishes a ticket with a fail-safe value returned because of `error`:
+    /// releases its lock and reports a stale hit.
+    fn serve_stale(&self, options: &ComputeOptions, ticket: Self::Ticket, _size: usize, _error: Error) {
+        self.give_up(options, ticket);
+    }
+}
+
+/// Returns the fail-safe value of `ticket`'s entry instead of computing or
+/// failing, if there is one that decodes: `error` is why.
+fn fall_back<S, T>(
+    cache: &S,
+    options: &ComputeOptions,
+    ticket: S::Ticket,
+    decode: &impl Fn(&[u8]) -> Result<T>,
+    error: Error,
+) -> Result<T, S::Ticket>
+where
+    S: TwoStep + ?Sized,
+{
+    let Some(bytes) = cache.fallback(&ticket) else {
+        return Err(ticket);
+    };
+    match decode(&bytes) {
+        Ok(value) => {
+            tracing::warn!(key = options.cache_key(), error = %error, "returning the fail-safe value");
+            cache.serve_stale(options, ticket, bytes.len(), error);
+            Ok(value)
+        }
+        Err(_) => Err(ticket),
+    }
+}
+
+/// The error a fail-safe value stands in for when the computation failed.
+pub(crate) fn computation_failed() -> Error {
+    Error::new(crate::error::ErrorKind::Other, "the computation failed; the fail-safe value was returned")
 }
 
 /// Get-or-compute over any [`TwoStep`]: a hit that decodes is returned; else
@@ -86,13 +134,21 @@ where
         },
         Lookup::Compute(ticket) => ticket,
     };
+    // Redis failed: the fail-safe value, if any, instead of computing.
+    let ticket = match S::lookup_error(&ticket) {
+        Some(error) => match fall_back(cache, options, ticket, &decode, error) {
+            Ok(value) => return Ok(value),
+            Err(ticket) => ticket,
+        },
+        None => ticket,
+    };
     // With the lock, the callers of this process that must compute one key
     // meet first, so it computes once even when Redis (and so its lock) is
     // down: see `flight` for why following is safe.
     if let (Some(wait), Some(flights)) = (options.lock_wait(), cache.flights()) {
         let key = flight_key(options.cache_key(), options.tag_list());
         match flights.join(key.clone()) {
-            Role::Leader(leader) => return lead(cache, options, ticket, leader, compute, encode),
+            Role::Leader(leader) => return lead(cache, options, ticket, leader, decode, compute, encode),
             // This caller holds the Redis lock: it computes and stores.
             Role::Follower(_) if S::holds_lock(&ticket) => {}
             Role::Follower(flight) => match flights.wait(&flight, &key, wait) {
@@ -104,7 +160,7 @@ where
                     }
                 }
                 // The leader failed: this caller leads now.
-                Waited::Lead(leader) => return lead(cache, options, ticket, leader, compute, encode),
+                Waited::Lead(leader) => return lead(cache, options, ticket, leader, decode, compute, encode),
                 Waited::TimedOut => {}
             },
         }
@@ -114,11 +170,14 @@ where
             cache.store(options, ticket, encode(&value));
             Ok(value)
         }
-        Err(e) => {
-            // Nothing to store: free the lock now so a waiter can compute.
-            cache.give_up(options, ticket);
-            Err(e)
-        }
+        Err(e) => match fall_back(cache, options, ticket, &decode, computation_failed()) {
+            Ok(value) => Ok(value),
+            Err(ticket) => {
+                // Nothing to store: free the lock now so a waiter can compute.
+                cache.give_up(options, ticket);
+                Err(e)
+            }
+        },
     }
 }
 
@@ -131,6 +190,7 @@ fn lead<S, T, E>(
     options: &ComputeOptions,
     ticket: S::Ticket,
     mut leader: Leader<'_>,
+    decode: impl Fn(&[u8]) -> Result<T>,
     compute: impl FnOnce() -> Result<T, E>,
     encode: impl Fn(&T) -> Result<Vec<u8>>,
 ) -> Result<T, E>
@@ -148,9 +208,15 @@ where
             Ok(value)
         }
         Err(e) => {
-            cache.give_up(options, ticket);
+            // The followers lead next; this caller may fall back.
             drop(leader);
-            Err(e)
+            match fall_back(cache, options, ticket, &decode, computation_failed()) {
+                Ok(value) => Ok(value),
+                Err(ticket) => {
+                    cache.give_up(options, ticket);
+                    Err(e)
+                }
+            }
         }
     }
 }
@@ -196,5 +262,17 @@ impl<C: Codec> TwoStep for Cache<C> {
 
     fn shared(&self, _: &ComputeOptions, ticket: Ticket, size: usize, error: Option<Error>, waited: Duration) {
         let _ = ticket.shared(size, error, waited);
+    }
+
+    fn lookup_error(ticket: &Ticket) -> Option<Error> {
+        ticket.lookup_error().cloned()
+    }
+
+    fn fallback(&self, ticket: &Ticket) -> Option<Arc<Vec<u8>>> {
+        ticket.fallback()
+    }
+
+    fn serve_stale(&self, _: &ComputeOptions, ticket: Ticket, size: usize, error: Error) {
+        let _ = Cache::serve_stale(self, ticket, size, error);
     }
 }

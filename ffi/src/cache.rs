@@ -339,6 +339,32 @@ pub extern "C" fn rtc_cache_builder_set_max_value_size(
     })
 }
 
+/// Turns fail-safe on: when Redis fails, or the compute callback fails,
+/// rtc_cache_get_or_compute returns the last value this process confirmed
+/// current for the entry, if it was confirmed at most `max_duration_ms` ago
+/// (rtc_cache_info_stale is then true), instead of computing or failing.
+/// Never a value this process knows to be invalidated. `max_bytes` bounds
+/// the memory the values take (least recently used go first).
+/// `max_duration_ms` 0 turns fail-safe off.
+///
+/// Errors: RTC_RESULT_NULL_PARAMETER, RTC_RESULT_INVALID_ARGUMENT (a
+/// `max_bytes` of 0 with fail-safe on).
+#[unsafe(no_mangle)]
+pub extern "C" fn rtc_cache_builder_set_fail_safe(
+    builder: *mut rtc_cache_builder,
+    max_duration_ms: u64,
+    max_bytes: usize,
+) -> rtc_result {
+    with_builder(builder, |b| {
+        if max_duration_ms > 0 && max_bytes == 0 {
+            return Err(Failure::new(RTC_RESULT_INVALID_ARGUMENT, "fail-safe needs max_bytes above 0"));
+        }
+        b.config.fail_safe_max_duration = (max_duration_ms > 0).then(|| Duration::from_millis(max_duration_ms));
+        b.config.fail_safe_max_bytes = max_bytes;
+        Ok(())
+    })
+}
+
 /// Sets the hook, called after every rtc_cache_get_or_compute of the caches
 /// built from now on, with `userdata` first and the call's measurements
 /// (rtc_cache_info, valid only during the hook). NULL `hook` removes it.

@@ -26,6 +26,7 @@ pub struct rtc_cache_info {
     arguments: rtc_bytes,
     method: bool,
     hit: bool,
+    stale: bool,
     elapsed_ns: u64,
     decorated_elapsed_ns: u64,
     lock_waiting_ms: u64,
@@ -67,6 +68,7 @@ pub(crate) unsafe fn call_hook(f: HookFn, userdata: *mut c_void, event: &HookEve
         arguments: rtc_bytes::of(&info.arguments),
         method: info.method,
         hit: info.hit,
+        stale: info.stale,
         elapsed_ns: u64::try_from(info.elapsed.as_nanos()).unwrap_or(u64::MAX),
         decorated_elapsed_ns: u64::try_from(info.decorated_elapsed.as_nanos()).unwrap_or(u64::MAX),
         lock_waiting_ms: info.lock_waiting_ms,
@@ -143,6 +145,15 @@ pub extern "C" fn rtc_cache_info_method(info: *const rtc_cache_info) -> bool {
 #[unsafe(no_mangle)]
 pub extern "C" fn rtc_cache_info_hit(info: *const rtc_cache_info) -> bool {
     field(info, false, |i| i.hit)
+}
+
+/// True when the value returned is a fail-safe value (the builder's
+/// rtc_cache_builder_set_fail_safe): the last one this process confirmed
+/// current, returned because Redis or the computation failed; the error
+/// says which. Such a call is also a hit.
+#[unsafe(no_mangle)]
+pub extern "C" fn rtc_cache_info_stale(info: *const rtc_cache_info) -> bool {
+    field(info, false, |i| i.stale)
 }
 
 /// The whole call in nanoseconds, computation included, hook excluded.

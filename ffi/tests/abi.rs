@@ -97,8 +97,15 @@ fn the_exported_abi_is_compatible_with_the_baseline() {
 }
 
 /// The handles C sees only through pointers (`typedef struct X X;` in rtc.h).
-const OPAQUE: [&str; 7] =
-    ["rtc_cache", "rtc_cache_builder", "rtc_compute_options", "rtc_ticket", "rtc_output", "rtc_value", "rtc_cache_info"];
+const OPAQUE: [&str; 7] = [
+    "rtc_cache",
+    "rtc_cache_builder",
+    "rtc_compute_options",
+    "rtc_ticket",
+    "rtc_output",
+    "rtc_value",
+    "rtc_cache_info",
+];
 
 /// Rewrites abidw's XML so that each opaque handle is a declaration-only
 /// struct (its members, size and the types only they use drop out of the

@@ -175,10 +175,15 @@ static void null_pointers(rtc_cache *cache) {
   CHECK_RC(rtc_cache_builder_set_disabled(NULL, true), RTC_RESULT_NULL_PARAMETER);
   CHECK_RC(rtc_cache_builder_set_in_local_memory(NULL, true), RTC_RESULT_NULL_PARAMETER);
   CHECK_RC(rtc_cache_builder_set_max_value_size(NULL, 1), RTC_RESULT_NULL_PARAMETER);
+  CHECK_RC(rtc_cache_builder_set_fail_safe(NULL, 1000, 1024), RTC_RESULT_NULL_PARAMETER);
+  CHECK(!rtc_cache_info_stale(NULL));
   CHECK_RC(rtc_cache_builder_set_hook(NULL, NULL, NULL), RTC_RESULT_NULL_PARAMETER);
   CHECK_RC(rtc_cache_new(NULL, &built), RTC_RESULT_NULL_PARAMETER);
   CHECK(built == SENTINEL_CACHE);
   rtc_cache_builder *b = rtc_cache_builder_new();
+  CHECK_RC(rtc_cache_builder_set_fail_safe(b, 1000, 0), RTC_RESULT_INVALID_ARGUMENT);
+  CHECK(strstr(rtc_last_error_message(), "max_bytes") != NULL);
+  CHECK_RC(rtc_cache_builder_set_fail_safe(b, 0, 0), RTC_RESULT_OK); /* off */
   CHECK_RC(rtc_cache_builder_set_namespace(b, NULL), RTC_RESULT_NULL_PARAMETER);
   CHECK_RC(rtc_cache_builder_set_host(b, NULL), RTC_RESULT_NULL_PARAMETER);
   CHECK_RC(rtc_cache_builder_set_url(b, NULL), RTC_RESULT_OK); /* NULL unsets the URL */

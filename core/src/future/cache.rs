@@ -22,6 +22,7 @@ use crate::layout::ALL_TAG;
 use crate::snapshot::{Access, Snapshot};
 use crate::step::int;
 use crate::tags::Tags;
+use crate::two_step::computation_failed;
 
 /// The async cache: the operations of [`crate::Cache`] under the same names
 /// and with the same meaning, as `async fn`s. Built by
@@ -101,11 +102,17 @@ impl<C: Codec> Cache<C> {
     /// The second half of get-or-compute (see [`crate::Cache::set_and_unlock`]).
     pub async fn set_and_unlock(&self, mut ticket: Ticket, value: Result<impl AsRef<[u8]>, Error>) -> CacheInfo {
         let value = value.as_ref().map(|v| v.as_ref()).map_err(Clone::clone);
-        let stored = match ticket.finishing(&self.inner, value) {
+        let saving = self.inner.fail_safe.as_ref().zip(ticket.storage_key().map(str::to_owned));
+        let stored = match ticket.finishing(&self.inner, value.clone()) {
             Ok(op) => drive(&*self.backend, op).await,
             Err(e) => Err(e),
         };
-        ticket.report(stored)
+        let info = ticket.report(stored);
+        // Stored under the ticket's snapshot: the entry's current value now.
+        if let (Some((fail_safe, key)), Ok(bytes), None) = (saving, value, &info.error) {
+            fail_safe.save(&key, bytes);
+        }
+        info
     }
 
     /// Gives up a ticket (see [`crate::Cache::release`]).
@@ -177,6 +184,14 @@ impl<C: Codec> Cache<C> {
             Ok(value) => return Ok(value),
             Err(ticket) => ticket,
         };
+        // Redis failed: the fail-safe value, if any, instead of computing.
+        let ticket = match ticket.lookup_error().cloned() {
+            Some(error) => match self.fall_back(ticket, &decode, error).await {
+                Ok(value) => return Ok(value),
+                Err(ticket) => ticket,
+            },
+            None => ticket,
+        };
         // Single-flight, as the sync API's get-or-compute does (see `flight`).
         if let Some(wait) = options.lock_wait() {
             let flights = &self.inner.flights;
@@ -210,9 +225,14 @@ impl<C: Codec> Cache<C> {
                         Ok(value)
                     }
                     Err(e) => {
-                        let _ = self.release(ticket).await;
                         drop(leader);
-                        Err(e)
+                        match self.fall_back(ticket, &decode, computation_failed()).await {
+                            Ok(value) => Ok(value),
+                            Err(ticket) => {
+                                let _ = self.release(ticket).await;
+                                Err(e)
+                            }
+                        }
                     }
                 };
             }
@@ -222,11 +242,38 @@ impl<C: Codec> Cache<C> {
                 let _ = self.set_and_unlock(ticket, encode(&value)).await;
                 Ok(value)
             }
-            Err(e) => {
-                let _ = self.release(ticket).await;
-                Err(e)
-            }
+            Err(e) => match self.fall_back(ticket, &decode, computation_failed()).await {
+                Ok(value) => Ok(value),
+                Err(ticket) => {
+                    let _ = self.release(ticket).await;
+                    Err(e)
+                }
+            },
         }
+    }
+
+    /// The fail-safe value of `ticket`'s entry instead of computing or
+    /// failing, if there is one that decodes (as the sync API's).
+    async fn fall_back<T>(
+        &self,
+        ticket: Ticket,
+        decode: &impl Fn(&[u8]) -> Result<T>,
+        error: Error,
+    ) -> Result<T, Ticket> {
+        let Some(bytes) = ticket.fallback() else {
+            return Err(ticket);
+        };
+        let Ok(value) = decode(&bytes) else {
+            return Err(ticket);
+        };
+        tracing::warn!(key = ticket.key(), error = %error, "returning the fail-safe value");
+        if ticket.holds_lock()
+            && let Err(e) = drive(&*self.backend, ticket.releasing()).await
+        {
+            tracing::warn!(error = %e, "cannot release a stampede lock; it expires after lock_timeout");
+        }
+        let _ = ticket.served_stale(bytes.len(), error);
+        Ok(value)
     }
 
     /// Returns the current value and time to live of each tag (see [`crate::Cache::tags`]).
