@@ -52,6 +52,8 @@ pub(crate) struct Inner {
     pub(crate) flights: crate::flight::Flights,
     /// The fail-safe values, when `fail_safe_max_duration` is set.
     pub(crate) fail_safe: Option<crate::fail_safe::FailSafe>,
+    /// The near cache, when configured on one Redis server (sync API).
+    pub(crate) near: Option<Arc<crate::near::NearState>>,
 }
 
 impl Cache<Cbor> {
@@ -153,13 +155,17 @@ impl<C: Codec> CacheBuilder<C> {
     pub fn build(self) -> Result<Cache<C>> {
         let config = self.config;
         config.validate()?;
+        let native = self.backend.is_none() && config.target() == Target::Redis;
         let backend: Arc<dyn Backend> = match (config.target(), self.backend) {
             (Target::Disabled, _) => Arc::new(DisabledBackend),
             (_, Some(backend)) => backend,
             (Target::Memory, None) => Arc::new(MemoryBackend::new()),
             (Target::Cluster | Target::Redis, None) => redis_backend(&config)?,
         };
-        let inner = Inner::new(config, self.hook);
+        let mut inner = Inner::new(config, self.hook);
+        if inner.config.near_cache_max_entries > 0 {
+            inner.near = near_cache(&inner, native)?;
+        }
         Ok(Cache { inner: Arc::new(inner), backend, codec: self.codec })
     }
 }
@@ -175,8 +181,28 @@ impl Inner {
             memo: TagMemo::default(),
             flights: crate::flight::Flights::default(),
             fail_safe,
+            near: None,
         }
     }
+}
+
+/// The near cache `inner`'s configuration asks for, with its tracking
+/// thread started: only on one native Redis server for now (a cluster, the
+/// memory backend and custom backends get none, with a warning).
+fn near_cache(inner: &Inner, native: bool) -> Result<Option<Arc<crate::near::NearState>>> {
+    let config = &inner.config;
+    if !native || cfg!(not(feature = "redis")) {
+        tracing::warn!("the near cache needs one Redis server (not a cluster, not in memory): it is off");
+        return Ok(None);
+    }
+    let near = Arc::new(crate::near::NearState::new(
+        config.near_cache_max_entries,
+        config.near_cache_max_bytes,
+        config.near_cache_max_lifetime,
+    ));
+    #[cfg(feature = "redis")]
+    crate::native::tracking::start(config, inner.layout.prefix(), &near)?;
+    Ok(Some(near))
 }
 
 impl std::fmt::Debug for Inner {
@@ -253,8 +279,28 @@ impl<C: Codec> Cache<C> {
     /// Reads raw bytes: `Ok(Some)` on a hit, `Ok(None)` on a miss (also when
     /// the tags kept changing during the call: the entry was invalidated).
     pub fn get_bytes(&self, key: &str, tags: impl Tags) -> Result<Option<Vec<u8>>> {
-        let done = drive(&*self.backend, Snapshot::new(&self.inner, key, &tags.tag_names(), Access::Get))?;
+        let tags = tags.tag_names();
+        let Some(near) = &self.inner.near else {
+            let done = drive(&*self.backend, Snapshot::new(&self.inner, key, &tags, Access::Get))?;
+            return Ok(done.confirmed_reply().and_then(Reply::into_bytes));
+        };
+        if let Some(bytes) = near.get(&self.inner.layout, key, &tags) {
+            return Ok(Some(bytes.to_vec()));
+        }
+        // Read before sending: an invalidation processed meanwhile blocks the install.
+        let generation = near.generation();
+        let mut done = drive(&*self.backend, Snapshot::new(&self.inner, key, &tags, Access::Get))?;
+        if let Some(fill) = done.fill.take() {
+            near.install(generation, fill);
+        }
         Ok(done.confirmed_reply().and_then(Reply::into_bytes))
+    }
+
+    /// What the near cache has done (hits, misses, invalidations received,
+    /// flushes) and holds; `None` when it is off (see
+    /// [`Config::near_cache_max_entries`]).
+    pub fn near_stats(&self) -> Option<crate::near::NearStats> {
+        self.inner.near.as_ref().map(|n| n.stats())
     }
 
     /// Deletes the entry of `key` under `tags`; returns whether one existed.

@@ -66,6 +66,14 @@ pub struct Config {
     pub fail_safe_max_duration: Option<Duration>,
     /// Memory for fail-safe values, in bytes (least recently used go first).
     pub fail_safe_max_bytes: usize,
+    /// The near cache (off when 0): at most this many entries served from
+    /// this process's memory with no round trip, kept coherent by Redis's
+    /// invalidation pushes (one Redis server, sync API; see the README).
+    pub near_cache_max_entries: usize,
+    /// Memory for near-cache entries, in bytes.
+    pub near_cache_max_bytes: usize,
+    /// The longest a near-cache entry is served (also never past its TTL in Redis).
+    pub near_cache_max_lifetime: Duration,
 }
 
 impl Default for Config {
@@ -90,6 +98,9 @@ impl Default for Config {
             max_value_size: 512 * 1024 * 1024,
             fail_safe_max_duration: None,
             fail_safe_max_bytes: 64 * 1024 * 1024,
+            near_cache_max_entries: 0,
+            near_cache_max_bytes: 64 * 1024 * 1024,
+            near_cache_max_lifetime: Duration::from_secs(60),
         }
     }
 }
@@ -137,6 +148,12 @@ macro_rules! with_config_fields {
                 fail_safe_max_duration: Option<Duration>,
                 /// Sets the memory for fail-safe values, in bytes.
                 fail_safe_max_bytes: usize,
+                /// Turns the near cache on with at most this many entries (0: off).
+                near_cache_max_entries: usize,
+                /// Sets the memory for near-cache entries, in bytes.
+                near_cache_max_bytes: usize,
+                /// Sets the longest a near-cache entry is served.
+                near_cache_max_lifetime: Duration,
         }
     };
 }
@@ -221,6 +238,9 @@ impl fmt::Debug for Config {
             .field("max_value_size", &self.max_value_size)
             .field("fail_safe_max_duration", &self.fail_safe_max_duration)
             .field("fail_safe_max_bytes", &self.fail_safe_max_bytes)
+            .field("near_cache_max_entries", &self.near_cache_max_entries)
+            .field("near_cache_max_bytes", &self.near_cache_max_bytes)
+            .field("near_cache_max_lifetime", &self.near_cache_max_lifetime)
             .finish()
     }
 }

@@ -416,7 +416,17 @@ impl<C: Codec> Cache<C> {
     /// assert!(value == b"42" && info.hit && info.lock_full_hit);
     /// ```
     pub fn get_or_lock(&self, options: &ComputeOptions) -> GetOrLock {
-        let call = Call::new(&self.inner, options);
+        let mut call = Call::new(&self.inner, options);
+        // A near-cache hit: no round trip, no lock needed.
+        if let Some(near) = &self.inner.near {
+            let tags: Vec<&str> = call.tags.iter().map(String::as_str).collect();
+            if let Some(bytes) = near.get(&self.inner.layout, &call.key, &tags) {
+                let stats = LockStats { full_hit: options.lock_wait().is_some(), ..LockStats::default() };
+                call.accounting.looked_up(stats);
+                call.accounting.hit(bytes.len());
+                return GetOrLock::Hit(Hit { value: bytes.to_vec(), storage_key: String::new(), call });
+            }
+        }
         let looked = call.lookup(options).and_then(|op| drive(&*self.backend, op));
         call.looked(looked, options.lock_wait().is_some())
     }

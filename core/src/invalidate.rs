@@ -48,6 +48,10 @@ impl Op for Invalidate<'_> {
 
     fn resume(&mut self, _replies: Vec<Reply>, _now: Instant) -> Result<Step<()>> {
         self.inner.memo.remember(&self.tags, &self.keys, &self.values.iter().map(Some).collect::<Vec<_>>());
+        // The near cache forgets the old values before this call returns (the push comes after).
+        if let Some(near) = &self.inner.near {
+            near.forget(&self.keys.iter().map(String::as_str).collect::<Vec<_>>());
+        }
         Ok(Step::Done(()))
     }
 }

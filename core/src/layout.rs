@@ -48,6 +48,11 @@ impl Layout {
         Layout { prefix: format!("rtc:{}", short_hash(namespace.as_bytes())) }
     }
 
+    /// The hashed namespace prefix, `rtc:{short_hash(namespace)}`.
+    pub(crate) fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     /// Returns the key holding the current value of `tag`.
     pub fn tag_key(&self, tag: &str) -> String {
         format!("{}:t:{}", self.prefix, short_hash(tag.as_bytes()))

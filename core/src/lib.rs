@@ -47,6 +47,7 @@ mod lock;
 mod memory;
 #[cfg(feature = "redis")]
 mod native;
+mod near;
 mod raw;
 mod snapshot;
 mod step;
@@ -70,6 +71,7 @@ pub use lock::{LockStats, MAX_LOCK_TIMEOUT};
 pub use memory::MemoryBackend;
 #[cfg(feature = "redis")]
 pub use native::{ClusterBackend, RedisBackend};
+pub use near::NearStats;
 pub use raw::RawCache;
 pub use tags::{NO_TAGS, Tags};
 

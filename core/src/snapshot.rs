@@ -43,7 +43,7 @@ use crate::config::expire_ms;
 use crate::error::Result;
 use crate::hash::random_bytes;
 use crate::layout::{Layout, hash_order, metadata_hash};
-use crate::step::{Op, Step, array, bytes, next};
+use crate::step::{Op, Step, array, bytes, int, next};
 
 /// How many tag values a cache remembers; past that the memo starts over
 /// (it is only a hint, so forgetting costs one extra round trip, never correctness).
@@ -143,6 +143,8 @@ pub(crate) struct Snapshotted {
     pub(crate) entry: Option<(String, Reply)>,
     /// True when the tags held the hashed values when the command ran.
     pub(crate) confirmed: bool,
+    /// What a confirmed read hands the near cache (when it is on).
+    pub(crate) fill: Option<crate::near::Fill>,
 }
 
 impl Snapshotted {
@@ -175,11 +177,14 @@ pub(crate) struct Snapshot<'a> {
     attempts: usize,
     creations: usize,
     state: State,
+    /// The read also asks the entry's `PTTL`, for the near cache.
+    pttl: bool,
 }
 
 impl<'a> Snapshot<'a> {
     /// Prepares `access` to the entry of `key` under `tags`.
     pub(crate) fn new(inner: &'a Inner, key: &'a str, tags: &[&'a str], access: Access) -> Self {
+        let pttl = matches!(access, Access::Get) && inner.near.as_ref().is_some_and(|n| n.is_live());
         Snapshot {
             inner,
             key,
@@ -190,6 +195,7 @@ impl<'a> Snapshot<'a> {
             attempts: 0,
             creations: 0,
             state: State::Read,
+            pttl,
         }
     }
 
@@ -199,6 +205,10 @@ impl<'a> Snapshot<'a> {
         // no longer the current one (a set's value is saved by get-or-compute only).
         if let (Some(fail_safe), Access::Set { .. } | Access::Del) = (&self.inner.fail_safe, &self.access) {
             fail_safe.forget(&key);
+        }
+        // And its near-cache copy goes before the call returns (its push comes after).
+        if let (Some(near), Access::Set { .. } | Access::Del) = (&self.inner.near, &self.access) {
+            near.forget(&[key.as_str()]);
         }
         match &self.access {
             Access::Get => Command::Get { key },
@@ -222,14 +232,18 @@ impl<'a> Snapshot<'a> {
         if missing.is_empty() {
             let values: Vec<&Vec<u8>> = self.values.iter().flatten().collect();
             let hash = metadata_hash(&values);
-            let commands = vec![self.entry_command(&hash), Command::Mget { keys: self.keys.clone() }];
+            let mut commands = vec![self.entry_command(&hash)];
+            if self.pttl {
+                commands.push(Command::Pttl { key: self.inner.layout.storage_key(self.key, &hash) });
+            }
+            commands.push(Command::Mget { keys: self.keys.clone() });
             self.state = State::Entry(hash);
             return Ok(Step::Send(commands));
         }
         if self.creations == CREATE_ATTEMPTS {
             // Tag keys vanish as fast as they are made: an eviction storm, read as an invalidation.
             tracing::warn!("tag keys keep vanishing (is Redis evicting them?); operation unconfirmed");
-            return Ok(Step::Done(Snapshotted { entry: None, confirmed: false }));
+            return Ok(Step::Done(Snapshotted { entry: None, confirmed: false, fill: None }));
         }
         self.creations += 1;
         // `SET NX` then `GET`: concurrent first users all adopt whichever value won.
@@ -242,6 +256,22 @@ impl<'a> Snapshot<'a> {
         }
         self.state = State::Create(missing);
         Ok(Step::Send(commands))
+    }
+
+    /// What a confirmed read gives the near cache: the tag values it hashed
+    /// and the entry, with its PTTL.
+    fn fill(&self, hash: &str, reply: &Reply, pttl: Option<i64>) -> Option<crate::near::Fill> {
+        let (Reply::Bytes(bytes), Some(pttl_ms)) = (reply, pttl) else {
+            return None;
+        };
+        let tag_values: Option<Vec<Vec<u8>>> = self.values.iter().cloned().collect();
+        Some(crate::near::Fill {
+            tag_keys: self.keys.clone(),
+            tag_values: tag_values?,
+            storage_key: self.inner.layout.storage_key(self.key, hash),
+            bytes: bytes.clone(),
+            pttl_ms,
+        })
     }
 
     fn remember(&self, values: &[Option<Vec<u8>>]) {
@@ -282,9 +312,11 @@ impl Op for Snapshot<'_> {
     fn resume(&mut self, replies: Vec<Reply>, _now: Instant) -> Result<Step<Snapshotted>> {
         let mut replies = replies.into_iter();
         match std::mem::replace(&mut self.state, State::Read) {
-            State::Disabled => {
-                Ok(Step::Done(Snapshotted { entry: Some((String::new(), next(&mut replies)?)), confirmed: true }))
-            }
+            State::Disabled => Ok(Step::Done(Snapshotted {
+                entry: Some((String::new(), next(&mut replies)?)),
+                confirmed: true,
+                fill: None,
+            })),
             State::Read => {
                 self.values = array(next(&mut replies)?);
                 if self.values.iter().all(Option::is_some) {
@@ -310,9 +342,11 @@ impl Op for Snapshot<'_> {
             }
             State::Entry(hash) => {
                 let reply = next(&mut replies)?;
+                let pttl = if self.pttl { Some(int(&next(&mut replies)?)) } else { None };
                 let current = array(next(&mut replies)?);
                 if current.iter().zip(&self.values).all(|(now, seen)| now.is_some() && now == seen) {
-                    return Ok(Step::Done(Snapshotted { entry: Some((hash, reply)), confirmed: true }));
+                    let fill = self.fill(&hash, &reply, pttl);
+                    return Ok(Step::Done(Snapshotted { entry: Some((hash, reply)), confirmed: true, fill }));
                 }
                 // A tag changed (or vanished) since we last saw it: go on from what Redis holds now.
                 self.remember(&current);
@@ -320,7 +354,7 @@ impl Op for Snapshot<'_> {
                 self.attempts += 1;
                 if self.attempts == ATTEMPTS {
                     tracing::debug!(key = self.key, "tags kept changing during the operation; it ends unconfirmed");
-                    return Ok(Step::Done(Snapshotted { entry: Some((hash, reply)), confirmed: false }));
+                    return Ok(Step::Done(Snapshotted { entry: Some((hash, reply)), confirmed: false, fill: None }));
                 }
                 self.proceed()
             }

@@ -5,6 +5,7 @@
 mod cluster;
 mod pool;
 mod single;
+pub(crate) mod tracking;
 
 use redis::Value;
 

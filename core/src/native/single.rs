@@ -156,6 +156,12 @@ impl RedisBackend {
 /// The client of the one Redis server `config` names (URL, or
 /// host/port/db/...), for the sync and the async backends. Does not connect.
 pub(crate) fn client(config: &Config) -> Result<redis::Client> {
+    client_speaking(config, redis::ProtocolVersion::RESP2)
+}
+
+/// [`client`], speaking `protocol` (RESP3 for the near cache's tracking
+/// connection, which receives pushes).
+pub(crate) fn client_speaking(config: &Config, protocol: redis::ProtocolVersion) -> Result<redis::Client> {
     let info = match &config.url {
         Some(url) => url.as_str().into_connection_info(),
         None => {
@@ -186,7 +192,7 @@ pub(crate) fn client(config: &Config) -> Result<redis::Client> {
     // whole connect timeout, so every command in it adds one timeout when
     // Redis does not answer (and Redis before 7.2 refuses it anyway).
     let info = {
-        let redis = info.redis_settings().clone().set_skip_set_lib_name();
+        let redis = info.redis_settings().clone().set_skip_set_lib_name().set_protocol(protocol);
         info.set_redis_settings(redis)
     };
     if !info.addr().is_supported() {

@@ -1,0 +1,356 @@
+//! The near cache: hits served from this process's memory, with no round
+//! trip, kept coherent by Redis's own invalidation pushes.
+//!
+//! An entry's storage key embeds a hash of its tags' current values, so the
+//! near cache only has to know those values: it holds tag values (by tag
+//! key) and entries (by storage key, bounded by bytes and by count, each for
+//! at most `near_cache_max_lifetime` and never past its TTL in Redis). A hit
+//! hashes the known tag values, builds the storage key and looks it up.
+//!
+//! Coherence comes from a tracking connection (`native::tracking`): RESP3
+//! `CLIENT TRACKING ON BCAST` on the namespace's tag and storage prefixes, so
+//! Redis pushes every change of a tag key or an entry (write, delete,
+//! expiry, eviction; a null push for FLUSHALL) to this process. The rules
+//! (research §2.4), and where they live:
+//! - Invalidation stream first: nothing is served until the tracking
+//!   connection is subscribed ([`NearState::set_live`]); while it is down
+//!   the near cache is empty and off, and every call goes to Redis.
+//! - A generation, bumped by every push and flush: a read's result is
+//!   installed only if no invalidation was processed since the read was
+//!   sent ([`NearState::install`], checked under the same lock the pushes
+//!   take), so a reply racing its own invalidation is never installed.
+//! - A local lifetime bounded by the server's remaining TTL (`PTTL`, read in
+//!   the same round trip as the value).
+//! - A heartbeat on the tracking connection: no PONG within the deadline
+//!   and the near cache is flushed and off until it reconnects.
+//! - This process's own writes are applied locally before the call
+//!   returns ([`NearState::forget`]), since its own push comes after.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use quick_cache::Weighter;
+use quick_cache::sync::Cache;
+
+use crate::layout::{Layout, hash_order, metadata_hash};
+
+/// One cached entry: its bytes, until when it may be served.
+#[derive(Clone)]
+struct Entry {
+    bytes: Arc<Vec<u8>>,
+    until: Instant,
+}
+
+/// Weighs an entry by its bytes, and at least `floor` so the count of
+/// entries stays under the configured maximum too.
+#[derive(Clone)]
+struct Weigh {
+    floor: u64,
+}
+
+impl Weighter<String, Entry> for Weigh {
+    fn weight(&self, key: &String, entry: &Entry) -> u64 {
+        ((key.len() + entry.bytes.len() + 64) as u64).max(self.floor)
+    }
+}
+
+/// What the near cache has done, for monitoring (and `rtc bench`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NearStats {
+    /// Reads served from the near cache.
+    pub hits: u64,
+    /// Reads it could not serve while live (they went to Redis).
+    pub misses: u64,
+    /// Keys named by invalidation pushes (tags and entries).
+    pub invalidations: u64,
+    /// Flushes: disconnects, reconnects, null pushes, missed heartbeats.
+    pub flushes: u64,
+    /// Entries held now.
+    pub entries: u64,
+    /// Bytes held now (keys and values, with a small per-entry overhead).
+    pub bytes: u64,
+    /// Whether the tracking connection is up and the near cache serves.
+    pub live: bool,
+}
+
+/// The near cache of one cache.
+pub(crate) struct NearState {
+    live: AtomicBool,
+    generation: AtomicU64,
+    /// Taken by installs (check and insert) and by invalidations (remove and
+    /// bump), so an install never slips between the two halves of one.
+    changing: Mutex<()>,
+    max_lifetime: Duration,
+    /// Tag key by tag name: a pure function, kept to save an MD5 per tag.
+    keys: RwLock<HashMap<String, String>>,
+    /// The current value of each tag, by tag key, as Redis last told.
+    tags: RwLock<HashMap<String, Vec<u8>>>,
+    entries: Cache<String, Entry, Weigh>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    invalidations: AtomicU64,
+    flushes: AtomicU64,
+}
+
+/// What a read carried for the near cache: the tag keys and the values the
+/// read confirmed, the storage key, the entry's bytes and its PTTL.
+#[derive(Debug)]
+pub(crate) struct Fill {
+    pub(crate) tag_keys: Vec<String>,
+    pub(crate) tag_values: Vec<Vec<u8>>,
+    pub(crate) storage_key: String,
+    pub(crate) bytes: Vec<u8>,
+    /// Redis's PTTL of the entry: -1 no expiry, -2 gone.
+    pub(crate) pttl_ms: i64,
+}
+
+impl NearState {
+    /// A near cache of at most `max_entries` entries and `max_bytes` bytes,
+    /// each served at most `max_lifetime`. Off until [`NearState::set_live`].
+    pub(crate) fn new(max_entries: usize, max_bytes: usize, max_lifetime: Duration) -> Self {
+        let max_entries = max_entries.max(1);
+        let floor = (max_bytes / max_entries).max(1) as u64;
+        NearState {
+            live: AtomicBool::new(false),
+            generation: AtomicU64::new(0),
+            changing: Mutex::new(()),
+            max_lifetime,
+            keys: RwLock::default(),
+            tags: RwLock::default(),
+            entries: Cache::with_weighter(max_entries, max_bytes as u64, Weigh { floor }),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            invalidations: AtomicU64::new(0),
+            flushes: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether the near cache serves (its tracking connection is up).
+    pub(crate) fn is_live(&self) -> bool {
+        self.live.load(Ordering::SeqCst)
+    }
+
+    /// Turns serving on (tracking subscribed) or off; either way it starts
+    /// empty: nothing learnt before a (re)subscription is trusted.
+    pub(crate) fn set_live(&self, live: bool) {
+        self.flush();
+        self.live.store(live, Ordering::SeqCst);
+    }
+
+    /// The generation to compare at install time: read it before sending
+    /// the read whose result may be installed.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.changing.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The tag keys of `names`, from the pure name -> key map.
+    fn tag_keys(&self, names: &[&str], layout: &Layout) -> Vec<String> {
+        {
+            let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
+            let known: Option<Vec<String>> = names.iter().map(|n| keys.get(*n).cloned()).collect();
+            if let Some(known) = known {
+                return known;
+            }
+        }
+        let made: Vec<String> = names.iter().map(|n| layout.tag_key(n)).collect();
+        let mut keys = self.keys.write().unwrap_or_else(PoisonError::into_inner);
+        if keys.len() > 100_000 {
+            keys.clear();
+        }
+        for (name, key) in names.iter().zip(&made) {
+            keys.entry((*name).to_owned()).or_insert_with(|| key.clone());
+        }
+        made
+    }
+
+    /// Serves the entry of `key` under `tags` if the near cache knows the
+    /// current values of its tags and holds the entry, unexpired.
+    pub(crate) fn get(&self, layout: &Layout, key: &str, tags: &[&str]) -> Option<Arc<Vec<u8>>> {
+        if !self.is_live() {
+            return None;
+        }
+        let names = hash_order(tags);
+        let tag_keys = self.tag_keys(&names, layout);
+        let hash = {
+            let values = self.tags.read().unwrap_or_else(PoisonError::into_inner);
+            let known: Option<Vec<&Vec<u8>>> = tag_keys.iter().map(|k| values.get(k)).collect();
+            match known {
+                Some(known) => metadata_hash(&known),
+                None => {
+                    self.misses.fetch_add(1, Ordering::Relaxed);
+                    return None;
+                }
+            }
+        };
+        let found = self.entries.get(&layout.storage_key(key, &hash)).filter(|e| e.until > Instant::now());
+        match found {
+            Some(entry) => {
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                Some(entry.bytes)
+            }
+            None => {
+                self.misses.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+
+    /// Installs what a read confirmed, if no invalidation was processed
+    /// since `generation` was read (before the read was sent).
+    pub(crate) fn install(&self, generation: u64, fill: Fill) {
+        let _changing = self.lock();
+        if !self.is_live() || self.generation() != generation || fill.pttl_ms == -2 {
+            return;
+        }
+        let mut lifetime = self.max_lifetime;
+        if fill.pttl_ms >= 0 {
+            lifetime = lifetime.min(Duration::from_millis(fill.pttl_ms as u64));
+        }
+        {
+            let mut tags = self.tags.write().unwrap_or_else(PoisonError::into_inner);
+            if tags.len() > 100_000 {
+                tags.clear();
+            }
+            for (key, value) in fill.tag_keys.into_iter().zip(fill.tag_values) {
+                tags.insert(key, value);
+            }
+        }
+        let entry = Entry { bytes: Arc::new(fill.bytes), until: Instant::now() + lifetime };
+        self.entries.insert(fill.storage_key, entry);
+    }
+
+    /// Applies an invalidation push: drops the tags and entries it names.
+    pub(crate) fn invalidate(&self, keys: &[Vec<u8>]) {
+        let _changing = self.lock();
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.invalidations.fetch_add(keys.len() as u64, Ordering::Relaxed);
+        let mut tags = self.tags.write().unwrap_or_else(PoisonError::into_inner);
+        for key in keys {
+            let Ok(key) = std::str::from_utf8(key) else { continue };
+            tags.remove(key);
+            self.entries.remove(key);
+        }
+    }
+
+    /// This process changed `keys` (tag keys or storage keys): drops them
+    /// before the call returns.
+    pub(crate) fn forget(&self, keys: &[&str]) {
+        let _changing = self.lock();
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        let mut tags = self.tags.write().unwrap_or_else(PoisonError::into_inner);
+        for key in keys {
+            tags.remove(*key);
+            self.entries.remove(*key);
+        }
+    }
+
+    /// Forgets everything (a null push, a disconnect, a reconnect).
+    pub(crate) fn flush(&self) {
+        let _changing = self.lock();
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.flushes.fetch_add(1, Ordering::Relaxed);
+        self.tags.write().unwrap_or_else(PoisonError::into_inner).clear();
+        self.entries.clear();
+    }
+
+    /// The counters and sizes now.
+    pub(crate) fn stats(&self) -> NearStats {
+        NearStats {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            invalidations: self.invalidations.load(Ordering::Relaxed),
+            flushes: self.flushes.load(Ordering::Relaxed),
+            entries: self.entries.len() as u64,
+            bytes: self.entries.weight(),
+            live: self.is_live(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fill(layout: &Layout, key: &str, tag_values: &[(&str, &[u8])], bytes: &[u8], pttl_ms: i64) -> Fill {
+        let names: Vec<&str> = tag_values.iter().map(|(n, _)| *n).collect();
+        let ordered = hash_order(&names);
+        let values: Vec<Vec<u8>> = ordered
+            .iter()
+            .map(|n| {
+                tag_values.iter().find(|(m, _)| m == n).map(|(_, v)| v.to_vec()).unwrap_or_else(|| b"all".to_vec())
+            })
+            .collect();
+        let hash = metadata_hash(&values);
+        Fill {
+            tag_keys: ordered.iter().map(|n| layout.tag_key(n)).collect(),
+            tag_values: values,
+            storage_key: layout.storage_key(key, &hash),
+            bytes: bytes.to_vec(),
+            pttl_ms,
+        }
+    }
+
+    #[test]
+    fn serves_what_was_installed_until_a_push_names_a_tag() {
+        let layout = Layout::new("near-test");
+        let near = NearState::new(100, 1 << 20, Duration::from_secs(60));
+        assert!(near.get(&layout, "k", &["t"]).is_none(), "off until live");
+        near.set_live(true);
+        near.install(near.generation(), fill(&layout, "k", &[("t", b"1")], b"v", -1));
+        assert_eq!(near.get(&layout, "k", &["t"]).as_deref().map(Vec::as_slice), Some(&b"v"[..]));
+        near.invalidate(&[layout.tag_key("t").into_bytes()]);
+        assert!(near.get(&layout, "k", &["t"]).is_none(), "the tag's value is unknown now");
+        let stats = near.stats();
+        assert_eq!((stats.hits, stats.invalidations), (1, 1));
+    }
+
+    #[test]
+    fn a_read_racing_an_invalidation_is_not_installed() {
+        let layout = Layout::new("near-test");
+        let near = NearState::new(100, 1 << 20, Duration::from_secs(60));
+        near.set_live(true);
+        let before = near.generation();
+        // The push is processed while the read is in flight.
+        near.invalidate(&[layout.tag_key("t").into_bytes()]);
+        near.install(before, fill(&layout, "k", &[("t", b"1")], b"stale", -1));
+        assert!(near.get(&layout, "k", &["t"]).is_none(), "never installed");
+    }
+
+    #[test]
+    fn the_server_ttl_bounds_the_local_lifetime_and_a_flush_empties() {
+        let layout = Layout::new("near-test");
+        let near = NearState::new(100, 1 << 20, Duration::from_secs(60));
+        near.set_live(true);
+        near.install(near.generation(), fill(&layout, "k", &[("t", b"1")], b"v", 0));
+        assert!(near.get(&layout, "k", &["t"]).is_none(), "expired in Redis: not served");
+        near.install(near.generation(), fill(&layout, "k", &[("t", b"1")], b"v", -1));
+        assert!(near.get(&layout, "k", &["t"]).is_some());
+        near.set_live(false);
+        assert!(near.get(&layout, "k", &["t"]).is_none(), "off");
+        near.set_live(true);
+        assert!(near.get(&layout, "k", &["t"]).is_none(), "empty after a reconnect");
+    }
+
+    #[test]
+    fn bounded_by_entries_and_bytes() {
+        let layout = Layout::new("near-test");
+        let near = NearState::new(10, 1 << 20, Duration::from_secs(60));
+        near.set_live(true);
+        for i in 0..1000 {
+            near.install(near.generation(), fill(&layout, &format!("k{i}"), &[("t", b"1")], b"v", -1));
+        }
+        assert!(near.stats().entries <= 10, "{:?}", near.stats());
+        let small = NearState::new(1_000_000, 10_000, Duration::from_secs(60));
+        small.set_live(true);
+        for i in 0..1000 {
+            small.install(small.generation(), fill(&layout, &format!("k{i}"), &[("t", b"1")], &[0u8; 100], -1));
+        }
+        assert!(small.stats().bytes <= 10_000, "{:?}", small.stats());
+    }
+}
