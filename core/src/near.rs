@@ -176,12 +176,24 @@ impl NearState {
             return None;
         }
         let names = hash_order(tags);
-        let tag_keys = self.tag_keys(&names, layout);
-        let hash = {
+        let mut learned = false;
+        let hash = loop {
             let values = self.tags.read().unwrap_or_else(PoisonError::into_inner);
-            let known: Option<Vec<&Vec<u8>>> = tag_keys.iter().map(|k| values.get(k)).collect();
+            let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
+            if names.iter().any(|n| !keys.contains_key(*n)) {
+                drop((keys, values));
+                if learned {
+                    self.misses.fetch_add(1, Ordering::Relaxed);
+                    return None;
+                }
+                // A name never seen: learn the keys (a pure function), then look again.
+                self.tag_keys(&names, layout);
+                learned = true;
+                continue;
+            }
+            let known: Option<Vec<&Vec<u8>>> = names.iter().map(|n| keys.get(*n).and_then(|k| values.get(k))).collect();
             match known {
-                Some(known) => metadata_hash(&known),
+                Some(known) => break metadata_hash(&known),
                 None => {
                     self.misses.fetch_add(1, Ordering::Relaxed);
                     return None;

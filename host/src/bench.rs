@@ -39,6 +39,8 @@ pub struct Options {
     pub namespace: String,
     /// Run the Python reference against the same server.
     pub compare_python: bool,
+    /// Entries cached in the near cache for its memory figure (0: skip).
+    pub near_entries: usize,
     /// Where to write the JSON report.
     pub json_out: Option<PathBuf>,
 }
@@ -139,6 +141,14 @@ pub fn run(
     let floor_key = "bench:plain";
     let _: () = redis::cmd("SET").arg(floor_key).arg(&value).query(&mut admin)?;
 
+    // The near cache (its own namespace), warmed, and the floor of a hit: a
+    // plain in-process map lookup of the same value, copied out as a hit is.
+    let near = near_cache(&url, &options.namespace)?;
+    near.set_bytes("bench:near", &value, &tags, Lifetime::Default)?;
+    let _ = near.get_bytes("bench:near", &tags)?;
+    let map: std::sync::RwLock<std::collections::HashMap<String, Vec<u8>>> =
+        std::sync::RwLock::new([("bench:near".to_string(), value.clone())].into_iter().collect());
+
     let mut rows: Vec<Value> = Vec::new();
     let mut c_trips: BTreeMap<String, f64> = BTreeMap::new();
     let mut c_peak_rss_kib: Option<u64> = None;
@@ -162,6 +172,22 @@ pub fn run(
                 }),
             ),
         ];
+        {
+            let (near, map, tags) = (&near, &map, &tags);
+            workloads.push((
+                "near get hit".into(),
+                Box::new(move |_, _| {
+                    let _ = std::hint::black_box(near.get_bytes("bench:near", tags));
+                }),
+            ));
+            workloads.push((
+                "in-process map lookup".into(),
+                Box::new(move |_, _| {
+                    let map = map.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    let _ = std::hint::black_box(map.get("bench:near").cloned());
+                }),
+            ));
+        }
         for (name, engine) in &engines {
             engine.set_bytes("bench:hit", &value, &tags, Lifetime::Default)?;
             let goc = ComputeOptions::key("bench:goc").tags(TAGS);
@@ -258,6 +284,11 @@ pub fn run(
     rows.extend(crate::bench_async::rows(&url, &options.namespace, options.ops, &value, &tags, floor)?);
     report["results"] = Value::Array(rows);
     report["peak_rss_kib_c"] = json!(c_peak_rss_kib);
+    report["near_cache"] = json!(format!("{:?}", near.near_stats()));
+    if options.near_entries > 0 {
+        eprintln!("bench: the near cache's memory with {} entries of {VALUE_SIZE} bytes", options.near_entries);
+        report["near_cache_rss"] = near_memory(&url, &options.namespace, options.near_entries, &value, &tags)?;
+    }
 
     // Round trips per operation, counted by the server.
     let mut trips = c_trips;
@@ -490,6 +521,51 @@ fn redis_version(admin: &mut redis::Connection) -> String {
     info.lines().find_map(|l| l.strip_prefix("redis_version:")).unwrap_or("?").trim().to_string()
 }
 
+/// A near cache on `url` for the benchmark, once its tracking connection is up.
+fn near_cache(url: &str, namespace: &str) -> anyhow::Result<rtc_core::Cache> {
+    let near = rtc_core::Cache::builder()
+        .namespace(format!("{namespace}-near"))
+        .url(Some(url.to_string()))
+        .near_cache_max_entries(1_000_000usize)
+        .near_cache_max_bytes(1usize << 30)
+        .build()?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !near.near_stats().is_some_and(|s| s.live) {
+        anyhow::ensure!(Instant::now() < deadline, "the near cache's tracking connection never came up");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    Ok(near)
+}
+
+/// The resident memory the near cache takes with `n` entries of `value`:
+/// RSS after filling it (set, then read once each) minus RSS before.
+fn near_memory(url: &str, namespace: &str, n: usize, value: &[u8], tags: &[String]) -> anyhow::Result<Value> {
+    let near = near_cache(url, &format!("{namespace}-rss"))?;
+    let before = rss_kib().unwrap_or(0);
+    for i in 0..n {
+        near.set_bytes(&format!("rss:{i}"), value, tags, Lifetime::Default)?;
+    }
+    for i in 0..n {
+        near.get_bytes(&format!("rss:{i}"), tags)?;
+    }
+    let after = rss_kib().unwrap_or(0);
+    let stats = near.near_stats().unwrap_or_default();
+    Ok(json!({
+        "entries": stats.entries,
+        "rss_delta_kib": after.saturating_sub(before),
+        "bytes_counted": stats.bytes,
+    }))
+}
+
+/// Resident memory of this process now.
+fn rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
 /// Peak resident memory of this process (the benchmark, all engines included).
 fn peak_rss_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -553,6 +629,18 @@ fn print_report(report: &Value) {
     }
     if let Some(kib) = report["peak_rss_kib_c"].as_u64() {
         println!("peak RSS of the C benchmark program: {} MiB", kib / 1024);
+    }
+    if let Some(near) = report["near_cache"].as_str() {
+        println!("near cache after the run: {near}");
+    }
+    let rss = &report["near_cache_rss"];
+    if let Some(kib) = rss["rss_delta_kib"].as_u64() {
+        println!(
+            "near cache memory: {} entries of {VALUE_SIZE} bytes: RSS +{:.1} MiB ({} bytes counted by the cache)",
+            rss["entries"],
+            kib as f64 / 1024.0,
+            rss["bytes_counted"]
+        );
     }
     let c_rows: Vec<&Value> =
         report["results"].as_array().into_iter().flatten().filter(|r| r.get("ratio_to_native").is_some()).collect();

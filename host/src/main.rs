@@ -155,6 +155,9 @@ enum Cmd {
         /// Also run the Python reference (a venv with redis-tagged-cache 0.12.1).
         #[arg(long)]
         compare_python: bool,
+        /// Entries cached in the near cache for its memory figure (0: skip).
+        #[arg(long, default_value_t = 100_000)]
+        near_entries: usize,
         /// Write the JSON report to this file.
         #[arg(long)]
         json_out: Option<std::path::PathBuf>,
@@ -270,7 +273,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             ops::tags(&rtc_core::Cache::new(config)?, &tags, json)?;
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Bench { ops, block, threads, entries, compare_python, json_out } => {
+        Cmd::Bench { ops, block, threads, entries, compare_python, near_entries, json_out } => {
             drop(engine);
             let options = bench::Options {
                 redis: explicit_redis,
@@ -280,6 +283,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 entries,
                 namespace: config.namespace.clone(),
                 compare_python,
+                near_entries,
                 json_out,
             };
             // The engines are built once the benchmark knows its Redis (it may start one).

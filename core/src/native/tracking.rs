@@ -101,11 +101,8 @@ fn track(
                 con.set_read_timeout(Some(HEARTBEAT_DEADLINE))?;
                 con.send_packed_command(&ping)?;
                 con.send_packed_command(&ping)?;
-                loop {
-                    match con.recv_response()? {
-                        Value::Push { kind, data } => apply(state, Value::Push { kind, data }),
-                        _ => break,
-                    }
+                while let Value::Push { kind, data } = con.recv_response()? {
+                    apply(state, Value::Push { kind, data });
                 }
             }
             Err(e) => return Err(e),
