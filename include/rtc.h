@@ -148,6 +148,40 @@ typedef struct rtc_value rtc_value;
 typedef uint32_t rtc_result;
 
 /**
+ * The near cache's counters, read with rtc_cache_near_stats.
+ */
+typedef struct rtc_near_stats {
+  /**
+   * Reads served from the near cache.
+   */
+  uint64_t hits;
+  /**
+   * Reads it could not serve while on (they went to Redis).
+   */
+  uint64_t misses;
+  /**
+   * Keys named by invalidation pushes.
+   */
+  uint64_t invalidations;
+  /**
+   * Flushes: disconnects, reconnects, FLUSHALL, missed heartbeats.
+   */
+  uint64_t flushes;
+  /**
+   * Entries held now.
+   */
+  uint64_t entries;
+  /**
+   * Bytes held now.
+   */
+  uint64_t bytes;
+  /**
+   * True while the tracking connection is up and the near cache serves.
+   */
+  bool live;
+} rtc_near_stats;
+
+/**
  * A hook: called with the userdata given to rtc_cache_builder_set_hook and
  * the call's measurements. It may run on many threads at once.
  */
@@ -451,6 +485,37 @@ rtc_result rtc_cache_builder_set_max_value_size(struct rtc_cache_builder *builde
 rtc_result rtc_cache_builder_set_fail_safe(struct rtc_cache_builder *builder,
                                            uint64_t max_duration_ms,
                                            size_t max_bytes);
+
+/**
+ * Turns the near cache on: at most `max_entries` entries (0 turns it off)
+ * and `max_bytes` bytes served from this process's memory with no round
+ * trip, each for at most `max_lifetime_ms` and never past its TTL in
+ * Redis, kept coherent by Redis's invalidation pushes on a tracking
+ * connection of its own (see the README for the promise and its bound).
+ * One Redis server only: on a cluster it stays off, with a warning.
+ *
+ * Errors: RTC_RESULT_NULL_PARAMETER, RTC_RESULT_INVALID_ARGUMENT (no bytes
+ * or no lifetime with entries).
+ */
+rtc_result rtc_cache_builder_set_near_cache(struct rtc_cache_builder *builder,
+                                            size_t max_entries,
+                                            size_t max_bytes,
+                                            uint64_t max_lifetime_ms);
+
+/**
+ * Writes the near cache's counters to `*stats_out`, a struct of
+ * `stats_size` bytes: pass sizeof(rtc_near_stats). Fields are only ever
+ * appended, and only the first `stats_size` bytes are written, so a program
+ * compiled against this header keeps working with a later librtc whose
+ * struct grew. Returns RTC_RESULT_MISS when the near cache is off.
+ * Thread-safe.
+ *
+ * Errors: RTC_RESULT_NULL_PARAMETER, RTC_RESULT_INVALID_ARGUMENT
+ * (`stats_size` smaller than this first version of the struct).
+ */
+rtc_result rtc_cache_near_stats(const struct rtc_cache *cache,
+                                struct rtc_near_stats *stats_out,
+                                size_t stats_size);
 
 /**
  * Sets the hook, called after every rtc_cache_get_or_compute of the caches

@@ -365,6 +365,105 @@ pub extern "C" fn rtc_cache_builder_set_fail_safe(
     })
 }
 
+/// Turns the near cache on: at most `max_entries` entries (0 turns it off)
+/// and `max_bytes` bytes served from this process's memory with no round
+/// trip, each for at most `max_lifetime_ms` and never past its TTL in
+/// Redis, kept coherent by Redis's invalidation pushes on a tracking
+/// connection of its own (see the README for the promise and its bound).
+/// One Redis server only: on a cluster it stays off, with a warning.
+///
+/// Errors: RTC_RESULT_NULL_PARAMETER, RTC_RESULT_INVALID_ARGUMENT (no bytes
+/// or no lifetime with entries).
+#[unsafe(no_mangle)]
+pub extern "C" fn rtc_cache_builder_set_near_cache(
+    builder: *mut rtc_cache_builder,
+    max_entries: usize,
+    max_bytes: usize,
+    max_lifetime_ms: u64,
+) -> rtc_result {
+    with_builder(builder, |b| {
+        if max_entries > 0 && (max_bytes == 0 || max_lifetime_ms == 0) {
+            return Err(Failure::new(
+                RTC_RESULT_INVALID_ARGUMENT,
+                "the near cache needs max_bytes and max_lifetime_ms above 0",
+            ));
+        }
+        b.config.near_cache_max_entries = max_entries;
+        b.config.near_cache_max_bytes = max_bytes;
+        b.config.near_cache_max_lifetime = Duration::from_millis(max_lifetime_ms);
+        Ok(())
+    })
+}
+
+/// The near cache's counters, read with rtc_cache_near_stats.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+#[allow(non_camel_case_types)]
+pub struct rtc_near_stats {
+    /// Reads served from the near cache.
+    pub hits: u64,
+    /// Reads it could not serve while on (they went to Redis).
+    pub misses: u64,
+    /// Keys named by invalidation pushes.
+    pub invalidations: u64,
+    /// Flushes: disconnects, reconnects, FLUSHALL, missed heartbeats.
+    pub flushes: u64,
+    /// Entries held now.
+    pub entries: u64,
+    /// Bytes held now.
+    pub bytes: u64,
+    /// True while the tracking connection is up and the near cache serves.
+    pub live: bool,
+}
+
+/// Writes the near cache's counters to `*stats_out`, a struct of
+/// `stats_size` bytes: pass sizeof(rtc_near_stats). Fields are only ever
+/// appended, and only the first `stats_size` bytes are written, so a program
+/// compiled against this header keeps working with a later librtc whose
+/// struct grew. Returns RTC_RESULT_MISS when the near cache is off.
+/// Thread-safe.
+///
+/// Errors: RTC_RESULT_NULL_PARAMETER, RTC_RESULT_INVALID_ARGUMENT
+/// (`stats_size` smaller than this first version of the struct).
+#[unsafe(no_mangle)]
+pub extern "C" fn rtc_cache_near_stats(
+    cache: *const rtc_cache,
+    stats_out: *mut rtc_near_stats,
+    stats_size: usize,
+) -> rtc_result {
+    guard(|| {
+        let cache = cache_ref(cache)?;
+        if stats_out.is_null() {
+            return Err(Failure::null("stats_out"));
+        }
+        // The size of the struct's first version: every later one starts with it.
+        const FIRST: usize = std::mem::size_of::<rtc_near_stats>();
+        let size = FIRST;
+        if stats_size < size {
+            return Err(Failure::new(
+                RTC_RESULT_INVALID_ARGUMENT,
+                format!("stats_size {stats_size} is smaller than rtc_near_stats ({size} bytes)"),
+            ));
+        }
+        let Some(s) = cache.near_stats() else {
+            return Ok(RTC_RESULT_MISS);
+        };
+        let stats = rtc_near_stats {
+            hits: s.hits,
+            misses: s.misses,
+            invalidations: s.invalidations,
+            flushes: s.flushes,
+            entries: s.entries,
+            bytes: s.bytes,
+            live: s.live,
+        };
+        // SAFETY: the caller passes a writable struct of `stats_size` >= `size`
+        // bytes; this version writes exactly its own `size` bytes.
+        unsafe { std::ptr::copy_nonoverlapping(&stats as *const rtc_near_stats as *const u8, stats_out.cast::<u8>(), size) };
+        Ok(RTC_RESULT_OK)
+    })
+}
+
 /// Sets the hook, called after every rtc_cache_get_or_compute of the caches
 /// built from now on, with `userdata` first and the call's measurements
 /// (rtc_cache_info, valid only during the hook). NULL `hook` removes it.

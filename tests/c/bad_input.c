@@ -572,6 +572,54 @@ static void disabled_and_memory(void) {
   rtc_cache_free(cache);
 }
 
+/* The near cache from C: configured on the builder, its counters read
+ * through the size-versioned rtc_near_stats; bad arguments refused. */
+static void near_cache(const char *url, const char *ns) {
+  rtc_cache_builder *b = rtc_cache_builder_new();
+  REQUIRE(rtc_cache_builder_set_url(b, url) == RTC_RESULT_OK);
+  REQUIRE(rtc_cache_builder_set_namespace(b, ns) == RTC_RESULT_OK);
+  CHECK_RC(rtc_cache_builder_set_near_cache(NULL, 10, 1000, 1000), RTC_RESULT_NULL_PARAMETER);
+  CHECK_RC(rtc_cache_builder_set_near_cache(b, 10, 0, 1000), RTC_RESULT_INVALID_ARGUMENT);
+  CHECK_RC(rtc_cache_builder_set_near_cache(b, 10, 1 << 20, 0), RTC_RESULT_INVALID_ARGUMENT);
+  CHECK_RC(rtc_cache_builder_set_near_cache(b, 1000, 1 << 20, 60000), RTC_RESULT_OK);
+  rtc_cache *cache = NULL;
+  REQUIRE(rtc_cache_new(b, &cache) == RTC_RESULT_OK);
+  rtc_cache_builder_free(b);
+
+  rtc_near_stats stats;
+  CHECK_RC(rtc_cache_near_stats(NULL, &stats, sizeof stats), RTC_RESULT_NULL_PARAMETER);
+  CHECK_RC(rtc_cache_near_stats(cache, NULL, sizeof stats), RTC_RESULT_NULL_PARAMETER);
+  CHECK_RC(rtc_cache_near_stats(cache, &stats, sizeof stats - 1), RTC_RESULT_INVALID_ARGUMENT);
+  /* The tracking connection comes up in the background (polled, with a deadline). */
+  memset(&stats, 0, sizeof stats);
+  for (int i = 0; i < 10000000 && !stats.live; i++) {
+    REQUIRE(rtc_cache_near_stats(cache, &stats, sizeof stats) == RTC_RESULT_OK);
+  }
+  CHECK(stats.live);
+  rtc_bytes tags[] = {{(const uint8_t *)"t", 1}};
+  CHECK_RC(rtc_cache_set(cache, B("near"), B("v"), tags, 1, RTC_LIFETIME_DEFAULT), RTC_RESULT_OK);
+  uint64_t hits = 0;
+  for (int i = 0; i < 100000 && hits == 0; i++) {
+    rtc_value *value = NULL;
+    CHECK_RC(rtc_cache_get(cache, B("near"), tags, 1, &value), RTC_RESULT_OK);
+    rtc_value_free(value);
+    REQUIRE(rtc_cache_near_stats(cache, &stats, sizeof stats) == RTC_RESULT_OK);
+    hits = stats.hits;
+  }
+  if (hits == 0) printf("near stats: hits %llu misses %llu invalidations %llu flushes %llu entries %llu live %d\n", (unsigned long long)stats.hits, (unsigned long long)stats.misses, (unsigned long long)stats.invalidations, (unsigned long long)stats.flushes, (unsigned long long)stats.entries, stats.live);
+  CHECK(hits >= 1 && stats.entries >= 1 && stats.bytes > 0);
+  /* An own invalidation applies at once. */
+  CHECK_RC(rtc_cache_invalidate(cache, tags, 1), RTC_RESULT_OK);
+  rtc_value *value = SENTINEL_VALUE;
+  CHECK_RC(rtc_cache_get(cache, B("near"), tags, 1, &value), RTC_RESULT_MISS);
+  rtc_cache_free(cache);
+
+  /* Off: RTC_RESULT_MISS. */
+  rtc_cache *plain = cache_with(url, ns, 16, NULL);
+  CHECK_RC(rtc_cache_near_stats(plain, &stats, sizeof stats), RTC_RESULT_MISS);
+  rtc_cache_free(plain);
+}
+
 int main(int argc, char **argv) {
   if (argc != 4) {
     fprintf(stderr, "usage: %s REDIS_URL DEAD_PORT NAMESPACE\n", argv[0]);
@@ -591,5 +639,6 @@ int main(int argc, char **argv) {
   redis_down(atoi(argv[2]), ns);
   redis_silent(ns);
   disabled_and_memory();
+  near_cache(url, ns);
   return testutil_finish("c-bad-input");
 }
