@@ -4,6 +4,7 @@ reference itself, so a difference fails here."""
 
 import dataclasses
 import inspect
+import time
 from typing import Any, List, Tuple
 
 import pytest
@@ -11,6 +12,7 @@ import redis
 
 import rtc
 from rtc import CacheHook, CacheInfo, CacheMiss, RedisTaggedCache
+from rtc._native import ffi, lib
 from rtc.app.hash import short_hash
 
 METHODS = ["set", "get", "delete", "invalidate", "invalidate_all", "decorator", "function_decorator", "method_decorator"]
@@ -40,7 +42,13 @@ def test_public_names(reference: Any) -> None:
 def test_redis_tagged_cache_fields_and_defaults(reference: Any) -> None:
     ours = fields(RedisTaggedCache)
     theirs = reference.eval(FIELDS.format("RedisTaggedCache"))
-    assert ours == theirs
+    # The reference's fields, in its order (positional construction works
+    # unchanged), then rtc's own near-cache options.
+    assert ours[: len(theirs)] == theirs
+    assert [name for name, _ in ours[len(theirs) :]] == [
+        "near_cache_max_entries", "near_cache_max_bytes", "near_cache_max_lifetime",
+    ]
+    ours = ours[: len(theirs)]
     assert [name for name, _ in ours] == [
         "namespace", "host", "port", "db", "ssl", "socket_timeout", "socket_connect_timeout", "default_lifetime",
         "lifetime_for_tags", "disabled", "in_local_memory", "cache_hook", "serializer", "unserializer",
@@ -212,3 +220,33 @@ def test_ssl_is_used(redis_server: Any, caplog: Any) -> None:
     c = RedisTaggedCache(host="127.0.0.1", port=redis_server.port, ssl=True, socket_timeout=1, socket_connect_timeout=1)
     assert c.set("k", 1) is False
     assert "cache bypassed" in caplog.text
+
+
+def test_near_cache_serves_locally_and_sees_the_reference_invalidate(
+    redis_server: Any, namespace: str, reference: Any
+) -> None:
+    """rtc's near cache, opt-in: hits stay in the process, and an invalidation
+    by another process (the reference itself) reaches it within the bound."""
+    near = RedisTaggedCache(
+        host="127.0.0.1", port=redis_server.port, namespace=namespace, near_cache_max_entries=1000
+    )
+    native = near._cache
+    stats = ffi.new("rtc_near_stats *")
+    deadline = time.monotonic() + 10
+    while not (lib.rtc_cache_near_stats(native, stats, ffi.sizeof("rtc_near_stats")) == 0 and stats.live):
+        assert time.monotonic() < deadline, "the tracking connection never came up"
+    near.set("k", "v", tags=["t"])
+    while stats.hits == 0:
+        assert near.get("k", tags=["t"]) == "v"
+        lib.rtc_cache_near_stats(native, stats, ffi.sizeof("rtc_near_stats"))
+        assert time.monotonic() < deadline, "never served from the near cache"
+    assert reference.eval("cache.invalidate('t')") is True
+    changed = time.monotonic()
+    while True:
+        try:
+            near.get("k", tags=["t"])
+        except CacheMiss:
+            break
+        assert time.monotonic() - changed < 2.5, "a value the reference invalidated was served beyond the bound"
+    with pytest.raises(ValueError):
+        RedisTaggedCache(host="127.0.0.1", port=redis_server.port, near_cache_max_entries=10, near_cache_max_bytes=0).set("k", 1)

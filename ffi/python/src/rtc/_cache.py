@@ -118,6 +118,20 @@ class RedisTaggedCache:
     unserializer: Callable[[bytes], Any] = DEFAULT_UNSERIALIZER
     """Deserializes data read from the cache back into Python objects."""
 
+    # rtc's own options, after the reference's (which keep their positions).
+
+    near_cache_max_entries: int = 0
+    """rtc only: the near cache (0: off). Up to this many entries are served
+    from this process's memory with no round trip, kept coherent by Redis's
+    invalidation pushes (one Redis server; see the README for the promise)."""
+
+    near_cache_max_bytes: int = 64 * 1024 * 1024
+    """rtc only: memory for near-cache entries, in bytes."""
+
+    near_cache_max_lifetime: float = 60.0
+    """rtc only: the longest a near-cache entry is served, in seconds (also
+    never past its TTL in Redis)."""
+
     _internal_lock: Lock = field(init=False, repr=False, compare=False, default_factory=Lock)
     _native_cache: Any = field(init=False, repr=False, compare=False, default=None)
     _native_generation: int = field(init=False, repr=False, compare=False, default=0)
@@ -181,6 +195,16 @@ class RedisTaggedCache:
             _check("lifetime_for_tags", lib.rtc_cache_builder_set_lifetime_for_tags(builder, self.lifetime_for_tags or 0))
             _check("disabled", lib.rtc_cache_builder_set_disabled(builder, bool(self.disabled)))
             _check("in_local_memory", lib.rtc_cache_builder_set_in_local_memory(builder, bool(self.in_local_memory)))
+            if self.near_cache_max_entries:
+                _check(
+                    "near_cache_max_entries",
+                    lib.rtc_cache_builder_set_near_cache(
+                        builder,
+                        int(self.near_cache_max_entries),
+                        int(self.near_cache_max_bytes),
+                        _seconds_to_ms("near_cache_max_lifetime", self.near_cache_max_lifetime),
+                    ),
+                )
             # Always: only to learn the lock measurements of a decorator hit
             # (see _native.c_hook), for a cache_hook that may be set later.
             _check("cache_hook", lib.rtc_cache_builder_set_hook(builder, n.c_hook, ffi.NULL))
