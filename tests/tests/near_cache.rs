@@ -45,7 +45,8 @@ fn until_live(cache: &Cache) {
 /// Fails on a stale read later than `BOUND` after `since`.
 fn until_fresh(cache: &Cache, key: &str, tags: &[&str], old: &[u8], since: Instant) -> Duration {
     loop {
-        let got = cache.get_bytes(key, tags).expect("get");
+        // A failed read (Redis restarting) returns no value, so it is never stale.
+        let got = cache.get_bytes(key, tags).ok().flatten();
         let elapsed = since.elapsed();
         if got.as_deref() != Some(old) {
             return elapsed;
@@ -88,8 +89,9 @@ fn hits_take_no_round_trip_and_another_process_changes_reach_it_within_the_bound
     for _ in 0..100 {
         assert_eq!(reader.get_bytes("k", ["t"]).expect("get"), Some(b"v0".to_vec()));
     }
-    // INFO itself is one command; 100 hits sent none.
-    assert!(calls(&redis) <= commands + 2, "near hits went to Redis");
+    // INFO itself is one command, and the tracking connection may PING twice
+    // per 100 ms; 100 hits that went to Redis would be 300 more (GET, PTTL, MGET).
+    assert!(calls(&redis) <= commands + 7, "near hits went to Redis");
     assert_eq!(stats(&reader).hits - before.hits, 100);
 
     // The writer changes things in every way; the reader sees each within the bound.
@@ -142,13 +144,13 @@ fn own_writes_apply_before_the_call_returns() {
 
 #[test]
 fn faults_turn_it_off_and_never_serve_stale_beyond_the_bound() {
-    let redis = RedisServer::start();
+    let mut redis = RedisServer::start();
     let ns = unique_namespace("near-faults");
     let reader = near(&redis, &ns);
     let writer = plain(&redis, &ns);
     until_live(&reader);
     let mut rows = Vec::new();
-    for fault in ["CLIENT KILL the tracking connection", "FLUSHALL", "entry expiry"] {
+    for fault in ["CLIENT KILL the tracking connection", "FLUSHALL", "entry expiry", "Redis restarted empty"] {
         let lifetime = if fault == "entry expiry" { Lifetime::Seconds(1) } else { Lifetime::Default };
         let set_at = Instant::now();
         writer.set_bytes("k", b"old", ["t"], lifetime).expect("set");
@@ -158,6 +160,15 @@ fn faults_turn_it_off_and_never_serve_stale_beyond_the_bound() {
         let since = match fault {
             "FLUSHALL" => {
                 redis.cli(&["FLUSHALL"]);
+                Instant::now()
+            }
+            "Redis restarted empty" => {
+                redis.restart();
+                // The writer's first call after the restart may meet its dead pooled connection.
+                let deadline = Instant::now() + BOUND;
+                while writer.set_bytes("k", b"after-restart", ["t"], Lifetime::Default).is_err() {
+                    assert!(Instant::now() < deadline, "the writer never reconnected");
+                }
                 Instant::now()
             }
             "entry expiry" => {
