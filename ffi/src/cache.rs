@@ -459,7 +459,9 @@ pub extern "C" fn rtc_cache_near_stats(
         };
         // SAFETY: the caller passes a writable struct of `stats_size` >= `size`
         // bytes; this version writes exactly its own `size` bytes.
-        unsafe { std::ptr::copy_nonoverlapping(&stats as *const rtc_near_stats as *const u8, stats_out.cast::<u8>(), size) };
+        unsafe {
+            std::ptr::copy_nonoverlapping(&stats as *const rtc_near_stats as *const u8, stats_out.cast::<u8>(), size)
+        };
         Ok(RTC_RESULT_OK)
     })
 }
