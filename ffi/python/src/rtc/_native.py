@@ -91,10 +91,35 @@ def tag_names(tags: Optional[Iterable[str]]) -> List[str]:
         raise TypeError(f"rtc: tags must be an iterable of str, not {type(tags).__name__} ({tags!r})") from None
 
 
+# Tag arrays already built, by tag tuple: tag lists repeat, and building one
+# costs more than the near cache's whole lookup. Read-only once built (librtc
+# only reads them), so threads share them; bounded by clearing when full.
+_TAG_ARRAYS: dict = {}
+_TAG_ARRAYS_MAX = 4096
+
+
 def tag_array(tags: List[Any]) -> Tuple[Any, int, List[Any]]:
     """Returns (rtc_bytes array, length, buffers to keep alive) for librtc."""
     if not tags:
         return NULL, 0, []
+    # Only tuples of str are ever stored, and a str never equals bytes, so a
+    # hit is the same tags; unhashable tags (a bytearray) are never cached.
+    try:
+        key: Optional[tuple] = tuple(tags)
+        cached = _TAG_ARRAYS.get(key)
+    except TypeError:
+        key, cached = None, None
+    if cached is not None:
+        return cached
+    built = _build_tag_array(tags)
+    if key is not None and all(type(t) is str for t in tags):
+        if len(_TAG_ARRAYS) >= _TAG_ARRAYS_MAX:
+            _TAG_ARRAYS.clear()
+        _TAG_ARRAYS[key] = built
+    return built
+
+
+def _build_tag_array(tags: List[Any]) -> Tuple[Any, int, List[Any]]:
     array = ffi.new("rtc_bytes[]", len(tags))
     keep = [array]
     for i, tag in enumerate(tags):
