@@ -105,6 +105,25 @@ where
     }
 }
 
+/// The computation failed with `e`: the fail-safe value if there is one,
+/// else the ticket is given up (its lock freed at once, so a waiter can
+/// compute) and `e` returned.
+fn failed<S, T, E>(
+    cache: &S,
+    options: &ComputeOptions,
+    ticket: S::Ticket,
+    decode: &impl Fn(&[u8]) -> Result<T>,
+    e: E,
+) -> Result<T, E>
+where
+    S: TwoStep + ?Sized,
+{
+    fall_back(cache, options, ticket, decode, computation_failed()).map_err(|ticket| {
+        cache.give_up(options, ticket);
+        e
+    })
+}
+
 /// The error a fail-safe value stands in for when the computation failed.
 pub(crate) fn computation_failed() -> Error {
     Error::new(crate::error::ErrorKind::Other, "the computation failed; the fail-safe value was returned")
@@ -170,14 +189,7 @@ where
             cache.store(options, ticket, encode(&value));
             Ok(value)
         }
-        Err(e) => match fall_back(cache, options, ticket, &decode, computation_failed()) {
-            Ok(value) => Ok(value),
-            Err(ticket) => {
-                // Nothing to store: free the lock now so a waiter can compute.
-                cache.give_up(options, ticket);
-                Err(e)
-            }
-        },
+        Err(e) => failed(cache, options, ticket, &decode, e),
     }
 }
 
@@ -210,13 +222,7 @@ where
         Err(e) => {
             // The followers lead next; this caller may fall back.
             drop(leader);
-            match fall_back(cache, options, ticket, &decode, computation_failed()) {
-                Ok(value) => Ok(value),
-                Err(ticket) => {
-                    cache.give_up(options, ticket);
-                    Err(e)
-                }
-            }
+            failed(cache, options, ticket, &decode, e)
         }
     }
 }

@@ -225,14 +225,9 @@ impl<C: Codec> Cache<C> {
                         Ok(value)
                     }
                     Err(e) => {
+                        // The followers lead next; this caller may fall back.
                         drop(leader);
-                        match self.fall_back(ticket, &decode, computation_failed()).await {
-                            Ok(value) => Ok(value),
-                            Err(ticket) => {
-                                let _ = self.release(ticket).await;
-                                Err(e)
-                            }
-                        }
+                        self.failed(ticket, &decode, e).await
                     }
                 };
             }
@@ -242,13 +237,19 @@ impl<C: Codec> Cache<C> {
                 let _ = self.set_and_unlock(ticket, encode(&value)).await;
                 Ok(value)
             }
-            Err(e) => match self.fall_back(ticket, &decode, computation_failed()).await {
-                Ok(value) => Ok(value),
-                Err(ticket) => {
-                    let _ = self.release(ticket).await;
-                    Err(e)
-                }
-            },
+            Err(e) => self.failed(ticket, &decode, e).await,
+        }
+    }
+
+    /// The computation failed with `e`: the fail-safe value if there is one,
+    /// else the ticket is released at once and `e` returned (as the sync API).
+    async fn failed<T, E>(&self, ticket: Ticket, decode: &impl Fn(&[u8]) -> Result<T>, e: E) -> Result<T, E> {
+        match self.fall_back(ticket, decode, computation_failed()).await {
+            Ok(value) => Ok(value),
+            Err(ticket) => {
+                let _ = self.release(ticket).await;
+                Err(e)
+            }
         }
     }
 
