@@ -164,7 +164,8 @@ typedef struct rtc_near_stats {
    */
   uint64_t invalidations;
   /**
-   * Flushes: disconnects, reconnects, FLUSHALL, missed heartbeats.
+   * Flushes: disconnects, reconnects, FLUSHALL, missed heartbeats,
+   * cluster slot map changes.
    */
   uint64_t flushes;
   /**
@@ -179,6 +180,11 @@ typedef struct rtc_near_stats {
    * True while the tracking connection is up and the near cache serves.
    */
   bool live;
+  /**
+   * Entries dropped to stay within the bounds. Appended in the struct's
+   * second version: written only when `stats_size` covers it.
+   */
+  uint64_t evictions;
 } rtc_near_stats;
 
 /**
@@ -492,7 +498,8 @@ rtc_result rtc_cache_builder_set_fail_safe(struct rtc_cache_builder *builder,
  * trip, each for at most `max_lifetime_ms` and never past its TTL in
  * Redis, kept coherent by Redis's invalidation pushes on a tracking
  * connection of its own (see the README for the promise and its bound).
- * One Redis server only: on a cluster it stays off, with a warning.
+ * On a Redis Cluster, one tracking connection per master. Off, with a
+ * warning, in memory or when disabled.
  *
  * Errors: RTC_RESULT_NULL_PARAMETER, RTC_RESULT_INVALID_ARGUMENT (no bytes
  * or no lifetime with entries).

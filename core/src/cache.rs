@@ -52,7 +52,7 @@ pub(crate) struct Inner {
     pub(crate) flights: crate::flight::Flights,
     /// The fail-safe values, when `fail_safe_max_duration` is set.
     pub(crate) fail_safe: Option<crate::fail_safe::FailSafe>,
-    /// The near cache, when configured on one Redis server (sync API).
+    /// The near cache, when configured on Redis (a server or a cluster).
     pub(crate) near: Option<Arc<crate::near::NearState>>,
 }
 
@@ -136,6 +136,7 @@ impl<C: Codec> CacheBuilder<C> {
         use crate::future::{AsyncBackend, Blocking};
         let config = self.config;
         config.validate()?;
+        let (config_target, backend_given) = (config.target(), self.backend.is_some());
         let backend: Arc<dyn AsyncBackend> = match (config.target(), self.backend) {
             (Target::Disabled, _) => Arc::new(Blocking(Arc::new(DisabledBackend))),
             (_, Some(backend)) => Arc::new(Blocking(backend)),
@@ -143,7 +144,11 @@ impl<C: Codec> CacheBuilder<C> {
             (Target::Cluster, None) => Arc::new(crate::future::AsyncClusterBackend::new(&config)?),
             (Target::Redis, None) => Arc::new(crate::future::AsyncRedisBackend::new(&config)?),
         };
-        let inner = Inner::new(config, self.hook);
+        let native = !backend_given && matches!(config_target, Target::Redis | Target::Cluster);
+        let mut inner = Inner::new(config, self.hook);
+        if inner.config.near_cache_max_entries > 0 {
+            inner.near = near_cache(&inner, native)?;
+        }
         Ok(crate::future::Cache { inner: Arc::new(inner), backend, codec: self.codec })
     }
 
@@ -155,7 +160,7 @@ impl<C: Codec> CacheBuilder<C> {
     pub fn build(self) -> Result<Cache<C>> {
         let config = self.config;
         config.validate()?;
-        let native = self.backend.is_none() && config.target() == Target::Redis;
+        let native = self.backend.is_none() && matches!(config.target(), Target::Redis | Target::Cluster);
         let backend: Arc<dyn Backend> = match (config.target(), self.backend) {
             (Target::Disabled, _) => Arc::new(DisabledBackend),
             (_, Some(backend)) => backend,
@@ -187,12 +192,12 @@ impl Inner {
 }
 
 /// The near cache `inner`'s configuration asks for, with its tracking
-/// thread started: only on one native Redis server for now (a cluster, the
-/// memory backend and custom backends get none, with a warning).
+/// tracking started: only on the native Redis backends, one server or a
+/// cluster (the memory backend and custom backends get none, with a warning).
 fn near_cache(inner: &Inner, native: bool) -> Result<Option<Arc<crate::near::NearState>>> {
     let config = &inner.config;
     if !native || cfg!(not(feature = "redis")) {
-        tracing::warn!("the near cache needs one Redis server (not a cluster, not in memory): it is off");
+        tracing::warn!("the near cache needs Redis (a server or a cluster, not memory or a custom backend): it is off");
         return Ok(None);
     }
     let near = Arc::new(crate::near::NearState::new(
@@ -280,19 +285,13 @@ impl<C: Codec> Cache<C> {
     /// the tags kept changing during the call: the entry was invalidated).
     pub fn get_bytes(&self, key: &str, tags: impl Tags) -> Result<Option<Vec<u8>>> {
         let tags = tags.tag_names();
-        let Some(near) = &self.inner.near else {
-            let done = drive(&*self.backend, Snapshot::new(&self.inner, key, &tags, Access::Get))?;
-            return Ok(done.confirmed_reply().and_then(Reply::into_bytes));
-        };
-        if let Some(bytes) = near.get(&self.inner.layout, key, &tags) {
+        if let Some(bytes) = self.inner.near_hit(key, &tags) {
             return Ok(Some(bytes.to_vec()));
         }
         // Read before sending: an invalidation processed meanwhile blocks the install.
-        let generation = near.generation();
+        let generation = self.inner.near_generation();
         let mut done = drive(&*self.backend, Snapshot::new(&self.inner, key, &tags, Access::Get))?;
-        if let Some(fill) = done.fill.take() {
-            near.install(generation, fill);
-        }
+        self.inner.near_install(generation, &mut done);
         Ok(done.confirmed_reply().and_then(Reply::into_bytes))
     }
 
@@ -323,6 +322,25 @@ impl<C: Codec> Cache<C> {
 }
 
 impl Inner {
+    /// The near cache's copy of `key` under `tags`, if it holds one now.
+    pub(crate) fn near_hit(&self, key: &str, tags: &[&str]) -> Option<Arc<Vec<u8>>> {
+        self.near.as_ref()?.get(&self.layout, key, tags)
+    }
+
+    /// The near cache's generation, read before a read is sent so that
+    /// [`Inner::near_install`] can tell whether an invalidation raced it.
+    pub(crate) fn near_generation(&self) -> Option<u64> {
+        self.near.as_ref().map(|n| n.generation())
+    }
+
+    /// Installs what a confirmed read carried for the near cache, unless an
+    /// invalidation was processed since `generation`.
+    pub(crate) fn near_install(&self, generation: Option<u64>, done: &mut crate::snapshot::Snapshotted) {
+        if let (Some(near), Some(generation), Some(fill)) = (&self.near, generation, done.fill.take()) {
+            near.install(generation, fill);
+        }
+    }
+
     /// Checks a value's size and lifetime and returns the write to make.
     pub(crate) fn set_access(&self, value: &[u8], lifetime: Lifetime) -> Result<Access> {
         self.check_size(value.len())?;

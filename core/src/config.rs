@@ -68,7 +68,8 @@ pub struct Config {
     pub fail_safe_max_bytes: usize,
     /// The near cache (off when 0): at most this many entries served from
     /// this process's memory with no round trip, kept coherent by Redis's
-    /// invalidation pushes (one Redis server, sync API; see the README).
+    /// invalidation pushes (Redis, one server or a cluster, sync and async
+    /// APIs; see the README).
     pub near_cache_max_entries: usize,
     /// Memory for near-cache entries, in bytes.
     pub near_cache_max_bytes: usize,

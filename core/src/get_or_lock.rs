@@ -94,6 +94,21 @@ impl Call {
         }
     }
 
+    /// The near cache's copy of the entry, if it holds one now.
+    pub(crate) fn near_bytes(&self) -> Option<Arc<Vec<u8>>> {
+        let tags: Vec<&str> = self.tags.iter().map(String::as_str).collect();
+        self.inner.near_hit(&self.key, &tags)
+    }
+
+    /// A hit served by the near cache (`bytes` from [`Call::near_bytes`]):
+    /// no round trip, no lock.
+    pub(crate) fn near_hit(mut self, bytes: &[u8], options: &ComputeOptions) -> GetOrLock {
+        let stats = LockStats { full_hit: options.lock_wait().is_some(), ..LockStats::default() };
+        self.accounting.looked_up(stats);
+        self.accounting.hit(bytes.len());
+        GetOrLock::Hit(Hit { value: bytes.to_vec(), storage_key: String::new(), call: self })
+    }
+
     /// The lookup machine of this call.
     pub(crate) fn lookup(&self, options: &ComputeOptions) -> Result<Lookup<'_>> {
         // Checked now, as `set` checks it: not after the value is computed.
@@ -416,16 +431,9 @@ impl<C: Codec> Cache<C> {
     /// assert!(value == b"42" && info.hit && info.lock_full_hit);
     /// ```
     pub fn get_or_lock(&self, options: &ComputeOptions) -> GetOrLock {
-        let mut call = Call::new(&self.inner, options);
-        // A near-cache hit: no round trip, no lock needed.
-        if let Some(near) = &self.inner.near {
-            let tags: Vec<&str> = call.tags.iter().map(String::as_str).collect();
-            if let Some(bytes) = near.get(&self.inner.layout, &call.key, &tags) {
-                let stats = LockStats { full_hit: options.lock_wait().is_some(), ..LockStats::default() };
-                call.accounting.looked_up(stats);
-                call.accounting.hit(bytes.len());
-                return GetOrLock::Hit(Hit { value: bytes.to_vec(), storage_key: String::new(), call });
-            }
+        let call = Call::new(&self.inner, options);
+        if let Some(bytes) = call.near_bytes() {
+            return call.near_hit(&bytes, options);
         }
         let looked = call.lookup(options).and_then(|op| drive(&*self.backend, op));
         call.looked(looked, options.lock_wait().is_some())

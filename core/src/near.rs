@@ -56,6 +56,18 @@ impl Weighter<String, Entry> for Weigh {
     }
 }
 
+/// Counts the entries quick_cache evicts to stay within its bounds.
+#[derive(Clone, Default)]
+struct CountEvictions(Arc<AtomicU64>);
+
+impl quick_cache::Lifecycle<String, Entry> for CountEvictions {
+    type RequestState = ();
+
+    fn on_evict(&self, _: &mut (), _: String, _: Entry) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// What the near cache has done, for monitoring (and `rtc bench`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct NearStats {
@@ -65,8 +77,11 @@ pub struct NearStats {
     pub misses: u64,
     /// Keys named by invalidation pushes (tags and entries).
     pub invalidations: u64,
-    /// Flushes: disconnects, reconnects, null pushes, missed heartbeats.
+    /// Flushes: disconnects, reconnects, null pushes, missed heartbeats,
+    /// cluster slot map changes.
     pub flushes: u64,
+    /// Entries dropped to stay within the bounds (bytes, entries).
+    pub evictions: u64,
     /// Entries held now.
     pub entries: u64,
     /// Bytes held now (keys and values, with a small per-entry overhead).
@@ -87,7 +102,8 @@ pub(crate) struct NearState {
     keys: RwLock<HashMap<String, String>>,
     /// The current value of each tag, by tag key, as Redis last told.
     tags: RwLock<HashMap<String, Vec<u8>>>,
-    entries: Cache<String, Entry, Weigh>,
+    entries: Cache<String, Entry, Weigh, quick_cache::DefaultHashBuilder, CountEvictions>,
+    evictions: CountEvictions,
     /// The last answers by key and tags as given, each with the generation
     /// it was found at: while no push, flush or own write has happened since
     /// (the generation is the same), it is still the answer, without
@@ -117,6 +133,14 @@ impl NearState {
     pub(crate) fn new(max_entries: usize, max_bytes: usize, max_lifetime: Duration) -> Self {
         let max_entries = max_entries.max(1);
         let floor = (max_bytes / max_entries).max(1) as u64;
+        let evictions = CountEvictions::default();
+        let entries = Cache::with(
+            max_entries,
+            max_bytes as u64,
+            Weigh { floor },
+            quick_cache::DefaultHashBuilder::default(),
+            evictions.clone(),
+        );
         NearState {
             live: AtomicBool::new(false),
             generation: AtomicU64::new(0),
@@ -124,7 +148,8 @@ impl NearState {
             max_lifetime,
             keys: RwLock::default(),
             tags: RwLock::default(),
-            entries: Cache::with_weighter(max_entries, max_bytes as u64, Weigh { floor }),
+            entries,
+            evictions,
             recent: Cache::new(max_entries.min(1 << 16)),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
@@ -302,6 +327,7 @@ impl NearState {
             misses: self.misses.load(Ordering::Relaxed),
             invalidations: self.invalidations.load(Ordering::Relaxed),
             flushes: self.flushes.load(Ordering::Relaxed),
+            evictions: self.evictions.0.load(Ordering::Relaxed),
             entries: self.entries.len() as u64,
             bytes: self.entries.weight(),
             live: self.is_live(),
@@ -382,11 +408,13 @@ mod tests {
             near.install(near.generation(), fill(&layout, &format!("k{i}"), &[("t", b"1")], b"v", -1));
         }
         assert!(near.stats().entries <= 10, "{:?}", near.stats());
+        assert!(near.stats().evictions >= 990, "every entry over the bound was evicted: {:?}", near.stats());
         let small = NearState::new(1_000_000, 10_000, Duration::from_secs(60));
         small.set_live(true);
         for i in 0..1000 {
             small.install(small.generation(), fill(&layout, &format!("k{i}"), &[("t", b"1")], &[0u8; 100], -1));
         }
         assert!(small.stats().bytes <= 10_000, "{:?}", small.stats());
+        assert!(small.stats().evictions > 0, "{:?}", small.stats());
     }
 }

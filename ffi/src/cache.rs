@@ -370,7 +370,8 @@ pub extern "C" fn rtc_cache_builder_set_fail_safe(
 /// trip, each for at most `max_lifetime_ms` and never past its TTL in
 /// Redis, kept coherent by Redis's invalidation pushes on a tracking
 /// connection of its own (see the README for the promise and its bound).
-/// One Redis server only: on a cluster it stays off, with a warning.
+/// On a Redis Cluster, one tracking connection per master. Off, with a
+/// warning, in memory or when disabled.
 ///
 /// Errors: RTC_RESULT_NULL_PARAMETER, RTC_RESULT_INVALID_ARGUMENT (no bytes
 /// or no lifetime with entries).
@@ -406,7 +407,8 @@ pub struct rtc_near_stats {
     pub misses: u64,
     /// Keys named by invalidation pushes.
     pub invalidations: u64,
-    /// Flushes: disconnects, reconnects, FLUSHALL, missed heartbeats.
+    /// Flushes: disconnects, reconnects, FLUSHALL, missed heartbeats,
+    /// cluster slot map changes.
     pub flushes: u64,
     /// Entries held now.
     pub entries: u64,
@@ -414,7 +416,15 @@ pub struct rtc_near_stats {
     pub bytes: u64,
     /// True while the tracking connection is up and the near cache serves.
     pub live: bool,
+    /// Entries dropped to stay within the bounds. Appended in the struct's
+    /// second version: written only when `stats_size` covers it.
+    pub evictions: u64,
 }
+
+/// The size of the struct's first version (up to `live`, padded): every
+/// later version starts with it.
+const NEAR_STATS_FIRST: usize = 56;
+const _: () = assert!(std::mem::offset_of!(rtc_near_stats, evictions) == NEAR_STATS_FIRST);
 
 /// Writes the near cache's counters to `*stats_out`, a struct of
 /// `stats_size` bytes: pass sizeof(rtc_near_stats). Fields are only ever
@@ -436,15 +446,16 @@ pub extern "C" fn rtc_cache_near_stats(
         if stats_out.is_null() {
             return Err(Failure::null("stats_out"));
         }
-        // The size of the struct's first version: every later one starts with it.
-        const FIRST: usize = std::mem::size_of::<rtc_near_stats>();
-        let size = FIRST;
-        if stats_size < size {
+        if stats_size < NEAR_STATS_FIRST {
             return Err(Failure::new(
                 RTC_RESULT_INVALID_ARGUMENT,
-                format!("stats_size {stats_size} is smaller than rtc_near_stats ({size} bytes)"),
+                format!(
+                    "stats_size {stats_size} is smaller than rtc_near_stats's first version ({NEAR_STATS_FIRST} bytes)"
+                ),
             ));
         }
+        // A program compiled against an older header gets the fields it knows.
+        let size = stats_size.min(std::mem::size_of::<rtc_near_stats>());
         let Some(s) = cache.near_stats() else {
             return Ok(RTC_RESULT_MISS);
         };
@@ -456,9 +467,10 @@ pub extern "C" fn rtc_cache_near_stats(
             entries: s.entries,
             bytes: s.bytes,
             live: s.live,
+            evictions: s.evictions,
         };
         // SAFETY: the caller passes a writable struct of `stats_size` >= `size`
-        // bytes; this version writes exactly its own `size` bytes.
+        // bytes, and `size` is at most this version's size.
         unsafe {
             std::ptr::copy_nonoverlapping(&stats as *const rtc_near_stats as *const u8, stats_out.cast::<u8>(), size)
         };

@@ -13,6 +13,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -589,7 +590,15 @@ static void near_cache(const char *url, const char *ns) {
   rtc_near_stats stats;
   CHECK_RC(rtc_cache_near_stats(NULL, &stats, sizeof stats), RTC_RESULT_NULL_PARAMETER);
   CHECK_RC(rtc_cache_near_stats(cache, NULL, sizeof stats), RTC_RESULT_NULL_PARAMETER);
-  CHECK_RC(rtc_cache_near_stats(cache, &stats, sizeof stats - 1), RTC_RESULT_INVALID_ARGUMENT);
+  /* Smaller than the struct's first version (up to `live`): refused. */
+  CHECK_RC(rtc_cache_near_stats(cache, &stats, offsetof(rtc_near_stats, live)), RTC_RESULT_INVALID_ARGUMENT);
+  /* A program built against the first version passes its size: the fields
+   * appended since (evictions) are not written. */
+  memset(&stats, 0xAB, sizeof stats);
+  CHECK_RC(rtc_cache_near_stats(cache, &stats, offsetof(rtc_near_stats, evictions)), RTC_RESULT_OK);
+  CHECK(stats.evictions == 0xABABABABABABABABull);
+  CHECK_RC(rtc_cache_near_stats(cache, &stats, sizeof stats), RTC_RESULT_OK);
+  CHECK(stats.evictions == 0);
   /* The tracking connection comes up in the background (polled, with a deadline). */
   memset(&stats, 0, sizeof stats);
   for (int i = 0; i < 10000000 && !stats.live; i++) {

@@ -8,8 +8,9 @@
 
 use std::time::{Duration, Instant};
 
+use rtc_core::Layout;
 use rtc_core::{Cache, Lifetime, NearStats};
-use rtc_tests::{RedisServer, unique_namespace};
+use rtc_tests::{RedisCluster, RedisServer, unique_namespace};
 
 /// Push delivery (microseconds here) + the tracking thread's 100 ms poll +
 /// its 1 s heartbeat deadline, with room for a busy 2-core machine.
@@ -68,16 +69,7 @@ fn hits_take_no_round_trip_and_another_process_changes_reach_it_within_the_bound
     until_live(&reader);
 
     writer.set_bytes("k", b"v0", ["t"], Lifetime::Default).expect("set");
-    // Read until served locally (a read that raced the set's own push is not installed).
-    let deadline = Instant::now() + BOUND;
-    loop {
-        let hits = stats(&reader).hits;
-        assert_eq!(reader.get_bytes("k", ["t"]).expect("get"), Some(b"v0".to_vec()));
-        if stats(&reader).hits > hits {
-            break;
-        }
-        assert!(Instant::now() < deadline, "never served from the near cache");
-    }
+    serve_locally(&reader, "k", b"v0");
     let before = stats(&reader);
     let calls = |r: &RedisServer| -> u64 {
         let info = r.cli(&["INFO", "commandstats"]);
@@ -94,33 +86,52 @@ fn hits_take_no_round_trip_and_another_process_changes_reach_it_within_the_bound
     assert!(calls(&redis) <= commands + 7, "near hits went to Redis");
     assert_eq!(stats(&reader).hits - before.hits, 100);
 
-    // The writer changes things in every way; the reader sees each within the bound.
-    let mut windows = Vec::new();
-    for round in 0..60 {
-        let old = format!("v{round}").into_bytes();
-        writer.set_bytes("k", &old, ["t"], Lifetime::Default).expect("set");
-        let started = Instant::now();
-        // The reader gets the new value (after the set's push), then serves it locally.
-        while reader.get_bytes("k", ["t"]).expect("get").as_deref() != Some(&old[..]) {
-            assert!(started.elapsed() < BOUND, "the reader never saw the set");
+    let windows = staleness(&reader, &writer, "k", 60);
+    print_windows("Redis", &windows, stats(&reader));
+}
+
+/// Reads `key` until the reader has `value` and serves it from its near
+/// cache (a read that raced the write's own push is not installed).
+fn serve_locally(reader: &Cache, key: &str, value: &[u8]) {
+    let started = Instant::now();
+    loop {
+        let hits = stats(reader).hits;
+        let got = reader.get_bytes(key, ["t"]).expect("get");
+        if got.as_deref() == Some(value) && stats(reader).hits > hits {
+            return;
         }
+        assert!(started.elapsed() < BOUND, "{key}: never served from the near cache (last read {got:?})");
+    }
+}
+
+/// The writer changes `key` in every way, `rounds` times (invalidate, invalidate_all,
+/// delete, overwrite); returns how long the reader took to see each change, sorted.
+fn staleness(reader: &Cache, writer: &Cache, key: &str, rounds: usize) -> Vec<Duration> {
+    let mut windows = Vec::new();
+    for round in 0..rounds {
+        let old = format!("v{round}").into_bytes();
+        writer.set_bytes(key, &old, ["t"], Lifetime::Default).expect("set");
+        serve_locally(reader, key, &old);
         let since = Instant::now();
         match round % 4 {
             0 => writer.invalidate("t").expect("invalidate"),
             1 => writer.invalidate_all().expect("invalidate_all"),
-            2 => assert!(writer.delete("k", ["t"]).expect("delete")),
-            _ => writer.set_bytes("k", b"overwritten", ["t"], Lifetime::Default).expect("overwrite"),
+            2 => assert!(writer.delete(key, ["t"]).expect("delete")),
+            _ => writer.set_bytes(key, b"overwritten", ["t"], Lifetime::Default).expect("overwrite"),
         }
-        windows.push(until_fresh(&reader, "k", &["t"], &old, since));
+        windows.push(until_fresh(reader, key, &["t"], &old, since));
     }
     windows.sort();
+    windows
+}
+
+fn print_windows(on: &str, windows: &[Duration], stats: NearStats) {
     println!(
-        "NEAR staleness over {} changes: p50 {:?}, p99 {:?}, max {:?} (bound {BOUND:?}); {:?}",
+        "NEAR staleness on {on} over {} changes: p50 {:?}, p99 {:?}, max {:?} (bound {BOUND:?}); {stats:?}",
         windows.len(),
-        percentile(&windows, 0.5),
-        percentile(&windows, 0.99),
+        percentile(windows, 0.5),
+        percentile(windows, 0.99),
         windows[windows.len() - 1],
-        stats(&reader)
     );
 }
 
@@ -150,7 +161,9 @@ fn faults_turn_it_off_and_never_serve_stale_beyond_the_bound() {
     let writer = plain(&redis, &ns);
     until_live(&reader);
     let mut rows = Vec::new();
-    for fault in ["CLIENT KILL the tracking connection", "FLUSHALL", "entry expiry", "Redis restarted empty"] {
+    for fault in
+        ["CLIENT KILL the tracking connection", "FLUSHALL", "entry expiry", "Redis paused", "Redis restarted empty"]
+    {
         let lifetime = if fault == "entry expiry" { Lifetime::Seconds(1) } else { Lifetime::Default };
         let set_at = Instant::now();
         writer.set_bytes("k", b"old", ["t"], lifetime).expect("set");
@@ -169,6 +182,21 @@ fn faults_turn_it_off_and_never_serve_stale_beyond_the_bound() {
                 while writer.set_bytes("k", b"after-restart", ["t"], Lifetime::Default).is_err() {
                     assert!(Instant::now() < deadline, "the writer never reconnected");
                 }
+                Instant::now()
+            }
+            "Redis paused" => {
+                // Longer than the heartbeat deadline: the tracking connection's PING goes
+                // unanswered, so the near cache turns off while Redis is paused.
+                let flushes = stats(&reader).flushes;
+                redis.cli(&["CLIENT", "PAUSE", "2500", "ALL"]);
+                let paused = Instant::now();
+                while stats(&reader).live {
+                    assert!(paused.elapsed() < Duration::from_millis(2500), "the near cache stayed on while paused");
+                    std::thread::yield_now();
+                }
+                assert!(stats(&reader).flushes > flushes, "{:?}", stats(&reader));
+                // Waits for the pause to end, then changes the entry.
+                writer.invalidate("t").expect("invalidate");
                 Instant::now()
             }
             "entry expiry" => {
@@ -202,4 +230,132 @@ fn faults_turn_it_off_and_never_serve_stale_beyond_the_bound() {
     }
     until_live(&reader);
     assert!(stats(&reader).flushes >= 2, "{:?}", stats(&reader));
+}
+
+#[test]
+fn the_async_api_serves_from_the_same_near_cache_rules() {
+    let redis = RedisServer::start();
+    let ns = unique_namespace("near-async");
+    let writer = plain(&redis, &ns);
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        let reader = Cache::builder()
+            .namespace(&ns)
+            .url(Some(redis.url()))
+            .near_cache_max_entries(1000usize)
+            .build_async()
+            .expect("async near cache");
+        let deadline = Instant::now() + BOUND;
+        while !reader.near_stats().expect("on").live {
+            assert!(Instant::now() < deadline, "the tracking connection never came up");
+            tokio::task::yield_now().await;
+        }
+        writer.set_bytes("k", b"old", ["t"], Lifetime::Default).expect("set");
+        // Read until served locally, by get_bytes and by get_or_lock.
+        loop {
+            assert_eq!(reader.get_bytes("k", ["t"]).await.expect("get"), Some(b"old".to_vec()));
+            if reader.near_stats().expect("on").hits > 0 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "never served from the near cache");
+        }
+        let options = rtc_core::ComputeOptions::key("k").tags(["t"]);
+        let hits = reader.near_stats().expect("on").hits;
+        match reader.get_or_lock(&options).await {
+            rtc_core::GetOrLock::Hit(hit) => assert_eq!(hit.finish().0, b"old"),
+            _ => panic!("a near-cache hit"),
+        }
+        assert_eq!(reader.near_stats().expect("on").hits, hits + 1);
+        // Another process's invalidation reaches it within the bound.
+        writer.invalidate("t").expect("invalidate");
+        let since = Instant::now();
+        while reader.get_bytes("k", ["t"]).await.expect("get").is_some() {
+            assert!(since.elapsed() < BOUND, "still the old value {:?} after the invalidation", since.elapsed());
+        }
+        // Its own writes apply before the call returns.
+        reader.set_bytes("k", b"mine", ["t"], Lifetime::Default).await.expect("set");
+        assert_eq!(reader.get_bytes("k", ["t"]).await.expect("get"), Some(b"mine".to_vec()));
+        reader.invalidate("t").await.expect("invalidate");
+        assert_eq!(reader.get_bytes("k", ["t"]).await.expect("get"), None);
+    });
+}
+
+/// The node index of the replica of the master that owns `key`'s slot.
+fn replica_of_owner(cluster: &RedisCluster, key: &str) -> usize {
+    let slot: u16 = cluster.nodes[0].cli(&["CLUSTER", "KEYSLOT", key]).trim().parse().expect("a slot");
+    let nodes = cluster.nodes[0].cli(&["CLUSTER", "NODES"]);
+    let owner = nodes
+        .lines()
+        .find(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.get(2).is_some_and(|f| f.contains("master"))
+                && fields.iter().skip(8).any(|range| match range.split_once('-') {
+                    Some((a, b)) => a.parse().is_ok_and(|a: u16| a <= slot) && b.parse().is_ok_and(|b: u16| slot <= b),
+                    None => range.parse() == Ok(slot),
+                })
+        })
+        .and_then(|line| line.split_whitespace().next())
+        .expect("the slot's master");
+    let replica_port: u16 = nodes
+        .lines()
+        .find(|line| line.split_whitespace().nth(3) == Some(owner))
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|addr| addr.split('@').next()?.rsplit(':').next()?.parse().ok())
+        .expect("the master's replica");
+    cluster.nodes.iter().position(|n| n.port() == replica_port).expect("a node of this cluster")
+}
+
+#[test]
+fn on_a_cluster_every_master_pushes_and_a_failover_flushes() {
+    let cluster = RedisCluster::start(3, 1);
+    let ns = unique_namespace("near-cluster");
+    let builder = || {
+        Cache::builder()
+            .namespace(&ns)
+            .cluster_nodes(cluster.urls())
+            .socket_timeout(Duration::from_millis(1500))
+            .socket_connect_timeout(Duration::from_millis(1000))
+    };
+    let reader = builder().near_cache_max_entries(10_000usize).build().expect("near cache on a cluster");
+    let writer = builder().build().expect("cluster cache");
+    until_live(&reader);
+
+    // Keys whose entries land on different masters: each master's pushes reach the reader.
+    let keys = ["k0", "k1", "k2", "k3", "k4", "k5"];
+    let mut windows = Vec::new();
+    for key in keys {
+        windows.extend(staleness(&reader, &writer, key, 12));
+    }
+    windows.sort();
+    print_windows("a 3-master cluster", &windows, stats(&reader));
+
+    // A failover of the master owning the tag: the slot map changes, so the
+    // near cache is flushed and resubscribes to the new master.
+    writer.set_bytes("k", b"old", ["t"], Lifetime::Default).expect("set");
+    serve_locally(&reader, "k", b"old");
+    let flushes = stats(&reader).flushes;
+    let replica = replica_of_owner(&cluster, &Layout::new(&ns).tag_key("t"));
+    assert_eq!(cluster.nodes[replica].cli(&["CLUSTER", "FAILOVER"]).trim(), "OK");
+    let promoted = Instant::now();
+    while !cluster.nodes[replica].cli(&["ROLE"]).starts_with("master") {
+        assert!(promoted.elapsed() < Duration::from_secs(30), "the replica was not promoted");
+        std::thread::yield_now();
+    }
+    // The writer's first call may meet the old topology.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while writer.invalidate("t").is_err() {
+        assert!(Instant::now() < deadline, "the writer never reached the new master");
+    }
+    let since = Instant::now();
+    let window = until_fresh(&reader, "k", &["t"], b"old", since);
+    println!("NEAR fault master failover (CLUSTER FAILOVER): fresh after {window:?}, 0 reads beyond {BOUND:?}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while stats(&reader).flushes == flushes {
+        assert!(Instant::now() < deadline, "the slot map changed but the near cache was not flushed");
+        std::thread::yield_now();
+    }
+    // Live again, tracking the new master: its changes reach the reader.
+    until_live(&reader);
+    let windows = staleness(&reader, &writer, "k", 8);
+    print_windows("the cluster after the failover", &windows, stats(&reader));
 }

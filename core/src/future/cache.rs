@@ -68,7 +68,14 @@ impl<C: Codec> Cache<C> {
 
     /// Reads raw bytes: `Ok(Some)` on a hit, `Ok(None)` on a miss.
     pub async fn get_bytes(&self, key: &str, tags: impl Tags) -> Result<Option<Vec<u8>>> {
-        let done = drive(&*self.backend, Snapshot::new(&self.inner, key, &tags.tag_names(), Access::Get)).await?;
+        let tags = tags.tag_names();
+        if let Some(bytes) = self.inner.near_hit(key, &tags) {
+            return Ok(Some(bytes.to_vec()));
+        }
+        // Read before sending: an invalidation processed meanwhile blocks the install.
+        let generation = self.inner.near_generation();
+        let mut done = drive(&*self.backend, Snapshot::new(&self.inner, key, &tags, Access::Get)).await?;
+        self.inner.near_install(generation, &mut done);
         Ok(done.confirmed_reply().and_then(Reply::into_bytes))
     }
 
@@ -88,10 +95,18 @@ impl<C: Codec> Cache<C> {
         drive(&*self.backend, Invalidate::new(&self.inner, vec![ALL_TAG])).await
     }
 
+    /// What the near cache has done and holds (see [`crate::Cache::near_stats`]).
+    pub fn near_stats(&self) -> Option<crate::near::NearStats> {
+        self.inner.near.as_ref().map(|n| n.stats())
+    }
+
     /// The first half of get-or-compute (see [`crate::Cache::get_or_lock`]);
     /// a wait for another holder never blocks a runtime thread.
     pub async fn get_or_lock(&self, options: &ComputeOptions) -> GetOrLock {
         let call = Call::new(&self.inner, options);
+        if let Some(bytes) = call.near_bytes() {
+            return call.near_hit(&bytes, options);
+        }
         let looked = match call.lookup(options) {
             Ok(op) => drive(&*self.backend, op).await,
             Err(e) => Err(e),

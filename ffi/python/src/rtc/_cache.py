@@ -123,7 +123,7 @@ class RedisTaggedCache:
     near_cache_max_entries: int = 0
     """rtc only: the near cache (0: off). Up to this many entries are served
     from this process's memory with no round trip, kept coherent by Redis's
-    invalidation pushes (one Redis server; see the README for the promise)."""
+    invalidation pushes (one server or a cluster; see the README for the promise)."""
 
     near_cache_max_bytes: int = 64 * 1024 * 1024
     """rtc only: memory for near-cache entries, in bytes."""
