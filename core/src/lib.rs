@@ -48,6 +48,7 @@ mod memory;
 #[cfg(feature = "redis")]
 mod native;
 mod near;
+mod near_backend;
 mod raw;
 mod snapshot;
 mod step;
@@ -82,5 +83,6 @@ pub mod adapter {
     pub use crate::accounting::Accounting;
     pub use crate::error::WitErrorCase;
     pub use crate::flight::Flights;
+    pub use crate::near_backend::NearBackend;
     pub use crate::two_step::{Lookup, TwoStep, get_or_compute};
 }

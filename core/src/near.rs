@@ -261,6 +261,27 @@ impl NearState {
         }
     }
 
+    /// Serves a confirmed read by its keys (the shape core's snapshot reads
+    /// with, seen by a host below the component): the entry at
+    /// `storage_key` and the values of `tag_keys`, if the near cache holds
+    /// them all and the values hash to the storage key's metadata hash.
+    pub(crate) fn get_by_keys(&self, storage_key: &str, tag_keys: &[String]) -> Option<(Arc<Vec<u8>>, Vec<Vec<u8>>)> {
+        if !self.is_live() {
+            return None;
+        }
+        let values: Option<Vec<Vec<u8>>> = {
+            let tags = self.tags.read().unwrap_or_else(PoisonError::into_inner);
+            tag_keys.iter().map(|k| tags.get(k).cloned()).collect()
+        };
+        let found = values.filter(|v| confirms(storage_key, v)).and_then(|values| {
+            let entry = self.entries.get(storage_key).filter(|e| e.until > Instant::now())?;
+            Some((entry.bytes, values))
+        });
+        let counter = if found.is_some() { &self.hits } else { &self.misses };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found
+    }
+
     /// Installs what a read confirmed, if no invalidation was processed
     /// since `generation` was read (before the read was sent).
     pub(crate) fn install(&self, generation: u64, fill: Fill) {
@@ -333,6 +354,12 @@ impl NearState {
             live: self.is_live(),
         }
     }
+}
+
+/// Whether `tag_values` (in hash order) are the ones `storage_key` was
+/// built under: its last segment is their metadata hash.
+pub(crate) fn confirms(storage_key: &str, tag_values: &[Vec<u8>]) -> bool {
+    storage_key.rsplit_once(':').is_some_and(|(_, hash)| hash == metadata_hash(tag_values))
 }
 
 #[cfg(test)]

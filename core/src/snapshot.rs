@@ -341,6 +341,11 @@ impl Op for Snapshot<'_> {
                 self.proceed()
             }
             State::Entry(hash) => {
+                // Forgotten again now the write landed: a read of this process that
+                // reached Redis before it (after the first forget) installs nothing.
+                if let (Some(near), Access::Set { .. } | Access::Del) = (&self.inner.near, &self.access) {
+                    near.forget(&[self.inner.layout.storage_key(self.key, &hash).as_str()]);
+                }
                 let reply = next(&mut replies)?;
                 let pttl = if self.pttl { Some(int(&next(&mut replies)?)) } else { None };
                 let current = array(next(&mut replies)?);

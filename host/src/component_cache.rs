@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use rtc_core::adapter::{Accounting, Flights, Lookup, TwoStep};
+use rtc_core::adapter::{Accounting, Flights, Lookup, NearBackend, TwoStep};
 use rtc_core::{
     Backend, CacheInfo, Cbor, Codec, ComputeOptions, Config, DisabledBackend, Error, ErrorKind, Hook, HookEvent,
     Lifetime, LockStats, MemoryBackend, Result, Tags, Target,
@@ -146,12 +146,28 @@ impl ComponentCacheBuilder {
         let config = self.config;
         // The precedence is core's (`Config::target`), as for the native engine; guest
         // memory means the host serves no Redis at all.
+        let native =
+            !self.guest_memory && self.backend.is_none() && matches!(config.target(), Target::Cluster | Target::Redis);
         let backend: Arc<dyn Backend> = match (config.target(), self.backend) {
             _ if self.guest_memory => Arc::new(DisabledBackend),
             (Target::Disabled, _) => Arc::new(DisabledBackend),
             (_, Some(backend)) => backend,
             (Target::Memory, None) => Arc::new(MemoryBackend::new()),
             (Target::Cluster | Target::Redis, None) => rtc_core::native_backend(&config)?,
+        };
+        // The near cache lives here, in the host, below the component: core's
+        // NearBackend answers and learns from the component's Redis batches.
+        let near = if native {
+            NearBackend::wrap(&config, Arc::clone(&backend))?
+        } else {
+            if config.near_cache_max_entries > 0 {
+                tracing::warn!("the near cache needs the host's own Redis backend (a server or a cluster): it is off");
+            }
+            None
+        };
+        let backend: Arc<dyn Backend> = match &near {
+            Some(near) => Arc::clone(near) as Arc<dyn Backend>,
+            None => backend,
         };
         let runtime_memory = self.runtime.options().max_memory;
         let pool = Arc::new(Pool {
@@ -164,6 +180,7 @@ impl ComponentCacheBuilder {
             slots: Mutex::new(Slots { idle: Vec::new(), live: 0, waiting: 0 }),
             freed: Condvar::new(),
             flights: Flights::default(),
+            near,
         });
         let first = pool.acquire()?;
         pool.release(first, true);
@@ -411,8 +428,23 @@ impl ComponentCache {
 
     /// Reads raw bytes: `Ok(Some)` on a hit, `Ok(None)` on a miss.
     pub fn get_bytes(&self, key: &str, tags: impl Tags) -> Result<Option<Vec<u8>>> {
+        // A near-cache hit needs no instance: the host answers it as native does.
+        if let Some(near) = &self.pool.near
+            && let Some(bytes) = near.get(key, &tags.tag_names())
+        {
+            return Ok(Some(bytes.to_vec()));
+        }
         let tags = owned(tags);
         self.call(|s| cache_api(&s.rtc).call_get(&mut s.store, s.cache, key, &tags))
+    }
+
+    /// What the near cache has done (hits, misses, invalidations received,
+    /// flushes, evictions) and holds; `None` when it is off. As natively,
+    /// it is configured by `Config::near_cache_max_entries`; it lives in
+    /// the host, which answers hits and learns entries from the
+    /// component's Redis batches.
+    pub fn near_stats(&self) -> Option<rtc_core::NearStats> {
+        self.pool.near.as_ref().map(|n| n.stats())
     }
 
     /// Deletes the entry of `key` under `tags`; returns whether one existed.
@@ -830,6 +862,8 @@ struct Pool {
     /// Get-or-compute calls with the lock computing in this process (core's
     /// single-flight, shared by the cache's clones).
     flights: Flights,
+    /// The near cache (also the imports' backend), when configured.
+    near: Option<Arc<NearBackend>>,
 }
 
 impl Pool {
