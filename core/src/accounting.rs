@@ -93,9 +93,14 @@ impl Accounting {
         self.hit(size);
     }
 
-    /// Marks the value returned as a fail-safe value.
-    pub fn stale(&mut self) {
+    /// Records a fail-safe value of `size` bytes returned because of
+    /// `error` (unless the call already carries its own): a stale hit.
+    pub fn served_stale(&mut self, size: usize, error: Error) {
+        self.hit(size);
         self.info.stale = true;
+        if self.info.error.is_none() {
+            self.bypass(error);
+        }
     }
 
     pub(crate) fn hit(&mut self, size: usize) {

@@ -273,11 +273,7 @@ impl Ticket {
     /// of `error` (a failed lookup keeps its own): a stale hit. The caller
     /// has released the lock.
     pub(crate) fn served_stale(mut self, size: usize, error: Error) -> CacheInfo {
-        self.call.accounting.hit(size);
-        self.call.accounting.stale();
-        if self.call.accounting.info().error.is_none() {
-            self.call.accounting.bypass(error);
-        }
+        self.call.accounting.served_stale(size, error);
         self.call.report()
     }
 

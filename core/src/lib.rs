@@ -39,6 +39,7 @@ mod flight;
 pub mod future;
 mod get_or_lock;
 mod hash;
+mod host_backend;
 mod info;
 mod inspect;
 mod invalidate;
@@ -48,7 +49,6 @@ mod memory;
 #[cfg(feature = "redis")]
 mod native;
 mod near;
-mod near_backend;
 mod raw;
 mod snapshot;
 mod step;
@@ -83,6 +83,6 @@ pub mod adapter {
     pub use crate::accounting::Accounting;
     pub use crate::error::WitErrorCase;
     pub use crate::flight::Flights;
-    pub use crate::near_backend::NearBackend;
+    pub use crate::host_backend::HostBackend;
     pub use crate::two_step::{Lookup, TwoStep, get_or_compute};
 }

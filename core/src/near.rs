@@ -115,6 +115,9 @@ pub(crate) struct NearState {
     flushes: AtomicU64,
 }
 
+/// An entry's bytes and its tag values, as the near cache holds them.
+pub(crate) type Held = (Arc<Vec<u8>>, Vec<Vec<u8>>);
+
 /// What a read carried for the near cache: the tag keys and the values the
 /// read confirmed, the storage key, the entry's bytes and its PTTL.
 #[derive(Debug)]
@@ -265,7 +268,7 @@ impl NearState {
     /// with, seen by a host below the component): the entry at
     /// `storage_key` and the values of `tag_keys`, if the near cache holds
     /// them all and the values hash to the storage key's metadata hash.
-    pub(crate) fn get_by_keys(&self, storage_key: &str, tag_keys: &[String]) -> Option<(Arc<Vec<u8>>, Vec<Vec<u8>>)> {
+    pub(crate) fn get_by_keys(&self, storage_key: &str, tag_keys: &[String]) -> Option<Held> {
         if !self.is_live() {
             return None;
         }

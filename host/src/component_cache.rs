@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use rtc_core::adapter::{Accounting, Flights, Lookup, NearBackend, TwoStep};
+use rtc_core::adapter::{Accounting, Flights, HostBackend, Lookup, TwoStep};
 use rtc_core::{
     Backend, CacheInfo, Cbor, Codec, ComputeOptions, Config, DisabledBackend, Error, ErrorKind, Hook, HookEvent,
     Lifetime, LockStats, MemoryBackend, Result, Tags, Target,
@@ -24,7 +24,7 @@ use crate::convert::{
 };
 use crate::runtime::ComponentRuntime;
 
-use crate::state::{HostState, Imports, panic_message};
+use crate::state::{Held, HostState, Imports, panic_message};
 
 /// Core's cache API (`rtc_core::Cache`), run by the rtc WebAssembly component
 /// in wasmtime: the same operations, the same arguments, the same errors, and
@@ -155,18 +155,20 @@ impl ComponentCacheBuilder {
             (Target::Memory, None) => Arc::new(MemoryBackend::new()),
             (Target::Cluster | Target::Redis, None) => rtc_core::native_backend(&config)?,
         };
-        // The near cache lives here, in the host, below the component: core's
-        // NearBackend answers and learns from the component's Redis batches.
-        let near = if native {
-            NearBackend::wrap(&config, Arc::clone(&backend))?
-        } else {
-            if config.near_cache_max_entries > 0 {
-                tracing::warn!("the near cache needs the host's own Redis backend (a server or a cluster): it is off");
-            }
-            None
-        };
-        let backend: Arc<dyn Backend> = match &near {
-            Some(near) => Arc::clone(near) as Arc<dyn Backend>,
+        // The near cache and the fail-safe values live here, in the host, below
+        // the component: core's HostBackend answers and learns from its Redis batches.
+        let mut below = config.clone();
+        if !native && below.near_cache_max_entries > 0 {
+            tracing::warn!("the near cache needs the host's own Redis backend (a server or a cluster): it is off");
+            below.near_cache_max_entries = 0;
+        }
+        if self.guest_memory {
+            // The host sees no batches: nothing to learn from.
+            below.fail_safe_max_duration = None;
+        }
+        let host = HostBackend::wrap(&below, Arc::clone(&backend))?;
+        let backend: Arc<dyn Backend> = match &host {
+            Some(host) => Arc::clone(host) as Arc<dyn Backend>,
             None => backend,
         };
         let runtime_memory = self.runtime.options().max_memory;
@@ -180,7 +182,7 @@ impl ComponentCacheBuilder {
             slots: Mutex::new(Slots { idle: Vec::new(), live: 0, waiting: 0 }),
             freed: Condvar::new(),
             flights: Flights::default(),
-            near,
+            host,
         });
         let first = pool.acquire()?;
         pool.release(first, true);
@@ -429,8 +431,8 @@ impl ComponentCache {
     /// Reads raw bytes: `Ok(Some)` on a hit, `Ok(None)` on a miss.
     pub fn get_bytes(&self, key: &str, tags: impl Tags) -> Result<Option<Vec<u8>>> {
         // A near-cache hit needs no instance: the host answers it as native does.
-        if let Some(near) = &self.pool.near
-            && let Some(bytes) = near.get(key, &tags.tag_names())
+        if let Some(host) = &self.pool.host
+            && let Some(bytes) = host.get(key, &tags.tag_names())
         {
             return Ok(Some(bytes.to_vec()));
         }
@@ -444,7 +446,7 @@ impl ComponentCache {
     /// the host, which answers hits and learns entries from the
     /// component's Redis batches.
     pub fn near_stats(&self) -> Option<rtc_core::NearStats> {
-        self.pool.near.as_ref().map(|n| n.stats())
+        self.pool.host.as_ref().and_then(|h| h.near_stats())
     }
 
     /// Deletes the entry of `key` under `tags`; returns whether one existed.
@@ -549,14 +551,19 @@ impl ComponentCache {
         hook.enter(&mut slot.store);
         let looked =
             guarded(|| cache_api(&slot.rtc).call_get_or_lock(&mut slot.store, slot.cache, key, tags, &wit_options));
-        CallHook::leave(&mut slot.store);
+        let held = CallHook::leave(&mut slot.store);
         let lookup = match looked {
             Ok(lookup) => lookup,
-            Err(failure) => {
+            Err(mut failure) => {
                 self.pool.release(slot, !failure.trapped);
+                failure.held = held;
                 return Err(failure);
             }
         };
+        // Only a failed lookup is reported at once; anything else held goes on now,
+        // and the hit or ticket reports as usual.
+        self.pool.replay(held, hook.userdata.as_deref());
+        let hook = CallHook { hold: false, ..hook };
         let handle = match lookup {
             wit::Lookup::Hit(hit) => {
                 return Ok(GetOrLock::Hit(Hit {
@@ -621,6 +628,28 @@ pub struct PendingCall {
     /// The component reported this call already (its lookup failed, and
     /// the WIT reports a failed get-or-lock at once).
     reported: bool,
+    /// Why the lookup failed, if it did.
+    error: Option<Error>,
+    /// The component's report of the failed lookup, held while fail-safe
+    /// may still answer the call (a stale hit is reported instead).
+    held: Vec<Held>,
+    /// The call's key and tags, to find its fail-safe value.
+    key: String,
+    tags: Vec<String>,
+}
+
+impl PendingCall {
+    fn new(ticket: Option<Ticket>, shadow: Accounting, options: &ComputeOptions) -> Self {
+        PendingCall {
+            ticket,
+            shadow,
+            reported: false,
+            error: None,
+            held: Vec::new(),
+            key: options.cache_key().to_owned(),
+            tags: options.tag_list().to_vec(),
+        }
+    }
 }
 
 /// The component's calls, for core's get-or-compute. The component does the
@@ -630,20 +659,43 @@ impl TwoStep for ComponentCache {
     type Ticket = PendingCall;
 
     fn lookup(&self, options: &ComputeOptions) -> Lookup<Hit, PendingCall> {
-        let mut shadow = Accounting::start(options);
-        let hook = CallHook::reporting(options.userdata().cloned());
-        let mut reported = false;
-        let ticket = match self.lookup(options, hook) {
+        let shadow = Accounting::start(options);
+        // With fail-safe on, a failed lookup may end as a stale hit: the
+        // component's report of it waits for the outcome.
+        let hold = self.pool.host.as_ref().is_some_and(|h| h.has_fail_safe());
+        let hook = CallHook { userdata: options.userdata().cloned(), hold };
+        let mut call = match self.lookup(options, hook) {
             Ok(GetOrLock::Hit(hit)) => return Lookup::Hit(hit),
-            Ok(GetOrLock::Locked(t) | GetOrLock::Miss(t)) => Some(t),
-            Err(failure) => {
-                reported = failure.answered;
-                unanswered(&mut shadow, options.cache_key(), failure, "cache bypassed");
-                None
+            Ok(GetOrLock::Locked(t) | GetOrLock::Miss(t)) => PendingCall::new(Some(t), shadow, options),
+            Err(mut failure) => {
+                let mut call = PendingCall::new(None, shadow, options);
+                call.reported = failure.answered;
+                call.error = Some(failure.error.clone());
+                call.held = std::mem::take(&mut failure.held);
+                unanswered(&mut call.shadow, options.cache_key(), failure, "cache bypassed");
+                call
             }
         };
-        shadow.looked_up(ticket.as_ref().map(Ticket::stats).unwrap_or_default());
-        Lookup::Compute(PendingCall { ticket, shadow, reported })
+        call.shadow.looked_up(call.ticket.as_ref().map(Ticket::stats).unwrap_or_default());
+        Lookup::Compute(call)
+    }
+
+    fn lookup_error(call: &PendingCall) -> Option<Error> {
+        call.error.clone()
+    }
+
+    fn fallback(&self, call: &PendingCall) -> Option<Arc<Vec<u8>>> {
+        let tags: Vec<&str> = call.tags.iter().map(String::as_str).collect();
+        self.pool.host.as_ref()?.fallback(&call.key, &tags)
+    }
+
+    fn serve_stale(&self, options: &ComputeOptions, call: PendingCall, size: usize, error: Error) {
+        // A stale hit is this call's one report: the held one (its failed lookup) is dropped.
+        let PendingCall { ticket, mut shadow, .. } = call;
+        // Dropping the component's ticket releases its lock (the guest's destructor).
+        drop(ticket);
+        shadow.served_stale(size, error);
+        self.pool.report(options.cache_key(), options.tag_list(), &shadow.finish(), options.userdata().map(|u| &**u));
     }
 
     fn value(hit: &Hit) -> &[u8] {
@@ -667,12 +719,14 @@ impl TwoStep for ComponentCache {
                 None
             }
         };
-        PendingCall { ticket, shadow, reported: false }
+        PendingCall::new(ticket, shadow, options)
     }
 
     fn store(&self, options: &ComputeOptions, call: PendingCall, encoded: Result<Vec<u8>>) -> Option<Error> {
-        let PendingCall { ticket, mut shadow, .. } = call;
+        let PendingCall { ticket, mut shadow, held, .. } = call;
         let (key, tags) = (options.cache_key(), options.tag_list());
+        // Fail-safe did not answer: the component's report of the failed lookup goes on.
+        self.pool.replay(held, options.userdata().map(|u| &**u));
         shadow.computed(encoded.as_ref().map(Vec::len).map_err(Error::clone));
         let mut error = shadow.info().error.clone();
         let stored = match (&encoded, ticket) {
@@ -694,7 +748,8 @@ impl TwoStep for ComponentCache {
         error
     }
 
-    fn give_up(&self, _: &ComputeOptions, call: PendingCall) {
+    fn give_up(&self, options: &ComputeOptions, mut call: PendingCall) {
+        self.pool.replay(std::mem::take(&mut call.held), options.userdata().map(|u| &**u));
         // Dropping the component's ticket releases its lock (the guest's destructor).
         drop(call);
     }
@@ -708,9 +763,10 @@ impl TwoStep for ComponentCache {
     }
 
     fn shared(&self, options: &ComputeOptions, call: PendingCall, size: usize, error: Option<Error>, waited: Duration) {
-        let PendingCall { ticket, mut shadow, reported } = call;
+        let PendingCall { ticket, mut shadow, reported, held, .. } = call;
         // The component's ticket goes unused, and reports nothing.
         drop(ticket);
+        self.pool.replay(held, options.userdata().map(|u| &**u));
         if reported {
             // The component reported this call when its lookup failed (the
             // WIT's rule); one report per call.
@@ -753,24 +809,32 @@ fn store_ticket(mut ticket: Ticket, value: &[u8]) -> Result<(), Failure> {
     result
 }
 
-/// The `hook_userdata` the component's `hooks.report` passes on during a call.
+/// The `hook_userdata` the component's `hooks.report` passes on during a
+/// call, and whether its reports are held for the host to decide on.
 #[derive(Default)]
 struct CallHook {
     userdata: Option<Arc<dyn Any + Send + Sync>>,
+    hold: bool,
 }
 
 impl CallHook {
     /// Reports reach the hook with the call's userdata.
     fn reporting(userdata: Option<Arc<dyn Any + Send + Sync>>) -> Self {
-        CallHook { userdata }
+        CallHook { userdata, hold: false }
     }
 
     fn enter(&self, store: &mut Store<HostState>) {
-        store.data_mut().userdata.clone_from(&self.userdata);
+        let data = store.data_mut();
+        data.userdata.clone_from(&self.userdata);
+        data.holding = self.hold;
     }
 
-    fn leave(store: &mut Store<HostState>) {
-        store.data_mut().userdata = None;
+    /// Ends the call on `store`; returns the reports held during it.
+    fn leave(store: &mut Store<HostState>) -> Vec<Held> {
+        let data = store.data_mut();
+        data.userdata = None;
+        data.holding = false;
+        std::mem::take(&mut data.held)
     }
 }
 
@@ -780,22 +844,24 @@ struct Failure {
     error: Error,
     trapped: bool,
     answered: bool,
+    /// The component's reports of the call, when they were held.
+    held: Vec<Held>,
 }
 
 impl Failure {
     /// The component answered with an error.
     fn answered(error: Error) -> Self {
-        Failure { error, trapped: false, answered: true }
+        Failure { error, trapped: false, answered: true, held: Vec::new() }
     }
 
     /// The call never reached the component (no instance could be had).
     fn unanswered(error: Error) -> Self {
-        Failure { error, trapped: false, answered: false }
+        Failure { error, trapped: false, answered: false, held: Vec::new() }
     }
 
     /// The instance trapped.
     fn trapped(error: Error) -> Self {
-        Failure { error, trapped: true, answered: false }
+        Failure { error, trapped: true, answered: false, held: Vec::new() }
     }
 }
 
@@ -862,8 +928,9 @@ struct Pool {
     /// Get-or-compute calls with the lock computing in this process (core's
     /// single-flight, shared by the cache's clones).
     flights: Flights,
-    /// The near cache (also the imports' backend), when configured.
-    near: Option<Arc<NearBackend>>,
+    /// The near cache and fail-safe values (also the imports' backend),
+    /// when configured.
+    host: Option<Arc<HostBackend>>,
 }
 
 impl Pool {
@@ -935,6 +1002,14 @@ impl Pool {
             .map_err(|e| Error::new(ErrorKind::Other, format!("the rtc component trapped in open: {e:#}")))?;
         let cache = opened.map_err(from_wit_error)?;
         Ok(Slot { store, rtc, cache })
+    }
+
+    /// Passes the component's held reports on to the hook, as they would
+    /// have gone unheld.
+    fn replay(&self, held: Vec<Held>, userdata: Option<&(dyn Any + Send + Sync)>) {
+        for Held { key, tags, info } in held {
+            self.report(&key, &tags, &info, userdata);
+        }
     }
 
     /// Calls the hook from the host side (for a call the component could not report).

@@ -5,7 +5,7 @@ use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
-use rtc_core::{Backend, Hook, HookEvent};
+use rtc_core::{Backend, CacheInfo, Hook, HookEvent};
 use wasmtime::component::ResourceTable;
 use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -29,6 +29,19 @@ pub(crate) struct HostState {
     imports: Arc<Imports>,
     /// The `hook_userdata` of the get-or-compute in progress on this store.
     pub(crate) userdata: Option<Arc<dyn Any + Send + Sync>>,
+    /// Whether the component's reports are held for the host to decide on
+    /// (a failed lookup that fail-safe may answer) instead of reaching the hook.
+    pub(crate) holding: bool,
+    /// The reports held meanwhile.
+    pub(crate) held: Vec<Held>,
+}
+
+/// A report of the component held by the host (see `HostState::holding`).
+#[derive(Debug)]
+pub(crate) struct Held {
+    pub(crate) key: String,
+    pub(crate) tags: Vec<String>,
+    pub(crate) info: CacheInfo,
 }
 
 impl HostState {
@@ -37,7 +50,15 @@ impl HostState {
         // No files, no environment, no inherited stdio: the component needs none.
         let wasi = WasiCtx::builder().build();
         let limits = StoreLimitsBuilder::new().memory_size(max_memory).trap_on_grow_failure(true).build();
-        HostState { wasi, table: ResourceTable::new(), limits, imports, userdata: None }
+        HostState {
+            wasi,
+            table: ResourceTable::new(),
+            limits,
+            imports,
+            userdata: None,
+            holding: false,
+            held: Vec::new(),
+        }
     }
 }
 
@@ -78,6 +99,10 @@ impl hooks::Host for HostState {
             return Ok(());
         };
         let info = from_wit_info(event.info);
+        if self.holding {
+            self.held.push(Held { key: event.key, tags: event.tags, info });
+            return Ok(());
+        }
         let event = HookEvent::new(&event.key, &event.tags, &info, self.userdata.as_deref());
         if let Err(panic) = catch_unwind(AssertUnwindSafe(|| hook(&event))) {
             tracing::warn!(key = event.key, panic = panic_message(&*panic), "the cache hook panicked; ignored");

@@ -1,13 +1,17 @@
 //! Fail-safe (issue 12, item 5): with `fail_safe_max_duration` set,
 //! get-or-compute returns the last value this process confirmed current when
 //! Redis fails or the computation fails, flagged stale, for at most that
-//! long, and never a value this process knows to be invalidated.
+//! long, and never a value this process knows to be invalidated. The
+//! native cache and the component on its wasmtime host (which keeps the
+//! values below the component, `rtc_core::adapter::HostBackend`) run the
+//! same cases.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rtc_core::{Cache, CacheInfo, ComputeOptions, ErrorKind};
+use rtc_core::{Cache, CacheInfo, ComputeOptions, Config, ErrorKind};
+use rtc_host::{ComponentCache, ComponentRuntime};
 use rtc_tests::{RedisServer, unique_namespace};
 
 type Seen = Arc<Mutex<Vec<CacheInfo>>>;
@@ -33,54 +37,147 @@ fn options() -> ComputeOptions {
     ComputeOptions::key("user:1").tags(["users"]).lock(true).lock_timeout(Duration::from_secs(5))
 }
 
-#[test]
-fn with_redis_down_the_last_confirmed_value_is_returned_flagged_stale() {
+/// The surface under test: the native cache, or the component on its host
+/// (which keeps the fail-safe values below the component).
+trait Surface {
+    fn get_or_compute(
+        &self,
+        options: &ComputeOptions,
+        compute: &mut dyn FnMut() -> Result<String, Failed>,
+    ) -> Result<String, Failed>;
+    fn invalidate(&self, tag: &str);
+    fn delete(&self, key: &str, tags: &[&str]) -> bool;
+}
+
+type Failed = &'static str;
+type Make = fn(&RedisServer, Duration, &Seen) -> Box<dyn Surface>;
+
+impl Surface for Cache {
+    fn get_or_compute(
+        &self,
+        options: &ComputeOptions,
+        compute: &mut dyn FnMut() -> Result<String, Failed>,
+    ) -> Result<String, Failed> {
+        self.try_get_or_compute(options, compute)
+    }
+    fn invalidate(&self, tag: &str) {
+        Cache::invalidate(self, tag).expect("invalidate");
+    }
+    fn delete(&self, key: &str, tags: &[&str]) -> bool {
+        Cache::delete(self, key, tags).expect("delete")
+    }
+}
+
+impl Surface for ComponentCache {
+    fn get_or_compute(
+        &self,
+        options: &ComputeOptions,
+        compute: &mut dyn FnMut() -> Result<String, Failed>,
+    ) -> Result<String, Failed> {
+        self.try_get_or_compute(options, compute)
+    }
+    fn invalidate(&self, tag: &str) {
+        ComponentCache::invalidate(self, tag).expect("invalidate");
+    }
+    fn delete(&self, key: &str, tags: &[&str]) -> bool {
+        ComponentCache::delete(self, key, tags).expect("delete")
+    }
+}
+
+fn native(redis: &RedisServer, max_age: Duration, seen: &Seen) -> Box<dyn Surface> {
+    Box::new(cache(redis, max_age, seen))
+}
+
+fn component(redis: &RedisServer, max_age: Duration, seen: &Seen) -> Box<dyn Surface> {
+    let seen = Arc::clone(seen);
+    let config = Config::default()
+        .namespace(unique_namespace("fail-safe-component"))
+        .url(Some(redis.url()))
+        .socket_timeout(Duration::from_millis(500))
+        .socket_connect_timeout(Duration::from_millis(500))
+        .fail_safe_max_duration(Some(max_age));
+    let runtime = ComponentRuntime::shared(rtc_host::default_component_path()).expect("the component");
+    let cache = ComponentCache::builder(runtime)
+        .config(config)
+        .hook(move |e| seen.lock().expect("seen").push(e.info.clone()))
+        .build()
+        .expect("component cache");
+    Box::new(cache)
+}
+
+fn ok(value: &str) -> impl FnMut() -> Result<String, Failed> + '_ {
+    move || Ok(value.to_string())
+}
+
+fn with_redis_down_the_last_confirmed_value_is_returned_flagged_stale(make: Make) {
     let mut redis = RedisServer::start();
     let seen: Seen = Arc::default();
-    let cache = cache(&redis, Duration::from_secs(60), &seen);
-    assert_eq!(cache.get_or_compute(&options(), || "Ada".to_string()), "Ada");
+    let cache = make(&redis, Duration::from_secs(60), &seen);
+    assert_eq!(cache.get_or_compute(&options(), &mut ok("Ada")), Ok("Ada".to_string()));
     assert!(!last(&seen).stale);
     redis.kill();
     let computed = AtomicUsize::new(0);
-    let got = cache.get_or_compute(&options(), || {
+    let reports = seen.lock().expect("seen").len();
+    let got = cache.get_or_compute(&options(), &mut || {
         computed.fetch_add(1, Ordering::SeqCst);
-        "recomputed".to_string()
+        Ok("recomputed".to_string())
     });
-    assert_eq!(got, "Ada", "the fail-safe value, not a computation");
+    assert_eq!(got, Ok("Ada".to_string()), "the fail-safe value, not a computation");
     assert_eq!(computed.load(Ordering::SeqCst), 0);
     let info = last(&seen);
     assert!(info.stale && info.hit, "{info:?}");
     assert_eq!(info.error.as_ref().map(|e| e.kind()), Some(ErrorKind::BackendUnavailable), "never silent");
+    assert_eq!(seen.lock().expect("seen").len(), reports + 1, "one report per call");
     // Another key was never confirmed: it is computed.
     let other = ComputeOptions::key("user:2").tags(["users"]).lock(true);
-    assert_eq!(cache.get_or_compute(&other, || "Grace".to_string()), "Grace");
-    assert!(!last(&seen).stale);
+    assert_eq!(cache.get_or_compute(&other, &mut ok("Grace")), Ok("Grace".to_string()));
+    let info = last(&seen);
+    assert!(!info.stale && info.error.is_some(), "{info:?}");
 }
 
 #[test]
-fn a_failed_computation_gets_the_last_confirmed_value_unless_this_process_invalidated_it() {
+fn with_redis_down_the_last_confirmed_value_is_returned_flagged_stale_native() {
+    with_redis_down_the_last_confirmed_value_is_returned_flagged_stale(native);
+}
+
+#[test]
+fn with_redis_down_the_last_confirmed_value_is_returned_flagged_stale_component() {
+    with_redis_down_the_last_confirmed_value_is_returned_flagged_stale(component);
+}
+
+fn a_failed_computation_gets_the_last_confirmed_value_unless_this_process_invalidated_it(make: Make) {
     let redis = RedisServer::start();
     let seen: Seen = Arc::default();
-    let cache = cache(&redis, Duration::from_secs(60), &seen);
-    let fail = || -> Result<String, &'static str> { Err("the database is down") };
-    assert_eq!(cache.try_get_or_compute(&options(), || Ok::<_, &str>("Ada".to_string())), Ok("Ada".to_string()));
+    let cache = make(&redis, Duration::from_secs(60), &seen);
+    let mut fail = || -> Result<String, Failed> { Err("the database is down") };
+    assert_eq!(cache.get_or_compute(&options(), &mut ok("Ada")), Ok("Ada".to_string()));
     // The entry goes from Redis (evicted, say) and the computation fails: the fail-safe value.
     let evict = "for _, k in ipairs(redis.call('KEYS', ARGV[1])) do redis.call('DEL', k) end";
     redis.cli(&["EVAL", evict, "0", "rtc:*:s:*"]);
-    assert_eq!(cache.try_get_or_compute(&options(), fail), Ok("Ada".to_string()));
+    assert_eq!(cache.get_or_compute(&options(), &mut fail), Ok("Ada".to_string()));
     let info = last(&seen);
     assert!(info.stale && info.hit && info.error.is_some(), "{info:?}");
     // This process invalidates the tag: the value is known invalidated, never served.
-    cache.invalidate("users").expect("invalidate");
-    assert_eq!(cache.try_get_or_compute(&options(), fail), Err("the database is down"));
+    cache.invalidate("users");
+    assert_eq!(cache.get_or_compute(&options(), &mut fail), Err("the database is down"));
     // Nor after tag keys vanished (FLUSHALL): this process saw the tags anew.
-    assert_eq!(cache.try_get_or_compute(&options(), || Ok::<_, &str>("Ada".to_string())), Ok("Ada".to_string()));
+    assert_eq!(cache.get_or_compute(&options(), &mut ok("Ada")), Ok("Ada".to_string()));
     redis.cli(&["FLUSHALL"]);
-    assert_eq!(cache.try_get_or_compute(&options(), fail), Err("the database is down"));
+    assert_eq!(cache.get_or_compute(&options(), &mut fail), Err("the database is down"));
     // Nor after this process deletes the entry.
-    assert_eq!(cache.try_get_or_compute(&options(), || Ok::<_, &str>("Grace".to_string())), Ok("Grace".to_string()));
-    assert!(cache.delete("user:1", ["users"]).expect("delete"));
-    assert_eq!(cache.try_get_or_compute(&options(), fail), Err("the database is down"));
+    assert_eq!(cache.get_or_compute(&options(), &mut ok("Grace")), Ok("Grace".to_string()));
+    assert!(cache.delete("user:1", &["users"]));
+    assert_eq!(cache.get_or_compute(&options(), &mut fail), Err("the database is down"));
+}
+
+#[test]
+fn a_failed_computation_gets_the_last_confirmed_value_unless_this_process_invalidated_it_native() {
+    a_failed_computation_gets_the_last_confirmed_value_unless_this_process_invalidated_it(native);
+}
+
+#[test]
+fn a_failed_computation_gets_the_last_confirmed_value_unless_this_process_invalidated_it_component() {
+    a_failed_computation_gets_the_last_confirmed_value_unless_this_process_invalidated_it(component);
 }
 
 #[test]
