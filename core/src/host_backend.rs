@@ -157,6 +157,10 @@ impl HostBackend {
     /// Learns from a batch Redis answered: the tag values it read or wrote,
     /// and the entries it stored (their fail-safe values) or deleted.
     fn observe(&self, commands: &[Command], replies: &[Reply]) {
+        // Only fail-safe lookups need what was seen.
+        let Some(fail_safe) = &self.fail_safe else {
+            return;
+        };
         let mut seen: Vec<(&str, Option<&Vec<u8>>)> = Vec::new();
         for (command, reply) in commands.iter().zip(replies) {
             match (command, reply) {
@@ -172,14 +176,10 @@ impl HostBackend {
                     seen.push((key, Some(value)))
                 }
                 (Command::Set { key, value, nx: false, .. }, Reply::Ok) if self.is_entry(key) => {
-                    if let Some(fail_safe) = &self.fail_safe {
-                        fail_safe.save(key, value);
-                    }
+                    fail_safe.save(key, value)
                 }
                 (Command::Del { keys }, _) => {
-                    if let Some(fail_safe) = &self.fail_safe {
-                        keys.iter().filter(|k| self.is_entry(k)).for_each(|k| fail_safe.forget(k));
-                    }
+                    keys.iter().filter(|k| self.is_entry(k)).for_each(|k| fail_safe.forget(k))
                 }
                 _ => {}
             }

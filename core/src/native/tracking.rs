@@ -107,27 +107,33 @@ impl Seeds {
         Ok(Seeds { seeds, template, certs: super::tls_certificates(config) })
     }
 
-    /// Reads the slot map from the first seed that answers.
-    fn topology(&self) -> redis::RedisResult<Topology> {
+    /// Reads the slot map over `probe`, a connection kept between reads
+    /// (one read every `POLL`), made anew to the first seed that answers
+    /// when it fails.
+    fn topology(&self, probe: &mut Option<Probe>) -> redis::RedisResult<Topology> {
+        if let Some(open) = probe {
+            match self.read_slots(open) {
+                Ok(topology) => return Ok(topology),
+                Err(_) => *probe = None,
+            }
+        }
         let mut failure = None;
         for seed in &self.seeds {
-            match self.read_slots(seed) {
-                Ok(topology) => return Ok(topology),
+            let opened = Probe::open(seed).and_then(|mut open| Ok((self.read_slots(&mut open)?, open)));
+            match opened {
+                Ok((topology, open)) => {
+                    *probe = Some(open);
+                    return Ok(topology);
+                }
                 Err(e) => failure = Some(e),
             }
         }
         Err(failure.unwrap_or_else(|| (redis::ErrorKind::Io, "no seed node").into()))
     }
 
-    fn read_slots(&self, seed: &redis::Client) -> redis::RedisResult<Topology> {
-        let mut con = seed.get_connection_with_timeout(HEARTBEAT_DEADLINE)?;
-        con.set_read_timeout(Some(HEARTBEAT_DEADLINE))?;
-        con.set_write_timeout(Some(HEARTBEAT_DEADLINE))?;
-        let seed_host = match seed.get_connection_info().addr() {
-            ConnectionAddr::Tcp(host, _) | ConnectionAddr::TcpTls { host, .. } => host.clone(),
-            _ => String::new(),
-        };
-        let reply: Value = redis::cmd("CLUSTER").arg("SLOTS").query(&mut con)?;
+    fn read_slots(&self, probe: &mut Probe) -> redis::RedisResult<Topology> {
+        let seed_host = probe.host.clone();
+        let reply: Value = redis::cmd("CLUSTER").arg("SLOTS").query(&mut probe.con)?;
         let mut slots = Vec::new();
         let mut masters: Vec<(String, u16)> = Vec::new();
         let Value::Array(ranges) = reply else {
@@ -172,6 +178,26 @@ impl Seeds {
             Some(certs) => redis::Client::build_with_tls(info, certs.clone()),
             None => redis::Client::open(info),
         }
+    }
+}
+
+/// A connection to a seed node for reading the slot map, and its host (a
+/// node that does not know its own address answers with an empty one).
+struct Probe {
+    con: redis::Connection,
+    host: String,
+}
+
+impl Probe {
+    fn open(seed: &redis::Client) -> redis::RedisResult<Self> {
+        let con = seed.get_connection_with_timeout(HEARTBEAT_DEADLINE)?;
+        con.set_read_timeout(Some(HEARTBEAT_DEADLINE))?;
+        con.set_write_timeout(Some(HEARTBEAT_DEADLINE))?;
+        let host = match seed.get_connection_info().addr() {
+            ConnectionAddr::Tcp(host, _) | ConnectionAddr::TcpTls { host, .. } => host.clone(),
+            _ => String::new(),
+        };
+        Ok(Probe { con, host })
     }
 }
 
@@ -247,9 +273,12 @@ impl Tracking {
     /// One session: subscribes every master, serves until one fails or the
     /// slot map changes (`Err`, with why), or the cache is dropped (`Ok`).
     fn session(&self, state: &Arc<NearState>) -> std::result::Result<(), String> {
+        let mut probe = None;
         let topology = match &self.masters {
             Masters::One(client) => Topology { masters: vec![client.clone()], slots: Vec::new() },
-            Masters::Cluster(seeds) => seeds.topology().map_err(|e| format!("cannot read the slot map: {e}"))?,
+            Masters::Cluster(seeds) => {
+                seeds.topology(&mut probe).map_err(|e| format!("cannot read the slot map: {e}"))?
+            }
         };
         let stop = Arc::new(AtomicBool::new(false));
         let _stopping = StopOnDrop(Arc::clone(&stop));
@@ -294,7 +323,7 @@ impl Tracking {
                 Err(RecvTimeoutError::Disconnected) => return Err("the tracking threads ended".into()),
                 Err(RecvTimeoutError::Timeout) => {
                     if let Masters::Cluster(seeds) = &self.masters {
-                        let now = seeds.topology().map_err(|e| format!("cannot read the slot map: {e}"))?;
+                        let now = seeds.topology(&mut probe).map_err(|e| format!("cannot read the slot map: {e}"))?;
                         if now.slots != topology.slots {
                             return Err("the cluster's slot map changed".into());
                         }
