@@ -13,8 +13,8 @@
 //! Build it (only) for `wasm32-wasip2`:
 //!
 //! ```text
-//! cargo build --release --locked --target wasm32-wasip2 -p rtc-component
-//! # -> target/wasm32-wasip2/release/rtc_component.wasm
+//! cargo build --profile component --locked --target wasm32-wasip2 -p rtc-component
+//! # -> target/wasm32-wasip2/component/rtc_component.wasm
 //! ```
 //!
 //! Randomness (tag values, lock tokens) comes from `wasi:random` through
