@@ -37,6 +37,16 @@ use rtc_core::{
     MAX_LOCK_TIMEOUT, Ticket,
 };
 
+#[cfg(all(target_family = "wasm", not(target_feature = "atomics")))]
+mod size_classes;
+
+/// The allocator behind every allocation in the component, `cabi_realloc`
+/// (the host's copies of strings and lists into the guest) included: see
+/// [`size_classes`].
+#[cfg(all(target_family = "wasm", not(target_feature = "atomics")))]
+#[global_allocator]
+static ALLOCATOR: size_classes::SizeClasses = size_classes::SizeClasses::new();
+
 #[allow(missing_docs)]
 mod bindings {
     wit_bindgen::generate!({
