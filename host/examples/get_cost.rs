@@ -13,7 +13,9 @@
 //! ```
 //!
 //! With no component given, it measures the one `rtc` would load. Several
-//! components (say, two builds) are measured in the same rounds.
+//! components (say, two builds) are measured in the same rounds. With
+//! `$RTC_REDIS_URL` set, both engines use that Redis instead (pin the client
+//! and the server to one CPU, as `rtc bench` advises, to compare CPU).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -35,12 +37,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let tags: Vec<String> = ["tag:a", "tag:b", "tag:c"].map(String::from).to_vec();
     let value = vec![7u8; 100];
 
-    let native = Cache::builder().config(Config::default()).backend(Arc::new(MemoryBackend::new())).build()?;
-    let mut engines: Vec<(String, Arc<dyn RawCache>)> = vec![("native".into(), Arc::new(native))];
+    // `$RTC_REDIS_URL` puts both engines on that Redis instead.
+    let redis_url = std::env::var("RTC_REDIS_URL").ok();
+    let config = Config::default().namespace("get-cost").url(redis_url.clone());
+    let mut native = Cache::builder().config(config.clone());
+    if redis_url.is_none() {
+        native = native.backend(Arc::new(MemoryBackend::new()));
+    }
+    let mut engines: Vec<(String, Arc<dyn RawCache>)> = vec![("native".into(), Arc::new(native.build()?))];
     for path in paths {
-        let cache =
-            ComponentCache::builder(ComponentRuntime::load(&path)?).backend(Arc::new(MemoryBackend::new())).build()?;
-        engines.push((path.display().to_string(), Arc::new(cache)));
+        let mut cache = ComponentCache::builder(ComponentRuntime::load(&path)?).config(config.clone());
+        if redis_url.is_none() {
+            cache = cache.backend(Arc::new(MemoryBackend::new()));
+        }
+        engines.push((path.display().to_string(), Arc::new(cache.build()?)));
     }
 
     for (_, engine) in &engines {
@@ -59,7 +69,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             times.push(started.elapsed().as_nanos() as f64 / gets as f64);
         }
     }
-    println!("get hit, in-memory backend: ns per get, fastest and median of {ROUNDS} rounds of {gets}");
+    let backend = redis_url.as_deref().unwrap_or("in-memory backend");
+    println!("get hit, {backend}: ns per get, fastest and median of {ROUNDS} rounds of {gets}");
     for ((name, _), mut times) in engines.iter().zip(rounds) {
         times.sort_by(f64::total_cmp);
         println!("{:>8.0} {:>8.0}  {name}", times[0], times[times.len() / 2]);
