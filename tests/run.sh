@@ -29,7 +29,7 @@ say "building the workspace (librtc, the rtc command, the harness)"
 cargo build --release --locked
 
 say "building the WebAssembly component"
-cargo build --release --locked --target wasm32-wasip2 -p rtc-component
+cargo build --profile component --locked --target wasm32-wasip2 -p rtc-component
 
 say "preparing the Node host of the component (npm ci, jco transpile)"
 bash tests/node/setup.sh

@@ -424,20 +424,12 @@ impl ComponentCache {
 
     /// Stores raw bytes under `key` and `tags`.
     pub fn set_bytes(&self, key: &str, value: &[u8], tags: impl Tags, lifetime: Lifetime) -> Result<()> {
-        let tags = owned(tags);
-        self.call(|s| cache_api(&s.rtc).call_set(&mut s.store, s.cache, key, value, &tags, to_wit_lifetime(lifetime)))
+        self.set_with(key, value, &owned(tags), lifetime)
     }
 
     /// Reads raw bytes: `Ok(Some)` on a hit, `Ok(None)` on a miss.
     pub fn get_bytes(&self, key: &str, tags: impl Tags) -> Result<Option<Vec<u8>>> {
-        // A near-cache hit needs no instance: the host answers it as native does.
-        if let Some(host) = &self.pool.host
-            && let Some(bytes) = host.get(key, &tags.tag_names())
-        {
-            return Ok(Some(bytes.to_vec()));
-        }
-        let tags = owned(tags);
-        self.call(|s| cache_api(&s.rtc).call_get(&mut s.store, s.cache, key, &tags))
+        self.get_with(key, &owned(tags))
     }
 
     /// What the near cache has done (hits, misses, invalidations received,
@@ -451,14 +443,38 @@ impl ComponentCache {
 
     /// Deletes the entry of `key` under `tags`; returns whether one existed.
     pub fn delete(&self, key: &str, tags: impl Tags) -> Result<bool> {
-        let tags = owned(tags);
-        self.call(|s| cache_api(&s.rtc).call_delete(&mut s.store, s.cache, key, &tags))
+        self.delete_with(key, &owned(tags))
     }
 
     /// Invalidates one tag or several, in one round trip.
     pub fn invalidate(&self, tags: impl Tags) -> Result<()> {
-        let tags = owned(tags);
-        self.call(|s| cache_api(&s.rtc).call_invalidate(&mut s.store, s.cache, &tags))
+        self.invalidate_with(&owned(tags))
+    }
+
+    // The `*_with` forms take the tags as the generated bindings lower them
+    // (`&[String]`), so `RawCache`, which has them so already, copies nothing.
+
+    fn set_with(&self, key: &str, value: &[u8], tags: &[String], lifetime: Lifetime) -> Result<()> {
+        self.call(|s| cache_api(&s.rtc).call_set(&mut s.store, s.cache, key, value, tags, to_wit_lifetime(lifetime)))
+    }
+
+    fn get_with(&self, key: &str, tags: &[String]) -> Result<Option<Vec<u8>>> {
+        // A near-cache hit needs no instance: the host answers it as native does.
+        if let Some(host) = &self.pool.host {
+            let names: Vec<&str> = tags.iter().map(String::as_str).collect();
+            if let Some(bytes) = host.get(key, &names) {
+                return Ok(Some(bytes.to_vec()));
+            }
+        }
+        self.call(|s| cache_api(&s.rtc).call_get(&mut s.store, s.cache, key, tags))
+    }
+
+    fn delete_with(&self, key: &str, tags: &[String]) -> Result<bool> {
+        self.call(|s| cache_api(&s.rtc).call_delete(&mut s.store, s.cache, key, tags))
+    }
+
+    fn invalidate_with(&self, tags: &[String]) -> Result<()> {
+        self.call(|s| cache_api(&s.rtc).call_invalidate(&mut s.store, s.cache, tags))
     }
 
     /// Invalidates every entry of the namespace in one write.
@@ -1030,19 +1046,19 @@ impl rtc_core::RawCache for ComponentCache {
     }
 
     fn set_bytes(&self, key: &str, value: &[u8], tags: &[String], lifetime: Lifetime) -> Result<()> {
-        ComponentCache::set_bytes(self, key, value, tags, lifetime)
+        self.set_with(key, value, tags, lifetime)
     }
 
     fn get_bytes(&self, key: &str, tags: &[String]) -> Result<Option<Vec<u8>>> {
-        ComponentCache::get_bytes(self, key, tags)
+        self.get_with(key, tags)
     }
 
     fn delete(&self, key: &str, tags: &[String]) -> Result<bool> {
-        ComponentCache::delete(self, key, tags)
+        self.delete_with(key, tags)
     }
 
     fn invalidate(&self, tags: &[String]) -> Result<()> {
-        ComponentCache::invalidate(self, tags)
+        self.invalidate_with(tags)
     }
 
     fn invalidate_all(&self) -> Result<()> {

@@ -14,7 +14,7 @@
 //! Build the component first:
 //!
 //! ```text
-//! cargo build --release --locked --target wasm32-wasip2 -p rtc-component
+//! cargo build --profile component --locked --target wasm32-wasip2 -p rtc-component
 //! ```
 //!
 //! ```no_run

@@ -42,7 +42,7 @@ struct Cli {
     #[arg(long, global = true, value_enum, default_value_t = EngineKind::Native)]
     engine: EngineKind,
     /// The component file for --engine component (default: $RTC_COMPONENT, else
-    /// target/wasm32-wasip2/release/rtc_component.wasm).
+    /// target/wasm32-wasip2/component/rtc_component.wasm).
     #[arg(long, global = true)]
     component: Option<std::path::PathBuf>,
     /// Read/write timeout of one Redis round trip, in seconds (fractions
@@ -314,13 +314,13 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
 }
 
 /// Returns the component to load: `$RTC_COMPONENT`, else the one built beside
-/// this executable (`target/release/rtc` -> `target/wasm32-wasip2/release/`),
+/// this executable (`target/release/rtc` -> `target/wasm32-wasip2/component/`),
 /// else the one in the workspace this binary was built from.
 fn default_component() -> std::path::PathBuf {
     if std::env::var_os("RTC_COMPONENT").is_none() {
         let beside = std::env::current_exe()
             .ok()
-            .and_then(|exe| Some(exe.parent()?.parent()?.join("wasm32-wasip2/release/rtc_component.wasm")));
+            .and_then(|exe| Some(exe.parent()?.parent()?.join("wasm32-wasip2/component/rtc_component.wasm")));
         if let Some(path) = beside.filter(|p| p.exists()) {
             return path;
         }

@@ -13,7 +13,7 @@ use crate::bindings::{Rtc, RtcPre};
 use crate::state::HostState;
 
 /// The command that builds the component, from the workspace root.
-pub const BUILD_COMMAND: &str = "cargo build --release --locked --target wasm32-wasip2 -p rtc-component";
+pub const BUILD_COMMAND: &str = "cargo build --profile component --locked --target wasm32-wasip2 -p rtc-component";
 
 /// The environment variable that names the component file.
 pub const COMPONENT_ENV: &str = "RTC_COMPONENT";
@@ -27,7 +27,7 @@ const TABLES_PER_COMPONENT: u32 = 8;
 
 /// Returns where the component is: `$RTC_COMPONENT` if set, else the
 /// artifact [`BUILD_COMMAND`] writes in this workspace,
-/// `target/wasm32-wasip2/release/rtc_component.wasm`.
+/// `target/wasm32-wasip2/component/rtc_component.wasm`.
 ///
 /// ```
 /// let path = rtc_host::default_component_path();
@@ -38,7 +38,7 @@ pub fn default_component_path() -> PathBuf {
         return PathBuf::from(path);
     }
     let host = Path::new(env!("CARGO_MANIFEST_DIR"));
-    host.parent().unwrap_or(host).join("target/wasm32-wasip2/release/rtc_component.wasm")
+    host.parent().unwrap_or(host).join("target/wasm32-wasip2/component/rtc_component.wasm")
 }
 
 /// Limits of a [`ComponentRuntime`].

@@ -35,7 +35,7 @@ import * as hooks from './hooks.js';
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '..', '..');
 const SETUP = 'bash tests/node/setup.sh';
-const BUILD = 'cargo build --release --locked --target wasm32-wasip2 -p rtc-component';
+const BUILD = 'cargo build --profile component --locked --target wasm32-wasip2 -p rtc-component';
 
 function cannotRun(message) {
   console.error(`tests/node/run.mjs: ${message}`);
@@ -64,7 +64,7 @@ function checkSetup() {
   if (!existsSync(join(out, 'rtc_component.js')) || !existsSync(join(out, 'SOURCE.json'))) {
     cannotRun(`the component is not transpiled (tests/node/out/ is missing): run \`${SETUP}\` (after \`${BUILD}\`)`);
   }
-  const wasm = resolve(process.env.RTC_COMPONENT ?? join(root, 'target', 'wasm32-wasip2', 'release', 'rtc_component.wasm'));
+  const wasm = resolve(process.env.RTC_COMPONENT ?? join(root, 'target', 'wasm32-wasip2', 'component', 'rtc_component.wasm'));
   if (!existsSync(wasm)) cannotRun(`the rtc component is not built: ${wasm} is missing; build it with \`${BUILD}\``);
   const source = JSON.parse(readFileSync(join(out, 'SOURCE.json'), 'utf8'));
   const sha256 = createHash('sha256').update(readFileSync(wasm)).digest('hex');

@@ -7,13 +7,13 @@
 #   3. records which .wasm that was (out/SOURCE.json), so run.mjs refuses a
 #      stale transpilation.
 # Idempotent; run it after every build of the component:
-#   cargo build --release --locked --target wasm32-wasip2 -p rtc-component
+#   cargo build --profile component --locked --target wasm32-wasip2 -p rtc-component
 #   bash tests/node/setup.sh
-# The component is $RTC_COMPONENT, else target/wasm32-wasip2/release/rtc_component.wasm.
+# The component is $RTC_COMPONENT, else target/wasm32-wasip2/component/rtc_component.wasm.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
-wasm="${RTC_COMPONENT:-$root/target/wasm32-wasip2/release/rtc_component.wasm}"
+wasm="${RTC_COMPONENT:-$root/target/wasm32-wasip2/component/rtc_component.wasm}"
 
 fail() { printf 'tests/node/setup.sh: %s\n' "$*" >&2; exit 1; }
 
@@ -23,7 +23,7 @@ major="$(node -p 'process.versions.node.split(".")[0]')"
 [ "$major" -ge 20 ] || fail "node $(node --version) is too old: Node.js 20 or later is needed"
 [ -f "$wasm" ] || fail "the rtc component is not built: $wasm is missing.
 Build it from the workspace root with:
-    cargo build --release --locked --target wasm32-wasip2 -p rtc-component"
+    cargo build --profile component --locked --target wasm32-wasip2 -p rtc-component"
 wasm="$(cd "$(dirname "$wasm")" && pwd)/$(basename "$wasm")"
 
 cd "$here"

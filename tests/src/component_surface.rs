@@ -7,7 +7,7 @@ use std::sync::Arc;
 use rtc_host::ComponentRuntime;
 
 /// Returns the process-wide runtime of the built component
-/// (`$RTC_COMPONENT`, else `target/wasm32-wasip2/release/rtc_component.wasm`).
+/// (`$RTC_COMPONENT`, else `target/wasm32-wasip2/component/rtc_component.wasm`).
 ///
 /// Panics with the build command when the component has not been built.
 pub fn component_runtime() -> Arc<ComponentRuntime> {

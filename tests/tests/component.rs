@@ -2,8 +2,8 @@
 //! host), and entries and invalidations crossing between the native engine
 //! and the component engine.
 //!
-//! Needs the built component: `cargo build --release --locked --target
-//! wasm32-wasip2 -p rtc-component` (the README's test command runs it).
+//! Needs the built component: `cargo build --profile component --locked
+//! --target wasm32-wasip2 -p rtc-component` (the README's test command runs it).
 
 use std::sync::Arc;
 

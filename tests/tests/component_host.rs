@@ -2,8 +2,8 @@
 //! stampede lock, traps and misbehaving backends, Redis going away, and a
 //! component that is missing or is not one.
 //!
-//! Needs the built component: `cargo build --release --locked --target
-//! wasm32-wasip2 -p rtc-component` (the README's test command runs it).
+//! Needs the built component: `cargo build --profile component --locked
+//! --target wasm32-wasip2 -p rtc-component` (the README's test command runs it).
 
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex};

@@ -3,8 +3,8 @@
 //! `tests/python/setup.sh`, which the README's test command runs), configured
 //! with an identity bytes serializer, talks to the same real `redis-server`
 //! as rtc's Rust API, its C library, and its WebAssembly component (run by
-//! the wasmtime host; needs `cargo build --release --locked --target
-//! wasm32-wasip2 -p rtc-component`, which the README's test command runs).
+//! the wasmtime host; needs `cargo build --profile component --locked
+//! --target wasm32-wasip2 -p rtc-component`, which the README's test command runs).
 //!
 //! Every test drives `tests/python/peer.py` (one JSON command per line) and
 //! checks both directions: entries, tag invalidation, invalidate-all, and the

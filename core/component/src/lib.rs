@@ -13,8 +13,8 @@
 //! Build it (only) for `wasm32-wasip2`:
 //!
 //! ```text
-//! cargo build --release --locked --target wasm32-wasip2 -p rtc-component
-//! # -> target/wasm32-wasip2/release/rtc_component.wasm
+//! cargo build --profile component --locked --target wasm32-wasip2 -p rtc-component
+//! # -> target/wasm32-wasip2/component/rtc_component.wasm
 //! ```
 //!
 //! Randomness (tag values, lock tokens) comes from `wasi:random` through
@@ -37,11 +37,25 @@ use rtc_core::{
     MAX_LOCK_TIMEOUT, Ticket,
 };
 
+#[cfg(all(target_family = "wasm", not(target_feature = "atomics")))]
+mod size_classes;
+
+/// The allocator behind every allocation in the component, `cabi_realloc`
+/// (the host's copies of strings and lists into the guest) included: see
+/// [`size_classes`].
+#[cfg(all(target_family = "wasm", not(target_feature = "atomics")))]
+#[global_allocator]
+static ALLOCATOR: size_classes::SizeClasses = size_classes::SizeClasses::new();
+
 #[allow(missing_docs)]
 mod bindings {
     wit_bindgen::generate!({
         path: "../../wit",
         world: "rtc",
+        // Import arguments borrow: `redis.execute` and `hooks.report` read
+        // core's commands and reports in place instead of cloning every key
+        // and value into owned WIT types first.
+        ownership: Borrowing { duplicate_if_necessary: false },
     });
 }
 
@@ -89,7 +103,7 @@ impl wit::GuestFound for FoundResource {
         if let Some(hit) = found.hit.take() {
             let (key, tags) = (hit.key().to_owned(), hit.tags().to_vec());
             let (_, info) = hit.finish();
-            report(key, tags, &info);
+            report(&key, &tags, &info);
         }
     }
 
@@ -198,7 +212,7 @@ impl wit::GuestCache for CacheResource {
                     let info = self.cache.release(ticket);
                     let error =
                         info.error.clone().map_or_else(|| types::Error::Other("no ticket".into()), to_wit_error);
-                    report(key, tags, &info);
+                    report(&key, &tags, &info);
                     Err(error)
                 }
             }
@@ -222,7 +236,7 @@ impl wit::GuestCache for CacheResource {
                 Some(e) if before.as_deref() != Some(e.to_string().as_str()) => Err(to_wit_error(e.clone())),
                 _ => Ok(()),
             };
-            report(key, tags, &info);
+            report(&key, &tags, &info);
             result
         })
     }
@@ -251,34 +265,48 @@ impl Backend for ImportBackend {
         if commands.is_empty() {
             return Ok(Vec::new());
         }
-        let batch: Vec<redis::Command> = commands.iter().map(to_wit_command).collect();
+        // The WIT commands borrow core's strings and bytes. The keys of every
+        // MGET and DEL go, borrowed, into one buffer that the batch slices.
+        let keys: Vec<&str> = commands.iter().flat_map(key_list).map(String::as_str).collect();
+        let mut rest = keys.as_slice();
+        let batch: Vec<redis::Command<'_>> =
+            commands.iter().map(|command| to_wit_command(command, &mut rest)).collect();
         // Core's driver checks the reply count and kinds (the backend contract), once.
         let replies = redis::execute(&batch).map_err(from_wit_error)?;
         Ok(replies.into_iter().map(from_wit_reply).collect())
     }
 }
 
-fn to_wit_command(command: &rtc_core::Command) -> redis::Command {
-    use rtc_core::Command as C;
+/// Returns the keys of a command that names several.
+fn key_list(command: &rtc_core::Command) -> &[String] {
     match command {
-        C::Get { key } => redis::Command::Get(key.clone()),
-        C::Mget { keys } => redis::Command::Mget(keys.clone()),
-        C::Set { key, value, expire_ms, nx } => redis::Command::Set(redis::SetArgs {
-            key: key.clone(),
-            value: value.clone(),
-            expire_ms: *expire_ms,
-            nx: *nx,
-        }),
-        C::Del { keys } => redis::Command::Del(keys.clone()),
-        C::DelIfEq { key, value } => {
-            redis::Command::DelIfEq(redis::DelIfEqArgs { key: key.clone(), value: value.clone() })
+        rtc_core::Command::Mget { keys } | rtc_core::Command::Del { keys } => keys,
+        _ => &[],
+    }
+}
+
+/// Converts one command, taking its key list (if it has one) from the front of `keys`.
+fn to_wit_command<'a>(command: &'a rtc_core::Command, keys: &mut &'a [&'a str]) -> redis::Command<'a> {
+    use rtc_core::Command as C;
+    let mut take = || {
+        let (list, rest) = keys.split_at(key_list(command).len());
+        *keys = rest;
+        list
+    };
+    match command {
+        C::Get { key } => redis::Command::Get(key),
+        C::Mget { .. } => redis::Command::Mget(take()),
+        C::Set { key, value, expire_ms, nx } => {
+            redis::Command::Set(redis::SetArgs { key, value, expire_ms: *expire_ms, nx: *nx })
         }
-        C::Rpush { key, value } => redis::Command::Rpush(redis::RpushArgs { key: key.clone(), value: value.clone() }),
-        C::Pexpire { key, ms } => redis::Command::Pexpire(redis::PexpireArgs { key: key.clone(), ms: *ms }),
-        C::Pttl { key } => redis::Command::Pttl(key.clone()),
+        C::Del { .. } => redis::Command::Del(take()),
+        C::DelIfEq { key, value } => redis::Command::DelIfEq(redis::DelIfEqArgs { key, value }),
+        C::Rpush { key, value } => redis::Command::Rpush(redis::RpushArgs { key, value }),
+        C::Pexpire { key, ms } => redis::Command::Pexpire(redis::PexpireArgs { key, ms: *ms }),
+        C::Pttl { key } => redis::Command::Pttl(key),
         C::Blpop { key, timeout } => {
             let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX).clamp(1, MAX_BLPOP_MS);
-            redis::Command::Blpop(redis::BlpopArgs { key: key.clone(), timeout_ms: ms })
+            redis::Command::Blpop(redis::BlpopArgs { key, timeout_ms: ms })
         }
     }
 }
@@ -324,15 +352,20 @@ fn from_wit_error(e: types::Error) -> rtc_core::Error {
     rtc_core::Error::from_wit(case, m)
 }
 
-fn to_wit_info(info: &CacheInfo) -> hooks::CacheInfo {
+/// Reports one get-or-compute to the host's hook.
+fn report(key: &str, tags: &[String], info: &CacheInfo) {
     let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-    hooks::CacheInfo {
-        function: types::FunctionId {
-            module: info.function.module.clone(),
-            type_name: info.function.type_name.clone(),
-            function: info.function.function.clone(),
-        },
-        arguments: info.arguments.clone(),
+    // `function-id` is also an export type, so it stays owned.
+    let function = types::FunctionId {
+        module: info.function.module.clone(),
+        type_name: info.function.type_name.clone(),
+        function: info.function.function.clone(),
+    };
+    let error = info.error.clone().map(to_wit_error);
+    let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+    let info = hooks::CacheInfo {
+        function: &function,
+        arguments: &info.arguments,
         method: info.method,
         hit: info.hit,
         elapsed_ns: nanos(info.elapsed),
@@ -341,13 +374,9 @@ fn to_wit_info(info: &CacheInfo) -> hooks::CacheInfo {
         lock_full_hit: info.lock_full_hit,
         lock_full_miss: info.lock_full_miss,
         serialized_size: info.serialized_size as u64,
-        error: info.error.clone().map(to_wit_error),
-    }
-}
-
-/// Reports one get-or-compute to the host's hook.
-fn report(key: String, tags: Vec<String>, info: &CacheInfo) {
-    hooks::report(&hooks::HookEvent { key, tags, info: to_wit_info(info) });
+        error: error.as_ref(),
+    };
+    hooks::report(hooks::HookEvent { key, tags: &tags, info });
 }
 
 /// Runs an export's body; a panic (where the target unwinds) becomes `other`.
