@@ -175,6 +175,7 @@ impl<'a> Lookup<'a> {
 
 impl Op for Lookup<'_> {
     type Output = Looked;
+    const TIMED: bool = true;
 
     fn start(&mut self, now: Instant) -> Result<Step<Looked>> {
         match self.snapshot.start(now)? {

@@ -34,6 +34,11 @@ pub(crate) trait Op {
     /// What the operation returns.
     type Output;
 
+    /// Whether the operation reads the `now` it is given (the stampede
+    /// lock's waits). The drivers read the clock only for those: on
+    /// `wasm32-wasip2` each read is a call out to the host.
+    const TIMED: bool = false;
+
     /// Starts the operation at `now`.
     fn start(&mut self, now: Instant) -> Result<Step<Self::Output>>;
 
@@ -41,16 +46,23 @@ pub(crate) trait Op {
     fn resume(&mut self, replies: Vec<Reply>, now: Instant) -> Result<Step<Self::Output>>;
 }
 
+/// The time to give an `O` now: the clock for a timed operation, else a
+/// fixed instant it ignores (read once per process).
+pub(crate) fn now_for<O: Op>() -> Instant {
+    static UNTIMED: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    if O::TIMED { Instant::now() } else { *UNTIMED.get_or_init(Instant::now) }
+}
+
 /// Runs `op` to completion on a blocking backend: the sync driver.
 pub(crate) fn drive<O: Op>(backend: &dyn Backend, mut op: O) -> Result<O::Output> {
-    let mut step = op.start(Instant::now())?;
+    let mut step = op.start(now_for::<O>())?;
     loop {
         match step {
             Step::Done(output) => return Ok(output),
             Step::Send(commands) => {
                 let replies = backend.execute(&commands)?;
                 check_replies(&commands, &replies)?;
-                step = op.resume(replies, Instant::now())?;
+                step = op.resume(replies, now_for::<O>())?;
             }
         }
     }

@@ -32,22 +32,20 @@ pub use cache::Cache;
 #[cfg(feature = "redis")]
 pub use native::{AsyncClusterBackend, AsyncRedisBackend};
 
-use std::time::Instant;
-
 use crate::error::Result;
-use crate::step::{Op, Step, check_replies};
+use crate::step::{Op, Step, check_replies, now_for};
 
 /// Runs `op` to completion on an async backend: the async driver, the
 /// counterpart of the sync [`crate::step::drive`].
 pub(crate) async fn drive<O: Op + Send>(backend: &dyn AsyncBackend, mut op: O) -> Result<O::Output> {
-    let mut step = op.start(Instant::now())?;
+    let mut step = op.start(now_for::<O>())?;
     loop {
         match step {
             Step::Done(output) => return Ok(output),
             Step::Send(commands) => {
                 let replies = backend.execute(&commands).await?;
                 check_replies(&commands, &replies)?;
-                step = op.resume(replies, Instant::now())?;
+                step = op.resume(replies, now_for::<O>())?;
             }
         }
     }
