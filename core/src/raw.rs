@@ -52,6 +52,12 @@ pub trait RawCache: Send + Sync {
         options: &ComputeOptions,
         compute: &mut dyn FnMut() -> Result<Vec<u8>, Error>,
     ) -> Result<Vec<u8>, Error>;
+
+    /// What the near cache has done and holds; `None` when it is off (see
+    /// [`Cache::near_stats`]).
+    fn near_stats(&self) -> Option<crate::NearStats> {
+        None
+    }
 }
 
 impl<C: Codec> RawCache for Cache<C> {
@@ -85,5 +91,9 @@ impl<C: Codec> RawCache for Cache<C> {
         compute: &mut dyn FnMut() -> Result<Vec<u8>, Error>,
     ) -> Result<Vec<u8>, Error> {
         Cache::get_or_compute_bytes(self, options, compute)
+    }
+
+    fn near_stats(&self) -> Option<crate::NearStats> {
+        Cache::near_stats(self)
     }
 }

@@ -108,7 +108,7 @@ type Op<'a> = Box<dyn Fn(usize, usize) + Send + Sync + 'a>;
 /// Runs the whole benchmark and prints the table (and JSON).
 pub fn run(
     options: Options,
-    engines: impl FnOnce(&str) -> rtc_core::Result<Vec<(String, Engine)>>,
+    build_engines: impl Fn(&str, bool) -> rtc_core::Result<Vec<(String, Engine)>>,
 ) -> anyhow::Result<()> {
     let _server;
     let url = match &options.redis {
@@ -121,7 +121,7 @@ pub fn run(
             url
         }
     };
-    let engines = engines(&url)?;
+    let engines = build_engines(&url, false)?;
     let client = redis::Client::open(url.as_str())?;
     let mut admin = client.get_connection()?;
     let value = vec![b'x'; VALUE_SIZE];
@@ -141,11 +141,15 @@ pub fn run(
     let floor_key = "bench:plain";
     let _: () = redis::cmd("SET").arg(floor_key).arg(&value).query(&mut admin)?;
 
-    // The near cache (its own namespace), warmed, and the floor of a hit: a
-    // plain in-process map lookup of the same value, copied out as a hit is.
-    let near = near_cache(&url, &options.namespace)?;
-    near.set_bytes("bench:near", &value, &tags, Lifetime::Default)?;
-    let _ = near.get_bytes("bench:near", &tags)?;
+    // The engines again with their near cache on (their own namespace),
+    // warmed, and the floor of a hit: a plain in-process map lookup of the
+    // same value, copied out as a hit is.
+    let near_engines = build_engines(&url, true)?;
+    for (name, near) in &near_engines {
+        until_live(name, &**near)?;
+        near.set_bytes("bench:near", &value, &tags, Lifetime::Default)?;
+        let _ = near.get_bytes("bench:near", &tags)?;
+    }
     let map: std::sync::RwLock<std::collections::HashMap<String, Vec<u8>>> =
         std::sync::RwLock::new([("bench:near".to_string(), value.clone())].into_iter().collect());
 
@@ -172,14 +176,17 @@ pub fn run(
                 }),
             ),
         ];
-        {
-            let (near, map, tags) = (&near, &map, &tags);
+        for (name, near) in &near_engines {
+            let tags = &tags;
             workloads.push((
-                "near get hit".into(),
+                format!("{name} near get hit"),
                 Box::new(move |_, _| {
                     let _ = std::hint::black_box(near.get_bytes("bench:near", tags));
                 }),
             ));
+        }
+        {
+            let map = &map;
             workloads.push((
                 "in-process map lookup".into(),
                 Box::new(move |_, _| {
@@ -284,7 +291,9 @@ pub fn run(
     rows.extend(crate::bench_async::rows(&url, &options.namespace, options.ops, &value, &tags, floor)?);
     report["results"] = Value::Array(rows);
     report["peak_rss_kib_c"] = json!(c_peak_rss_kib);
-    report["near_cache"] = json!(format!("{:?}", near.near_stats()));
+    let near_stats: Vec<String> =
+        near_engines.iter().map(|(name, near)| format!("{name}: {:?}", near.near_stats())).collect();
+    report["near_cache"] = json!(near_stats.join("; "));
     if options.near_entries > 0 {
         eprintln!("bench: the near cache's memory with {} entries of {VALUE_SIZE} bytes", options.near_entries);
         report["near_cache_rss"] = near_memory(&url, &options.namespace, options.near_entries, &value, &tags)?;
@@ -519,6 +528,16 @@ fn reads(admin: &mut redis::Connection) -> anyhow::Result<u64> {
 fn redis_version(admin: &mut redis::Connection) -> String {
     let info: String = redis::cmd("INFO").arg("server").query(admin).unwrap_or_default();
     info.lines().find_map(|l| l.strip_prefix("redis_version:")).unwrap_or("?").trim().to_string()
+}
+
+/// Waits until the near cache of engine `name` has its tracking up.
+fn until_live(name: &str, engine: &dyn rtc_core::RawCache) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !engine.near_stats().is_some_and(|s| s.live) {
+        anyhow::ensure!(Instant::now() < deadline, "the {name} engine's near cache never came up");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    Ok(())
 }
 
 /// A near cache on `url` for the benchmark, once its tracking connection is up.

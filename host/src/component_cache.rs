@@ -1072,4 +1072,8 @@ impl rtc_core::RawCache for ComponentCache {
     ) -> Result<Vec<u8>, Error> {
         ComponentCache::get_or_compute_bytes(self, options, compute)
     }
+
+    fn near_stats(&self) -> Option<rtc_core::NearStats> {
+        ComponentCache::near_stats(self)
+    }
 }

@@ -287,12 +287,20 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 json_out,
             };
             // The engines are built once the benchmark knows its Redis (it may start one).
-            let engines = |url: &str| -> rtc_core::Result<Vec<(String, engine::Engine)>> {
-                let config = config.clone().url(Some(url.to_string())).in_local_memory(false);
+            // With `near`, the engines have their near cache on, in a namespace of their own.
+            let engines = |url: &str, near: bool| -> rtc_core::Result<Vec<(String, engine::Engine)>> {
+                let mut config = config.clone().url(Some(url.to_string())).in_local_memory(false);
+                if near {
+                    let namespace = format!("{}-near", config.namespace);
+                    config = config
+                        .namespace(namespace)
+                        .near_cache_max_entries(1_000_000usize)
+                        .near_cache_max_bytes(1usize << 30);
+                }
                 let mut engines = vec![("native".to_string(), engine::native(config.clone(), None)?)];
                 if component.exists() {
                     engines.push(("component".to_string(), engine::component(&component, config, None)?));
-                } else {
+                } else if !near {
                     eprintln!("bench: no component at {}; measuring the native engine only", component.display());
                 }
                 Ok(engines)
