@@ -54,6 +54,21 @@ impl Reader for ComponentCache {
     }
 }
 
+/// The async API, driven from the test's thread.
+struct AsyncReader {
+    runtime: tokio::runtime::Runtime,
+    cache: rtc_core::future::Cache,
+}
+
+impl Reader for AsyncReader {
+    fn read(&self, key: &str, tags: &[&str]) -> rtc_core::Result<Option<Vec<u8>>> {
+        self.runtime.block_on(self.cache.get_bytes(key, tags))
+    }
+    fn near(&self) -> Option<NearStats> {
+        self.cache.near_stats()
+    }
+}
+
 fn stats(cache: &dyn Reader) -> NearStats {
     cache.near().expect("the near cache is on")
 }
@@ -356,6 +371,17 @@ fn on_a_cluster_every_master_pushes_and_a_failover_flushes() {
     }
     windows.sort();
     print_windows("a 3-master cluster", &windows, stats(&reader));
+
+    // The async API on the cluster: the same tracking, the same rules.
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let cache = {
+        let _entered = runtime.enter();
+        builder().near_cache_max_entries(10_000usize).build_async().expect("async near cache on a cluster")
+    };
+    let async_reader = AsyncReader { runtime, cache };
+    until_live(&async_reader);
+    let windows = staleness(&async_reader, &writer, "k-async", 12);
+    print_windows("a 3-master cluster, async API", &windows, stats(&async_reader));
 
     // A failover of the master owning the tag: the slot map changes, so the
     // near cache is flushed and resubscribes to the new master.
