@@ -14,6 +14,7 @@ use crate::info::{Hook, HookEvent};
 use crate::invalidate::Invalidate;
 use crate::layout::{ALL_TAG, Layout};
 use crate::memory::MemoryBackend;
+use crate::near::NearState;
 use crate::snapshot::{Access, Snapshot, TagMemo};
 use crate::step::{drive, int};
 use crate::tags::Tags;
@@ -53,7 +54,7 @@ pub(crate) struct Inner {
     /// The fail-safe values, when `fail_safe_max_duration` is set.
     pub(crate) fail_safe: Option<crate::fail_safe::FailSafe>,
     /// The near cache, when configured on Redis (a server or a cluster).
-    pub(crate) near: Option<Arc<crate::near::NearState>>,
+    pub(crate) near: Option<Arc<NearState>>,
 }
 
 impl Cache<Cbor> {
@@ -146,9 +147,7 @@ impl<C: Codec> CacheBuilder<C> {
         };
         let native = !backend_given && matches!(config_target, Target::Redis | Target::Cluster);
         let mut inner = Inner::new(config, self.hook);
-        if inner.config.near_cache_max_entries > 0 {
-            inner.near = near_cache(&inner, native)?;
-        }
+        inner.near = NearState::start(&inner.config, &inner.layout, native)?;
         Ok(crate::future::Cache { inner: Arc::new(inner), backend, codec: self.codec })
     }
 
@@ -168,17 +167,14 @@ impl<C: Codec> CacheBuilder<C> {
             (Target::Cluster | Target::Redis, None) => redis_backend(&config)?,
         };
         let mut inner = Inner::new(config, self.hook);
-        if inner.config.near_cache_max_entries > 0 {
-            inner.near = near_cache(&inner, native)?;
-        }
+        inner.near = NearState::start(&inner.config, &inner.layout, native)?;
         Ok(Cache { inner: Arc::new(inner), backend, codec: self.codec })
     }
 }
 
 impl Inner {
     pub(crate) fn new(config: Config, hook: Option<Hook>) -> Self {
-        let fail_safe =
-            config.fail_safe_max_duration.map(|age| crate::fail_safe::FailSafe::new(age, config.fail_safe_max_bytes));
+        let fail_safe = crate::fail_safe::FailSafe::configured(&config);
         Inner {
             layout: Layout::new(&config.namespace),
             config,
@@ -189,25 +185,6 @@ impl Inner {
             near: None,
         }
     }
-}
-
-/// The near cache `inner`'s configuration asks for, with its tracking
-/// tracking started: only on the native Redis backends, one server or a
-/// cluster (the memory backend and custom backends get none, with a warning).
-fn near_cache(inner: &Inner, native: bool) -> Result<Option<Arc<crate::near::NearState>>> {
-    let config = &inner.config;
-    if !native || cfg!(not(feature = "redis")) {
-        tracing::warn!("the near cache needs Redis (a server or a cluster, not memory or a custom backend): it is off");
-        return Ok(None);
-    }
-    let near = Arc::new(crate::near::NearState::new(
-        config.near_cache_max_entries,
-        config.near_cache_max_bytes,
-        config.near_cache_max_lifetime,
-    ));
-    #[cfg(feature = "redis")]
-    crate::native::tracking::start(config, inner.layout.prefix(), &near)?;
-    Ok(Some(near))
 }
 
 impl std::fmt::Debug for Inner {

@@ -49,6 +49,11 @@ impl FailSafe {
         FailSafe { max_age, saved: Cache::with_weighter(estimated_items, max_bytes as u64, Bytes) }
     }
 
+    /// The store `config` asks for (`fail_safe_max_duration` set), if any.
+    pub(crate) fn configured(config: &crate::config::Config) -> Option<Self> {
+        config.fail_safe_max_duration.map(|age| FailSafe::new(age, config.fail_safe_max_bytes))
+    }
+
     /// Remembers `bytes` as the current value under `storage_key`, now.
     pub(crate) fn save(&self, storage_key: &str, bytes: &[u8]) {
         self.saved.insert(storage_key.to_owned(), Saved { bytes: Arc::new(bytes.to_vec()), confirmed: Instant::now() });

@@ -96,6 +96,7 @@ impl Call {
 
     /// The near cache's copy of the entry, if it holds one now.
     pub(crate) fn near_bytes(&self) -> Option<Arc<Vec<u8>>> {
+        self.inner.near.as_ref()?;
         let tags: Vec<&str> = self.tags.iter().map(String::as_str).collect();
         self.inner.near_hit(&self.key, &tags)
     }

@@ -28,7 +28,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use crate::backend::{Backend, Command, Reply};
-use crate::config::{Config, Target};
+use crate::config::Config;
 use crate::error::Result;
 use crate::fail_safe::FailSafe;
 use crate::layout::{Layout, hash_order, metadata_hash};
@@ -52,29 +52,15 @@ pub struct HostBackend {
 }
 
 impl HostBackend {
-    /// Wraps the native Redis `backend` built from `config` with the near
-    /// cache (`near_cache_max_entries` above 0, its tracking started) and
-    /// the fail-safe values (`fail_safe_max_duration` set) `config` asks
-    /// for. `None` when it asks for neither. The near cache needs Redis: in
-    /// memory or disabled it stays off, logged, as natively.
-    pub fn wrap(config: &Config, backend: Arc<dyn Backend>) -> Result<Option<Arc<HostBackend>>> {
-        let fail_safe = config.fail_safe_max_duration.map(|age| FailSafe::new(age, config.fail_safe_max_bytes));
+    /// Wraps `backend`, built from `config`, with the near cache and the
+    /// fail-safe values `config` asks for; `None` when it asks for neither.
+    /// As natively, the near cache needs `backend` to be core's own Redis
+    /// backend (`redis`: [`crate::native_backend`] of a server or a
+    /// cluster); otherwise it stays off, with a warning.
+    pub fn wrap(config: &Config, backend: Arc<dyn Backend>, redis: bool) -> Result<Option<Arc<HostBackend>>> {
+        let fail_safe = FailSafe::configured(config);
         let layout = Layout::new(&config.namespace);
-        let mut near = None;
-        if config.near_cache_max_entries > 0 {
-            if matches!(config.target(), Target::Redis | Target::Cluster) && cfg!(feature = "redis") {
-                let state = Arc::new(NearState::new(
-                    config.near_cache_max_entries,
-                    config.near_cache_max_bytes,
-                    config.near_cache_max_lifetime,
-                ));
-                #[cfg(feature = "redis")]
-                crate::native::tracking::start(config, layout.prefix(), &state)?;
-                near = Some(state);
-            } else {
-                tracing::warn!("the near cache needs Redis (a server or a cluster, not memory): it is off");
-            }
-        }
+        let near = NearState::start(config, &layout, redis)?;
         if near.is_none() && fail_safe.is_none() {
             return Ok(None);
         }

@@ -34,6 +34,8 @@ use std::time::{Duration, Instant};
 use quick_cache::Weighter;
 use quick_cache::sync::Cache;
 
+use crate::config::Config;
+use crate::error::Result;
 use crate::layout::{Layout, hash_order, metadata_hash};
 
 /// One cached entry: its bytes, until when it may be served.
@@ -159,6 +161,30 @@ impl NearState {
             invalidations: AtomicU64::new(0),
             flushes: AtomicU64::new(0),
         }
+    }
+
+    /// The near cache `config` asks for (`near_cache_max_entries` above 0),
+    /// its tracking started, when the cache's backend is core's own Redis
+    /// backend (`redis`: one server or a cluster). Otherwise none: with a
+    /// warning when one was asked for (memory, disabled, a custom backend).
+    pub(crate) fn start(config: &Config, layout: &Layout, redis: bool) -> Result<Option<Arc<NearState>>> {
+        if config.near_cache_max_entries == 0 {
+            return Ok(None);
+        }
+        if !redis || cfg!(not(feature = "redis")) {
+            tracing::warn!(
+                "the near cache needs Redis (a server or a cluster, not memory or a custom backend): it is off"
+            );
+            return Ok(None);
+        }
+        let near = Arc::new(NearState::new(
+            config.near_cache_max_entries,
+            config.near_cache_max_bytes,
+            config.near_cache_max_lifetime,
+        ));
+        #[cfg(feature = "redis")]
+        crate::native::tracking::start(config, layout.prefix(), &near)?;
+        Ok(Some(near))
     }
 
     /// Whether the near cache serves (its tracking connection is up).

@@ -157,16 +157,12 @@ impl ComponentCacheBuilder {
         };
         // The near cache and the fail-safe values live here, in the host, below
         // the component: core's HostBackend answers and learns from its Redis batches.
-        let mut below = config.clone();
-        if !native && below.near_cache_max_entries > 0 {
-            tracing::warn!("the near cache needs the host's own Redis backend (a server or a cluster): it is off");
-            below.near_cache_max_entries = 0;
-        }
-        if self.guest_memory {
-            // The host sees no batches: nothing to learn from.
-            below.fail_safe_max_duration = None;
-        }
-        let host = HostBackend::wrap(&below, Arc::clone(&backend))?;
+        let host = if self.guest_memory {
+            // The host sees no batches: nothing to keep below the component.
+            None
+        } else {
+            HostBackend::wrap(&config, Arc::clone(&backend), native)?
+        };
         let backend: Arc<dyn Backend> = match &host {
             Some(host) => Arc::clone(host) as Arc<dyn Backend>,
             None => backend,
