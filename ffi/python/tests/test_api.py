@@ -199,7 +199,16 @@ def test_hook_lock_fields(cache: RedisTaggedCache, redis_client: Any) -> None:
     holder.join()
     waiter.join()
     f(1)
-    computed, waited, hit = infos
+    # The holder and the waiter report from their own threads, and nothing
+    # orders the two reports (set-and-unlock wakes the waiter before the
+    # holder's hook runs): tell them apart by what they report, not by
+    # their order. The third call ran after both threads ended: it is last.
+    assert len(infos) == 3
+    *concurrent, hit = infos
+    computed = [i for i in concurrent if not i.hit]
+    waited = [i for i in concurrent if i.hit]
+    assert len(computed) == 1 and len(waited) == 1, concurrent
+    (computed,), (waited,) = computed, waited
     assert (computed.hit, computed.lock_full_miss, computed.lock_full_hit) == (False, True, False)
     assert (waited.hit, waited.lock_full_miss, waited.lock_full_hit) == (True, False, False)
     assert waited.lock_waiting_ms >= 50 and waited.decorated_elapsed == 0.0
