@@ -205,21 +205,41 @@ class SilentServer:
         self.sock.listen(64)
         self.port = self.sock.getsockname()[1]
         self.conns: List[socket.socket] = []
+        self.peers: List[Any] = []  # the address each accepted connection came from
+        self._probes: List[socket.socket] = []
         self.closed = False
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
         while not self.closed:
             try:
-                conn, _ = self.sock.accept()
+                conn, peer = self.sock.accept()
             except OSError:
                 return
             self.conns.append(conn)
+            self.peers.append(peer)
+
+    def connections(self) -> int:
+        """Returns how many connections clients have made so far, all of them
+        accepted: the accept thread may lag behind the kernel, so a probe
+        connection is made and waited for (the backlog is accepted in order),
+        and not counted."""
+        probe = socket.create_connection(("127.0.0.1", self.port), timeout=DEADLINE)
+        self._probes.append(probe)
+        mine = probe.getsockname()
+        end = time.monotonic() + DEADLINE
+        while mine not in self.peers:
+            assert time.monotonic() < end, "the silent server never accepted its probe"
+            time.sleep(0.001)
+        probes = {p.getsockname() for p in self._probes}
+        return sum(1 for peer in self.peers if peer not in probes)
 
     def close(self) -> None:
+        """Stops listening and closes every connection: a client waiting for
+        an answer gets an end of file at once."""
         self.closed = True
         self.sock.close()
-        for c in self.conns:
+        for c in self.conns + self._probes:
             c.close()
 
 

@@ -6,7 +6,7 @@ pass unchanged, so these use only what that suite uses: the public API, plus
 
 import pickle
 import time
-from threading import Thread
+from threading import Event, Thread
 from typing import Any, Iterable, List, Optional
 
 import pytest
@@ -173,53 +173,115 @@ def test_hook_sees_cache_info(inst: RedisTaggedCache, method: bool) -> None:
     assert seen[0].decorated_elapsed > 0.0 and seen[1].decorated_elapsed == 0.0
 
 
-def test_lock_one_computation_while_another_thread_waits(inst: RedisTaggedCache) -> None:
+def _waiting(inst: RedisTaggedCache, request: Any, callers: int, entered: List[Any]) -> None:
+    """Waits until `callers` callers wait for the lock: on Redis, until the
+    server reports them blocked on its wake-up list; in memory (where
+    nothing tells), until they have entered the call, after which each
+    waits or, arriving after the value, hits: both reuse the value."""
+    end = time.monotonic() + 10
+    if inst.in_local_memory:
+        while len(entered) < callers:
+            assert time.monotonic() < end, f"only {len(entered)} of {callers} callers started"
+            time.sleep(0.001)
+        return
+    client = request.getfixturevalue("redis_server").client()
+    while int(client.info("clients")["blocked_clients"]) < callers:
+        assert time.monotonic() < end, "the callers never waited for the lock"
+        time.sleep(0.001)
+
+
+def _reused(inst: RedisTaggedCache, info: CacheInfo) -> bool:
+    """A call that did not compute but reused the holder's value: on Redis
+    (where `_waiting` saw it wait), after waiting, so not a first-read hit."""
+    return info.hit and not info.lock_full_miss and (inst.in_local_memory or not info.lock_full_hit)
+
+
+def test_lock_one_computation_while_another_thread_waits(inst: RedisTaggedCache, request: Any) -> None:
+    # The reference's version sleeps 1 s in the computation, hoping the other
+    # thread waits meanwhile, and bounds the whole test's time; here the
+    # computation lasts until the other caller waits, and what is promised is
+    # checked: one computation, and the waiter reuses its value (a waiter
+    # whose lock wait timed out would have computed too).
     calls: List[str] = []
-    started = __import__("threading").Event()
+    infos: List[CacheInfo] = []
+    inst.cache_hook = lambda key, tags, cache_info, userdata=None: infos.append(cache_info)
+    started, release = Event(), Event()
+    entered: List[Any] = []
 
     class A:
-        @inst.decorator(tags=["tag1", "tag2"], lock=True, lock_timeout=5)
+        @inst.decorator(tags=["tag1", "tag2"], lock=True, lock_timeout=20)
         def decorated(self, *args: Any, **kwargs: Any) -> List[Any]:
             calls.append("called")
             started.set()
-            time.sleep(1)
+            assert release.wait(20)
             return [args, kwargs]
 
     results: List[Any] = []
     a = A()
-    t = Thread(target=lambda: (started.wait(), results.append(a.decorated(1, "2", foo="bar"))))
+
+    def waiter() -> None:
+        started.wait()
+        entered.append(1)
+        results.append(a.decorated(1, "2", foo="bar"))
+
+    t = Thread(target=waiter)
     t.start()
-    before = time.monotonic()
-    assert a.decorated(1, "2", foo="bar") == [(1, "2"), {"foo": "bar"}]
+    holder = Thread(target=lambda: results.append(a.decorated(1, "2", foo="bar")))
+    holder.start()
+    assert started.wait(10)
+    _waiting(inst, request, 1, entered)
+    release.set()
+    holder.join()
     t.join()
-    assert results == [[(1, "2"), {"foo": "bar"}]]
+    assert results == [[(1, "2"), {"foo": "bar"}]] * 2
     assert calls == ["called"]
-    assert time.monotonic() - before < 3
+    assert len(infos) == 2
+    assert [(i.hit, i.lock_full_miss) for i in infos].count((False, True)) == 1, infos
+    assert sum(1 for i in infos if _reused(inst, i)) == 1, infos
 
 
-def test_lock_high_concurrency_computes_once(inst: RedisTaggedCache) -> None:
+def test_lock_high_concurrency_computes_once(inst: RedisTaggedCache, request: Any) -> None:
+    # As above: the computation lasts until the 99 others wait for it (the
+    # reference sleeps 1 s and bounds the test's time).
     calls: List[str] = []
+    release = Event()
+    entered: List[Any] = []
 
     class A:
-        @inst.decorator(tags=["tag1", "tag2"], lock=True, lock_timeout=5)
+        @inst.decorator(tags=["tag1", "tag2"], lock=True, lock_timeout=20)
         def decorated(self, *args: Any, **kwargs: Any) -> List[Any]:
             calls.append("called")
-            time.sleep(1)
+            if args != (0, ""):
+                assert release.wait(20)
             return [args, kwargs]
 
     a = A()
     a.decorated(0, "", foo="bar")  # creates the tags first, as the reference's test does
     calls.clear()
+    infos: List[CacheInfo] = []
+    inst.cache_hook = lambda key, tags, cache_info, userdata=None: infos.append(cache_info)
     results: List[Any] = []
-    threads = [Thread(target=lambda: results.append(a.decorated(1, "2", foo="bar"))) for _ in range(100)]
-    before = time.monotonic()
+
+    def caller() -> None:
+        entered.append(1)
+        results.append(a.decorated(1, "2", foo="bar"))
+
+    threads = [Thread(target=caller) for _ in range(100)]
     for t in threads:
         t.start()
+    end = time.monotonic() + 10
+    while not calls:
+        assert time.monotonic() < end, "nobody computed"
+        time.sleep(0.001)
+    _waiting(inst, request, 99, entered)
+    release.set()
     for t in threads:
         t.join()
     assert calls == ["called"]
     assert results == [[(1, "2"), {"foo": "bar"}]] * 100
-    assert time.monotonic() - before < 4
+    assert len(infos) == 100
+    assert [(i.hit, i.lock_full_miss) for i in infos].count((False, True)) == 1, infos
+    assert sum(1 for i in infos if _reused(inst, i)) == 99, infos
 
 
 def _serializer(value: Any) -> Optional[bytes]:

@@ -44,18 +44,23 @@ def test_many_threads_share_one_cache(cache: RedisTaggedCache) -> None:
 
 
 def test_the_gil_is_released_while_librtc_waits(silent_server: Any) -> None:
-    """A thread blocked in librtc (a hung Redis, 2 s timeout) lets this thread run Python."""
-    hung = RedisTaggedCache(host="127.0.0.1", port=silent_server.port, socket_timeout=2, socket_connect_timeout=2)
-    blocked = threading.Thread(target=lambda: hung.set("k", 1))
+    """A thread blocked in librtc (a hung Redis) lets this thread run Python."""
+    # The call can only end by its timeout (far away) or when the server
+    # closes its connection, which this test does once it has run Python.
+    hung = RedisTaggedCache(host="127.0.0.1", port=silent_server.port, socket_timeout=60, socket_connect_timeout=60)
+    results: List[bool] = []
+    blocked = threading.Thread(target=lambda: results.append(hung.set("k", 1)))
     blocked.start()
-    end = time.monotonic() + 5
+    end = time.monotonic() + 10
     while not silent_server.conns:  # the call is in librtc once it has connected
         assert time.monotonic() < end
         time.sleep(0.01)
     spins = sum(1 for _ in range(200_000))  # pure Python: needs the GIL
-    # Had librtc kept the GIL, this thread could only run after the 2 s call returned.
-    assert spins == 200_000 and blocked.is_alive()
+    # Had librtc kept the GIL, this thread could only run after the call returned.
+    assert spins == 200_000 and blocked.is_alive() and results == []
+    silent_server.close()
     blocked.join()
+    assert results == [False]  # the closed connection ended the call: bypassed
 
 
 def test_a_forked_child_uses_its_own_connections(cache: RedisTaggedCache) -> None:
