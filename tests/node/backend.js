@@ -43,6 +43,10 @@ export const control = {
   batches: 0,
   /** Commands received, by name (`get`, `mget`, `set`, ...). */
   commands: {},
+  /** BLPOPs answered, by how: `woken` (an element was pushed: a wake-up),
+   *  `timedOut` (nil: the wait ran out, or returned at once with
+   *  `blpopWaits` false). */
+  blpops: { woken: 0, timedOut: 0 },
   /** Breaches of the WIT's promises about the commands the component sends
    *  (a BLPOP sharing its batch, ...): strings, to be checked empty. */
   violations: [],
@@ -79,6 +83,7 @@ export const control = {
     store.clear();
     this.batches = 0;
     this.commands = {};
+    this.blpops = { woken: 0, timedOut: 0 };
     this.violations = [];
     this.failure = null;
     this.tamper = null;
@@ -296,6 +301,9 @@ export function execute(commands) {
     throw new RedisError(tag, val);
   }
   let replies = redis ? onRedis(commands) : commands.map(run);
+  commands.forEach(({ tag }, i) => {
+    if (tag === 'blpop') control.blpops[replies[i]?.tag === 'nil' ? 'timedOut' : 'woken'] += 1;
+  });
   if (control.tamper) {
     const tamper = control.tamper;
     control.tamper = null;

@@ -140,10 +140,34 @@ fn entry_lifetimes_reach_redis() {
     assert_eq!(ttl(&redis, &default), -1, "default_lifetime None means no expiry");
 }
 
-fn hundred_callers_compute_once(cache: &Cache) {
+/// A backend that counts the callers inside a `BLPOP` now: the callers that
+/// wait for another's stampede lock (Redis's `blocked_clients`, for any backend).
+struct CountsWaiters {
+    inner: Arc<dyn Backend>,
+    waiting: AtomicUsize,
+}
+
+impl Backend for CountsWaiters {
+    fn execute(&self, commands: &[Command]) -> rtc_core::Result<Vec<Reply>> {
+        let waits = commands.iter().any(|c| matches!(c, Command::Blpop { .. }));
+        if waits {
+            self.waiting.fetch_add(1, Ordering::SeqCst);
+        }
+        let replies = self.inner.execute(commands);
+        if waits {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+        }
+        replies
+    }
+}
+
+fn hundred_callers_compute_once(config: Config, inner: Arc<dyn Backend>) {
     const CALLERS: usize = 100;
+    let backend = Arc::new(CountsWaiters { inner, waiting: AtomicUsize::new(0) });
+    let cache =
+        Cache::builder().config(config).backend(Arc::clone(&backend) as Arc<dyn Backend>).build().expect("build");
     let computed = AtomicUsize::new(0);
-    let options = ComputeOptions::key("cold").tags(["a", "b"]).lock(true).lock_timeout(Duration::from_secs(10));
+    let options = ComputeOptions::key("cold").tags(["a", "b"]).lock(true).lock_timeout(Duration::from_secs(20));
     let barrier = Barrier::new(CALLERS);
     let values: Vec<Vec<u8>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..CALLERS)
@@ -153,8 +177,13 @@ fn hundred_callers_compute_once(cache: &Cache) {
                     cache
                         .get_or_compute_bytes(&options, || {
                             computed.fetch_add(1, Ordering::SeqCst);
-                            // The computation's own duration, so callers really overlap with it.
-                            std::thread::sleep(Duration::from_millis(200));
+                            // Computes until every other caller waits for the lock
+                            // (each re-waits at least once a second: polled, with a deadline).
+                            let deadline = std::time::Instant::now() + Duration::from_secs(15);
+                            while backend.waiting.load(Ordering::SeqCst) < CALLERS - 1 {
+                                assert!(std::time::Instant::now() < deadline, "the other callers never all waited");
+                                std::thread::yield_now();
+                            }
                             Ok::<_, ()>(b"expensive".to_vec())
                         })
                         .expect("infallible")
@@ -170,12 +199,14 @@ fn hundred_callers_compute_once(cache: &Cache) {
 #[test]
 fn lock_100_concurrent_callers_compute_once_on_redis() {
     let redis = RedisServer::start();
-    hundred_callers_compute_once(&redis_cache(&redis, &unique_namespace("lock100")));
+    let config = Config::default().namespace(unique_namespace("lock100")).url(Some(redis.url()));
+    let backend = Arc::new(RedisBackend::new(&config).expect("backend"));
+    hundred_callers_compute_once(config, backend);
 }
 
 #[test]
 fn lock_100_concurrent_callers_compute_once_in_memory() {
-    hundred_callers_compute_once(&Cache::builder().in_local_memory(true).build().expect("build"));
+    hundred_callers_compute_once(Config::default(), Arc::new(rtc_core::MemoryBackend::new()));
 }
 
 #[test]
