@@ -376,7 +376,8 @@ class RedisTaggedCache:
         if key is not None and not callable(key):
             raise TypeError(f"rtc: key must be a callable returning the key, not {key!r}")
         return cache_decorator(
-            cache=self,
+            native=lambda: self._cache,
+            hook=lambda: self.cache_hook,
             tags=tags,
             lifetime=n.lifetime(lifetime),
             key=key,

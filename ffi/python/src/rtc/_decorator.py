@@ -10,17 +10,14 @@ import inspect
 import json
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, Optional, Tuple, Union
 
 import wrapt
 
 from rtc import _native as n
 from rtc._native import ffi, lib
-from rtc._types import CacheInfo
+from rtc._types import CacheHook, CacheInfo
 from rtc.app.hash import short_hash
-
-if TYPE_CHECKING:
-    from rtc._cache import RedisTaggedCache
 
 LOGGER = logging.getLogger("rtc.app.decorator")
 SERVICE_LOGGER = logging.getLogger("rtc.app.service")
@@ -69,9 +66,9 @@ def _get_full_tag_names(
 
 
 def _call_hook(
-    cache: "RedisTaggedCache", key: str, tags: Iterable[str], info: CacheInfo, userdata: Any
+    current_hook: Callable[[], Optional[CacheHook]], key: str, tags: Iterable[str], info: CacheInfo, userdata: Any
 ) -> None:
-    hook = cache.cache_hook
+    hook = current_hook()
     if not hook:
         return
     try:
@@ -102,7 +99,8 @@ def _options(ckey: str, tags: list, lock: bool, lock_timeout_ms: int, lifetime: 
 
 def cache_decorator(
     *,
-    cache: "RedisTaggedCache",
+    native: Callable[[], Any],
+    hook: Callable[[], Optional[CacheHook]],
     tags: Optional[Union[Iterable[str], Callable[..., Iterable[str]]]],
     lifetime: int,
     key: Optional[Callable[..., str]],
@@ -113,7 +111,13 @@ def cache_decorator(
     lock_timeout_ms: int,
     portable_key: bool,
 ) -> Callable:
-    """Returns the wrapt decorator caching a function's results in `cache`."""
+    """Returns the wrapt decorator caching a function's results in the librtc
+    cache `native()` returns, reporting to the hook `hook()` returns.
+
+    Both are read at each call, not once: the cache's owner rebuilds its
+    librtc cache after a fork or a change of settings, and its hook may be
+    set after the function was decorated.
+    """
 
     @wrapt.decorator
     def wrapper(wrapped: Callable, instance: Any, args: Tuple, kwargs: Dict) -> Any:
@@ -143,7 +147,7 @@ def cache_decorator(
             value_out = ffi.new("rtc_value **")
             ticket_out = ffi.new("rtc_ticket **")
             n.hook_slot.info = None
-            code = lib.rtc_cache_get_or_lock(cache._cache, options, value_out, ticket_out)
+            code = lib.rtc_cache_get_or_lock(native(), options, value_out, ticket_out)
             if code == n.OK:
                 serialized = n.take_value(value_out)
                 cache_info.serialized_size = len(serialized)
@@ -154,7 +158,7 @@ def cache_decorator(
                     unserialized = unserializer(serialized)
                     cache_info.hit = True
                     cache_info.elapsed = time.perf_counter() - before
-                    _call_hook(cache, ckey, full_tag_names, cache_info, hook_userdata)
+                    _call_hook(hook, ckey, full_tag_names, cache_info, hook_userdata)
                     return unserialized
                 except Exception:
                     LOGGER.warning("error while unserializing cache value => cache bypassed", exc_info=True)
@@ -191,13 +195,13 @@ def cache_decorator(
                     cache_info.serialized_size = len(serialized_res)
                     data = n.buffer(serialized_res)
                     if ticket != ffi.NULL:
-                        code = lib.rtc_cache_set_and_unlock(cache._cache, ticket, data, len(serialized_res), lifetime)
+                        code = lib.rtc_cache_set_and_unlock(native(), ticket, data, len(serialized_res), lifetime)
                         ticket = ffi.NULL  # consumed whatever the result
                     else:
                         key_b = n.buffer(n.text("key", ckey))
                         tags_c, tags_len, _keep = n.tag_array(n.tag_names(full_tag_names))
                         code = lib.rtc_cache_set(
-                            cache._cache, key_b, len(key_b), data, len(serialized_res), tags_c, tags_len, lifetime
+                            native(), key_b, len(key_b), data, len(serialized_res), tags_c, tags_len, lifetime
                         )
                     if code != n.OK:
                         error = n.last_error(code)
@@ -210,7 +214,7 @@ def cache_decorator(
             lib.rtc_ticket_free(ticket)
         if ckey:
             cache_info.elapsed = time.perf_counter() - before
-            _call_hook(cache, ckey, full_tag_names if full_tag_names else [], cache_info, hook_userdata)
+            _call_hook(hook, ckey, full_tag_names if full_tag_names else [], cache_info, hook_userdata)
         return res
 
     return wrapper
