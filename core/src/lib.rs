@@ -24,65 +24,72 @@
 //! assert_eq!(n, 7);
 //! # Ok::<(), rtc_core::Error>(())
 //! ```
+//!
+//! # The parts, and which way they depend
+//!
+//! Each folder of `src/` is one part; a part uses only the parts below it
+//! (and [`config`](Config) and [`error`](Error), which everything uses):
+//!
+//! ```text
+//! builder    CacheBuilder: picks the backend, starts the near cache, builds either API
+//!   sync     the blocking API (Cache, RawCache) and its driver
+//!   future   the async API (future::Cache) and its driver (feature `tokio`)
+//!     compute   get-or-compute: one call in two halves, its accounting, the one flow
+//!       ops        the sans-IO step machines: snapshot, invalidate, lock, inspect
+//!         backend    the I/O boundary: Backend, memory, native Redis and its tracking, the host's
+//!         local      in-process state: shared Inner, tag memo, near cache, fail-safe, flights
+//!           model      pure data: layout, hashes, tags, codecs, options, CacheInfo
+//! ```
+//!
+//! `backend` may read `local` (the native tracking connection feeds the near
+//! cache; the host's backend keeps a near cache and fail-safe values below the
+//! component) but `local` never imports `backend`, and `sync` and `future`
+//! never import each other. Like rustls's `msgs`/`crypto` split and
+//! quinn-proto's sans-IO `Connection`, the machines in `ops` and `compute`
+//! make no call and read no clock: the drivers do.
 #![deny(missing_docs)]
 
-mod accounting;
 mod backend;
-mod cache;
-mod codec;
+mod builder;
 mod compute;
 mod config;
 mod error;
-mod fail_safe;
-mod flight;
 #[cfg(feature = "tokio")]
 pub mod future;
-mod get_or_lock;
-mod hash;
-mod host_backend;
-mod info;
-mod inspect;
-mod invalidate;
-mod layout;
-mod lock;
-mod memory;
-#[cfg(feature = "redis")]
-mod native;
-mod near;
-mod raw;
-mod snapshot;
-mod step;
-mod tags;
-mod two_step;
+mod local;
+mod model;
+mod ops;
+mod sync;
 
-pub use backend::{Backend, Command, DisabledBackend, Reply};
+pub use backend::memory::MemoryBackend;
 #[cfg(feature = "redis")]
-pub use cache::native_backend;
-pub use cache::{Cache, CacheBuilder};
-pub use codec::{Cbor, Codec};
-pub use compute::{ComputeOptions, DEFAULT_LOCK_TIMEOUT, Decorated};
+pub use backend::native::{ClusterBackend, RedisBackend};
+pub use backend::{Backend, Command, DisabledBackend, Reply};
+pub use builder::CacheBuilder;
+#[cfg(feature = "redis")]
+pub use builder::native_backend;
+pub use compute::call::{GetOrLock, Hit, Ticket};
 pub use config::{Config, Lifetime, MAX_LIFETIME_SECS, Target};
 pub use error::{Error, ErrorKind, Result};
-pub use get_or_lock::{GetOrLock, Hit, Ticket};
-pub use hash::short_hash;
-pub use info::{CacheInfo, FunctionId, Hook, HookEvent};
-pub use inspect::{Inspection, TagState, Ttl};
-pub use layout::{ALL_TAG, EntryKeys, Layout, hash_order, metadata_hash};
-pub use lock::{LockStats, MAX_LOCK_TIMEOUT};
-pub use memory::MemoryBackend;
-#[cfg(feature = "redis")]
-pub use native::{ClusterBackend, RedisBackend};
-pub use near::NearStats;
-pub use raw::RawCache;
-pub use tags::{NO_TAGS, Tags};
+pub use local::near::NearStats;
+pub use model::codec::{Cbor, Codec};
+pub use model::hash::short_hash;
+pub use model::info::{CacheInfo, FunctionId, Hook, HookEvent};
+pub use model::layout::{ALL_TAG, EntryKeys, Layout, hash_order, metadata_hash};
+pub use model::options::{ComputeOptions, DEFAULT_LOCK_TIMEOUT};
+pub use model::tags::{NO_TAGS, Tags};
+pub use ops::inspect::{Inspection, TagState, Ttl};
+pub use ops::lock::{LockStats, MAX_LOCK_TIMEOUT};
+pub use sync::{Cache, Decorated, RawCache};
 
 /// Items for the adapters of core (the WebAssembly component, the wasmtime
 /// host), not for applications: they may change in any release.
 #[doc(hidden)]
 pub mod adapter {
-    pub use crate::accounting::Accounting;
+    #[cfg(feature = "redis")]
+    pub use crate::backend::host::HostBackend;
+    pub use crate::compute::accounting::Accounting;
+    pub use crate::compute::flow::{Lookup, TwoStep, get_or_compute};
     pub use crate::error::WitErrorCase;
-    pub use crate::flight::Flights;
-    pub use crate::host_backend::HostBackend;
-    pub use crate::two_step::{Lookup, TwoStep, get_or_compute};
+    pub use crate::local::flight::Flights;
 }

@@ -8,21 +8,21 @@ use serde::de::DeserializeOwned;
 
 use super::{AsyncBackend, drive};
 use crate::backend::Reply;
-use crate::cache::Inner;
-use crate::codec::{Cbor, Codec};
-use crate::compute::ComputeOptions;
+use crate::compute::call::{Call, GetOrLock, Ticket};
+use crate::compute::flow::computation_failed;
 use crate::config::{Config, Lifetime};
 use crate::error::{Error, Result};
-use crate::flight::{Role, Waited, flight_key};
-use crate::get_or_lock::{Call, GetOrLock, Ticket};
-use crate::info::CacheInfo;
-use crate::inspect::{Inspect, Inspection, TagState};
-use crate::invalidate::Invalidate;
-use crate::layout::ALL_TAG;
-use crate::snapshot::{Access, Snapshot};
-use crate::step::int;
-use crate::tags::Tags;
-use crate::two_step::computation_failed;
+use crate::local::Inner;
+use crate::local::flight::{Role, Waited, flight_key};
+use crate::model::codec::{Cbor, Codec};
+use crate::model::info::CacheInfo;
+use crate::model::layout::ALL_TAG;
+use crate::model::options::ComputeOptions;
+use crate::model::tags::Tags;
+use crate::ops::inspect::{Inspect, Inspection, TagState};
+use crate::ops::invalidate::Invalidate;
+use crate::ops::snapshot::{Access, Snapshot};
+use crate::ops::step::int;
 
 /// The async cache: the operations of [`crate::Cache`] under the same names
 /// and with the same meaning, as `async fn`s. Built by
@@ -56,7 +56,7 @@ impl<C: Codec> Cache<C> {
     /// on a miss (bytes that do not decode are logged and read as a miss).
     pub async fn get<T: DeserializeOwned>(&self, key: &str, tags: impl Tags) -> Result<Option<T>> {
         let bytes = self.get_bytes(key, tags).await?;
-        Ok(bytes.and_then(|b| crate::codec::decode_or_miss(&self.codec, key, &b)))
+        Ok(bytes.and_then(|b| crate::model::codec::decode_or_miss(&self.codec, key, &b)))
     }
 
     /// Stores raw bytes, with no codec.
@@ -96,7 +96,7 @@ impl<C: Codec> Cache<C> {
     }
 
     /// What the near cache has done and holds (see [`crate::Cache::near_stats`]).
-    pub fn near_stats(&self) -> Option<crate::near::NearStats> {
+    pub fn near_stats(&self) -> Option<crate::local::near::NearStats> {
         self.inner.near.as_ref().map(|n| n.stats())
     }
 

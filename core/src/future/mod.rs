@@ -33,10 +33,10 @@ pub use cache::Cache;
 pub use native::{AsyncClusterBackend, AsyncRedisBackend};
 
 use crate::error::Result;
-use crate::step::{Op, Step, check_replies, now_for};
+use crate::ops::step::{Op, Step, check_replies, now_for};
 
 /// Runs `op` to completion on an async backend: the async driver, the
-/// counterpart of the sync [`crate::step::drive`].
+/// counterpart of the sync [`crate::ops::step::drive`].
 pub(crate) async fn drive<O: Op + Send>(backend: &dyn AsyncBackend, mut op: O) -> Result<O::Output> {
     let mut step = op.start(now_for::<O>())?;
     loop {

@@ -8,10 +8,10 @@ use redis::AsyncConnectionConfig;
 use redis::aio::MultiplexedConnection;
 
 use super::{AsyncBackend, BoxFuture};
+use crate::backend::native::{client, map_error, pipeline, replies, to_cmd};
 use crate::backend::{Command, Reply};
 use crate::config::Config;
 use crate::error::Result;
-use crate::native::{client, map_error, pipeline, replies, to_cmd};
 
 /// How many idle connections for blocking waits are kept.
 const IDLE_WAITERS: usize = 8;
@@ -129,7 +129,10 @@ pub struct AsyncClusterBackend {
 impl AsyncClusterBackend {
     /// Creates a backend for the cluster `config.cluster_nodes` seeds.
     pub fn new(config: &Config) -> Result<Self> {
-        Ok(AsyncClusterBackend { client: crate::native::cluster_client(config)?, shared: tokio::sync::OnceCell::new() })
+        Ok(AsyncClusterBackend {
+            client: crate::backend::native::cluster_client(config)?,
+            shared: tokio::sync::OnceCell::new(),
+        })
     }
 
     async fn connection(&self, blocking: bool) -> Result<redis::cluster_async::ClusterConnection> {
@@ -163,11 +166,11 @@ impl AsyncClusterBackend {
             for handle in sent {
                 let value =
                     handle.await.map_err(|e| crate::error::Error::new(crate::ErrorKind::Other, e.to_string()))??;
-                values.push(crate::native::to_reply(value)?);
+                values.push(crate::backend::native::to_reply(value)?);
             }
             out.push(match command {
                 Command::Mget { .. } => Reply::Array(values),
-                _ => Reply::Int(values.iter().map(crate::step::int).sum()),
+                _ => Reply::Int(values.iter().map(crate::ops::step::int).sum()),
             });
         }
         Ok(out)

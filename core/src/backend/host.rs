@@ -30,9 +30,9 @@ use std::sync::{Arc, PoisonError, RwLock};
 use crate::backend::{Backend, Command, Reply};
 use crate::config::Config;
 use crate::error::Result;
-use crate::fail_safe::FailSafe;
-use crate::layout::{Layout, hash_order, metadata_hash};
-use crate::near::{Fill, NearState, NearStats, confirms};
+use crate::local::fail_safe::FailSafe;
+use crate::local::near::{Fill, NearState, NearStats, confirms};
+use crate::model::layout::{Layout, hash_order, metadata_hash};
 
 /// How many tag values are remembered before the memory starts over.
 const TAGS_REMEMBERED: usize = 100_000;
@@ -60,7 +60,7 @@ impl HostBackend {
     pub fn wrap(config: &Config, backend: Arc<dyn Backend>, redis: bool) -> Result<Option<Arc<HostBackend>>> {
         let fail_safe = FailSafe::configured(config);
         let layout = Layout::new(&config.namespace);
-        let near = NearState::start(config, &layout, redis)?;
+        let near = super::native::tracking::near_cache(config, &layout, redis)?;
         if near.is_none() && fail_safe.is_none() {
             return Ok(None);
         }

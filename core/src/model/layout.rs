@@ -3,7 +3,7 @@
 //! Every key rtc writes is `rtc:{short_hash(namespace)}:{kind}:...`, so user
 //! keys, tags and namespaces never reach Redis in clear and any bytes are safe.
 
-use crate::hash::short_hash;
+use crate::model::hash::short_hash;
 
 /// The tag every entry carries implicitly; invalidating it invalidates everything.
 pub const ALL_TAG: &str = "@@@all@@@";
@@ -48,7 +48,9 @@ impl Layout {
         Layout { prefix: format!("rtc:{}", short_hash(namespace.as_bytes())) }
     }
 
-    /// The hashed namespace prefix, `rtc:{short_hash(namespace)}`.
+    /// The hashed namespace prefix, `rtc:{short_hash(namespace)}` (what the
+    /// near cache's tracking subscribes to).
+    #[cfg(feature = "redis")]
     pub(crate) fn prefix(&self) -> &str {
         &self.prefix
     }

@@ -16,7 +16,7 @@
 
 use std::time::Instant;
 
-use crate::backend::{Backend, Command, Reply};
+use crate::backend::{Command, Reply};
 use crate::error::{Error, ErrorKind, Result};
 
 /// What an operation needs next.
@@ -51,21 +51,6 @@ pub(crate) trait Op {
 pub(crate) fn now_for<O: Op>() -> Instant {
     static UNTIMED: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
     if O::TIMED { Instant::now() } else { *UNTIMED.get_or_init(Instant::now) }
-}
-
-/// Runs `op` to completion on a blocking backend: the sync driver.
-pub(crate) fn drive<O: Op>(backend: &dyn Backend, mut op: O) -> Result<O::Output> {
-    let mut step = op.start(now_for::<O>())?;
-    loop {
-        match step {
-            Step::Done(output) => return Ok(output),
-            Step::Send(commands) => {
-                let replies = backend.execute(&commands)?;
-                check_replies(&commands, &replies)?;
-                step = op.resume(replies, now_for::<O>())?;
-            }
-        }
-    }
 }
 
 /// Checks the backend contract: exactly one reply per command, each of the

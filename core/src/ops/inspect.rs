@@ -5,12 +5,10 @@
 use std::time::{Duration, Instant};
 
 use crate::backend::{Command, Reply};
-use crate::cache::{Cache, Inner};
-use crate::codec::Codec;
 use crate::error::Result;
-use crate::layout::{hash_order, metadata_hash};
-use crate::step::{Op, Step, array, bytes, drive, int, next};
-use crate::tags::Tags;
+use crate::local::Inner;
+use crate::model::layout::{hash_order, metadata_hash};
+use crate::ops::step::{Op, Step, array, bytes, int, next};
 
 /// How long a key has to live, as Redis's `PTTL` says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,37 +135,5 @@ impl<'a> Inspect<'a> {
     fn finish(&mut self, value_size: Option<usize>, entry_ttl: Ttl) -> Inspection {
         let (storage_key, metadata_hash) = self.storage.take().unzip();
         Inspection { tags: std::mem::take(&mut self.states), storage_key, metadata_hash, value_size, entry_ttl }
-    }
-}
-
-impl<C: Codec> Cache<C> {
-    /// Returns the current value and time to live of each tag, without
-    /// creating any (one round trip).
-    ///
-    /// ```
-    /// use rtc_core::{Cache, Lifetime, Ttl};
-    /// let cache = Cache::builder().in_local_memory(true).build().unwrap();
-    /// assert_eq!(cache.tags(["t"]).unwrap()[0].ttl, Ttl::Missing);
-    /// cache.set_bytes("k", b"v", ["t"], Lifetime::Default).unwrap();
-    /// assert!(cache.tags(["t"]).unwrap()[0].value.is_some());
-    /// ```
-    pub fn tags(&self, tags: impl Tags) -> Result<Vec<TagState>> {
-        Ok(drive(&*self.backend, Inspect::tags(&self.inner, tags.tag_names()))?.tags)
-    }
-
-    /// Describes the entry of `key` under `tags`: its tags' current values
-    /// and TTLs, its storage key, and whether a read would hit. Creates
-    /// nothing (a `get` would create missing tags); two round trips at most.
-    ///
-    /// ```
-    /// use rtc_core::{Cache, Lifetime};
-    /// let cache = Cache::builder().in_local_memory(true).build().unwrap();
-    /// assert!(!cache.inspect("k", ["t"]).unwrap().would_hit());
-    /// cache.set_bytes("k", b"v", ["t"], Lifetime::Seconds(60)).unwrap();
-    /// let seen = cache.inspect("k", ["t"]).unwrap();
-    /// assert!(seen.would_hit() && seen.value_size == Some(1));
-    /// ```
-    pub fn inspect(&self, key: &str, tags: impl Tags) -> Result<Inspection> {
-        drive(&*self.backend, Inspect::entry(&self.inner, key, &tags.tag_names()))
     }
 }

@@ -4,6 +4,12 @@
 //! native Redis client, the in-process memory store, the disabled black hole,
 //! or (in the WebAssembly component) the host's `redis` import.
 
+#[cfg(feature = "redis")]
+pub(crate) mod host;
+pub(crate) mod memory;
+#[cfg(feature = "redis")]
+pub(crate) mod native;
+
 use std::time::Duration;
 
 use crate::error::Result;

@@ -8,138 +8,19 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::cache::Cache;
-use crate::codec::{Cbor, Codec};
+use crate::compute::call::{Call, GetOrLock, Hit, Ticket};
+use crate::compute::flow::{Lookup, TwoStep};
 use crate::config::Lifetime;
+use crate::error::Error;
 use crate::error::Result;
-use crate::hash::short_hash;
-use crate::info::FunctionId;
-use crate::tags::Tags;
-
-/// The reference's default `lock_timeout`.
-pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Per-call options of get-or-compute.
-///
-/// ```
-/// use rtc_core::{ComputeOptions, function_id};
-/// // A fixed key:
-/// let a = ComputeOptions::key("report:daily").tags(["reports"]).lock(true);
-/// // A key derived from the function and its arguments:
-/// let b = ComputeOptions::call(function_id!("load_user"), &(42u64,)).unwrap();
-/// assert_ne!(a.cache_key(), b.cache_key());
-/// ```
-#[derive(Clone)]
-pub struct ComputeOptions {
-    key: String,
-    tags: Vec<String>,
-    function: FunctionId,
-    arguments: Vec<u8>,
-    method: bool,
-    lifetime: Lifetime,
-    lock: bool,
-    lock_timeout: Duration,
-    hook_userdata: Option<Arc<dyn Any + Send + Sync>>,
-}
-
-impl ComputeOptions {
-    fn with_key(key: String) -> Self {
-        ComputeOptions {
-            key,
-            tags: Vec::new(),
-            function: FunctionId::default(),
-            arguments: Vec::new(),
-            method: false,
-            lifetime: Lifetime::Default,
-            lock: false,
-            lock_timeout: DEFAULT_LOCK_TIMEOUT,
-            hook_userdata: None,
-        }
-    }
-
-    /// Options for a value cached under a fixed `key`.
-    pub fn key(key: impl Into<String>) -> Self {
-        Self::with_key(key.into())
-    }
-
-    /// Options for a call of `function` with `arguments`: the key is
-    /// `short_hash` of the CBOR encoding of `[module, type, function]` and
-    /// the arguments, so it never depends on a file path.
-    ///
-    /// Arguments must encode deterministically (a `HashMap` does not: use a
-    /// `BTreeMap`). Fails with [`crate::ErrorKind::Codec`] if they do not encode.
-    pub fn call<A: Serialize + ?Sized>(function: FunctionId, arguments: &A) -> Result<Self> {
-        let arguments = Cbor.encode(arguments)?;
-        let identity = (&function.module, &function.type_name, &function.function);
-        let key = short_hash(&Cbor.encode(&(identity, serde_bytes_ref(&arguments)))?);
-        let method = !function.type_name.is_empty();
-        Ok(ComputeOptions { function, arguments, method, ..Self::with_key(key) })
-    }
-
-    /// Sets the tags (static, or computed by the caller from the arguments).
-    pub fn tags(mut self, tags: impl Tags) -> Self {
-        self.tags = tags.tag_names().into_iter().map(str::to_owned).collect();
-        self
-    }
-
-    /// Sets the entry lifetime.
-    pub fn lifetime(mut self, lifetime: Lifetime) -> Self {
-        self.lifetime = lifetime;
-        self
-    }
-
-    /// Turns the stampede lock on: only one caller computes, the others wait
-    /// (up to `lock_timeout`) and reuse its value.
-    pub fn lock(mut self, lock: bool) -> Self {
-        self.lock = lock;
-        self
-    }
-
-    /// Sets how long the lock is held at most, and how long waiters wait.
-    pub fn lock_timeout(mut self, timeout: Duration) -> Self {
-        self.lock_timeout = timeout;
-        self
-    }
-
-    /// Marks the cached function as a method (set automatically when the
-    /// function identity has a type name).
-    pub fn method(mut self, method: bool) -> Self {
-        self.method = method;
-        self
-    }
-
-    /// Sets the function identity and the (CBOR) arguments reported to the
-    /// hook, keeping the key and the method flag: for adapters relaying a
-    /// call keyed elsewhere (the component's `get-or-lock`).
-    /// [`ComputeOptions::call`] sets them from the call itself.
-    ///
-    /// ```
-    /// use rtc_core::{ComputeOptions, FunctionId};
-    /// let o = ComputeOptions::key("k").identity(FunctionId::new("m", "", "f"), vec![0x80]);
-    /// assert_eq!((o.cache_key(), o.function_id().function.as_str(), o.arguments()), ("k", "f", &[0x80][..]));
-    /// ```
-    pub fn identity(mut self, function: FunctionId, arguments: Vec<u8>) -> Self {
-        self.function = function;
-        self.arguments = arguments;
-        self
-    }
-
-    /// Sets data handed to the hook with this call's [`CacheInfo`](crate::CacheInfo).
-    pub fn hook_userdata(mut self, userdata: Arc<dyn Any + Send + Sync>) -> Self {
-        self.hook_userdata = Some(userdata);
-        self
-    }
-
-    /// Returns the cache key: the fixed key, or the one derived from the call.
-    pub fn cache_key(&self) -> &str {
-        &self.key
-    }
-}
-
-/// Encodes already-encoded bytes as a CBOR byte string rather than an array of integers.
-fn serde_bytes_ref(bytes: &[u8]) -> ciborium::Value {
-    ciborium::Value::Bytes(bytes.to_vec())
-}
+use crate::local::flight::Flights;
+use crate::model::codec::{Cbor, Codec};
+use crate::model::info::CacheInfo;
+use crate::model::info::FunctionId;
+use crate::model::options::{ComputeOptions, DEFAULT_LOCK_TIMEOUT};
+use crate::model::tags::Tags;
+use crate::sync::cache::Cache;
+use crate::sync::drive;
 
 impl<C: Codec> Cache<C> {
     /// Returns the cached value for `options`, or computes it with `compute`,
@@ -203,7 +84,7 @@ impl<C: Codec> Cache<C> {
 
     /// Get-or-compute on [`Cache::get_or_lock`] and [`Cache::set_and_unlock`],
     /// which do the accounting and call the hook; the control flow is
-    /// [`crate::two_step::get_or_compute`], shared with the wasmtime host.
+    /// [`crate::compute::flow::get_or_compute`], shared with the wasmtime host.
     fn run<T, E>(
         &self,
         options: &ComputeOptions,
@@ -211,7 +92,7 @@ impl<C: Codec> Cache<C> {
         compute: impl FnOnce() -> Result<T, E>,
         encode: impl Fn(&T) -> Result<Vec<u8>>,
     ) -> Result<T, E> {
-        crate::two_step::get_or_compute(self, options, decode, compute, encode)
+        crate::compute::flow::get_or_compute(self, options, decode, compute, encode)
     }
 
     /// Returns a cached version of `function`: calling it with arguments
@@ -331,48 +212,143 @@ where
     }
 }
 
-/// Read access to the options, for adapters that pass them on (the wasmtime
-/// host sends them to the component's `get-or-lock`).
-impl ComputeOptions {
-    /// Returns the tags.
-    pub fn tag_list(&self) -> &[String] {
-        &self.tags
+impl<C: Codec> Cache<C> {
+    /// The first half of get-or-compute: reads the entry of `options`, and on
+    /// a miss takes the stampede lock if the options ask for it (waiting up
+    /// to the lock timeout for another holder). A backend failure is recorded
+    /// in the info and gives a [`Ticket`] that stores nothing.
+    ///
+    /// Finish a hit with [`Hit::finish`] (or [`Hit::undecodable`]), and a
+    /// ticket with [`Cache::set_and_unlock`]: each calls the hook once.
+    ///
+    /// ```
+    /// use rtc_core::{Cache, ComputeOptions, GetOrLock};
+    /// let cache = Cache::builder().in_local_memory(true).build().unwrap();
+    /// let options = ComputeOptions::key("answer").tags(["math"]).lock(true);
+    /// let GetOrLock::Locked(ticket) = cache.get_or_lock(&options) else { panic!("a cold key") };
+    /// let info = cache.set_and_unlock(ticket, Ok(b"42"));
+    /// assert!(!info.hit && info.lock_full_miss && info.serialized_size == 2);
+    /// let GetOrLock::Hit(hit) = cache.get_or_lock(&options) else { panic!("stored") };
+    /// let (value, info) = hit.finish();
+    /// assert!(value == b"42" && info.hit && info.lock_full_hit);
+    /// ```
+    pub fn get_or_lock(&self, options: &ComputeOptions) -> GetOrLock {
+        let call = Call::new(&self.inner, options);
+        if let Some(bytes) = call.near_bytes() {
+            return call.near_hit(&bytes, options);
+        }
+        let looked = call.lookup(options).and_then(|op| drive(&*self.backend, op));
+        call.looked(looked, options.lock_wait().is_some())
     }
 
-    /// Returns the entry lifetime.
-    pub fn entry_lifetime(&self) -> Lifetime {
-        self.lifetime
+    /// The second half of get-or-compute: stores the computed value's bytes
+    /// (or records the error encoding it) under the ticket's snapshot,
+    /// releases the lock and wakes the waiters in one round trip, then calls
+    /// the hook and returns the final info. A failed store is recorded in the
+    /// info's `error`, never returned; so is a value over `max_value_size`
+    /// or a ticket from another cache (nothing is stored).
+    ///
+    /// If a tag was invalidated since `get_or_lock`, the value lands where no
+    /// reader looks, as it is stale.
+    pub fn set_and_unlock(&self, mut ticket: Ticket, value: Result<impl AsRef<[u8]>, Error>) -> CacheInfo {
+        let value = value.as_ref().map(|v| v.as_ref()).map_err(Clone::clone);
+        let saving = self.inner.fail_safe.as_ref().zip(ticket.storage_key().map(str::to_owned));
+        let stored = ticket.finishing(&self.inner, value.clone()).and_then(|op| drive(&*self.backend, op));
+        let info = ticket.report(stored);
+        // Stored under the ticket's snapshot: the entry's current value now.
+        if let (Some((fail_safe, key)), Ok(bytes), None) = (saving, value, &info.error) {
+            fail_safe.save(&key, bytes);
+        }
+        info
     }
 
-    /// Returns the lock timeout when the stampede lock is on, `None` when it is off.
+    /// Finishes a ticket with a fail-safe value (see `fail_safe`): releases
+    /// its lock, reports a stale hit carrying `error`.
+    pub(crate) fn serve_stale(&self, ticket: Ticket, size: usize, error: Error) -> CacheInfo {
+        if ticket.holds_lock()
+            && let Err(e) = drive(&*self.backend, ticket.releasing())
+        {
+            tracing::warn!(error = %e, "cannot release a stampede lock; it expires after lock_timeout");
+        }
+        ticket.served_stale(size, error)
+    }
+
+    /// Gives up a ticket: releases its lock at once (a waiter wakes up and
+    /// computes), stores nothing, and returns the info so far. The hook is
+    /// called only when the call bypassed the cache (the info holds the
+    /// error), so a failed lookup is never silent.
     ///
     /// ```
     /// use std::time::Duration;
-    /// let o = rtc_core::ComputeOptions::key("k").lock(true).lock_timeout(Duration::from_secs(2));
-    /// assert_eq!(o.lock_wait(), Some(Duration::from_secs(2)));
-    /// assert_eq!(rtc_core::ComputeOptions::key("k").lock_wait(), None);
+    /// use rtc_core::{Cache, ComputeOptions, GetOrLock};
+    /// let cache = Cache::builder().in_local_memory(true).build().unwrap();
+    /// let options = ComputeOptions::key("k").lock(true).lock_timeout(Duration::from_secs(5));
+    /// let GetOrLock::Locked(ticket) = cache.get_or_lock(&options) else { panic!("a cold key") };
+    /// let info = cache.release(ticket); // the lock is free again
+    /// assert!(info.lock_full_miss && matches!(cache.get_or_lock(&options), GetOrLock::Locked(_)));
     /// ```
-    pub fn lock_wait(&self) -> Option<Duration> {
-        self.lock.then_some(self.lock_timeout)
+    pub fn release(&self, ticket: Ticket) -> CacheInfo {
+        if ticket.belongs_to(&self.inner)
+            && let Err(e) = drive(&*self.backend, ticket.releasing())
+        {
+            tracing::warn!(error = %e, "cannot release a stampede lock; it expires after lock_timeout");
+        }
+        ticket.released()
+    }
+}
+
+impl<C: Codec> TwoStep for Cache<C> {
+    type Hit = Hit;
+    type Ticket = Ticket;
+
+    fn lookup(&self, options: &ComputeOptions) -> Lookup<Hit, Ticket> {
+        match self.get_or_lock(options) {
+            GetOrLock::Hit(hit) => Lookup::Hit(hit),
+            GetOrLock::Locked(ticket) | GetOrLock::Miss(ticket) => Lookup::Compute(ticket),
+        }
     }
 
-    /// Returns the cached function's identity (empty for a fixed key).
-    pub fn function_id(&self) -> &FunctionId {
-        &self.function
+    fn value(hit: &Hit) -> &[u8] {
+        hit.value()
     }
 
-    /// Returns the call's CBOR-encoded arguments (empty for a fixed key).
-    pub fn arguments(&self) -> &[u8] {
-        &self.arguments
+    fn finish_hit(&self, _: &ComputeOptions, hit: Hit) {
+        let _ = hit.finish();
     }
 
-    /// Returns whether the cached function is a method.
-    pub fn is_method(&self) -> bool {
-        self.method
+    fn undecodable(&self, _: &ComputeOptions, hit: Hit, error: Error) -> Ticket {
+        hit.undecodable(error)
     }
 
-    /// Returns the data handed to the hook with this call's [`CacheInfo`](crate::CacheInfo).
-    pub fn userdata(&self) -> Option<&Arc<dyn Any + Send + Sync>> {
-        self.hook_userdata.as_ref()
+    fn store(&self, _: &ComputeOptions, ticket: Ticket, value: Result<Vec<u8>>) -> Option<Error> {
+        self.set_and_unlock(ticket, value).error
+    }
+
+    fn give_up(&self, _: &ComputeOptions, ticket: Ticket) {
+        let _ = self.release(ticket);
+    }
+
+    fn flights(&self) -> Option<&Flights> {
+        Some(&self.inner.flights)
+    }
+
+    fn holds_lock(ticket: &Ticket) -> bool {
+        ticket.holds_lock()
+    }
+
+    fn shared(&self, _: &ComputeOptions, ticket: Ticket, size: usize, error: Option<Error>, waited: Duration) {
+        let _ = ticket.shared(size, error, waited);
+    }
+
+    fn lookup_error(ticket: &Ticket) -> Option<Error> {
+        ticket.lookup_error().cloned()
+    }
+
+    fn fallback(&self, ticket: &Ticket) -> Option<Arc<Vec<u8>>> {
+        ticket.fallback()
+    }
+
+    fn serve_stale(&self, _: &ComputeOptions, ticket: Ticket, size: usize, error: Error) {
+        let _ = Cache::serve_stale(self, ticket, size, error);
     }
 }

@@ -3,10 +3,10 @@
 
 use std::time::Instant;
 
-use crate::compute::ComputeOptions;
 use crate::error::Error;
-use crate::info::CacheInfo;
-use crate::lock::LockStats;
+use crate::model::info::CacheInfo;
+use crate::model::options::ComputeOptions;
+use crate::ops::lock::LockStats;
 
 /// The measurements of one get-or-compute, taken as it goes.
 ///

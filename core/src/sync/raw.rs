@@ -2,11 +2,11 @@
 //! so a program (the `rtc` command, a test table) can run on the native
 //! cache or on the WebAssembly component through one interface.
 
-use crate::cache::Cache;
-use crate::codec::Codec;
-use crate::compute::ComputeOptions;
 use crate::config::{Config, Lifetime};
 use crate::error::{Error, Result};
+use crate::model::codec::Codec;
+use crate::model::options::ComputeOptions;
+use crate::sync::cache::Cache;
 
 /// The raw-bytes cache surface, object-safe: `set`, `get`, `delete`,
 /// `invalidate`, `invalidate_all` and get-or-compute, with the meanings of

@@ -25,12 +25,12 @@
 use std::time::{Duration, Instant};
 
 use crate::backend::{Command, Reply};
-use crate::cache::Inner;
 use crate::error::{Error, Result};
-use crate::hash::random_token;
-use crate::layout::EntryKeys;
-use crate::snapshot::{Access, Snapshot};
-use crate::step::{Op, Step, bytes, next};
+use crate::local::Inner;
+use crate::model::hash::random_token;
+use crate::model::layout::EntryKeys;
+use crate::ops::snapshot::{Access, Snapshot};
+use crate::ops::step::{Op, Step, bytes, next};
 
 /// Longest single wait on the wake-up list, so a waiter notices a dead holder's expired lock.
 const MAX_WAIT_STEP: Duration = Duration::from_secs(1);
@@ -158,7 +158,7 @@ impl<'a> Lookup<'a> {
 
     fn acquire(&self) -> Result<Step<Looked>> {
         let (Some(keys), Some(timeout)) = (&self.keys, self.lock) else {
-            return Err(crate::step::protocol("the lock is taken without keys"));
+            return Err(crate::ops::step::protocol("the lock is taken without keys"));
         };
         let lock_ms = (timeout.as_millis() as u64).max(1);
         Ok(Step::Send(vec![
@@ -180,7 +180,7 @@ impl Op for Lookup<'_> {
     fn start(&mut self, now: Instant) -> Result<Step<Looked>> {
         match self.snapshot.start(now)? {
             Step::Send(commands) => Ok(Step::Send(commands)),
-            Step::Done(_) => Err(crate::step::protocol("a snapshot ended before any command")),
+            Step::Done(_) => Err(crate::ops::step::protocol("a snapshot ended before any command")),
         }
     }
 

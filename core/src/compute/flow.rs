@@ -1,16 +1,13 @@
 //! Get-or-compute written once over its two calls: [`TwoStep`] is what an
-//! implementation provides (core's [`Cache`], and the wasmtime host's
+//! implementation provides (core's [`Cache`](crate::Cache), and the wasmtime host's
 //! component-backed cache), [`get_or_compute`] the control flow they share.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::cache::Cache;
-use crate::codec::Codec;
-use crate::compute::ComputeOptions;
 use crate::error::{Error, Result};
-use crate::flight::{Flights, Leader, Role, Waited, flight_key};
-use crate::get_or_lock::{GetOrLock, Hit, Ticket};
+use crate::local::flight::{Flights, Leader, Role, Waited, flight_key};
+use crate::model::options::ComputeOptions;
 
 /// What the first call found.
 #[derive(Debug)]
@@ -224,61 +221,5 @@ where
             drop(leader);
             failed(cache, options, ticket, &decode, e)
         }
-    }
-}
-
-impl<C: Codec> TwoStep for Cache<C> {
-    type Hit = Hit;
-    type Ticket = Ticket;
-
-    fn lookup(&self, options: &ComputeOptions) -> Lookup<Hit, Ticket> {
-        match self.get_or_lock(options) {
-            GetOrLock::Hit(hit) => Lookup::Hit(hit),
-            GetOrLock::Locked(ticket) | GetOrLock::Miss(ticket) => Lookup::Compute(ticket),
-        }
-    }
-
-    fn value(hit: &Hit) -> &[u8] {
-        hit.value()
-    }
-
-    fn finish_hit(&self, _: &ComputeOptions, hit: Hit) {
-        let _ = hit.finish();
-    }
-
-    fn undecodable(&self, _: &ComputeOptions, hit: Hit, error: Error) -> Ticket {
-        hit.undecodable(error)
-    }
-
-    fn store(&self, _: &ComputeOptions, ticket: Ticket, value: Result<Vec<u8>>) -> Option<Error> {
-        self.set_and_unlock(ticket, value).error
-    }
-
-    fn give_up(&self, _: &ComputeOptions, ticket: Ticket) {
-        let _ = self.release(ticket);
-    }
-
-    fn flights(&self) -> Option<&Flights> {
-        Some(&self.inner.flights)
-    }
-
-    fn holds_lock(ticket: &Ticket) -> bool {
-        ticket.holds_lock()
-    }
-
-    fn shared(&self, _: &ComputeOptions, ticket: Ticket, size: usize, error: Option<Error>, waited: Duration) {
-        let _ = ticket.shared(size, error, waited);
-    }
-
-    fn lookup_error(ticket: &Ticket) -> Option<Error> {
-        ticket.lookup_error().cloned()
-    }
-
-    fn fallback(&self, ticket: &Ticket) -> Option<Arc<Vec<u8>>> {
-        ticket.fallback()
-    }
-
-    fn serve_stale(&self, _: &ComputeOptions, ticket: Ticket, size: usize, error: Error) {
-        let _ = Cache::serve_stale(self, ticket, size, error);
     }
 }

@@ -4,11 +4,11 @@
 use std::time::Instant;
 
 use crate::backend::{Command, Reply};
-use crate::cache::Inner;
 use crate::config::expire_ms;
 use crate::error::Result;
-use crate::hash::random_bytes;
-use crate::step::{Op, Step};
+use crate::local::Inner;
+use crate::model::hash::random_bytes;
+use crate::ops::step::{Op, Step};
 
 /// Gives each tag a new random value (keeping the tag lifetime, which the
 /// reference drops on invalidation), then remembers the new values so this

@@ -33,21 +33,15 @@
 //!
 //! [`Snapshot`] is the step machine ([`crate::step`]); it makes no backend call.
 
-use std::collections::HashMap;
-use std::sync::{PoisonError, RwLock};
 use std::time::Instant;
 
 use crate::backend::{Command, Reply};
-use crate::cache::Inner;
-use crate::config::expire_ms;
+use crate::config::{Lifetime, expire_ms};
 use crate::error::Result;
-use crate::hash::random_bytes;
-use crate::layout::{Layout, hash_order, metadata_hash};
-use crate::step::{Op, Step, array, bytes, int, next};
-
-/// How many tag values a cache remembers; past that the memo starts over
-/// (it is only a hint, so forgetting costs one extra round trip, never correctness).
-const MEMO_CAPACITY: usize = 65_536;
+use crate::local::Inner;
+use crate::model::hash::random_bytes;
+use crate::model::layout::{hash_order, metadata_hash};
+use crate::ops::step::{Op, Step, array, bytes, int, next};
 
 /// How many times an operation runs its entry command when tags change under
 /// it; past that it ends unconfirmed (see the module documentation). At least
@@ -57,67 +51,6 @@ const ATTEMPTS: usize = 4;
 /// How many rounds of tag creation an operation makes when tag keys vanish
 /// between two commands (eviction) before it ends unconfirmed.
 const CREATE_ATTEMPTS: usize = 3;
-
-/// What a cache remembers of one tag: its key (an MD5 away from its name)
-/// and the value it last saw.
-struct Remembered {
-    key: String,
-    value: Option<Vec<u8>>,
-}
-
-/// The last value seen for each tag, by tag name.
-#[derive(Default)]
-pub(crate) struct TagMemo {
-    tags: RwLock<HashMap<String, Remembered>>,
-}
-
-impl TagMemo {
-    /// Returns the keys of `names` and their remembered values (`None` for a
-    /// tag not seen yet).
-    fn recall(&self, names: &[&str], layout: &Layout) -> (Vec<String>, Vec<Option<Vec<u8>>>) {
-        {
-            let map = self.tags.read().unwrap_or_else(PoisonError::into_inner);
-            let known: Option<Vec<(String, Option<Vec<u8>>)>> =
-                names.iter().map(|name| map.get(*name).map(|r| (r.key.clone(), r.value.clone()))).collect();
-            if let Some(known) = known {
-                return known.into_iter().unzip();
-            }
-        }
-        let keys: Vec<String> = names.iter().map(|t| layout.tag_key(t)).collect();
-        let mut map = self.tags.write().unwrap_or_else(PoisonError::into_inner);
-        for (name, key) in names.iter().zip(&keys) {
-            if !map.contains_key(*name) {
-                Self::make_room(&mut map);
-                map.insert((*name).to_owned(), Remembered { key: key.clone(), value: None });
-            }
-        }
-        (keys, vec![None; names.len()])
-    }
-
-    /// Remembers `values` (by tag name, with their keys); `None` forgets a value.
-    pub(crate) fn remember(&self, names: &[&str], keys: &[String], values: &[Option<&Vec<u8>>]) {
-        let mut map = self.tags.write().unwrap_or_else(PoisonError::into_inner);
-        for ((name, key), value) in names.iter().zip(keys).zip(values) {
-            match map.get_mut(*name) {
-                Some(r) => {
-                    if r.value.as_ref() != *value {
-                        r.value = value.cloned();
-                    }
-                }
-                None => {
-                    Self::make_room(&mut map);
-                    map.insert((*name).to_owned(), Remembered { key: key.clone(), value: value.cloned() });
-                }
-            }
-        }
-    }
-
-    fn make_room(map: &mut HashMap<String, Remembered>) {
-        if map.len() >= MEMO_CAPACITY {
-            map.clear();
-        }
-    }
-}
 
 /// What an operation does to the entry under the snapshot.
 #[derive(Debug, Clone)]
@@ -144,7 +77,7 @@ pub(crate) struct Snapshotted {
     /// True when the tags held the hashed values when the command ran.
     pub(crate) confirmed: bool,
     /// What a confirmed read hands the near cache (when it is on).
-    pub(crate) fill: Option<crate::near::Fill>,
+    pub(crate) fill: Option<crate::local::near::Fill>,
 }
 
 impl Snapshotted {
@@ -260,12 +193,12 @@ impl<'a> Snapshot<'a> {
 
     /// What a confirmed read gives the near cache: the tag values it hashed
     /// and the entry, with its PTTL.
-    fn fill(&self, hash: &str, reply: &Reply, pttl: Option<i64>) -> Option<crate::near::Fill> {
+    fn fill(&self, hash: &str, reply: &Reply, pttl: Option<i64>) -> Option<crate::local::near::Fill> {
         let (Reply::Bytes(bytes), Some(pttl_ms)) = (reply, pttl) else {
             return None;
         };
         let tag_values: Option<Vec<Vec<u8>>> = self.values.iter().cloned().collect();
-        Some(crate::near::Fill {
+        Some(crate::local::near::Fill {
             tag_keys: self.keys.clone(),
             tag_values: tag_values?,
             storage_key: self.inner.layout.storage_key(self.key, hash),
@@ -277,17 +210,6 @@ impl<'a> Snapshot<'a> {
     fn remember(&self, values: &[Option<Vec<u8>>]) {
         self.inner.memo.remember(&self.names, &self.keys, &values.iter().map(Option::as_ref).collect::<Vec<_>>());
     }
-}
-
-/// The storage key of `key` under the tag values this process last saw
-/// (`None` if it has not seen them all): where a fail-safe value is looked up.
-pub(crate) fn remembered_storage_key(inner: &Inner, key: &str, tags: &[&str]) -> Option<String> {
-    let names = hash_order(tags);
-    let (_, values) = inner.memo.recall(&names, &inner.layout);
-    let values: Option<Vec<Vec<u8>>> = values.into_iter().collect();
-    let values = values?;
-    let refs: Vec<&Vec<u8>> = values.iter().collect();
-    Some(inner.layout.storage_key(key, &metadata_hash(&refs)))
 }
 
 impl Op for Snapshot<'_> {
@@ -364,5 +286,24 @@ impl Op for Snapshot<'_> {
                 self.proceed()
             }
         }
+    }
+}
+
+/// The parts of [`Inner`] that speak in snapshot terms (here, not in
+/// `local`, so that state never imports the operations).
+impl Inner {
+    /// Installs what a confirmed read carried for the near cache, unless an
+    /// invalidation was processed since `generation`.
+    pub(crate) fn near_install(&self, generation: Option<u64>, done: &mut Snapshotted) {
+        if let (Some(near), Some(generation), Some(fill)) = (&self.near, generation, done.fill.take()) {
+            near.install(generation, fill);
+        }
+    }
+
+    /// Checks a value's size and lifetime and returns the write to make.
+    pub(crate) fn set_access(&self, value: &[u8], lifetime: Lifetime) -> Result<Access> {
+        self.check_size(value.len())?;
+        let expire_ms = expire_ms(lifetime.resolve(self.config.default_lifetime))?;
+        Ok(Access::Set { value: value.to_vec(), expire_ms })
     }
 }

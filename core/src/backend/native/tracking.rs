@@ -25,7 +25,8 @@ use redis::{ConnectionAddr, IntoConnectionInfo, PushKind, Value};
 
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
-use crate::near::NearState;
+use crate::local::near::NearState;
+use crate::model::layout::Layout;
 
 /// How long a connection thread waits for a push before it checks the
 /// connection, and how often a session re-reads a cluster's slot map.
@@ -38,9 +39,24 @@ pub(crate) const HEARTBEAT_DEADLINE: Duration = Duration::from_millis(1000);
 /// How long to wait before a new session after a failure.
 const RECONNECT: Duration = Duration::from_millis(200);
 
+/// The near cache `config` asks for (`near_cache_max_entries` above 0), its
+/// tracking started, when the cache's backend is core's own Redis backend
+/// (`native`: one server or a cluster). Otherwise none: with a warning when one
+/// was asked for (memory, disabled, a custom backend).
+pub(crate) fn near_cache(config: &Config, layout: &Layout, native: bool) -> Result<Option<Arc<NearState>>> {
+    if !native {
+        NearState::refuse(config);
+        return Ok(None);
+    }
+    let Some(near) = NearState::configured(config) else { return Ok(None) };
+    let near = Arc::new(near);
+    start(config, layout.prefix(), &near)?;
+    Ok(Some(near))
+}
+
 /// Starts the tracking of `near` for the Redis server or cluster `config`
 /// names, on the namespace whose keys start with `prefix` (`rtc:{hash}`).
-pub(crate) fn start(config: &Config, prefix: &str, near: &Arc<NearState>) -> Result<()> {
+fn start(config: &Config, prefix: &str, near: &Arc<NearState>) -> Result<()> {
     let masters = if config.cluster_nodes.is_empty() {
         Masters::One(super::single::client_speaking(config, redis::ProtocolVersion::RESP3)?)
     } else {

@@ -26,6 +26,11 @@
 //! - This process's own writes are applied locally before the call
 //!   returns ([`NearState::forget`]), since its own push comes after.
 
+// Without the `redis` feature (the WebAssembly component) there is no
+// tracking connection, so no near cache is ever built: the type stays, so
+// that the shared state and the read path need no cfg of their own.
+#![cfg_attr(not(feature = "redis"), allow(dead_code))]
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -35,8 +40,7 @@ use quick_cache::Weighter;
 use quick_cache::sync::Cache;
 
 use crate::config::Config;
-use crate::error::Result;
-use crate::layout::{Layout, hash_order, metadata_hash};
+use crate::model::layout::{Layout, hash_order, metadata_hash};
 
 /// One cached entry: its bytes, until when it may be served.
 #[derive(Clone)]
@@ -164,27 +168,24 @@ impl NearState {
     }
 
     /// The near cache `config` asks for (`near_cache_max_entries` above 0),
-    /// its tracking started, when the cache's backend is core's own Redis
-    /// backend (`redis`: one server or a cluster). Otherwise none: with a
-    /// warning when one was asked for (memory, disabled, a custom backend).
-    pub(crate) fn start(config: &Config, layout: &Layout, redis: bool) -> Result<Option<Arc<NearState>>> {
-        if config.near_cache_max_entries == 0 {
-            return Ok(None);
-        }
-        if !redis || cfg!(not(feature = "redis")) {
+    /// not yet tracked: [`crate::backend::native::tracking::near_cache`]
+    /// starts its tracking. `None` when none is asked for.
+    #[cfg(feature = "redis")]
+    pub(crate) fn configured(config: &Config) -> Option<NearState> {
+        (config.near_cache_max_entries > 0).then(|| {
+            NearState::new(config.near_cache_max_entries, config.near_cache_max_bytes, config.near_cache_max_lifetime)
+        })
+    }
+
+    /// Says, when `config` asks for a near cache, that it is off: the cache's
+    /// backend is not core's own Redis backend (memory, disabled, a custom
+    /// backend, or a build without the `redis` feature).
+    pub(crate) fn refuse(config: &Config) {
+        if config.near_cache_max_entries > 0 {
             tracing::warn!(
                 "the near cache needs Redis (a server or a cluster, not memory or a custom backend): it is off"
             );
-            return Ok(None);
         }
-        let near = Arc::new(NearState::new(
-            config.near_cache_max_entries,
-            config.near_cache_max_bytes,
-            config.near_cache_max_lifetime,
-        ));
-        #[cfg(feature = "redis")]
-        crate::native::tracking::start(config, layout.prefix(), &near)?;
-        Ok(Some(near))
     }
 
     /// Whether the near cache serves (its tracking connection is up).

@@ -1,6 +1,6 @@
 //! Get-or-compute in two calls, for callers that cannot pass a closure (C,
-//! the component, Python): [`Cache::get_or_lock`], then
-//! [`Cache::set_and_unlock`] (or [`Cache::release`] to give up).
+//! the component, Python): [`Cache::get_or_lock`](crate::Cache::get_or_lock), then
+//! [`Cache::set_and_unlock`](crate::Cache::set_and_unlock) (or [`Cache::release`](crate::Cache::release) to give up).
 //!
 //! This is the one get-or-compute: the closure forms run on it, every
 //! surface exposes it under these names, and it fills the call's
@@ -17,19 +17,18 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::accounting::Accounting;
 use crate::backend::Reply;
-use crate::cache::{Cache, Inner};
-use crate::codec::Codec;
-use crate::compute::ComputeOptions;
+use crate::compute::accounting::Accounting;
 use crate::config::Lifetime;
 use crate::error::{Error, Result};
-use crate::info::{CacheInfo, HookEvent};
-use crate::lock::{Hold, LockStats, Looked, Lookup, Store};
-use crate::snapshot::{Snapshot, Snapshotted};
-use crate::step::{Op, Step, drive};
+use crate::local::Inner;
+use crate::model::info::{CacheInfo, HookEvent};
+use crate::model::options::ComputeOptions;
+use crate::ops::lock::{Hold, LockStats, Looked, Lookup, Store};
+use crate::ops::snapshot::{Snapshot, Snapshotted};
+use crate::ops::step::{Op, Step};
 
-/// The outcome of [`Cache::get_or_lock`].
+/// The outcome of [`Cache::get_or_lock`](crate::Cache::get_or_lock).
 #[derive(Debug)]
 #[must_use = "a get-or-compute is reported when it is finished"]
 pub enum GetOrLock {
@@ -37,11 +36,11 @@ pub enum GetOrLock {
     /// or [`Hit::undecodable`] if it does not decode.
     Hit(Hit),
     /// Not cached, and this caller holds the stampede lock: compute the
-    /// value, then call [`Cache::set_and_unlock`] (or [`Cache::release`]).
+    /// value, then call [`Cache::set_and_unlock`](crate::Cache::set_and_unlock) (or [`Cache::release`](crate::Cache::release)).
     Locked(Ticket),
     /// Not cached and no lock held (none was asked for, waiting for another
     /// holder timed out, or the backend failed: see [`Ticket::info`]):
-    /// compute the value, then call [`Cache::set_and_unlock`].
+    /// compute the value, then call [`Cache::set_and_unlock`](crate::Cache::set_and_unlock).
     Miss(Ticket),
 }
 
@@ -164,7 +163,7 @@ impl std::fmt::Debug for Call {
     }
 }
 
-/// A cached value found by [`Cache::get_or_lock`].
+/// A cached value found by [`Cache::get_or_lock`](crate::Cache::get_or_lock).
 #[derive(Debug)]
 #[must_use = "a hit is reported by `finish`"]
 pub struct Hit {
@@ -228,12 +227,12 @@ impl Hit {
     }
 }
 
-/// A get-or-compute waiting for its value, made by [`Cache::get_or_lock`] on
+/// A get-or-compute waiting for its value, made by [`Cache::get_or_lock`](crate::Cache::get_or_lock) on
 /// a miss (holding the stampede lock if [`Ticket::holds_lock`]), on a backend
 /// failure (nothing will be stored), or by [`Hit::undecodable`].
 ///
-/// Finish it with [`Cache::set_and_unlock`], or give up with
-/// [`Cache::release`], which frees the lock at once and wakes a waiter.
+/// Finish it with [`Cache::set_and_unlock`](crate::Cache::set_and_unlock), or give up with
+/// [`Cache::release`](crate::Cache::release), which frees the lock at once and wakes a waiter.
 /// Dropping a ticket does no I/O: a lock it holds stays until it expires
 /// (the lock timeout), and waiters take over then.
 #[derive(Debug)]
@@ -287,7 +286,7 @@ impl Ticket {
     pub(crate) fn fallback(&self) -> Option<std::sync::Arc<Vec<u8>>> {
         let fail_safe = self.call.inner.fail_safe.as_ref()?;
         let tags: Vec<&str> = self.call.tags.iter().map(String::as_str).collect();
-        fail_safe.recall(&crate::snapshot::remembered_storage_key(&self.call.inner, &self.call.key, &tags)?)
+        fail_safe.recall(&crate::local::memo::remembered_storage_key(&self.call.inner, &self.call.key, &tags)?)
     }
 
     pub(crate) fn shared(mut self, size: usize, error: Option<Error>, waited: std::time::Duration) -> CacheInfo {
@@ -407,94 +406,11 @@ fn done(step: Step<Snapshotted>) -> Step<()> {
     }
 }
 
-impl<C: Codec> Cache<C> {
-    /// The first half of get-or-compute: reads the entry of `options`, and on
-    /// a miss takes the stampede lock if the options ask for it (waiting up
-    /// to the lock timeout for another holder). A backend failure is recorded
-    /// in the info and gives a [`Ticket`] that stores nothing.
-    ///
-    /// Finish a hit with [`Hit::finish`] (or [`Hit::undecodable`]), and a
-    /// ticket with [`Cache::set_and_unlock`]: each calls the hook once.
-    ///
-    /// ```
-    /// use rtc_core::{Cache, ComputeOptions, GetOrLock};
-    /// let cache = Cache::builder().in_local_memory(true).build().unwrap();
-    /// let options = ComputeOptions::key("answer").tags(["math"]).lock(true);
-    /// let GetOrLock::Locked(ticket) = cache.get_or_lock(&options) else { panic!("a cold key") };
-    /// let info = cache.set_and_unlock(ticket, Ok(b"42"));
-    /// assert!(!info.hit && info.lock_full_miss && info.serialized_size == 2);
-    /// let GetOrLock::Hit(hit) = cache.get_or_lock(&options) else { panic!("stored") };
-    /// let (value, info) = hit.finish();
-    /// assert!(value == b"42" && info.hit && info.lock_full_hit);
-    /// ```
-    pub fn get_or_lock(&self, options: &ComputeOptions) -> GetOrLock {
-        let call = Call::new(&self.inner, options);
-        if let Some(bytes) = call.near_bytes() {
-            return call.near_hit(&bytes, options);
-        }
-        let looked = call.lookup(options).and_then(|op| drive(&*self.backend, op));
-        call.looked(looked, options.lock_wait().is_some())
-    }
-
-    /// The second half of get-or-compute: stores the computed value's bytes
-    /// (or records the error encoding it) under the ticket's snapshot,
-    /// releases the lock and wakes the waiters in one round trip, then calls
-    /// the hook and returns the final info. A failed store is recorded in the
-    /// info's `error`, never returned; so is a value over `max_value_size`
-    /// or a ticket from another cache (nothing is stored).
-    ///
-    /// If a tag was invalidated since `get_or_lock`, the value lands where no
-    /// reader looks, as it is stale.
-    pub fn set_and_unlock(&self, mut ticket: Ticket, value: Result<impl AsRef<[u8]>, Error>) -> CacheInfo {
-        let value = value.as_ref().map(|v| v.as_ref()).map_err(Clone::clone);
-        let saving = self.inner.fail_safe.as_ref().zip(ticket.storage_key().map(str::to_owned));
-        let stored = ticket.finishing(&self.inner, value.clone()).and_then(|op| drive(&*self.backend, op));
-        let info = ticket.report(stored);
-        // Stored under the ticket's snapshot: the entry's current value now.
-        if let (Some((fail_safe, key)), Ok(bytes), None) = (saving, value, &info.error) {
-            fail_safe.save(&key, bytes);
-        }
-        info
-    }
-
-    /// Finishes a ticket with a fail-safe value (see `fail_safe`): releases
-    /// its lock, reports a stale hit carrying `error`.
-    pub(crate) fn serve_stale(&self, ticket: Ticket, size: usize, error: Error) -> CacheInfo {
-        if ticket.holds_lock()
-            && let Err(e) = drive(&*self.backend, ticket.releasing())
-        {
-            tracing::warn!(error = %e, "cannot release a stampede lock; it expires after lock_timeout");
-        }
-        ticket.served_stale(size, error)
-    }
-
-    /// Gives up a ticket: releases its lock at once (a waiter wakes up and
-    /// computes), stores nothing, and returns the info so far. The hook is
-    /// called only when the call bypassed the cache (the info holds the
-    /// error), so a failed lookup is never silent.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use rtc_core::{Cache, ComputeOptions, GetOrLock};
-    /// let cache = Cache::builder().in_local_memory(true).build().unwrap();
-    /// let options = ComputeOptions::key("k").lock(true).lock_timeout(Duration::from_secs(5));
-    /// let GetOrLock::Locked(ticket) = cache.get_or_lock(&options) else { panic!("a cold key") };
-    /// let info = cache.release(ticket); // the lock is free again
-    /// assert!(info.lock_full_miss && matches!(cache.get_or_lock(&options), GetOrLock::Locked(_)));
-    /// ```
-    pub fn release(&self, ticket: Ticket) -> CacheInfo {
-        if ticket.belongs_to(&self.inner)
-            && let Err(e) = drive(&*self.backend, ticket.releasing())
-        {
-            tracing::warn!(error = %e, "cannot release a stampede lock; it expires after lock_timeout");
-        }
-        ticket.released()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Mutex;
+
+    use crate::sync::Cache;
     use std::time::Duration;
 
     use super::*;
