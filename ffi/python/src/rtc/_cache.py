@@ -132,6 +132,16 @@ class RedisTaggedCache:
     """rtc only: the longest a near-cache entry is served, in seconds (also
     never past its TTL in Redis)."""
 
+    fail_safe_max_duration: Optional[float] = None
+    """rtc only: fail-safe for decorated calls (None or 0: off). When Redis
+    fails, or the decorated function raises, a decorated call returns the
+    last value this process confirmed current for its entry, if confirmed at
+    most this many seconds ago, instead of computing or raising; never a
+    value this process knows to be invalidated (see the README)."""
+
+    fail_safe_max_bytes: int = 64 * 1024 * 1024
+    """rtc only: memory for fail-safe values, in bytes (least recently used go first)."""
+
     _internal_lock: Lock = field(init=False, repr=False, compare=False, default_factory=Lock)
     _native_cache: Any = field(init=False, repr=False, compare=False, default=None)
     _native_generation: int = field(init=False, repr=False, compare=False, default=0)
@@ -149,6 +159,10 @@ class RedisTaggedCache:
             raise ValueError(f"rtc: db must be a non-negative int, not {self.db!r}")
         _seconds_to_ms("socket_timeout", self.socket_timeout)
         _seconds_to_ms("socket_connect_timeout", self.socket_connect_timeout)
+        if _seconds_to_ms("fail_safe_max_duration", self.fail_safe_max_duration):
+            size = self.fail_safe_max_bytes
+            if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
+                raise ValueError(f"rtc: fail_safe_max_bytes must be a positive int with fail-safe on, not {size!r}")
         for name in ("default_lifetime", "lifetime_for_tags"):
             value = getattr(self, name)
             if value is not None:
@@ -205,8 +219,15 @@ class RedisTaggedCache:
                         _seconds_to_ms("near_cache_max_lifetime", self.near_cache_max_lifetime),
                     ),
                 )
-            # Always: only to learn the lock measurements of a decorator hit
-            # (see _native.c_hook), for a cache_hook that may be set later.
+            fail_safe_ms = _seconds_to_ms("fail_safe_max_duration", self.fail_safe_max_duration)
+            if fail_safe_ms:
+                _check(
+                    "fail_safe_max_duration",
+                    lib.rtc_cache_builder_set_fail_safe(builder, fail_safe_ms, int(self.fail_safe_max_bytes)),
+                )
+            # Always: librtc's report of each decorated call (see
+            # _native.c_hook), which the decorator hands to cache_hook (which
+            # may be set later, so the hook is never left out).
             _check("cache_hook", lib.rtc_cache_builder_set_hook(builder, n.c_hook, ffi.NULL))
             out = ffi.new("rtc_cache **")
             _check(f"cannot build a cache for {self.host}:{self.port}", lib.rtc_cache_new(builder, out))

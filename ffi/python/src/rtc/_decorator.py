@@ -1,9 +1,16 @@
-"""The decorator: the reference's key and tag derivation, over librtc's
-get-or-lock / set-and-unlock pair.
+"""The decorator: the reference's key and tag derivation, over librtc's one
+get-or-compute (`rtc_cache_get_or_compute`), which calls the decorated
+function back through a cffi callback.
 
-Python computes between the two C calls, so no C callback into Python is
-needed; the value is stored under the tag values read before computing (an
-invalidation during the computation is not hidden, unlike the reference).
+So the flow is core's, with its guarantees: single-flight (with `lock=True`,
+the callers of one key in this process compute once, also when Redis is
+down), fail-safe (when the cache has it on), the value stored under the tag
+values read before computing (an invalidation during the computation is not
+hidden, unlike the reference), the lock released at once when the function
+raises, and one report per call to the hook, made by core. This module keeps
+only what Python must do itself: derive the key and tags as the reference
+does, (un)serialize, re-raise the function's exception, and hand core's
+report to the user's hook.
 """
 
 import inspect
@@ -77,8 +84,9 @@ def _call_hook(
         SERVICE_LOGGER.warning(f"Error while calling hook {hook}", exc_info=True)
 
 
-def _options(ckey: str, tags: list, lock: bool, lock_timeout_ms: int, lifetime: int) -> Any:
-    """Builds librtc's compute options; raises ValueError/TypeError on a bad key or tag."""
+def _options(ckey: str, tags: list, lock: bool, lock_timeout_ms: int, lifetime: int, call: Any) -> Any:
+    """Builds librtc's compute options, reporting to `call` (a cffi handle);
+    raises ValueError/TypeError on a bad key or tag."""
     key_b = n.buffer(n.text("key", ckey))
     tags_c, tags_len, _keep = n.tag_array(tags)
     out = ffi.new("rtc_compute_options **")
@@ -91,10 +99,89 @@ def _options(ckey: str, tags: list, lock: bool, lock_timeout_ms: int, lifetime: 
         lib.rtc_compute_options_set_lock(options, lock),
         lib.rtc_compute_options_set_lock_timeout_ms(options, lock_timeout_ms),
         lib.rtc_compute_options_set_lifetime(options, lifetime),
+        lib.rtc_compute_options_set_hook_userdata(options, call),
     ):
         if code != n.OK:
             raise ValueError(f"rtc: {n.last_error(code)}")
     return options
+
+
+_NOTHING = object()
+
+
+class _Call:
+    """One decorated call, as core's callbacks see it (through a cffi handle):
+    the function to compute, what computing gave, and core's report."""
+
+    __slots__ = ("wrapped", "args", "kwargs", "serializer", "result", "raised", "decorated_elapsed", "report")
+
+    def __init__(self, wrapped: Callable, args: Tuple, kwargs: Dict, serializer: Callable[[Any], Any]) -> None:
+        self.wrapped = wrapped
+        self.args = args
+        self.kwargs = kwargs
+        self.serializer = serializer
+        self.result: Any = _NOTHING  # the function's value, once it returned
+        self.raised: Optional[BaseException] = None  # what the function (or serializer) raised
+        self.decorated_elapsed = 0.0  # for the one call core does not report (see the wrapper)
+        self.report: Optional[n.Report] = None  # set by n.c_hook
+
+    def compute(self, output: Any) -> int:
+        """Calls the function and writes its serialized value to `output`:
+        0 to store it; 1 when nothing can be stored (the function raised, or
+        its value cannot be serialized), which makes core give the ticket up."""
+        started = time.perf_counter()
+        try:
+            self.result = self.wrapped(*self.args, **self.kwargs)
+        except BaseException as e:  # re-raised to the caller once core has given up
+            self.raised = e
+            return 1
+        self.decorated_elapsed = time.perf_counter() - started
+        try:
+            produced = self.serializer(self.result)
+            serialized = None if produced is None else n.value_bytes(produced)
+        except Exception:
+            LOGGER.warning("error while serializing cache value => cache bypassed", exc_info=True)
+            return 1
+        except BaseException as e:  # an interrupt: re-raised too
+            self.raised = e
+            return 1
+        if serialized is None:
+            return 1
+        return 0 if lib.rtc_output_write(output, n.buffer(serialized), len(serialized)) == n.OK else 1
+
+
+@ffi.callback("int(void *, rtc_output *)", error=1)
+def _compute(userdata: Any, output: Any) -> int:
+    return ffi.from_handle(userdata).compute(output)
+
+
+def _recompute(
+    native: Any, call: _Call, ckey: str, tags: Iterable[str], lifetime: int, info: CacheInfo
+) -> Any:
+    """Computes the value again and stores it with a plain set: for bytes under
+    the key that this unserializer cannot read (another program's, say), as
+    the reference does. Fills `info`'s miss fields."""
+    started = time.perf_counter()
+    res = call.wrapped(*call.args, **call.kwargs)
+    info.decorated_elapsed = time.perf_counter() - started
+    try:
+        produced = call.serializer(res)
+        data = None if produced is None else n.value_bytes(produced)
+    except Exception:
+        LOGGER.warning("error while serializing cache value => cache bypassed", exc_info=True)
+        return res
+    if data is not None:
+        info.serialized_size = len(data)
+        key_b = n.buffer(n.text("key", ckey))
+        tags_c, tags_len, _keep = n.tag_array(n.tag_names(tags))
+        code = lib.rtc_cache_set(native, key_b, len(key_b), n.buffer(data), len(data), tags_c, tags_len, lifetime)
+        if code != n.OK:
+            _bypassed("when setting a key", n.last_error(code))
+    return res
+
+
+def _bypassed(what: str, error: n.CacheError) -> None:
+    SERVICE_LOGGER.warning("cache exception %s => cache bypassed (%s)", what, error, exc_info=(n.CacheError, error, None))
 
 
 def cache_decorator(
@@ -139,82 +226,76 @@ def cache_decorator(
         module = (getattr(wrapped, "__module__", None) or "") if portable_key else None
         ckey = _get_key(cache_info, key, instance, module, *args, **kwargs)
         full_tag_names = _get_full_tag_names(tags, instance, *args, **kwargs)
-        ticket = ffi.NULL
-        stored = False  # whether the cache answered (a hit or a ticket)
-        if ckey is not None and full_tag_names is not None:
-            tag_list = n.tag_names(full_tag_names)
-            options = _options(ckey, tag_list, lock, lock_timeout_ms, lifetime)
-            value_out = ffi.new("rtc_value **")
-            ticket_out = ffi.new("rtc_ticket **")
-            n.hook_slot.info = None
-            code = lib.rtc_cache_get_or_lock(native(), options, value_out, ticket_out)
-            if code == n.OK:
-                serialized = n.take_value(value_out)
-                cache_info.serialized_size = len(serialized)
-                measured = n.hook_slot.info
-                if measured is not None:
-                    cache_info.lock_waiting_ms, cache_info.lock_full_hit, cache_info.lock_full_miss = measured
-                try:
-                    unserialized = unserializer(serialized)
-                    cache_info.hit = True
-                    cache_info.elapsed = time.perf_counter() - before
-                    _call_hook(hook, ckey, full_tag_names, cache_info, hook_userdata)
-                    return unserialized
-                except Exception:
-                    LOGGER.warning("error while unserializing cache value => cache bypassed", exc_info=True)
-                stored = True  # store the recomputed value with a plain set
-            elif code == n.MISS:
-                ticket = ticket_out[0]
-                cache_info.lock_waiting_ms = lib.rtc_ticket_lock_waiting_ms(ticket)
-                cache_info.lock_full_miss = lock
-                stored = True
-            else:
-                error = n.last_error(code)
-                SERVICE_LOGGER.warning(
-                    "cache exception when getting or locking a key => cache bypassed (%s)",
-                    error,
-                    exc_info=(n.CacheError, error, None),
-                )
-                cache_info.lock_full_miss = lock
-        # A miss: call the decorated function. Whatever escapes (its own
-        # exception, or an interrupt), the ticket is given up in `finally`,
-        # which releases the lock at once (the reference keeps it until it
-        # expires); a consumed ticket is NULL there, a no-op.
-        try:
+        if ckey is None or full_tag_names is None:
+            # The cache is bypassed before librtc is asked (the warning is
+            # logged): the function's value, reported as the reference does.
             before_decorated = time.perf_counter()
             res = wrapped(*args, **kwargs)
-            cache_info.decorated_elapsed = time.perf_counter() - before_decorated
-            if ckey is not None and full_tag_names is not None:
-                serialized_res: Optional[bytes] = None
-                try:
-                    produced = serializer(res)
-                    serialized_res = None if produced is None else n.value_bytes(produced)
-                except Exception:
-                    LOGGER.warning("error while serializing cache value => cache bypassed", exc_info=True)
-                if serialized_res is not None and stored:
-                    cache_info.serialized_size = len(serialized_res)
-                    data = n.buffer(serialized_res)
-                    if ticket != ffi.NULL:
-                        code = lib.rtc_cache_set_and_unlock(native(), ticket, data, len(serialized_res), lifetime)
-                        ticket = ffi.NULL  # consumed whatever the result
-                    else:
-                        key_b = n.buffer(n.text("key", ckey))
-                        tags_c, tags_len, _keep = n.tag_array(n.tag_names(full_tag_names))
-                        code = lib.rtc_cache_set(
-                            native(), key_b, len(key_b), data, len(serialized_res), tags_c, tags_len, lifetime
-                        )
-                    if code != n.OK:
-                        error = n.last_error(code)
-                        SERVICE_LOGGER.warning(
-                            "cache exception when setting a key => cache bypassed (%s)",
-                            error,
-                            exc_info=(n.CacheError, error, None),
-                        )
-        finally:
-            lib.rtc_ticket_free(ticket)
-        if ckey:
+            if ckey:
+                cache_info.decorated_elapsed = time.perf_counter() - before_decorated
+                cache_info.elapsed = time.perf_counter() - before
+                _call_hook(hook, ckey, [], cache_info, hook_userdata)
+            return res
+
+        call = _Call(wrapped, args, kwargs, serializer)
+        handle = ffi.new_handle(call)  # alive until core's callbacks are done
+        options = _options(ckey, n.tag_names(full_tag_names), lock, lock_timeout_ms, lifetime, handle)
+        value_out = ffi.new("rtc_value **")
+        cache = native()
+        code = lib.rtc_cache_get_or_compute(cache, options, _compute, handle, value_out)
+        value = n.take_value(value_out) if code == n.OK else None
+        report = call.report
+        if report is not None and report.error is not None:
+            _bypassed("during a decorated call", report.error)
+        elif code not in (n.OK, n.COMPUTE_FAILED):
+            _bypassed("during a decorated call", n.last_error(code))
+
+        # Core has given the ticket up (and freed its lock) by now: what the
+        # function raised goes to the caller as is, unless core served the
+        # fail-safe value instead (an interrupt is re-raised whatever happened).
+        raised = call.raised
+        if raised is not None:
+            if value is None or not isinstance(raised, Exception) or call.result is not _NOTHING:
+                raise raised
+            LOGGER.warning("the decorated function raised => the fail-safe value is returned", exc_info=raised)
+        after = time.perf_counter()
+        if call.result is not _NOTHING:
+            res = call.result  # this call computed it (stored or not)
+        elif value is not None:  # a hit, another caller's value, or the fail-safe value
+            try:
+                res = unserializer(value)
+                unreadable = False
+            except Exception:
+                LOGGER.warning("error while unserializing cache value => cache bypassed", exc_info=True)
+                unreadable = True
+            if unreadable:
+                if raised is not None:
+                    raise raised  # the fail-safe value is unreadable too
+                res = _recompute(cache, call, ckey, full_tag_names, lifetime, cache_info)
+                if report is not None:
+                    report.hit = False
+                    report.elapsed += time.perf_counter() - after
+        else:  # librtc failed before computing (logged above): bypassed
+            started = time.perf_counter()
+            res = wrapped(*args, **kwargs)
+            call.decorated_elapsed = time.perf_counter() - started
+
+        if report is not None:
+            cache_info.hit = report.hit
+            cache_info.elapsed = report.elapsed
+            cache_info.decorated_elapsed = cache_info.decorated_elapsed or report.decorated_elapsed
+            cache_info.lock_waiting_ms = report.lock_waiting_ms
+            cache_info.lock_full_hit = report.lock_full_hit
+            cache_info.lock_full_miss = report.lock_full_miss
+            cache_info.serialized_size = cache_info.serialized_size or report.serialized_size
+        else:
+            # Core reports every call except one it gave up with no error to
+            # tell: a value that cannot be stored (its serializer failed or
+            # returned None). Reported here, a miss, as the reference does.
+            cache_info.decorated_elapsed = call.decorated_elapsed
             cache_info.elapsed = time.perf_counter() - before
-            _call_hook(hook, ckey, full_tag_names if full_tag_names else [], cache_info, hook_userdata)
+            cache_info.lock_full_miss = lock
+        _call_hook(hook, ckey, full_tag_names, cache_info, hook_userdata)
         return res
 
     return wrapper

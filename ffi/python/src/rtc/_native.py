@@ -7,7 +7,6 @@ keeps.
 """
 
 import os
-import threading
 from typing import Any, Iterable, List, Optional, Tuple
 
 from rtc._ffi import ffi
@@ -16,6 +15,7 @@ lib = ffi.dlopen(os.path.join(os.path.dirname(__file__), "librtc.so"))
 
 OK = lib.RTC_RESULT_OK
 MISS = lib.RTC_RESULT_MISS
+COMPUTE_FAILED = lib.RTC_RESULT_COMPUTE_FAILED
 LIFETIME_DEFAULT = lib.RTC_LIFETIME_DEFAULT
 LIFETIME_FOREVER = lib.RTC_LIFETIME_FOREVER
 
@@ -165,20 +165,48 @@ def take_value(out: Any) -> bytes:
         lib.rtc_value_free(value)
 
 
-# The hook: librtc calls it on the calling thread during rtc_cache_get_or_lock
-# (a hit), so the lock measurements of that hit land in this thread's slot,
-# read right after the call returns. The user's hook itself runs later, in
-# plain Python, where its exceptions are caught and logged.
-hook_slot = threading.local()
+class Report:
+    """Core's report of one get-or-compute, as its hook received it (copied:
+    the rtc_cache_info is valid only during the hook call)."""
+
+    __slots__ = (
+        "hit",
+        "stale",
+        "elapsed",
+        "decorated_elapsed",
+        "lock_waiting_ms",
+        "lock_full_hit",
+        "lock_full_miss",
+        "serialized_size",
+        "error",
+    )
+
+    def __init__(self, info: Any) -> None:
+        self.hit = bool(lib.rtc_cache_info_hit(info))
+        self.stale = bool(lib.rtc_cache_info_stale(info))
+        self.elapsed = lib.rtc_cache_info_elapsed_ns(info) / 1e9
+        self.decorated_elapsed = lib.rtc_cache_info_decorated_elapsed_ns(info) / 1e9
+        self.lock_waiting_ms = int(lib.rtc_cache_info_lock_waiting_ms(info))
+        self.lock_full_hit = bool(lib.rtc_cache_info_lock_full_hit(info))
+        self.lock_full_miss = bool(lib.rtc_cache_info_lock_full_miss(info))
+        self.serialized_size = int(lib.rtc_cache_info_serialized_size(info))
+        code = lib.rtc_cache_info_error(info)
+        self.error: Optional[CacheError] = None
+        if code != OK:
+            message = ffi.string(lib.rtc_cache_info_error_message(info)).decode("utf-8", "replace")
+            self.error = CacheError(code, message)
 
 
+# The hook of every librtc cache the package builds. librtc calls it once per
+# get-or-compute, on the calling thread, during rtc_cache_get_or_compute; the
+# call's userdata (rtc_compute_options_set_hook_userdata) is a cffi handle to
+# the object that keeps the report (an attribute `report`). The user's hook
+# runs later, in plain Python, where its exceptions are caught and logged.
 @ffi.callback("void(void *, const rtc_cache_info *)")
 def c_hook(_userdata: Any, info: Any) -> None:
     try:
-        hook_slot.info = (
-            lib.rtc_cache_info_lock_waiting_ms(info),
-            bool(lib.rtc_cache_info_lock_full_hit(info)),
-            bool(lib.rtc_cache_info_lock_full_miss(info)),
-        )
+        call = lib.rtc_cache_info_call_userdata(info)
+        if call != NULL:
+            ffi.from_handle(call).report = Report(info)
     except BaseException:  # nothing may unwind into librtc
         pass
