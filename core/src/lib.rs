@@ -92,4 +92,5 @@ pub mod adapter {
     pub use crate::compute::flow::{Lookup, TwoStep, get_or_compute};
     pub use crate::error::WitErrorCase;
     pub use crate::local::flight::Flights;
+    pub use crate::sync::compute::set_and_unlock_outcome;
 }

@@ -31,7 +31,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rtc_core::adapter::WitErrorCase;
+use rtc_core::adapter::{WitErrorCase, set_and_unlock_outcome};
 use rtc_core::{
     Backend, Cache, CacheInfo, ComputeOptions, Error, ErrorKind, FunctionId, GetOrLock, Hit, Lifetime,
     MAX_LOCK_TIMEOUT, Ticket,
@@ -227,15 +227,11 @@ impl wit::GuestCache for CacheResource {
             };
             ticket.set_lifetime(to_lifetime(lifetime));
             let (key, tags) = (ticket.key().to_owned(), ticket.tags().to_vec());
-            // A ticket of an undecodable hit carries its codec error from the
-            // start: only an error the store adds is this call's failure.
-            let before = ticket.info().error.as_ref().map(ToString::to_string);
-            // Core checks that the ticket is this cache's.
-            let info = self.cache.set_and_unlock(ticket, Ok::<_, rtc_core::Error>(value));
-            let result = match &info.error {
-                Some(e) if before.as_deref() != Some(e.to_string().as_str()) => Err(to_wit_error(e.clone())),
-                _ => Ok(()),
-            };
+            // Core checks that the ticket is this cache's, and tells this
+            // call's own failure from an error the ticket carried (the codec
+            // error of an undecodable hit), which stays in the info only.
+            let (info, failure) = set_and_unlock_outcome(&self.cache, ticket, Ok::<_, rtc_core::Error>(value));
+            let result = failure.map_or(Ok(()), |e| Err(to_wit_error(e)));
             report(&key, &tags, &info);
             result
         })

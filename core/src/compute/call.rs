@@ -15,13 +15,14 @@
 use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::backend::Reply;
 use crate::compute::accounting::Accounting;
 use crate::config::Lifetime;
 use crate::error::{Error, Result};
 use crate::local::Inner;
+use crate::local::flight::{Flight, Leader, Role, Waited, flight_key};
 use crate::model::info::{CacheInfo, HookEvent};
 use crate::model::options::ComputeOptions;
 use crate::ops::lock::{Hold, LockStats, Looked, Lookup, Store};
@@ -106,7 +107,7 @@ impl Call {
         let stats = LockStats { full_hit: options.lock_wait().is_some(), ..LockStats::default() };
         self.accounting.looked_up(stats);
         self.accounting.hit(bytes.len());
-        GetOrLock::Hit(Hit { value: bytes.to_vec(), storage_key: String::new(), call: self })
+        GetOrLock::Hit(Hit { value: bytes.to_vec(), storage_key: String::new(), call: self, origin: Origin::Read })
     }
 
     /// The lookup machine of this call.
@@ -117,25 +118,36 @@ impl Call {
         Lookup::new(&self.inner, &self.key, &tags, options.lock_wait())
     }
 
-    /// Turns the lookup's result into the outcome of `get_or_lock`.
-    pub(crate) fn looked(mut self, looked: Result<Looked>, locking: bool) -> GetOrLock {
+    /// Turns the lookup's result into the outcome of `get_or_lock`, with its
+    /// guarantees: on a miss, the fail-safe value or the in-process flight
+    /// (see [`Ticket::join`]).
+    pub(crate) fn looked(self, looked: Result<Looked>, options: &ComputeOptions) -> Joined {
+        match self.read(looked, options.lock_wait().is_some()) {
+            GetOrLock::Hit(hit) => Joined::Ready(GetOrLock::Hit(hit)),
+            GetOrLock::Locked(ticket) | GetOrLock::Miss(ticket) => ticket.join(options),
+        }
+    }
+
+    /// What the lookup read: a hit, or the ticket to compute with.
+    fn read(mut self, looked: Result<Looked>, locking: bool) -> GetOrLock {
         match looked {
             Ok(Looked::Hit(value, stats, storage_key)) => {
                 self.accounting.looked_up(stats);
                 self.accounting.hit(value.len());
-                GetOrLock::Hit(Hit { value, storage_key, call: self })
+                GetOrLock::Hit(Hit { value, storage_key, call: self, origin: Origin::Read })
             }
             Ok(Looked::Miss(hold)) => {
                 self.accounting.looked_up(hold.stats);
                 let locked = hold.token.is_some();
-                let ticket = Ticket { call: self, hold: Some(hold), overwrite: false };
+                let ticket =
+                    Ticket { call: self, hold: Some(hold), overwrite: false, leader: None, flight_value: None };
                 if locked { GetOrLock::Locked(ticket) } else { GetOrLock::Miss(ticket) }
             }
             Err(e) => {
                 bypass(&mut self.accounting, e, "cache bypassed");
                 let stats = LockStats { full_miss: locking, ..LockStats::default() };
                 self.accounting.looked_up(stats);
-                GetOrLock::Miss(Ticket { call: self, hold: None, overwrite: false })
+                GetOrLock::Miss(Ticket { call: self, hold: None, overwrite: false, leader: None, flight_value: None })
             }
         }
     }
@@ -171,6 +183,20 @@ pub struct Hit {
     /// Where the value was read (only when fail-safe is on; else empty).
     storage_key: String,
     call: Call,
+    origin: Origin,
+}
+
+/// Where a [`Hit`]'s bytes came from.
+#[derive(Debug)]
+enum Origin {
+    /// Read from the cache (Redis or the near cache).
+    Read,
+    /// Another caller of this process computed them while this one waited
+    /// (single-flight): `error` is that call's bypass; `hold` and `overwrite`
+    /// are this call's own ticket, should the bytes not decode here.
+    Shared { hold: Option<Hold>, overwrite: bool, error: Option<Error>, waited: Duration },
+    /// The fail-safe value, returned because the lookup failed with `error`.
+    Stale { error: Error },
 }
 
 impl Hit {
@@ -198,12 +224,26 @@ impl Hit {
     /// returns the bytes and the final info. With fail-safe on, the bytes
     /// (which decoded) are saved as the entry's last confirmed value.
     pub fn finish(self) -> (Vec<u8>, CacheInfo) {
-        if let Some(fail_safe) = &self.call.inner.fail_safe
-            && !self.storage_key.is_empty()
-        {
-            fail_safe.save(&self.storage_key, &self.value);
+        let mut call = self.call;
+        match self.origin {
+            Origin::Read => {
+                if let Some(fail_safe) = &call.inner.fail_safe
+                    && !self.storage_key.is_empty()
+                {
+                    fail_safe.save(&self.storage_key, &self.value);
+                }
+            }
+            Origin::Shared { error, waited, .. } => {
+                call.accounting.shared(self.value.len(), waited);
+                if call.accounting.info().error.is_none()
+                    && let Some(e) = error
+                {
+                    call.accounting.bypass(e);
+                }
+            }
+            Origin::Stale { error } => call.accounting.served_stale(self.value.len(), error),
         }
-        (self.value, self.call.report())
+        (self.value, call.report())
     }
 
     /// The bytes did not decode (`error`): the call becomes a miss that
@@ -221,9 +261,18 @@ impl Hit {
     /// ```
     pub fn undecodable(self, error: Error) -> Ticket {
         let mut call = self.call;
-        bypass(&mut call.accounting, error, "cached bytes do not decode");
-        call.accounting.recompute();
-        Ticket { call, hold: None, overwrite: true }
+        let (hold, overwrite) = match self.origin {
+            Origin::Read => {
+                bypass(&mut call.accounting, error, "cached bytes do not decode");
+                call.accounting.recompute();
+                (None, true)
+            }
+            // Another codec's bytes: this caller computes alone, with its own ticket.
+            Origin::Shared { hold, overwrite, .. } => (hold, overwrite),
+            // The lookup failed: the ticket stores nothing, as it would have.
+            Origin::Stale { .. } => (None, false),
+        };
+        Ticket { call, hold, overwrite, leader: None, flight_value: None }
     }
 }
 
@@ -241,9 +290,81 @@ pub struct Ticket {
     call: Call,
     hold: Option<Hold>,
     overwrite: bool,
+    /// The in-process flight this ticket leads: closed before the store,
+    /// finished with the stored bytes after it, handed over when the ticket
+    /// is released or dropped (see [`crate::local::flight`]).
+    leader: Option<Leader>,
+    /// The bytes being stored, kept for the followers while a flight is led.
+    flight_value: Option<Vec<u8>>,
+}
+
+/// A lookup that missed, with the guarantees of get-or-compute applied.
+pub(crate) enum Joined {
+    /// The outcome of `get_or_lock`.
+    Ready(GetOrLock),
+    /// Another caller of this process computes the value: the driver waits
+    /// for it (at most the duration, the lock timeout), then calls
+    /// [`Ticket::followed`].
+    Follow(Ticket, Arc<Flight>, String, Duration),
 }
 
 impl Ticket {
+    /// The guarantees of get-or-compute, for every surface of the two calls:
+    /// a failed lookup returns the fail-safe value if there is one (instead
+    /// of computing), and with the lock, the callers of this process that
+    /// must compute one key meet first, so it computes once even when Redis
+    /// (and so its lock) is down: see `flight` for why following is safe.
+    fn join(mut self, options: &ComputeOptions) -> Joined {
+        if let Some(error) = self.lookup_error().cloned()
+            && let Some(bytes) = self.fallback()
+        {
+            tracing::warn!(key = self.call.key, error = %error, "returning the fail-safe value");
+            let origin = Origin::Stale { error };
+            return Joined::Ready(GetOrLock::Hit(Hit {
+                value: bytes.to_vec(),
+                storage_key: String::new(),
+                call: self.call,
+                origin,
+            }));
+        }
+        // A WebAssembly component runs one call at a time: no one to meet.
+        let Some(wait) = options.lock_wait().filter(|_| cfg!(not(target_family = "wasm"))) else {
+            return Joined::Ready(self.outcome());
+        };
+        let key = flight_key(&self.call.key, &self.call.tags);
+        let flights = self.call.inner.flights.clone();
+        match flights.join(key.clone()) {
+            Role::Leader(leader) => {
+                self.leader = Some(leader);
+                Joined::Ready(self.outcome())
+            }
+            // This caller holds the Redis lock: it computes and stores.
+            Role::Follower(_) if self.holds_lock() => Joined::Ready(self.outcome()),
+            Role::Follower(flight) => Joined::Follow(self, flight, key, wait),
+        }
+    }
+
+    /// Ends the wait of a [`Joined::Follow`]: the leader's value as a hit
+    /// (reported as shared), or this ticket, leading the flight if the
+    /// leader gave up, or alone if the wait timed out.
+    pub(crate) fn followed(mut self, waited: Waited) -> GetOrLock {
+        match waited {
+            Waited::Value(bytes, error, waited) => {
+                let origin = Origin::Shared { hold: self.hold, overwrite: self.overwrite, error, waited };
+                GetOrLock::Hit(Hit { value: bytes.to_vec(), storage_key: String::new(), call: self.call, origin })
+            }
+            Waited::Lead(leader) => {
+                self.leader = Some(leader);
+                self.outcome()
+            }
+            Waited::TimedOut => self.outcome(),
+        }
+    }
+
+    fn outcome(self) -> GetOrLock {
+        if self.holds_lock() { GetOrLock::Locked(self) } else { GetOrLock::Miss(self) }
+    }
+
     /// Returns true when this ticket holds the stampede lock.
     pub fn holds_lock(&self) -> bool {
         self.hold.as_ref().is_some_and(|h| h.token.is_some())
@@ -316,8 +437,14 @@ impl Ticket {
     }
 
     /// Records the computed value (its size, or the error encoding it) and
-    /// returns the machine that stores it and releases the lock.
-    pub(crate) fn finishing(&mut self, inner: &Arc<Inner>, value: Result<&[u8], Error>) -> Result<Finishing<'_>> {
+    /// returns the machine that stores it and releases the lock, with the
+    /// error refusing the value (too big, a bad lifetime), if any: already
+    /// recorded, and this call's own failure.
+    pub(crate) fn finishing(
+        &mut self,
+        inner: &Arc<Inner>,
+        value: Result<&[u8], Error>,
+    ) -> Result<(Finishing<'_>, Option<Error>)> {
         if !self.belongs_to(inner) {
             return Err(Error::invalid("this ticket belongs to another cache"));
         }
@@ -326,25 +453,31 @@ impl Ticket {
             Err(e) => {
                 tracing::warn!(error = %e, "cannot encode the computed value");
                 self.call.accounting.computed(Err(e));
-                return Ok(self.releasing());
+                return Ok((self.releasing(), None));
             }
         };
         self.call.accounting.computed(Ok(value.len()));
+        if let Some(leader) = &mut self.leader {
+            // Before the store: a caller arriving after it reads for itself.
+            leader.close();
+            self.flight_value = Some(value.to_vec());
+        }
         let access = match self.call.inner.set_access(value, self.call.lifetime) {
             Ok(access) => access,
             Err(e) => {
                 self.call.accounting.bypass(e.clone());
-                return Ok(self.releasing());
+                return Ok((self.releasing(), Some(e)));
             }
         };
-        Ok(match &self.hold {
+        let finishing = match &self.hold {
             Some(hold) => Finishing::Store(Store::new(hold, access)),
             None if self.overwrite => {
                 let tags: Vec<&str> = self.call.tags.iter().map(String::as_str).collect();
                 Finishing::Overwrite(Snapshot::new(&self.call.inner, &self.call.key, &tags, access))
             }
             None => Finishing::Store(Store::release(&Hold { keys: None, token: None, stats: LockStats::default() })),
-        })
+        };
+        Ok((finishing, None))
     }
 
     /// The machine that releases the lock, storing nothing.
@@ -358,7 +491,14 @@ impl Ticket {
         if let Err(e) = stored {
             bypass(&mut self.call.accounting, e, "cannot store the computed value");
         }
-        self.call.report()
+        let (leader, shared) = (self.leader.take(), self.flight_value.take());
+        let info = self.call.report();
+        // The followers get what was stored, and this call's error; with no
+        // value (it did not encode) the flight is handed over.
+        if let Some(leader) = leader {
+            leader.finish(shared.map(|bytes| (bytes, info.error.clone())));
+        }
+        info
     }
 
     /// True when this ticket was made by the cache whose state is `inner`.

@@ -198,7 +198,7 @@ fn lead<S, T, E>(
     cache: &S,
     options: &ComputeOptions,
     ticket: S::Ticket,
-    mut leader: Leader<'_>,
+    mut leader: Leader,
     decode: impl Fn(&[u8]) -> Result<T>,
     compute: impl FnOnce() -> Result<T, E>,
     encode: impl Fn(&T) -> Result<Vec<u8>>,

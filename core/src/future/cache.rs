@@ -8,12 +8,11 @@ use serde::de::DeserializeOwned;
 
 use super::{AsyncBackend, drive};
 use crate::backend::Reply;
-use crate::compute::call::{Call, GetOrLock, Ticket};
+use crate::compute::call::{Call, GetOrLock, Joined, Ticket};
 use crate::compute::flow::computation_failed;
 use crate::config::{Config, Lifetime};
 use crate::error::{Error, Result};
 use crate::local::Inner;
-use crate::local::flight::{Role, Waited, flight_key};
 use crate::model::codec::{Cbor, Codec};
 use crate::model::info::CacheInfo;
 use crate::model::layout::ALL_TAG;
@@ -111,7 +110,12 @@ impl<C: Codec> Cache<C> {
             Ok(op) => drive(&*self.backend, op).await,
             Err(e) => Err(e),
         };
-        call.looked(looked, options.lock_wait().is_some())
+        match call.looked(looked, options) {
+            Joined::Ready(outcome) => outcome,
+            Joined::Follow(ticket, flight, key, wait) => {
+                ticket.followed(self.inner.flights.wait_async(&flight, &key, wait).await)
+            }
+        }
     }
 
     /// The second half of get-or-compute (see [`crate::Cache::set_and_unlock`]).
@@ -119,7 +123,7 @@ impl<C: Codec> Cache<C> {
         let value = value.as_ref().map(|v| v.as_ref()).map_err(Clone::clone);
         let saving = self.inner.fail_safe.as_ref().zip(ticket.storage_key().map(str::to_owned));
         let stored = match ticket.finishing(&self.inner, value.clone()) {
-            Ok(op) => drive(&*self.backend, op).await,
+            Ok((op, _)) => drive(&*self.backend, op).await,
             Err(e) => Err(e),
         };
         let info = ticket.report(stored);
@@ -199,54 +203,7 @@ impl<C: Codec> Cache<C> {
             Ok(value) => return Ok(value),
             Err(ticket) => ticket,
         };
-        // Redis failed: the fail-safe value, if any, instead of computing.
-        let ticket = match ticket.lookup_error().cloned() {
-            Some(error) => match self.fall_back(ticket, &decode, error).await {
-                Ok(value) => return Ok(value),
-                Err(ticket) => ticket,
-            },
-            None => ticket,
-        };
-        // Single-flight, as the sync API's get-or-compute does (see `flight`).
-        if let Some(wait) = options.lock_wait() {
-            let flights = &self.inner.flights;
-            let key = flight_key(options.cache_key(), options.tag_list());
-            let leader = match flights.join(key.clone()) {
-                Role::Leader(leader) => Some(leader),
-                // This caller holds the Redis lock: it computes and stores.
-                Role::Follower(_) if ticket.holds_lock() => None,
-                Role::Follower(flight) => match flights.wait_async(&flight, &key, wait).await {
-                    Waited::Value(bytes, error, waited) => {
-                        // Another codec's bytes: compute alone.
-                        if let Ok(value) = decode(&bytes) {
-                            let _ = ticket.shared(bytes.len(), error, waited);
-                            return Ok(value);
-                        }
-                        None
-                    }
-                    Waited::Lead(leader) => Some(leader),
-                    Waited::TimedOut => None,
-                },
-            };
-            if let Some(mut leader) = leader {
-                return match compute().await {
-                    Ok(value) => {
-                        let encoded = encode(&value);
-                        let bytes = encoded.as_ref().ok().cloned();
-                        // Before the store: a caller arriving after it reads for itself.
-                        leader.close();
-                        let error = self.set_and_unlock(ticket, encoded).await.error;
-                        leader.finish(bytes.map(|b| (b, error)));
-                        Ok(value)
-                    }
-                    Err(e) => {
-                        // The followers lead next; this caller may fall back.
-                        drop(leader);
-                        self.failed(ticket, &decode, e).await
-                    }
-                };
-            }
-        }
+        // `get_or_lock` gave the fail-safe value or met the flight already.
         match compute().await {
             Ok(value) => {
                 let _ = self.set_and_unlock(ticket, encode(&value)).await;

@@ -55,9 +55,16 @@ impl Drop for Waiting<'_> {
     }
 }
 
-/// The flights of one cache, by key and tags.
-#[derive(Default)]
+/// The flights of one cache, by key and tags. Cheap to clone: clones share
+/// the flights (a [`Leader`] keeps them, so a ticket that leads owns its part).
+#[derive(Default, Clone)]
 pub struct Flights {
+    shared: Arc<Shared>,
+}
+
+/// What the clones of one [`Flights`] share.
+#[derive(Default)]
+struct Shared {
     running: Mutex<HashMap<String, Arc<Flight>>>,
     /// Followers waiting now, over all flights.
     waiting: AtomicUsize,
@@ -65,26 +72,26 @@ pub struct Flights {
 
 impl std::fmt::Debug for Flights {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let running = self.running.lock().unwrap_or_else(PoisonError::into_inner).len();
+        let running = self.shared.running.lock().unwrap_or_else(PoisonError::into_inner).len();
         f.debug_struct("Flights").field("running", &running).finish()
     }
 }
 
 /// A caller's part in a flight.
-pub(crate) enum Role<'a> {
+pub(crate) enum Role {
     /// Compute and store, closing the flight first ([`Leader::close`]), then
     /// [`Leader::finish`].
-    Leader(Leader<'a>),
+    Leader(Leader),
     /// Wait for the leader with [`Flight::wait`].
     Follower(Arc<Flight>),
 }
 
 /// What a follower got.
-pub(crate) enum Waited<'a> {
+pub(crate) enum Waited {
     /// The leader's bytes, the error of its call, and how long this caller waited.
     Value(Arc<Vec<u8>>, Option<Error>, Duration),
     /// The leader gave up: this caller leads the flight now.
-    Lead(Leader<'a>),
+    Lead(Leader),
     /// The wait passed first: compute alone.
     TimedOut,
 }
@@ -92,14 +99,14 @@ pub(crate) enum Waited<'a> {
 impl Flights {
     /// How many callers wait for another caller's computation now.
     pub fn waiters(&self) -> usize {
-        self.waiting.load(Ordering::SeqCst)
+        self.shared.waiting.load(Ordering::SeqCst)
     }
 
     /// Waits for the leader of `flight`, at most `timeout`, counted in
     /// [`Flights::waiters`].
-    pub(crate) fn wait(&self, flight: &Arc<Flight>, key: &str, timeout: Duration) -> Waited<'_> {
-        self.waiting.fetch_add(1, Ordering::SeqCst);
-        let _waiting = Waiting(&self.waiting);
+    pub(crate) fn wait(&self, flight: &Arc<Flight>, key: &str, timeout: Duration) -> Waited {
+        self.shared.waiting.fetch_add(1, Ordering::SeqCst);
+        let _waiting = Waiting(&self.shared.waiting);
         self.waited(flight, key, flight.settle(timeout))
     }
 
@@ -108,9 +115,9 @@ impl Flights {
     /// caller is dropped meanwhile and the wait made it the leader, the
     /// flight is handed over again, so it never hangs.
     #[cfg(feature = "tokio")]
-    pub(crate) async fn wait_async(&self, flight: &Arc<Flight>, key: &str, timeout: Duration) -> Waited<'_> {
-        self.waiting.fetch_add(1, Ordering::SeqCst);
-        let _waiting = Waiting(&self.waiting);
+    pub(crate) async fn wait_async(&self, flight: &Arc<Flight>, key: &str, timeout: Duration) -> Waited {
+        self.shared.waiting.fetch_add(1, Ordering::SeqCst);
+        let _waiting = Waiting(&self.shared.waiting);
         let (tx, rx) = tokio::sync::oneshot::channel();
         let waiting = Arc::clone(flight);
         tokio::task::spawn_blocking(move || {
@@ -121,19 +128,22 @@ impl Flights {
         self.waited(flight, key, rx.await.unwrap_or(Settled::TimedOut))
     }
 
-    fn waited(&self, flight: &Arc<Flight>, key: &str, settled: Settled) -> Waited<'_> {
+    fn waited(&self, flight: &Arc<Flight>, key: &str, settled: Settled) -> Waited {
         match settled {
             Settled::Value(bytes, error, waited) => Waited::Value(bytes, error, waited),
-            Settled::Lead => {
-                Waited::Lead(Leader { flights: self, key: key.to_owned(), flight: Arc::clone(flight), finished: false })
-            }
+            Settled::Lead => Waited::Lead(Leader {
+                flights: self.clone(),
+                key: key.to_owned(),
+                flight: Arc::clone(flight),
+                finished: false,
+            }),
             Settled::TimedOut => Waited::TimedOut,
         }
     }
 
     /// Joins the flight of `key`, leading it if none is running.
-    pub(crate) fn join(&self, key: String) -> Role<'_> {
-        let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+    pub(crate) fn join(&self, key: String) -> Role {
+        let mut running = self.shared.running.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(flight) = running.get(&key) {
             return Role::Follower(Arc::clone(flight));
         }
@@ -143,7 +153,7 @@ impl Flights {
             closed: AtomicBool::new(false),
         });
         running.insert(key.clone(), Arc::clone(&flight));
-        Role::Leader(Leader { flights: self, key, flight, finished: false })
+        Role::Leader(Leader { flights: self.clone(), key, flight, finished: false })
     }
 }
 
@@ -162,18 +172,24 @@ pub(crate) fn flight_key(key: &str, tags: &[String]) -> String {
 }
 
 /// The leader of a flight. Dropping it unfinished (a panic) abandons the flight.
-pub(crate) struct Leader<'a> {
-    flights: &'a Flights,
+pub(crate) struct Leader {
+    flights: Flights,
     key: String,
     flight: Arc<Flight>,
     finished: bool,
 }
 
-impl Leader<'_> {
+impl std::fmt::Debug for Leader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Leader").field("key", &self.key).finish_non_exhaustive()
+    }
+}
+
+impl Leader {
     /// Closes the flight to new followers: call it before storing.
     pub(crate) fn close(&mut self) {
         if !self.flight.closed.swap(true, Ordering::SeqCst) {
-            let mut running = self.flights.running.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut running = self.flights.shared.running.lock().unwrap_or_else(PoisonError::into_inner);
             // Only this flight: a caller after the close may lead the key's next one.
             if running.get(&self.key).is_some_and(|f| Arc::ptr_eq(f, &self.flight)) {
                 running.remove(&self.key);
@@ -240,7 +256,7 @@ impl Flight {
     }
 }
 
-impl Drop for Leader<'_> {
+impl Drop for Leader {
     fn drop(&mut self) {
         if !self.finished {
             self.abandon();

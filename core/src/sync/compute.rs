@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::compute::call::{Call, GetOrLock, Hit, Ticket};
+use crate::compute::call::{Call, GetOrLock, Hit, Joined, Ticket};
 use crate::compute::flow::{Lookup, TwoStep};
 use crate::config::Lifetime;
 use crate::error::Error;
@@ -238,7 +238,10 @@ impl<C: Codec> Cache<C> {
             return call.near_hit(&bytes, options);
         }
         let looked = call.lookup(options).and_then(|op| drive(&*self.backend, op));
-        call.looked(looked, options.lock_wait().is_some())
+        match call.looked(looked, options) {
+            Joined::Ready(outcome) => outcome,
+            Joined::Follow(ticket, flight, key, wait) => ticket.followed(self.inner.flights.wait(&flight, &key, wait)),
+        }
     }
 
     /// The second half of get-or-compute: stores the computed value's bytes
@@ -250,16 +253,34 @@ impl<C: Codec> Cache<C> {
     ///
     /// If a tag was invalidated since `get_or_lock`, the value lands where no
     /// reader looks, as it is stale.
-    pub fn set_and_unlock(&self, mut ticket: Ticket, value: Result<impl AsRef<[u8]>, Error>) -> CacheInfo {
+    pub fn set_and_unlock(&self, ticket: Ticket, value: Result<impl AsRef<[u8]>, Error>) -> CacheInfo {
+        self.store(ticket, value).0
+    }
+
+    /// [`Cache::set_and_unlock`], also returning this call's own failure:
+    /// the store's error, or the refusal of the value or of the ticket (not
+    /// an error the ticket carried from before, such as undecodable bytes).
+    pub(crate) fn store(
+        &self,
+        mut ticket: Ticket,
+        value: Result<impl AsRef<[u8]>, Error>,
+    ) -> (CacheInfo, Option<Error>) {
         let value = value.as_ref().map(|v| v.as_ref()).map_err(Clone::clone);
         let saving = self.inner.fail_safe.as_ref().zip(ticket.storage_key().map(str::to_owned));
-        let stored = ticket.finishing(&self.inner, value.clone()).and_then(|op| drive(&*self.backend, op));
+        let (stored, failure) = match ticket.finishing(&self.inner, value.clone()) {
+            Ok((op, refused)) => {
+                let stored = drive(&*self.backend, op);
+                let failure = stored.as_ref().err().cloned().or(refused);
+                (stored, failure)
+            }
+            Err(e) => (Err(e.clone()), Some(e)),
+        };
         let info = ticket.report(stored);
         // Stored under the ticket's snapshot: the entry's current value now.
         if let (Some((fail_safe, key)), Ok(bytes), None) = (saving, value, &info.error) {
             fail_safe.save(&key, bytes);
         }
-        info
+        (info, failure)
     }
 
     /// Finishes a ticket with a fail-safe value (see `fail_safe`): releases
@@ -328,8 +349,10 @@ impl<C: Codec> TwoStep for Cache<C> {
         let _ = self.release(ticket);
     }
 
+    // `get_or_lock` meets this process's other callers itself (so the two
+    // calls have single-flight on every surface): the flow must not again.
     fn flights(&self) -> Option<&Flights> {
-        Some(&self.inner.flights)
+        None
     }
 
     fn holds_lock(ticket: &Ticket) -> bool {
@@ -340,10 +363,6 @@ impl<C: Codec> TwoStep for Cache<C> {
         let _ = ticket.shared(size, error, waited);
     }
 
-    fn lookup_error(ticket: &Ticket) -> Option<Error> {
-        ticket.lookup_error().cloned()
-    }
-
     fn fallback(&self, ticket: &Ticket) -> Option<Arc<Vec<u8>>> {
         ticket.fallback()
     }
@@ -351,4 +370,16 @@ impl<C: Codec> TwoStep for Cache<C> {
     fn serve_stale(&self, _: &ComputeOptions, ticket: Ticket, size: usize, error: Error) {
         let _ = Cache::serve_stale(self, ticket, size, error);
     }
+}
+
+/// [`Cache::set_and_unlock`], with this call's own failure beside the info
+/// (the store's error, or the refusal of the value or the ticket), for the
+/// component, whose `set-and-unlock` returns it as its error while a codec
+/// error the ticket carried from its lookup stays in the info only.
+pub fn set_and_unlock_outcome<C: Codec>(
+    cache: &Cache<C>,
+    ticket: Ticket,
+    value: Result<impl AsRef<[u8]>, Error>,
+) -> (CacheInfo, Option<Error>) {
+    cache.store(ticket, value)
 }
