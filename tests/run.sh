@@ -28,8 +28,22 @@ fi
 say "building the workspace (librtc, the rtc command, the harness)"
 cargo build --release --locked
 
-say "building the WebAssembly component"
-cargo build --profile component --locked --target wasm32-wasip2 -p rtc-component
+say "building the WebAssembly component (warnings denied)"
+CARGO_TARGET_WASM32_WASIP2_RUSTFLAGS="-D warnings" \
+  cargo build --profile component --locked --target wasm32-wasip2 -p rtc-component
+
+say "hygiene: cargo fmt, clippy with warnings denied (native and component), no import circle"
+cargo fmt --all --check
+# --release: clippy reuses the dependencies the build above compiled.
+cargo clippy --release --locked --workspace --all-targets -- -D warnings
+cargo clippy --release --locked --target wasm32-wasip2 -p rtc-component -- -D warnings
+for src in core/src core/component/src ffi/src host/src host/*/src; do
+  [ -d "$src" ] || continue
+  # Module by module, then folder by folder.
+  python3 tests/tools/import_circles.py "$src" >/dev/null || python3 tests/tools/import_circles.py "$src"
+  python3 tests/tools/import_circles.py "$src" 1 >/dev/null || python3 tests/tools/import_circles.py "$src" 1
+done
+echo "no import circle in the crates of core, ffi or host"
 
 say "preparing the Node host of the component (npm ci, jco transpile)"
 bash tests/node/setup.sh
