@@ -562,6 +562,15 @@ rtc_result rtc_cache_new(const struct rtc_cache_builder *builder,
 void rtc_cache_free(struct rtc_cache *cache);
 
 /**
+ * Borrows the cache behind a handle.
+ * Returns how many get-or-compute calls with the lock (either form) wait,
+ * now, for another caller of this cache in this process that computes the
+ * same key (single-flight followers); 0 if `cache` is NULL. For monitoring
+ * and tests. Thread-safe.
+ */
+size_t rtc_cache_single_flight_waiters(const struct rtc_cache *cache);
+
+/**
  * Stores `value` under `key` and `tags`, for `lifetime` (RTC_LIFETIME_DEFAULT,
  * RTC_LIFETIME_FOREVER, or seconds). The entry is readable until it expires,
  * one of its tags is invalidated, rtc_cache_invalidate_all is called, or it
@@ -805,13 +814,22 @@ rtc_result rtc_cache_get_or_compute(const struct rtc_cache *cache,
  *   frees it with rtc_value_free).
  * - RTC_RESULT_MISS: writes a new ticket to `*ticket_out`: compute the value,
  *   then call rtc_cache_set_and_unlock, or give up with rtc_ticket_free. The
- *   ticket holds the lock (rtc_ticket_holds_lock) unless the lock was off or
- *   the wait for another holder timed out.
+ *   ticket holds the lock (rtc_ticket_holds_lock) unless the lock was off,
+ *   the wait for another holder timed out, or Redis failed.
+ *
+ * The same guarantees as rtc_cache_get_or_compute: with the lock on, the
+ * callers of this process that miss one key meet first, so one gets the
+ * ticket and the others wait (up to the lock timeout) and get its value as
+ * a hit, also when Redis is unreachable (where its lock cannot hold them
+ * off); freeing the ticket hands the computation to one of them. When Redis
+ * fails, the fail-safe value (rtc_cache_builder_set_fail_safe) is returned
+ * as a hit if there is one; otherwise the ticket stores nothing, and
+ * rtc_cache_set_and_unlock (or rtc_ticket_free) reports the Redis error to
+ * the hook and returns it: never silent.
  *
  * Only one of the out-parameters is written. Thread-safe.
  *
- * Errors: RTC_RESULT_NULL_PARAMETER, and Redis errors (then compute the value
- * and do not store it; the hook has been told, with the error).
+ * Errors: RTC_RESULT_NULL_PARAMETER.
  */
 rtc_result rtc_cache_get_or_lock(const struct rtc_cache *cache,
                                  const struct rtc_compute_options *options,

@@ -537,6 +537,15 @@ pub extern "C" fn rtc_cache_free(cache: *mut rtc_cache) {
 }
 
 /// Borrows the cache behind a handle.
+/// Returns how many get-or-compute calls with the lock (either form) wait,
+/// now, for another caller of this cache in this process that computes the
+/// same key (single-flight followers); 0 if `cache` is NULL. For monitoring
+/// and tests. Thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn rtc_cache_single_flight_waiters(cache: *const rtc_cache) -> usize {
+    guard_or(0, || cache_ref(cache).map_or(0, Cache::single_flight_waiters))
+}
+
 pub(crate) fn cache_ref<'a>(cache: *const rtc_cache) -> Result<&'a Cache, Failure> {
     // SAFETY: every caller documents that it takes NULL or a live cache.
     unsafe { handle(cache, "cache") }.map(|c| &c.cache)

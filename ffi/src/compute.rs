@@ -349,13 +349,22 @@ pub extern "C" fn rtc_cache_get_or_compute(
 ///   frees it with rtc_value_free).
 /// - RTC_RESULT_MISS: writes a new ticket to `*ticket_out`: compute the value,
 ///   then call rtc_cache_set_and_unlock, or give up with rtc_ticket_free. The
-///   ticket holds the lock (rtc_ticket_holds_lock) unless the lock was off or
-///   the wait for another holder timed out.
+///   ticket holds the lock (rtc_ticket_holds_lock) unless the lock was off,
+///   the wait for another holder timed out, or Redis failed.
+///
+/// The same guarantees as rtc_cache_get_or_compute: with the lock on, the
+/// callers of this process that miss one key meet first, so one gets the
+/// ticket and the others wait (up to the lock timeout) and get its value as
+/// a hit, also when Redis is unreachable (where its lock cannot hold them
+/// off); freeing the ticket hands the computation to one of them. When Redis
+/// fails, the fail-safe value (rtc_cache_builder_set_fail_safe) is returned
+/// as a hit if there is one; otherwise the ticket stores nothing, and
+/// rtc_cache_set_and_unlock (or rtc_ticket_free) reports the Redis error to
+/// the hook and returns it: never silent.
 ///
 /// Only one of the out-parameters is written. Thread-safe.
 ///
-/// Errors: RTC_RESULT_NULL_PARAMETER, and Redis errors (then compute the value
-/// and do not store it; the hook has been told, with the error).
+/// Errors: RTC_RESULT_NULL_PARAMETER.
 #[unsafe(no_mangle)]
 pub extern "C" fn rtc_cache_get_or_lock(
     cache: *const rtc_cache,
@@ -375,12 +384,9 @@ pub extern "C" fn rtc_cache_get_or_lock(
                 value_out.put(into_handle(rtc_value { bytes }));
                 RTC_RESULT_OK
             }
+            // A failed lookup's ticket too: it leads this process's flight,
+            // and its end reports the error.
             GetOrLock::Locked(ticket) | GetOrLock::Miss(ticket) => {
-                if let Some(error) = ticket.info().error.clone() {
-                    // The lookup failed: the ticket could store nothing, so report and say so now.
-                    let _ = cache.release(ticket);
-                    return Err(error.into());
-                }
                 ticket_out.put(into_handle(rtc_ticket { ticket, cache: cache.clone() }));
                 RTC_RESULT_MISS
             }

@@ -503,16 +503,26 @@ static void redis_down(int dead_port, const char *ns) {
   REQUIRE(rtc_compute_options_new(B("k"), &options) == RTC_RESULT_OK);
   REQUIRE(rtc_compute_options_set_lock(options, true) == RTC_RESULT_OK);
   rtc_ticket *ticket = SENTINEL_TICKET;
-  CHECK_RC(rtc_cache_get_or_lock(cache, options, &value, &ticket), RTC_RESULT_BACKEND_UNAVAILABLE);
-  CHECK(value == SENTINEL_VALUE && ticket == SENTINEL_TICKET);
-  /* The failed lookup is reported to the hook, as get-or-compute reports it: never silent. */
+  /* A failed lookup still gives a ticket (it leads this process's flight, so
+     concurrent callers compute once); it stores nothing. */
+  CHECK_RC(rtc_cache_get_or_lock(cache, options, &value, &ticket), RTC_RESULT_MISS);
+  CHECK(value == SENTINEL_VALUE && ticket != SENTINEL_TICKET && ticket != NULL);
+  CHECK(!rtc_ticket_holds_lock(ticket));
+  CHECK(r.calls == 0);
+  /* Its end reports the failed lookup to the hook and returns it: never silent. */
+  CHECK_RC(rtc_cache_set_and_unlock(cache, ticket, B("v"), RTC_LIFETIME_DEFAULT), RTC_RESULT_BACKEND_UNAVAILABLE);
   CHECK(r.calls == 1 && r.error == RTC_RESULT_BACKEND_UNAVAILABLE && !r.hit);
+  /* Given up instead, the same. */
+  ticket = SENTINEL_TICKET;
+  CHECK_RC(rtc_cache_get_or_lock(cache, options, &value, &ticket), RTC_RESULT_MISS);
+  rtc_ticket_free(ticket);
+  CHECK(r.calls == 2 && r.error == RTC_RESULT_BACKEND_UNAVAILABLE && !r.hit);
   /* get-or-compute bypasses the cache: computes, returns, reports the error to the hook. */
   value = NULL;
   CHECK_RC(rtc_cache_get_or_compute(cache, options, compute_ok, "fallback", &value), RTC_RESULT_OK);
   CHECK(value_is(value, "fallback"));
   rtc_value_free(value);
-  CHECK(r.calls == 2 && r.error == RTC_RESULT_BACKEND_UNAVAILABLE && !r.hit);
+  CHECK(r.calls == 3 && r.error == RTC_RESULT_BACKEND_UNAVAILABLE && !r.hit);
   CHECK(strlen(r.error_message) > 0);
   rtc_compute_options_free(options);
   rtc_cache_free(cache);

@@ -1,7 +1,7 @@
 /*
  * Many pthreads sharing one rtc_cache against a real Redis.
  *
- * usage: threads REDIS_URL REDIS_PORT NAMESPACE
+ * usage: threads REDIS_URL REDIS_PORT NAMESPACE DEAD_PORT
  *
  * 1. get-or-compute with the lock: THREADS callers on one cold key. The
  *    computation waits until Redis reports every other caller blocked on the
@@ -12,6 +12,10 @@
  *    exactly one gets a ticket holding the lock, and once it stores the value
  *    with set-and-unlock every other caller returns that value.
  * 3. Mixed traffic: set, get, delete and invalidate from every thread at once.
+ * 4. The split form with Redis unreachable (DEAD_PORT: nothing listens), where
+ *    the Redis lock fails open: still one ticket in this process, stored once
+ *    every other caller waits for it (rtc_cache_single_flight_waiters), and
+ *    THREADS - 1 callers get its value.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <arpa/inet.h>
@@ -23,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sched.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -148,6 +153,48 @@ static void *split_caller(void *arg) {
   return NULL;
 }
 
+/* ---- Phase 4: the split form with Redis unreachable. ---- */
+
+static rtc_cache *down_cache;
+static atomic_int down_tickets, down_hits, down_errors;
+
+static void down_hook(void *userdata, const rtc_cache_info *info) {
+  (void)userdata;
+  if (rtc_cache_info_error(info) == RTC_RESULT_BACKEND_UNAVAILABLE) atomic_fetch_add(&down_errors, 1);
+}
+
+static void *down_caller(void *arg) {
+  (void)arg;
+  pthread_barrier_wait(&start);
+  rtc_value *value = NULL;
+  rtc_ticket *ticket = NULL;
+  rtc_result rc = rtc_cache_get_or_lock(down_cache, split_options, &value, &ticket);
+  if (rc == RTC_RESULT_MISS) {
+    CHECK(value == NULL && ticket != NULL && !rtc_ticket_holds_lock(ticket));
+    atomic_fetch_add(&down_tickets, 1);
+    /* Until every other caller follows this one (polled, with a deadline). */
+    struct timespec deadline, now;
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    deadline.tv_sec += 20;
+    while (rtc_cache_single_flight_waiters(down_cache) < THREADS - 1) {
+      clock_gettime(CLOCK_MONOTONIC, &now);
+      if (now.tv_sec > deadline.tv_sec) break;
+      sched_yield();
+    }
+    CHECK(rtc_cache_single_flight_waiters(down_cache) == THREADS - 1);
+    /* Nothing can be stored: the Redis error is returned (and reported). */
+    CHECK_RC(rtc_cache_set_and_unlock(down_cache, ticket, B("down-value"), RTC_LIFETIME_DEFAULT),
+             RTC_RESULT_BACKEND_UNAVAILABLE);
+  } else {
+    CHECK_RC(rc, RTC_RESULT_OK);
+    CHECK(ticket == NULL);
+    CHECK(value_is(value, "down-value"));
+    atomic_fetch_add(&down_hits, 1);
+    rtc_value_free(value);
+  }
+  return NULL;
+}
+
 /* ---- Phase 3: mixed traffic. ---- */
 
 static void *mixed_caller(void *arg) {
@@ -182,8 +229,8 @@ static void run_threads(int n, void *(*body)(void *)) {
 }
 
 int main(int argc, char **argv) {
-  if (argc != 4) {
-    fprintf(stderr, "usage: %s REDIS_URL REDIS_PORT NAMESPACE\n", argv[0]);
+  if (argc != 5) {
+    fprintf(stderr, "usage: %s REDIS_URL REDIS_PORT NAMESPACE DEAD_PORT\n", argv[0]);
     return 2;
   }
   redis_port = atoi(argv[2]);
@@ -234,6 +281,29 @@ int main(int argc, char **argv) {
 
   /* Phase 3 */
   run_threads(MIXED_THREADS, mixed_caller);
+
+  /* Phase 4 */
+  char dead_url[64];
+  snprintf(dead_url, sizeof dead_url, "redis://127.0.0.1:%d/", atoi(argv[4]));
+  builder = rtc_cache_builder_new();
+  REQUIRE(rtc_cache_builder_set_url(builder, dead_url) == RTC_RESULT_OK);
+  REQUIRE(rtc_cache_builder_set_namespace(builder, argv[3]) == RTC_RESULT_OK);
+  REQUIRE(rtc_cache_builder_set_socket_connect_timeout_ms(builder, 200) == RTC_RESULT_OK);
+  REQUIRE(rtc_cache_builder_set_hook(builder, down_hook, NULL) == RTC_RESULT_OK);
+  REQUIRE(rtc_cache_new(builder, &down_cache) == RTC_RESULT_OK);
+  rtc_cache_builder_free(builder);
+  REQUIRE(rtc_compute_options_new(B("down-key"), &split_options) == RTC_RESULT_OK);
+  REQUIRE(rtc_compute_options_set_lock(split_options, true) == RTC_RESULT_OK);
+  REQUIRE(rtc_compute_options_set_lock_timeout_ms(split_options, 30000) == RTC_RESULT_OK);
+  run_threads(THREADS, down_caller);
+  CHECK(atomic_load(&down_tickets) == 1);
+  CHECK(atomic_load(&down_hits) == THREADS - 1);
+  CHECK(atomic_load(&down_errors) == THREADS); /* every call says Redis was down */
+  CHECK(rtc_cache_single_flight_waiters(down_cache) == 0);
+  printf("split, Redis down: %d callers, %d ticket(s), %d hits\n", THREADS, atomic_load(&down_tickets),
+         atomic_load(&down_hits));
+  rtc_compute_options_free(split_options);
+  rtc_cache_free(down_cache);
 
   rtc_cache_free(cache);
   return testutil_finish("c-threads");

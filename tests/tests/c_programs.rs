@@ -87,9 +87,11 @@ fn many_threads_share_one_cache_and_the_lock_computes_once() {
         let program = compile("threads.c", link);
         let redis = RedisServer::start(); // its own server: the program counts blocked clients
         let ns = unique_namespace("c-threads");
-        let out = run(&program, &[&redis.url(), &redis.port().to_string(), &ns]);
+        let dead_port = rtc_tests::server::free_port(); // nothing listens there
+        let out = run(&program, &[&redis.url(), &redis.port().to_string(), &ns, &dead_port.to_string()]);
         assert!(out.contains("lock: 48 callers, 1 computation(s), 47 waiters"), "{out}");
         assert!(out.contains("split: 48 callers, 1 ticket(s), 47 hits"), "{out}");
+        assert!(out.contains("split, Redis down: 48 callers, 1 ticket(s), 47 hits"), "{out}");
         assert!(out.contains(" 0 failed"), "{out}");
     }
 }
