@@ -11,6 +11,20 @@
 //!   core's native [`rtc_core::RedisBackend`] (or [`rtc_core::MemoryBackend`],
 //!   or any [`rtc_core::Backend`]); its `hooks` import by a Rust callback.
 //!
+//! The parts, each using only those before it:
+//!
+//! - `bindings`: the types and traits `wasmtime::component::bindgen!`
+//!   generates from `wit/`.
+//! - `convert`: core's types to and from the WIT ones; all checking of what
+//!   the guest sends.
+//! - `state`: the data of each `Store`, which serves the imports (`redis`
+//!   by a backend, `hooks` by the hook) and holds a call's hook context.
+//! - `runtime`: [`ComponentRuntime`], the engine and the pre-instantiated
+//!   component.
+//! - `component/`: [`ComponentCache`] and its pool of instances, the calls
+//!   made on them, the split calls and get-or-compute (its module docs list
+//!   its own parts).
+//!
 //! Build the component first:
 //!
 //! ```text
@@ -36,10 +50,10 @@
 #![deny(missing_docs)]
 
 mod bindings;
-mod component_cache;
+mod component;
 mod convert;
 mod runtime;
 mod state;
 
-pub use component_cache::{ComponentCache, ComponentCacheBuilder, GetOrLock, Hit, Ticket};
+pub use component::{ComponentCache, ComponentCacheBuilder, GetOrLock, Hit, Ticket};
 pub use runtime::{BUILD_COMMAND, COMPONENT_ENV, ComponentRuntime, RuntimeOptions, default_component_path};

@@ -1,5 +1,10 @@
 //! The data of each `Store`: WASI context, resource limits, and what serves
-//! the component's imports (the backend for `redis`, the hook for `hooks`).
+//! the component's imports (the backend for `redis`, the hook for `hooks`),
+//! with the per-call hook context ([`CallHook`]) a call sets on its store.
+//!
+//! Everything that calls the hook lives here, so a report from the guest
+//! (`hooks.report`) and one the host makes for a call the guest could not
+//! report take the same path (a panicking hook is logged and ignored).
 
 use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -7,7 +12,7 @@ use std::sync::Arc;
 
 use rtc_core::{Backend, CacheInfo, Hook, HookEvent};
 use wasmtime::component::ResourceTable;
-use wasmtime::{StoreLimits, StoreLimitsBuilder};
+use wasmtime::{Store, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::bindings::rtc::cache::{hooks, redis, types};
@@ -21,19 +26,48 @@ pub(crate) struct Imports {
     pub(crate) hook: Option<Hook>,
 }
 
+impl Imports {
+    /// Calls the hook (if there is one) with one report; a panic in the hook
+    /// is logged and ignored, so a hook bug never fails a call.
+    pub(crate) fn report(
+        &self,
+        key: &str,
+        tags: &[String],
+        info: &CacheInfo,
+        userdata: Option<&(dyn Any + Send + Sync)>,
+    ) {
+        let Some(hook) = &self.hook else {
+            return;
+        };
+        let event = HookEvent::new(key, tags, info, userdata);
+        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| hook(&event))) {
+            tracing::warn!(key, panic = panic_message(&*panic), "the cache hook panicked; ignored");
+        }
+    }
+
+    /// Passes the component's held reports on to the hook, as they would
+    /// have gone unheld.
+    pub(crate) fn replay(&self, held: Vec<Held>, userdata: Option<&(dyn Any + Send + Sync)>) {
+        for Held { key, tags, info } in held {
+            self.report(&key, &tags, &info, userdata);
+        }
+    }
+}
+
 /// The data of one `Store`: one per pooled instance.
 pub(crate) struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
     pub(crate) limits: StoreLimits,
     imports: Arc<Imports>,
-    /// The `hook_userdata` of the get-or-compute in progress on this store.
-    pub(crate) userdata: Option<Arc<dyn Any + Send + Sync>>,
+    /// The `hook_userdata` of the get-or-compute in progress on this store
+    /// (set and cleared by [`CallHook`] only).
+    userdata: Option<Arc<dyn Any + Send + Sync>>,
     /// Whether the component's reports are held for the host to decide on
     /// (a failed lookup that fail-safe may answer) instead of reaching the hook.
-    pub(crate) holding: bool,
+    holding: bool,
     /// The reports held meanwhile.
-    pub(crate) held: Vec<Held>,
+    held: Vec<Held>,
 }
 
 /// A report of the component held by the host (see `HostState::holding`).
@@ -95,19 +129,47 @@ impl redis::Host for HostState {
 
 impl hooks::Host for HostState {
     fn report(&mut self, event: hooks::HookEvent) -> wasmtime::Result<()> {
-        let Some(hook) = self.imports.hook.as_ref() else {
+        if self.imports.hook.is_none() {
             return Ok(());
-        };
+        }
         let info = from_wit_info(event.info);
         if self.holding {
             self.held.push(Held { key: event.key, tags: event.tags, info });
             return Ok(());
         }
-        let event = HookEvent::new(&event.key, &event.tags, &info, self.userdata.as_deref());
-        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| hook(&event))) {
-            tracing::warn!(key = event.key, panic = panic_message(&*panic), "the cache hook panicked; ignored");
-        }
+        self.imports.report(&event.key, &event.tags, &info, self.userdata.as_deref());
         Ok(())
+    }
+}
+
+/// The `hook_userdata` the component's `hooks.report` passes on during a
+/// call, and whether its reports are held for the host to decide on.
+#[derive(Default)]
+pub(crate) struct CallHook {
+    pub(crate) userdata: Option<Arc<dyn Any + Send + Sync>>,
+    pub(crate) hold: bool,
+}
+
+impl CallHook {
+    /// Reports reach the hook with the call's userdata.
+    pub(crate) fn reporting(userdata: Option<Arc<dyn Any + Send + Sync>>) -> Self {
+        CallHook { userdata, hold: false }
+    }
+
+    /// Starts a call on `store`: its reports carry this userdata, and are
+    /// held if asked.
+    pub(crate) fn enter(&self, store: &mut Store<HostState>) {
+        let data = store.data_mut();
+        data.userdata.clone_from(&self.userdata);
+        data.holding = self.hold;
+    }
+
+    /// Ends the call on `store`; returns the reports held during it.
+    pub(crate) fn leave(store: &mut Store<HostState>) -> Vec<Held> {
+        let data = store.data_mut();
+        data.userdata = None;
+        data.holding = false;
+        std::mem::take(&mut data.held)
     }
 }
 
