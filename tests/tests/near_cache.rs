@@ -119,15 +119,14 @@ fn hits_take_no_round_trip_and_another_process_changes_reach_it_within_the_bound
     until_live(&reader);
 
     writer.set_bytes("k", b"v0", ["t"], Lifetime::Default).expect("set");
-    serve_locally(&reader, "k", b"v0");
-    let before = stats(&reader);
-    let commands = reads(&redis);
-    for _ in 0..100 {
-        assert_eq!(reader.get_bytes("k", ["t"]).expect("get"), Some(b"v0".to_vec()));
-    }
     // 100 hits that went to Redis would be 300 reads more (GET, PTTL, MGET).
-    assert_eq!(reads(&redis), commands, "near hits went to Redis");
-    assert_eq!(stats(&reader).hits - before.hits, 100);
+    stays_local(&reader, &redis, "k", b"v0", &|| {
+        let before = stats(&reader);
+        for _ in 0..100 {
+            assert_eq!(reader.get_bytes("k", ["t"]).expect("get"), Some(b"v0".to_vec()));
+        }
+        assert_eq!(stats(&reader).hits - before.hits, 100);
+    });
 
     let windows = staleness(&reader, &writer, "k", 60);
     print_windows("Redis", &windows, stats(&reader));
@@ -145,6 +144,31 @@ fn serve_locally(reader: &dyn Reader, key: &str, value: &[u8]) {
         }
         assert!(started.elapsed() < BOUND, "{key}: never served from the near cache (last read {got:?})");
     }
+}
+
+/// Runs `window` (reads of `key`, which holds `value`) once the near cache
+/// serves `key`, and asserts none of its reads reached Redis. The near cache
+/// may drop an entry it just installed: a push for the write that put it
+/// there can be handled after the install (the tracking thread runs on its
+/// own schedule), and a heartbeat missed on a loaded machine flushes. Both
+/// are promised, and both are counted (`invalidations`, `flushes`), so a
+/// window whose reads reached Redis is tried again only when one was
+/// counted; a read that reached Redis with no counted reason fails at once.
+fn stays_local(reader: &dyn Reader, redis: &RedisServer, key: &str, value: &[u8], window: &dyn Fn()) {
+    for attempt in 1..=5 {
+        let dropped = |s: NearStats| s.invalidations + s.flushes;
+        let start = stats(reader);
+        serve_locally(reader, key, value);
+        let commands = reads(redis);
+        window();
+        let end = stats(reader);
+        if reads(redis) == commands {
+            return;
+        }
+        assert!(dropped(end) > dropped(start), "{key}: near hits went to Redis with no push or flush counted: {end:?}");
+        println!("NEAR window {attempt}: the entry was dropped by a counted push or flush ({end:?}); again");
+    }
+    panic!("{key}: five windows in a row had a push or flush; the near cache never held it");
 }
 
 /// The writer changes `key` in every way, `rounds` times (invalidate, invalidate_all,
@@ -427,20 +451,20 @@ fn the_component_host_keeps_the_near_cache_below_the_component() {
 
     // Hits are answered by the host, with no round trip.
     writer.set_bytes("k", b"v0", ["t"], Lifetime::Default).expect("set");
-    serve_locally(&reader, "k", b"v0");
-    let before = reads(&redis);
-    for _ in 0..100 {
-        assert_eq!(reader.get_bytes("k", ["t"]).expect("get"), Some(b"v0".to_vec()));
-    }
-    assert_eq!(reads(&redis), before, "near hits went to Redis");
+    stays_local(&reader, &redis, "k", b"v0", &|| {
+        for _ in 0..100 {
+            assert_eq!(reader.get_bytes("k", ["t"]).expect("get"), Some(b"v0".to_vec()));
+        }
+    });
 
     // A get-or-compute hit inside the component is answered from the near cache too.
     let options = rtc_core::ComputeOptions::key("k").tags(["t"]);
-    let hits = stats(&reader).hits;
-    let value = reader.get_or_compute_bytes(&options, || Ok::<_, ()>(b"computed".to_vec())).expect("value");
-    assert_eq!(value, b"v0");
-    assert!(stats(&reader).hits > hits, "{:?}", stats(&reader));
-    assert_eq!(reads(&redis), before, "the get-or-compute hit went to Redis");
+    stays_local(&reader, &redis, "k", b"v0", &|| {
+        let hits = stats(&reader).hits;
+        let value = reader.get_or_compute_bytes(&options, || Ok::<_, ()>(b"computed".to_vec())).expect("value");
+        assert_eq!(value, b"v0");
+        assert!(stats(&reader).hits > hits, "{:?}", stats(&reader));
+    });
 
     // Another process's changes reach it within the bound; its own writes at once.
     let windows = staleness(&reader, &writer, "k", 40);
