@@ -15,10 +15,13 @@
 //! - Invalidation stream first: nothing is served until the tracking
 //!   connection is subscribed ([`NearState::set_live`]); while it is down
 //!   the near cache is empty and off, and every call goes to Redis.
-//! - A generation, bumped by every push and flush: a read's result is
-//!   installed only if no invalidation was processed since the read was
-//!   sent ([`NearState::install`], checked under the same lock the pushes
-//!   take), so a reply racing its own invalidation is never installed.
+//! - A generation, bumped by every push and flush once it has dropped what
+//!   it names: a read's result is installed only if no invalidation was
+//!   processed since the read was sent ([`NearState::install`], checked
+//!   under the same lock the pushes take), so a reply racing its own
+//!   invalidation is never installed; and a hit remembered by key
+//!   (`recent`) is served only while the generation it was found at is
+//!   current.
 //! - A local lifetime bounded by the server's remaining TTL (`PTTL`, read in
 //!   the same round trip as the value).
 //! - A heartbeat on the tracking connection: no PONG within the deadline
@@ -339,36 +342,50 @@ impl NearState {
     /// Applies an invalidation push: drops the tags and entries it names.
     pub(crate) fn invalidate(&self, keys: &[Vec<u8>]) {
         let _changing = self.lock();
-        self.generation.fetch_add(1, Ordering::SeqCst);
         self.invalidations.fetch_add(keys.len() as u64, Ordering::Relaxed);
-        let mut tags = self.tags.write().unwrap_or_else(PoisonError::into_inner);
-        for key in keys {
-            let Ok(key) = std::str::from_utf8(key) else { continue };
-            tags.remove(key);
-            self.entries.remove(key);
+        {
+            let mut tags = self.tags.write().unwrap_or_else(PoisonError::into_inner);
+            for key in keys {
+                let Ok(key) = std::str::from_utf8(key) else { continue };
+                tags.remove(key);
+                self.entries.remove(key);
+            }
         }
+        self.advance();
+    }
+
+    /// Bumps the generation, last in every change (under the lock): a `get`
+    /// that reads the new generation then finds nothing that the change
+    /// dropped, so it never remembers a dropped entry in `recent` under the
+    /// generation that is current from now on. Bumped first, a `get` racing
+    /// the change could do that and serve the dropped entry until the next
+    /// push.
+    fn advance(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
     }
 
     /// This process changed `keys` (tag keys or storage keys): drops them
     /// before the call returns.
     pub(crate) fn forget(&self, keys: &[&str]) {
         let _changing = self.lock();
-        self.generation.fetch_add(1, Ordering::SeqCst);
-        let mut tags = self.tags.write().unwrap_or_else(PoisonError::into_inner);
-        for key in keys {
-            tags.remove(*key);
-            self.entries.remove(*key);
+        {
+            let mut tags = self.tags.write().unwrap_or_else(PoisonError::into_inner);
+            for key in keys {
+                tags.remove(*key);
+                self.entries.remove(*key);
+            }
         }
+        self.advance();
     }
 
     /// Forgets everything (a null push, a disconnect, a reconnect).
     pub(crate) fn flush(&self) {
         let _changing = self.lock();
-        self.generation.fetch_add(1, Ordering::SeqCst);
         self.flushes.fetch_add(1, Ordering::Relaxed);
         self.tags.write().unwrap_or_else(PoisonError::into_inner).clear();
         self.entries.clear();
         self.recent.clear();
+        self.advance();
     }
 
     /// The counters and sizes now.
@@ -439,6 +456,46 @@ mod tests {
         near.invalidate(&[layout.tag_key("t").into_bytes()]);
         near.install(before, fill(&layout, "k", &[("t", b"1")], b"stale", -1));
         assert!(near.get(&layout, "k", &["t"]).is_none(), "never installed");
+    }
+
+    /// A `get` racing a push must not remember the dropped entry under the
+    /// generation that is current after the push: once the push is applied
+    /// and a racing `get` has finished, nothing serves the old entry. (With
+    /// the generation bumped before the entries were dropped, a `get` in
+    /// between did that and served it until the next push.)
+    #[test]
+    fn a_get_racing_an_invalidation_serves_nothing_dropped_after_it() {
+        use std::sync::atomic::AtomicUsize;
+        let layout = Layout::new("near-test");
+        let near = Arc::new(NearState::new(100, 1 << 20, Duration::from_secs(60)));
+        near.set_live(true);
+        let stop = Arc::new(AtomicBool::new(false));
+        let rounds = Arc::new(AtomicUsize::new(0));
+        let reader = {
+            let (near, layout, stop, rounds) =
+                (Arc::clone(&near), layout.clone(), Arc::clone(&stop), Arc::clone(&rounds));
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    let _ = near.get(&layout, "k", &["t"]);
+                    rounds.fetch_add(1, Ordering::SeqCst);
+                }
+            })
+        };
+        for round in 0..2_000u32 {
+            let value = round.to_le_bytes();
+            let filled = fill(&layout, "k", &[("t", b"1")], &value, -1);
+            let storage_key = filled.storage_key.clone();
+            near.install(near.generation(), filled);
+            near.invalidate(&[storage_key.into_bytes()]);
+            // Let the reader finish the get it may have had in flight.
+            let seen = rounds.load(Ordering::SeqCst);
+            while rounds.load(Ordering::SeqCst) < seen + 2 {
+                std::thread::yield_now();
+            }
+            assert_eq!(near.get(&layout, "k", &["t"]), None, "round {round}: the dropped entry was served");
+        }
+        stop.store(true, Ordering::SeqCst);
+        reader.join().expect("reader");
     }
 
     #[test]
