@@ -37,6 +37,7 @@ cargo fmt --all --check
 # --release: clippy reuses the dependencies the build above compiled.
 cargo clippy --release --locked --workspace --all-targets -- -D warnings
 cargo clippy --release --locked --target wasm32-wasip2 -p rtc-component -- -D warnings
+python3 tests/tools/import_circles.py --self-test
 for src in core/src core/component/src ffi/src host/src host/*/src; do
   [ -d "$src" ] || continue
   # Module by module, then folder by folder.

@@ -407,7 +407,11 @@ impl Ticket {
     pub(crate) fn fallback(&self) -> Option<std::sync::Arc<Vec<u8>>> {
         let fail_safe = self.call.inner.fail_safe.as_ref()?;
         let tags: Vec<&str> = self.call.tags.iter().map(String::as_str).collect();
-        fail_safe.recall(&crate::local::memo::remembered_storage_key(&self.call.inner, &self.call.key, &tags)?)
+        fail_safe.recall(&self.call.inner.memo.remembered_storage_key(
+            &self.call.inner.layout,
+            &self.call.key,
+            &tags,
+        )?)
     }
 
     pub(crate) fn shared(mut self, size: usize, error: Option<Error>, waited: std::time::Duration) -> CacheInfo {

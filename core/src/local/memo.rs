@@ -70,15 +70,15 @@ impl TagMemo {
             map.clear();
         }
     }
-}
 
-/// The storage key of `key` under the tag values this process last saw
-/// (`None` if it has not seen them all): where a fail-safe value is looked up.
-pub(crate) fn remembered_storage_key(inner: &super::Inner, key: &str, tags: &[&str]) -> Option<String> {
-    let names = hash_order(tags);
-    let (_, values) = inner.memo.recall(&names, &inner.layout);
-    let values: Option<Vec<Vec<u8>>> = values.into_iter().collect();
-    let values = values?;
-    let refs: Vec<&Vec<u8>> = values.iter().collect();
-    Some(inner.layout.storage_key(key, &metadata_hash(&refs)))
+    /// The storage key of `key` under the tag values this process last saw
+    /// (`None` if it has not seen them all): where a fail-safe value is looked up.
+    pub(crate) fn remembered_storage_key(&self, layout: &Layout, key: &str, tags: &[&str]) -> Option<String> {
+        let names = hash_order(tags);
+        let (_, values) = self.recall(&names, layout);
+        let values: Option<Vec<Vec<u8>>> = values.into_iter().collect();
+        let values = values?;
+        let refs: Vec<&Vec<u8>> = values.iter().collect();
+        Some(layout.storage_key(key, &metadata_hash(&refs)))
+    }
 }
