@@ -1,4 +1,4 @@
-//! The C benchmark program (`ffi/bench/bench.c`, the C library's leg of
+//! The C benchmark program (`host/bench/c/bench.c`, the C library's leg of
 //! `rtc bench`): it compiles with `-Wall -Wextra -Werror -pedantic` against
 //! `include/rtc.h` and `librtc.a` from `target/release` (built by `cargo build
 //! --release`), runs under AddressSanitizer with leak checking against a real
@@ -55,12 +55,12 @@ fn compile() -> PathBuf {
         .args(["-fsanitize=address", "-fno-omit-frame-pointer"])
         .arg("-I")
         .arg(root().join("include"))
-        .arg(root().join("ffi/bench/bench.c"))
+        .arg(root().join("host/bench/c/bench.c"))
         .arg("-o")
         .arg(&program)
         .arg(lib.join("librtc.a"))
         .args(["-lpthread", "-ldl", "-lm"]);
-    run_checked(&mut cmd, "compiling ffi/bench/bench.c");
+    run_checked(&mut cmd, "compiling host/bench/c/bench.c");
     program
 }
 

@@ -1,7 +1,7 @@
 /*
  * bench.c: the C library's leg of `rtc bench`.
  *
- * Measures librtc the way `rtc bench` (host/src/bench.rs) measures the native
+ * Measures librtc the way `rtc bench` (host/bench/src/lib.rs) measures the native
  * engine: the same keys, tags (3) and value size (100 bytes), the same five
  * workloads, run interleaved in blocks (a block of each workload, then the
  * next round) on T threads that share ONE rtc_cache, each block's threads
@@ -57,7 +57,7 @@
 
 #include "rtc.h"
 
-/* The same constants as host/src/bench.rs. */
+/* The same constants as host/bench/src/lib.rs. */
 #define VALUE_SIZE 100
 #define TAG_COUNT 3
 static const char *const TAG_NAMES[TAG_COUNT] = {"bench:a", "bench:b", "bench:c"};

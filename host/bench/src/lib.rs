@@ -3,6 +3,15 @@
 //! Workloads run interleaved in blocks (a block of each, then the next round),
 //! so slow drifts of this noisy machine hit every workload alike and each
 //! ratio to the plain GET comes from the same run.
+//!
+//! This crate is the benchmarks' one home (see its README): `rtc bench` (the
+//! rtc-cli package) calls [`run`] with the engines it built, the C leg
+//! (the program in `c/bench.c`) and the async rows run beside them, and
+//! the Python benchmarks, the CPU cost of a hit and the criterion benches sit
+//! in the folders next to `src/`.
+
+mod c;
+mod future;
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
@@ -14,7 +23,9 @@ use std::time::{Duration, Instant};
 use rtc_core::{ComputeOptions, Config, Layout, Lifetime};
 use serde_json::{Value, json};
 
-use crate::engine::Engine;
+/// An engine to measure: the native cache or the component on its host,
+/// behind one interface.
+pub type Engine = std::sync::Arc<dyn rtc_core::RawCache>;
 
 /// The tags every measured entry carries.
 const TAGS: [&str; 3] = ["bench:a", "bench:b", "bench:c"];
@@ -231,10 +242,10 @@ pub fn run(
                 }),
             ));
         }
-        // The C library (ffi/bench/bench.c linked against librtc.a, its threads
+        // The C library (c/bench.c linked against librtc.a, its threads
         // sharing one rtc_cache): one of its rounds after each round above, so
         // the C/native ratios come from the same conditions.
-        let mut c_leg = crate::bench_c::start(&url, &options.namespace, options.ops, options.block, threads)?;
+        let mut c_leg = crate::c::start(&url, &options.namespace, options.ops, options.block, threads)?;
         let mut c_status = Ok(());
         eprintln!(
             "bench: {threads} thread(s): {} workloads x {} ops, interleaved with the C library",
@@ -288,7 +299,7 @@ pub fn run(
         .and_then(|r| r["ops_per_s"].as_f64())
         .unwrap_or(1.0);
     eprintln!("bench: the async API (1 and 64 tasks)");
-    rows.extend(crate::bench_async::rows(&url, &options.namespace, options.ops, &value, &tags, floor)?);
+    rows.extend(crate::future::rows(&url, &options.namespace, options.ops, &value, &tags, floor)?);
     report["results"] = Value::Array(rows);
     report["peak_rss_kib_c"] = json!(c_peak_rss_kib);
     let near_stats: Vec<String> =
@@ -474,10 +485,10 @@ fn populate(
     Ok(())
 }
 
-/// The Python reference's own benchmark (host/bench/python_rtc_bench.py),
+/// The Python reference's own benchmark (host/bench/python/reference.py),
 /// built into the `rtc` command so that `rtc bench --compare-python` needs
 /// nothing but the command and the package index.
-const PYTHON_BENCH: &str = include_str!("../bench/python_rtc_bench.py");
+const PYTHON_BENCH: &str = include_str!("../python/reference.py");
 
 /// Runs the Python reference's own benchmark against the same server, in a
 /// venv this command creates (redis-tagged-cache 0.12.1 from the package index).

@@ -6,9 +6,6 @@
 //! Exit codes: 0 success (a hit for `get`), 1 miss (`get`) or nothing deleted
 //! (`delete`), 2 usage error, 3 backend error.
 
-mod bench;
-mod bench_async;
-mod bench_c;
 mod demo;
 mod engine;
 mod ops;
@@ -275,7 +272,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         }
         Cmd::Bench { ops, block, threads, entries, compare_python, near_entries, json_out } => {
             drop(engine);
-            let options = bench::Options {
+            let options = rtc_bench::Options {
                 redis: explicit_redis,
                 ops,
                 block,
@@ -305,7 +302,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 }
                 Ok(engines)
             };
-            bench::run(options, engines).map_err(|e| Failure::Usage(format!("bench failed: {e:#}")))?;
+            rtc_bench::run(options, engines).map_err(|e| Failure::Usage(format!("bench failed: {e:#}")))?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Demo => {

@@ -1,4 +1,4 @@
-//! The C library's leg of `rtc bench`: compiles `ffi/bench/bench.c` against
+//! The C library's leg of `rtc bench`: compiles `c/bench.c` against
 //! `include/rtc.h` and the built `librtc.a`, runs it against the benchmark's
 //! Redis, and returns its rows in the shape of the native engine's.
 //!
@@ -23,7 +23,7 @@ pub const WORKLOADS: [&str; 5] = ["c set", "c get hit", "c get miss", "c get-or-
 
 /// Where the pieces are: the sources in the repository, librtc in the target dir.
 struct Paths {
-    /// `ffi/bench/bench.c`.
+    /// `host/bench/c/bench.c`.
     source: PathBuf,
     /// `include/`, holding `rtc.h`.
     include: PathBuf,
@@ -38,8 +38,9 @@ impl Paths {
     /// from `CARGO_TARGET_DIR` (at run time, else at build time) or `<root>/target`.
     fn locate() -> anyhow::Result<Self> {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .context("the rtc-host crate has no parent folder: cannot find the repository")?
+            .ancestors()
+            .nth(2)
+            .context("the rtc-bench crate (host/bench) has no grandparent folder: cannot find the repository")?
             .to_path_buf();
         let target = std::env::var_os("CARGO_TARGET_DIR")
             .or_else(|| option_env!("CARGO_TARGET_DIR").map(OsString::from))
@@ -49,7 +50,7 @@ impl Paths {
             .context("cannot resolve CARGO_TARGET_DIR")?;
         let release = target.join("release");
         Ok(Paths {
-            source: root.join("ffi/bench/bench.c"),
+            source: root.join("host/bench/c/bench.c"),
             include: root.join("include"),
             library: release.join("librtc.a"),
             program: release.join("rtc-c-bench").join("bench"),

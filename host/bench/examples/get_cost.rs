@@ -9,7 +9,7 @@
 //!
 //! ```text
 //! cargo build --profile component --locked --target wasm32-wasip2 -p rtc-component
-//! cargo run --release --locked -p rtc-host --example get_cost -- [GETS_PER_ROUND] [COMPONENT.wasm ...]
+//! cargo run --release --locked -p rtc-bench --example get_cost -- [GETS_PER_ROUND] [COMPONENT.wasm ...]
 //! ```
 //!
 //! With no component given, it measures the one `rtc` would load. Several

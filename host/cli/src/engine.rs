@@ -1,15 +1,16 @@
 //! The engines the `rtc` command runs on: native core, or the same core
 //! compiled to a WebAssembly component and run by the wasmtime host. Both
-//! are a [`RawCache`], so the command has one code path for either.
+//! are a [`rtc_core::RawCache`], so the command has one code path for either.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use rtc_core::{Cache, CacheInfo, Config, RawCache, Result};
+use rtc_core::{Cache, CacheInfo, Config, Result};
 use rtc_host::ComponentCache;
 
-/// A cache engine: the same operations, whatever runs them.
-pub type Engine = Arc<dyn RawCache>;
+/// A cache engine: the same operations, whatever runs them (the type
+/// `rtc bench` measures).
+pub use rtc_bench::Engine;
 
 /// A hook for the demo: called with the key and the CacheInfo of each get-or-compute.
 pub type DemoHook = Arc<dyn Fn(&str, &CacheInfo) + Send + Sync>;

@@ -1,7 +1,7 @@
 //! The pure-CPU parts of rtc: key hashing, the metadata hash, CBOR, and the
 //! whole core path of a hit on the in-memory backend (no network).
 //!
-//! Run with `cargo bench -p rtc-core`.
+//! Run with `cargo bench -p rtc-bench`.
 // criterion_group! generates an undocumented function.
 #![allow(missing_docs)]
 

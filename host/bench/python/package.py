@@ -1,7 +1,7 @@
 """Benchmark: the reference (redis-tagged-cache 0.12.1) and this package on the
 same Redis, in one run, single-threaded ops/s.
 
-    target/py-pkg-venv/bin/python ffi/python/bench.py [--seconds 2] [--rounds 3] [--port PORT]
+    target/py-pkg-venv/bin/python host/bench/python/package.py [--seconds 2] [--rounds 3] [--port PORT]
 
 Starts its own redis-server on a free loopback port unless --port is given.
 Each round runs the reference, then this package, in separate processes (each
@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 OPS = ["get hit", "set", "decorator hit", "invalidate"]
 
 
