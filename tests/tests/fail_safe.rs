@@ -4,7 +4,8 @@
 //! long, and never a value this process knows to be invalidated. The
 //! native cache and the component on its wasmtime host (which keeps the
 //! values below the component, `rtc_core::adapter::HostBackend`) run the
-//! same cases.
+//! same cases, and so does the async API (`rtc_core::future::Cache`), whose
+//! get-or-compute awaits the same decisions.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -84,6 +85,43 @@ impl Surface for ComponentCache {
     }
 }
 
+/// The async API, each call run to completion on its own runtime.
+struct Async {
+    cache: rtc_core::future::Cache,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Surface for Async {
+    fn get_or_compute(
+        &self,
+        options: &ComputeOptions,
+        compute: &mut dyn FnMut() -> Result<String, Failed>,
+    ) -> Result<String, Failed> {
+        self.runtime.block_on(self.cache.try_get_or_compute(options, || async { compute() }))
+    }
+    fn invalidate(&self, tag: &str) {
+        self.runtime.block_on(self.cache.invalidate(tag)).expect("invalidate");
+    }
+    fn delete(&self, key: &str, tags: &[&str]) -> bool {
+        self.runtime.block_on(self.cache.delete(key, tags)).expect("delete")
+    }
+}
+
+fn asynchronous(redis: &RedisServer, max_age: Duration, seen: &Seen) -> Box<dyn Surface> {
+    let seen = Arc::clone(seen);
+    let cache = Cache::builder()
+        .namespace(unique_namespace("fail-safe-async"))
+        .url(Some(redis.url()))
+        .socket_timeout(Duration::from_millis(500))
+        .socket_connect_timeout(Duration::from_millis(500))
+        .fail_safe_max_duration(Some(max_age))
+        .hook(move |e| seen.lock().expect("seen").push(e.info.clone()))
+        .build_async()
+        .expect("async cache");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    Box::new(Async { cache, runtime })
+}
+
 fn native(redis: &RedisServer, max_age: Duration, seen: &Seen) -> Box<dyn Surface> {
     Box::new(cache(redis, max_age, seen))
 }
@@ -145,6 +183,11 @@ fn with_redis_down_the_last_confirmed_value_is_returned_flagged_stale_component(
     with_redis_down_the_last_confirmed_value_is_returned_flagged_stale(component);
 }
 
+#[test]
+fn with_redis_down_the_last_confirmed_value_is_returned_flagged_stale_async() {
+    with_redis_down_the_last_confirmed_value_is_returned_flagged_stale(asynchronous);
+}
+
 fn a_failed_computation_gets_the_last_confirmed_value_unless_this_process_invalidated_it(make: Make) {
     let redis = RedisServer::start();
     let seen: Seen = Arc::default();
@@ -178,6 +221,11 @@ fn a_failed_computation_gets_the_last_confirmed_value_unless_this_process_invali
 #[test]
 fn a_failed_computation_gets_the_last_confirmed_value_unless_this_process_invalidated_it_component() {
     a_failed_computation_gets_the_last_confirmed_value_unless_this_process_invalidated_it(component);
+}
+
+#[test]
+fn a_failed_computation_gets_the_last_confirmed_value_unless_this_process_invalidated_it_async() {
+    a_failed_computation_gets_the_last_confirmed_value_unless_this_process_invalidated_it(asynchronous);
 }
 
 #[test]

@@ -77,48 +77,115 @@ pub trait TwoStep {
     }
 }
 
-/// Returns the fail-safe value of `ticket`'s entry instead of computing or
-/// failing, if there is one that decodes: `error` is why.
-fn fall_back<S, T>(
-    cache: &S,
-    options: &ComputeOptions,
-    ticket: S::Ticket,
+/// What a get-or-compute does once its computation has run: the decision
+/// every driver takes (the sync flow below over [`TwoStep`], and the async
+/// API's), written once here; the driver only does the I/O it names.
+pub(crate) enum Ending<K, T, E> {
+    /// Store the encoded value (or record why it did not encode), unlock,
+    /// and return `value`.
+    Store {
+        /// The call's ticket.
+        ticket: K,
+        /// The value's bytes, or the codec's error.
+        encoded: Result<Vec<u8>>,
+        /// What the call returns.
+        value: T,
+    },
+    /// Return a fail-safe value instead: release the lock, report a stale
+    /// hit of `size` bytes carrying `error`.
+    Stale {
+        /// The call's ticket.
+        ticket: K,
+        /// The stale value's size in bytes.
+        size: usize,
+        /// Why it stands in for a fresh one.
+        error: Error,
+        /// The decoded stale value.
+        value: T,
+    },
+    /// The computation failed and there is no fail-safe value: give the
+    /// ticket up at once (its lock freed, so a waiter can compute) and
+    /// return `error` as is.
+    GiveUp {
+        /// The call's ticket.
+        ticket: K,
+        /// The computation's error.
+        error: E,
+    },
+}
+
+/// Decides how a get-or-compute ends once `computed` is known: a value is
+/// stored; a failed computation is answered by the fail-safe value
+/// (`fallback`, if one decodes), else the ticket is given up.
+pub(crate) fn ending<K, T, E>(
+    key: &str,
+    ticket: K,
+    computed: Result<T, E>,
+    fallback: impl FnOnce(&K) -> Option<Arc<Vec<u8>>>,
+    decode: &impl Fn(&[u8]) -> Result<T>,
+    encode: &impl Fn(&T) -> Result<Vec<u8>>,
+) -> Ending<K, T, E> {
+    match computed {
+        Ok(value) => Ending::Store { encoded: encode(&value), ticket, value },
+        Err(error) => match stale(key, ticket, fallback, decode, computation_failed()) {
+            Ok(stale) => stale,
+            Err(ticket) => Ending::GiveUp { ticket, error },
+        },
+    }
+}
+
+/// The fail-safe value of `ticket`'s entry, if there is one that decodes,
+/// to return instead of computing or failing: `error` is why.
+fn stale<K, T, E>(
+    key: &str,
+    ticket: K,
+    fallback: impl FnOnce(&K) -> Option<Arc<Vec<u8>>>,
     decode: &impl Fn(&[u8]) -> Result<T>,
     error: Error,
-) -> Result<T, S::Ticket>
-where
-    S: TwoStep + ?Sized,
-{
-    let Some(bytes) = cache.fallback(&ticket) else {
+) -> Result<Ending<K, T, E>, K> {
+    let Some(bytes) = fallback(&ticket) else {
         return Err(ticket);
     };
     match decode(&bytes) {
         Ok(value) => {
-            tracing::warn!(key = options.cache_key(), error = %error, "returning the fail-safe value");
-            cache.serve_stale(options, ticket, bytes.len(), error);
-            Ok(value)
+            tracing::warn!(key, error = %error, "returning the fail-safe value");
+            Ok(Ending::Stale { ticket, size: bytes.len(), error, value })
         }
         Err(_) => Err(ticket),
     }
 }
 
-/// The computation failed with `e`: the fail-safe value if there is one,
-/// else the ticket is given up (its lock freed at once, so a waiter can
-/// compute) and `e` returned.
-fn failed<S, T, E>(
+/// Does what `ending` decided, over a [`TwoStep`]. A flight's `leader`
+/// (closed already) hands the stored bytes, and the store's error, to its
+/// followers.
+fn end<S, T, E>(
     cache: &S,
     options: &ComputeOptions,
-    ticket: S::Ticket,
-    decode: &impl Fn(&[u8]) -> Result<T>,
-    e: E,
+    ending: Ending<S::Ticket, T, E>,
+    leader: Option<Leader>,
 ) -> Result<T, E>
 where
     S: TwoStep + ?Sized,
 {
-    fall_back(cache, options, ticket, decode, computation_failed()).map_err(|ticket| {
-        cache.give_up(options, ticket);
-        e
-    })
+    match ending {
+        Ending::Store { ticket, encoded, value } => {
+            let bytes = leader.as_ref().and_then(|_| encoded.as_ref().ok().cloned());
+            let error = cache.store(options, ticket, encoded);
+            if let Some(leader) = leader {
+                // Nothing to share if the value did not encode: the flight is handed on.
+                leader.finish(bytes.map(|b| (b, error)));
+            }
+            Ok(value)
+        }
+        Ending::Stale { ticket, size, error, value } => {
+            cache.serve_stale(options, ticket, size, error);
+            Ok(value)
+        }
+        Ending::GiveUp { ticket, error } => {
+            cache.give_up(options, ticket);
+            Err(error)
+        }
+    }
 }
 
 /// The error a fail-safe value stands in for when the computation failed.
@@ -152,8 +219,8 @@ where
     };
     // Redis failed: the fail-safe value, if any, instead of computing.
     let ticket = match S::lookup_error(&ticket) {
-        Some(error) => match fall_back(cache, options, ticket, &decode, error) {
-            Ok(value) => return Ok(value),
+        Some(error) => match stale::<_, _, E>(options.cache_key(), ticket, |t| cache.fallback(t), &decode, error) {
+            Ok(stale) => return end(cache, options, stale, None),
             Err(ticket) => ticket,
         },
         None => ticket,
@@ -181,13 +248,8 @@ where
             },
         }
     }
-    match compute() {
-        Ok(value) => {
-            cache.store(options, ticket, encode(&value));
-            Ok(value)
-        }
-        Err(e) => failed(cache, options, ticket, &decode, e),
-    }
+    let ending = ending(options.cache_key(), ticket, compute(), |t| cache.fallback(t), &decode, &encode);
+    end(cache, options, ending, None)
 }
 
 /// A flight's leader: computes, closes the flight to new followers, stores,
@@ -206,20 +268,19 @@ fn lead<S, T, E>(
 where
     S: TwoStep + ?Sized,
 {
-    match compute() {
-        Ok(value) => {
-            let encoded = encode(&value);
-            let bytes = encoded.as_ref().ok().cloned();
-            // Before the store: a caller arriving after it reads for itself.
+    let ending = ending(options.cache_key(), ticket, compute(), |t| cache.fallback(t), &decode, &encode);
+    let leader = match ending {
+        // Before the store: a caller arriving after it reads for itself.
+        Ending::Store { .. } => {
             leader.close();
-            let error = cache.store(options, ticket, encoded);
-            leader.finish(bytes.map(|b| (b, error)));
-            Ok(value)
+            Some(leader)
         }
-        Err(e) => {
-            // The followers lead next; this caller may fall back.
+        // The followers lead next (dropping hands the flight on), before
+        // this caller falls back or gives up.
+        Ending::Stale { .. } | Ending::GiveUp { .. } => {
             drop(leader);
-            failed(cache, options, ticket, &decode, e)
+            None
         }
-    }
+    };
+    end(cache, options, ending, leader)
 }

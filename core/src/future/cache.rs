@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use super::{AsyncBackend, drive};
 use crate::backend::Reply;
 use crate::compute::call::{Call, GetOrLock, Joined, Ticket};
-use crate::compute::flow::computation_failed;
+use crate::compute::flow::{Ending, ending};
 use crate::config::{Config, Lifetime};
 use crate::error::{Error, Result};
 use crate::local::Inner;
@@ -203,50 +203,34 @@ impl<C: Codec> Cache<C> {
             Ok(value) => return Ok(value),
             Err(ticket) => ticket,
         };
-        // `get_or_lock` gave the fail-safe value or met the flight already.
-        match compute().await {
-            Ok(value) => {
-                let _ = self.set_and_unlock(ticket, encode(&value)).await;
+        // `get_or_lock` gave the fail-safe value or met the flight already;
+        // how the call ends is core's one decision (`ending`), its I/O here.
+        let computed = compute().await;
+        match ending(options.cache_key(), ticket, computed, Ticket::fallback, &decode, &encode) {
+            Ending::Store { ticket, encoded, value } => {
+                let _ = self.set_and_unlock(ticket, encoded).await;
                 Ok(value)
             }
-            Err(e) => self.failed(ticket, &decode, e).await,
-        }
-    }
-
-    /// The computation failed with `e`: the fail-safe value if there is one,
-    /// else the ticket is released at once and `e` returned (as the sync API).
-    async fn failed<T, E>(&self, ticket: Ticket, decode: &impl Fn(&[u8]) -> Result<T>, e: E) -> Result<T, E> {
-        match self.fall_back(ticket, decode, computation_failed()).await {
-            Ok(value) => Ok(value),
-            Err(ticket) => {
+            Ending::Stale { ticket, size, error, value } => {
+                self.serve_stale(ticket, size, error).await;
+                Ok(value)
+            }
+            Ending::GiveUp { ticket, error } => {
                 let _ = self.release(ticket).await;
-                Err(e)
+                Err(error)
             }
         }
     }
 
-    /// The fail-safe value of `ticket`'s entry instead of computing or
-    /// failing, if there is one that decodes (as the sync API's).
-    async fn fall_back<T>(
-        &self,
-        ticket: Ticket,
-        decode: &impl Fn(&[u8]) -> Result<T>,
-        error: Error,
-    ) -> Result<T, Ticket> {
-        let Some(bytes) = ticket.fallback() else {
-            return Err(ticket);
-        };
-        let Ok(value) = decode(&bytes) else {
-            return Err(ticket);
-        };
-        tracing::warn!(key = ticket.key(), error = %error, "returning the fail-safe value");
+    /// Finishes a ticket with a fail-safe value (as the sync API's): releases
+    /// its lock, reports a stale hit carrying `error`.
+    async fn serve_stale(&self, ticket: Ticket, size: usize, error: Error) {
         if ticket.holds_lock()
             && let Err(e) = drive(&*self.backend, ticket.releasing()).await
         {
             tracing::warn!(error = %e, "cannot release a stampede lock; it expires after lock_timeout");
         }
-        let _ = ticket.served_stale(bytes.len(), error);
-        Ok(value)
+        let _ = ticket.served_stale(size, error);
     }
 
     /// Returns the current value and time to live of each tag (see [`crate::Cache::tags`]).
