@@ -497,7 +497,8 @@ rtc_result rtc_cache_builder_set_fail_safe(struct rtc_cache_builder *builder,
  * and `max_bytes` bytes served from this process's memory with no round
  * trip, each for at most `max_lifetime_ms` and never past its TTL in
  * Redis, kept coherent by Redis's invalidation pushes on a tracking
- * connection of its own (see the README for the promise and its bound).
+ * connection of its own (see "The near cache" in core/README.md for the
+ * promise and its bound).
  * On a Redis Cluster, one tracking connection per master. Off, with a
  * warning, in memory or when disabled.
  *

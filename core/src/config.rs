@@ -62,14 +62,14 @@ pub struct Config {
     /// fails, get-or-compute returns the last value this process confirmed
     /// current for the entry, if it was confirmed at most this long ago,
     /// flagged `stale` in `CacheInfo`. Never a value this process knows to
-    /// be invalidated (see `fail_safe` in the README).
+    /// be invalidated (see "Fail-safe, in detail" in core/README.md).
     pub fail_safe_max_duration: Option<Duration>,
     /// Memory for fail-safe values, in bytes (least recently used go first).
     pub fail_safe_max_bytes: usize,
     /// The near cache (off when 0): at most this many entries served from
     /// this process's memory with no round trip, kept coherent by Redis's
     /// invalidation pushes (Redis, one server or a cluster, sync and async
-    /// APIs; see the README).
+    /// APIs; see "The near cache" in core/README.md).
     pub near_cache_max_entries: usize,
     /// Memory for near-cache entries, in bytes.
     pub near_cache_max_bytes: usize,

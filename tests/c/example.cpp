@@ -1,4 +1,4 @@
-// The C++ example of the README (compiled and run by tests/tests/c_programs.rs).
+// The C++ example of ffi/README.md (compiled and run by tests/tests/c_programs.rs).
 #include <cstdio>
 #include <memory>
 #include <string>

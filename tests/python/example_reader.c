@@ -1,4 +1,4 @@
-/* The C program of tests/python/README.md: reads the user the Python service
+/* The C program of ffi/python/README.md: reads the user the Python service
  * cached, then invalidates its tag for every language at once. */
 #include <stdio.h>
 #include <string.h>

@@ -1,5 +1,5 @@
 """A Python service caching with redis-tagged-cache 0.12.1 in a cache it
-shares with rtc (the example of tests/python/README.md, whose transcript
+shares with rtc (the example of ffi/python/README.md, whose transcript
 tests/tests/python_interop.rs runs).
 
 usage: example_service.py REDIS_PORT USER_ID

@@ -234,10 +234,10 @@ int main(void) { rtc_result code = RTC_RESULT_OK; return (int)code; }
 #[test]
 fn readme_examples_build_with_pkg_config_after_install() {
     // The README's section must show the example programs verbatim.
-    let readme = std::fs::read_to_string(root().join("README.md")).expect("read README.md");
+    let readme = std::fs::read_to_string(root().join("ffi/README.md")).expect("read README.md");
     for example in ["example.c", "example.cpp"] {
         let source = std::fs::read_to_string(root().join("tests/c").join(example)).expect("read example");
-        assert!(readme.contains(source.trim_end()), "README.md must include tests/c/{example} verbatim");
+        assert!(readme.contains(source.trim_end()), "ffi/README.md must include tests/c/{example} verbatim");
     }
 
     // Install exactly as the README says, into a fresh prefix.

@@ -706,7 +706,8 @@ fn block_after<'a>(text: &'a str, marker: &str) -> Vec<&'a str> {
 
 #[test]
 fn the_readme_transcript_python_service_c_program_and_rtc_command() {
-    let whole = std::fs::read_to_string(rtc_tests::tests_dir().join("../README.md")).expect("read README.md");
+    let whole =
+        std::fs::read_to_string(rtc_tests::tests_dir().join("../ffi/python/README.md")).expect("read README.md");
     let section = "## Sharing one cache with Python";
     let readme = &whole[whole.find(section).unwrap_or_else(|| panic!("{section:?} in README.md"))..];
     // The code the README shows is the code that runs.

@@ -123,7 +123,8 @@ class RedisTaggedCache:
     near_cache_max_entries: int = 0
     """rtc only: the near cache (0: off). Up to this many entries are served
     from this process's memory with no round trip, kept coherent by Redis's
-    invalidation pushes (one server or a cluster; see the README for the promise)."""
+    invalidation pushes (one server or a cluster; see "The near cache" in
+    core/README.md for the promise)."""
 
     near_cache_max_bytes: int = 64 * 1024 * 1024
     """rtc only: memory for near-cache entries, in bytes."""
@@ -137,7 +138,8 @@ class RedisTaggedCache:
     fails, or the decorated function raises, a decorated call returns the
     last value this process confirmed current for its entry, if confirmed at
     most this many seconds ago, instead of computing or raising; never a
-    value this process knows to be invalidated (see the README)."""
+    value this process knows to be invalidated (see "Fail-safe, in detail" in
+    core/README.md)."""
 
     fail_safe_max_bytes: int = 64 * 1024 * 1024
     """rtc only: memory for fail-safe values, in bytes (least recently used go first)."""
