@@ -3,13 +3,16 @@
 //! compute the same key (single-flight: one computes, the others get its
 //! value, a leader that gives up hands the flight on), and a failed lookup
 //! returns the fail-safe value. Also when Redis is unreachable, where the
-//! Redis lock fails open; sync and async.
+//! Redis lock fails open; sync and async, and the component host's two calls
+//! (`rtc_host::ComponentCache`, whose flights the pool's instances share).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
-use rtc_core::{Cache, CacheInfo, ComputeOptions, ErrorKind, GetOrLock};
+use rtc_core::{Cache, CacheInfo, ComputeOptions, Config, ErrorKind, GetOrLock};
+use rtc_host::ComponentCache;
+use rtc_tests::component_surface::component_runtime;
 use rtc_tests::{RedisServer, unique_namespace};
 
 const THREADS: usize = 32;
@@ -79,6 +82,32 @@ fn caller(cache: &Cache, tickets: &AtomicUsize, before_store: &(dyn Fn(usize) + 
     }
 }
 
+fn unreachable_component(
+    name: &str,
+    hook: impl Fn(&rtc_core::HookEvent<'_>) + Send + Sync + 'static,
+) -> ComponentCache {
+    let config = Config::default()
+        .namespace(unique_namespace(name))
+        .url(Some(unreachable_url()))
+        .socket_connect_timeout(Duration::from_millis(200));
+    ComponentCache::builder(component_runtime()).config(config).hook(hook).build().expect("component")
+}
+
+/// [`caller`] on the component host's two calls; a failed lookup's ticket
+/// stores nothing, so its `set_and_unlock` must return the Redis error.
+fn component_caller(cache: &ComponentCache, tickets: &AtomicUsize, before_store: &(dyn Fn(usize) + Sync)) -> Did {
+    match cache.get_or_lock(&options()).expect("with the lock, a failed lookup is a ticket") {
+        rtc_host::GetOrLock::Hit(hit) => Did::Reused(hit.finish()),
+        rtc_host::GetOrLock::Locked(ticket) | rtc_host::GetOrLock::Miss(ticket) => {
+            let n = tickets.fetch_add(1, Ordering::SeqCst);
+            before_store(n);
+            let error = cache.set_and_unlock(ticket, b"42").expect_err("Redis is down: nothing stored");
+            assert_eq!(error.kind(), ErrorKind::BackendUnavailable, "{error}");
+            Did::Computed
+        }
+    }
+}
+
 fn storm(call: impl Fn() -> Did + Sync) -> Vec<Did> {
     let barrier = Barrier::new(THREADS);
     std::thread::scope(|s| {
@@ -112,6 +141,49 @@ fn thirty_two_callers_of_the_two_calls_get_one_ticket_with_redis_unreachable() {
         "every report, the followers' too, says Redis was unreachable: {seen:#?}"
     );
     assert_eq!(cache.single_flight_waiters(), 0);
+}
+
+/// On the component host, the component reports each failed lookup at once
+/// (the WIT's rule), so every report is a miss with the error; still one
+/// report per call, and one ticket.
+#[test]
+fn thirty_two_callers_of_the_component_hosts_two_calls_get_one_ticket_with_redis_unreachable() {
+    let (seen, hook) = recording();
+    let cache = unreachable_component("split-component-down", hook);
+    let tickets = AtomicUsize::new(0);
+    let gate = |_: usize| until("31 callers follow", || cache.single_flight_waiters() == THREADS - 1);
+    let did = storm(|| component_caller(&cache, &tickets, &gate));
+    assert_eq!(tickets.load(Ordering::SeqCst), 1, "one ticket for {THREADS} callers, Redis down: {did:?}");
+    assert_eq!(did.iter().filter(|d| **d == Did::Reused(b"42".to_vec())).count(), THREADS - 1, "{did:?}");
+    let seen = seen.lock().expect("seen");
+    assert_eq!(seen.len(), THREADS, "every call is reported once: {seen:#?}");
+    assert!(
+        seen.iter().all(|i| i.error.as_ref().map(|e| e.kind()) == Some(ErrorKind::BackendUnavailable)),
+        "every report says Redis was unreachable: {seen:#?}"
+    );
+    assert_eq!(cache.single_flight_waiters(), 0);
+}
+
+#[test]
+fn a_dropped_ticket_of_the_component_host_hands_the_flight_on() {
+    let cache = unreachable_component("split-component-drop", |_| {});
+    let first = cache.get_or_lock(&options()).expect("a ticket");
+    assert!(matches!(first, rtc_host::GetOrLock::Miss(_)), "Redis is down: a miss, holding no lock: {first:?}");
+    std::thread::scope(|s| {
+        let follower = s.spawn(|| cache.get_or_lock(&options()).expect("a ticket"));
+        until("the second caller follows", || cache.single_flight_waiters() == 1);
+        drop(first);
+        let rtc_host::GetOrLock::Miss(next) = follower.join().expect("thread") else { panic!("the follower leads") };
+        assert!(cache.set_and_unlock(next, b"v").is_err(), "nothing stored with Redis down");
+    });
+}
+
+/// Without the lock there is no flight: a failed lookup is an error at once.
+#[test]
+fn without_the_lock_the_component_hosts_failed_lookup_is_an_error() {
+    let cache = unreachable_component("split-component-nolock", |_| {});
+    let error = cache.get_or_lock(&ComputeOptions::key("cold").tags(["t"])).expect_err("Redis is down");
+    assert_eq!(error.kind(), ErrorKind::BackendUnavailable, "{error}");
 }
 
 #[test]

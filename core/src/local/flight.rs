@@ -39,7 +39,7 @@ enum State {
 }
 
 /// One key's computation in progress.
-pub(crate) struct Flight {
+pub struct Flight {
     state: Mutex<State>,
     changed: Condvar,
     /// Closed to new followers (its leader is storing, or has finished).
@@ -78,16 +78,16 @@ impl std::fmt::Debug for Flights {
 }
 
 /// A caller's part in a flight.
-pub(crate) enum Role {
+pub enum Role {
     /// Compute and store, closing the flight first ([`Leader::close`]), then
     /// [`Leader::finish`].
     Leader(Leader),
-    /// Wait for the leader with [`Flight::wait`].
+    /// Wait for the leader with [`Flights::wait`].
     Follower(Arc<Flight>),
 }
 
 /// What a follower got.
-pub(crate) enum Waited {
+pub enum Waited {
     /// The leader's bytes, the error of its call, and how long this caller waited.
     Value(Arc<Vec<u8>>, Option<Error>, Duration),
     /// The leader gave up: this caller leads the flight now.
@@ -104,7 +104,7 @@ impl Flights {
 
     /// Waits for the leader of `flight`, at most `timeout`, counted in
     /// [`Flights::waiters`].
-    pub(crate) fn wait(&self, flight: &Arc<Flight>, key: &str, timeout: Duration) -> Waited {
+    pub fn wait(&self, flight: &Arc<Flight>, key: &str, timeout: Duration) -> Waited {
         self.shared.waiting.fetch_add(1, Ordering::SeqCst);
         let _waiting = Waiting(&self.shared.waiting);
         self.waited(flight, key, flight.settle(timeout))
@@ -142,7 +142,7 @@ impl Flights {
     }
 
     /// Joins the flight of `key`, leading it if none is running.
-    pub(crate) fn join(&self, key: String) -> Role {
+    pub fn join(&self, key: String) -> Role {
         let mut running = self.shared.running.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(flight) = running.get(&key) {
             return Role::Follower(Arc::clone(flight));
@@ -159,7 +159,7 @@ impl Flights {
 
 /// The key of a get-or-compute's flight: its key and its tags sorted (the
 /// storage key hashes them in that order, duplicates kept).
-pub(crate) fn flight_key(key: &str, tags: &[String]) -> String {
+pub fn flight_key(key: &str, tags: &[String]) -> String {
     let mut tags: Vec<&str> = tags.iter().map(String::as_str).collect();
     tags.sort_unstable();
     let mut out = String::with_capacity(key.len() + tags.iter().map(|t| t.len() + 1).sum::<usize>());
@@ -172,7 +172,7 @@ pub(crate) fn flight_key(key: &str, tags: &[String]) -> String {
 }
 
 /// The leader of a flight. Dropping it unfinished (a panic) abandons the flight.
-pub(crate) struct Leader {
+pub struct Leader {
     flights: Flights,
     key: String,
     flight: Arc<Flight>,
@@ -187,7 +187,7 @@ impl std::fmt::Debug for Leader {
 
 impl Leader {
     /// Closes the flight to new followers: call it before storing.
-    pub(crate) fn close(&mut self) {
+    pub fn close(&mut self) {
         if !self.flight.closed.swap(true, Ordering::SeqCst) {
             let mut running = self.flights.shared.running.lock().unwrap_or_else(PoisonError::into_inner);
             // Only this flight: a caller after the close may lead the key's next one.
@@ -199,7 +199,7 @@ impl Leader {
 
     /// Ends the flight with the stored bytes and the call's error (`None`:
     /// nothing to share, as when dropped) and wakes the followers.
-    pub(crate) fn finish(mut self, shared: Option<(Vec<u8>, Option<Error>)>) {
+    pub fn finish(mut self, shared: Option<(Vec<u8>, Option<Error>)>) {
         self.finished = true;
         match shared {
             Some((bytes, error)) => {

@@ -5,14 +5,21 @@
 //! A hit or a ticket keeps the instance that made it (the guest's `found`
 //! or `ticket` resource lives in that instance's store) until it is
 //! finished, spent or dropped; dropping one runs the guest's destructor,
-//! which releases the lock. Get-or-compute (`compute.rs`) is built on the
-//! same lookup and store, with the host's single-flight and fail-safe around
-//! them.
+//! which releases the lock. With the lock, the split calls meet the other
+//! callers of this cache in this process that must compute the same key
+//! (the pool's flights, shared by every instance, which no instance has):
+//! one gets the ticket, the others wait and get its value as a hit, also
+//! when Redis is unreachable, as core's two calls do. Get-or-compute
+//! (`compute.rs`) is built on the same lookup and store, with the host's
+//! single-flight and fail-safe around them.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
-use rtc_core::{ComputeOptions, Error, ErrorKind, Lifetime, LockStats, Result};
+use std::time::Duration;
+
+use rtc_core::adapter::{Accounting, Role, Waited, flight_key};
+use rtc_core::{CacheInfo, ComputeOptions, Error, ErrorKind, Lifetime, LockStats, Result};
 use wasmtime::component::ResourceAny;
 
 use crate::bindings::exports::rtc::cache::cache as wit;
@@ -53,6 +60,10 @@ pub struct Hit {
     found: Option<ResourceAny>,
     hook: CallHook,
     lifetime: Lifetime,
+    /// A value another caller of this process computed (a flight's
+    /// follower): the report `finish` gives the hook, with the call's key
+    /// and tags, if the component has not reported the call already.
+    shared: Option<(String, Vec<String>, Option<CacheInfo>)>,
 }
 
 impl std::fmt::Debug for Hit {
@@ -75,6 +86,9 @@ impl Hit {
     /// Finishes the call: the component reports the hit to the hook. Returns
     /// the bytes.
     pub fn finish(mut self) -> Vec<u8> {
+        if let Some((key, tags, Some(info))) = self.shared.take() {
+            self.pool.imports.report(&key, &tags, &info, self.hook.userdata.as_deref());
+        }
         if let (Some(mut slot), Some(found)) = (self.slot.take(), self.found.take()) {
             self.hook.enter(&mut slot.store);
             let finished = guarded(|| {
@@ -92,6 +106,14 @@ impl Hit {
     /// whose [`ComponentCache::set_and_unlock`] overwrites them and reports
     /// the call, with `error`. Fails only when the instance trapped.
     pub fn undecodable(mut self, error: &Error) -> Result<Ticket> {
+        if self.shared.is_some() {
+            return Err(Error::new(
+                ErrorKind::Other,
+                format!(
+                    "another caller of this process computed this value, which does not decode ({error}): compute it alone"
+                ),
+            ));
+        }
         let (Some(mut slot), Some(found)) = (self.slot.take(), self.found.take()) else {
             return Err(Error::new(ErrorKind::Other, "this hit was already used"));
         };
@@ -111,6 +133,8 @@ impl Hit {
                 storage_key,
                 lifetime: self.lifetime,
                 hook: std::mem::take(&mut self.hook),
+                leader: None,
+                failed: None,
             }),
             Err(failure) => {
                 self.pool.release(slot, !failure.trapped);
@@ -147,6 +171,12 @@ pub struct Ticket {
     storage_key: String,
     lifetime: Lifetime,
     hook: CallHook,
+    /// This caller leads its key's flight: `set_and_unlock` hands the value
+    /// to the followers; dropping the ticket hands the flight to one of them.
+    leader: Option<rtc_core::adapter::Leader>,
+    /// The lookup failed (the component reported it): the ticket stores
+    /// nothing, and `set_and_unlock` returns this error.
+    failed: Option<Error>,
 }
 
 impl std::fmt::Debug for Ticket {
@@ -173,6 +203,28 @@ impl Ticket {
     /// Returns the storage key the value will be written to.
     pub fn storage_key(&self) -> &str {
         &self.storage_key
+    }
+
+    /// A ticket for a lookup that failed with `error` (the component
+    /// reported it): no instance, no lock, nothing to store.
+    fn failed(pool: &Arc<Pool>, options: &ComputeOptions, error: Error) -> Self {
+        Ticket {
+            pool: Arc::clone(pool),
+            slot: None,
+            handle: None,
+            holds_lock: false,
+            stats: LockStats::default(),
+            storage_key: String::new(),
+            lifetime: options.entry_lifetime(),
+            hook: CallHook::reporting(options.userdata().cloned()),
+            leader: None,
+            failed: Some(error),
+        }
+    }
+
+    /// The lookup's outcome with this ticket: locked if it holds the lock.
+    fn outcome(self) -> GetOrLock {
+        if self.holds_lock { GetOrLock::Locked(self) } else { GetOrLock::Miss(self) }
     }
 }
 
@@ -203,19 +255,117 @@ impl ComponentCache {
     /// run in the guest: reads the entry of `options`, and on a miss takes the
     /// stampede lock if the options ask for it. The component reports a
     /// failed lookup to the hook; a hit is reported by [`Hit::finish`], a
-    /// miss by [`ComponentCache::set_and_unlock`]. `Err` means the backend failed:
-    /// compute the value and do not store it.
+    /// miss by [`ComponentCache::set_and_unlock`].
+    ///
+    /// With the lock, the callers of this cache in this process that miss
+    /// one key meet first: one gets the ticket, the others wait (up to the
+    /// lock timeout) and get its value as a hit; dropping the ticket hands
+    /// the computation to one of them. So this process computes the key
+    /// once, also when Redis is unreachable (where the Redis lock fails
+    /// open): a failed lookup then returns a [`GetOrLock::Miss`] ticket that
+    /// stores nothing, and its `set_and_unlock` returns the Redis error.
+    ///
+    /// `Err`: the backend failed and the lock was off (or no instance could
+    /// run the call), or `options` are invalid: compute the value and do
+    /// not store it.
     pub fn get_or_lock(&self, options: &ComputeOptions) -> Result<GetOrLock> {
         let hook = CallHook::reporting(options.userdata().cloned());
-        self.lookup(options, hook).map_err(|f| f.error)
+        let looked = self.lookup(options, hook);
+        // Without the lock every miss computes: there is no flight to meet.
+        let Some(wait) = options.lock_wait() else {
+            return looked.map_err(|f| f.error);
+        };
+        let ticket = match looked {
+            Ok(GetOrLock::Hit(hit)) => return Ok(GetOrLock::Hit(hit)),
+            Ok(GetOrLock::Locked(ticket) | GetOrLock::Miss(ticket)) => ticket,
+            // Redis failed, and the component reported it: the call still
+            // meets the others, so the process computes once.
+            Err(failure) if failure.answered && is_backend(&failure.error) => {
+                Ticket::failed(&self.pool, options, failure.error)
+            }
+            Err(failure) => return Err(failure.error),
+        };
+        Ok(self.meet(options, ticket, wait))
+    }
+
+    /// Joins the flight of the ticket's key (see `flight` in core): leads
+    /// it, or waits up to `wait` for its leader's value.
+    fn meet(&self, options: &ComputeOptions, mut ticket: Ticket, wait: Duration) -> GetOrLock {
+        let flights = &self.pool.flights;
+        let key = flight_key(options.cache_key(), options.tag_list());
+        match flights.join(key.clone()) {
+            Role::Leader(leader) => ticket.leader = Some(leader),
+            // This caller holds the Redis lock: it computes and stores.
+            Role::Follower(_) if ticket.holds_lock => {}
+            Role::Follower(flight) => match flights.wait(&flight, &key, wait) {
+                Waited::Value(bytes, error, waited) => {
+                    return GetOrLock::Hit(self.followed(options, ticket, &bytes, error, waited));
+                }
+                // The leader gave up: this caller leads now.
+                Waited::Lead(leader) => ticket.leader = Some(leader),
+                Waited::TimedOut => {}
+            },
+        }
+        ticket.outcome()
+    }
+
+    /// A follower's hit: the leader's value, reported (by [`Hit::finish`])
+    /// as a hit after `waited`, carrying the leader's `error` (its store
+    /// bypassed the cache) unless the component reported the call already
+    /// (its own lookup failed: one report per call).
+    fn followed(
+        &self,
+        options: &ComputeOptions,
+        mut ticket: Ticket,
+        bytes: &[u8],
+        error: Option<Error>,
+        waited: Duration,
+    ) -> Hit {
+        let info = ticket.failed.is_none().then(|| {
+            let mut shadow = Accounting::start(options);
+            shadow.looked_up(ticket.stats);
+            shadow.shared(bytes.len(), waited);
+            if let Some(e) = error {
+                shadow.bypass(e);
+            }
+            shadow.finish()
+        });
+        let hook = std::mem::take(&mut ticket.hook);
+        let stats = ticket.stats;
+        // The component's ticket goes unused (it holds no lock), and reports nothing.
+        drop(ticket);
+        Hit {
+            value: bytes.to_vec(),
+            stats,
+            pool: Arc::clone(&self.pool),
+            slot: None,
+            found: None,
+            hook,
+            lifetime: options.entry_lifetime(),
+            shared: Some((options.cache_key().to_owned(), options.tag_list().to_vec(), info)),
+        }
     }
 
     /// The component's `set-and-unlock`: stores `value` under the ticket's
     /// snapshot for the options' lifetime, releases its lock (if it holds
     /// one) and wakes the waiters, all in one round trip, and reports the
-    /// call to the hook.
-    pub fn set_and_unlock(&self, ticket: Ticket, value: &[u8]) -> Result<()> {
-        store_ticket(ticket, value).map_err(|f| f.error)
+    /// call to the hook. A ticket that leads its flight hands `value` to
+    /// the callers waiting for it; one from a failed lookup stores nothing
+    /// and returns that lookup's error.
+    pub fn set_and_unlock(&self, mut ticket: Ticket, value: &[u8]) -> Result<()> {
+        // Closed before the store: a caller arriving after it reads for itself.
+        let leader = ticket.leader.take().map(|mut leader| {
+            leader.close();
+            leader
+        });
+        let result = match ticket.failed.take() {
+            Some(error) => Err(error),
+            None => store_ticket(ticket, value).map_err(|f| f.error),
+        };
+        if let Some(leader) = leader {
+            leader.finish(Some((value.to_vec(), result.as_ref().err().cloned())));
+        }
+        result
     }
 
     /// Runs `get-or-lock` and turns its outcome into [`GetOrLock`].
@@ -254,6 +404,7 @@ impl ComponentCache {
                     found: Some(hit.found),
                     hook,
                     lifetime: options.entry_lifetime(),
+                    shared: None,
                 }));
             }
             wit::Lookup::Locked(handle) | wit::Lookup::Miss(handle) => handle,
@@ -281,8 +432,10 @@ impl ComponentCache {
             storage_key,
             lifetime: options.entry_lifetime(),
             hook,
+            leader: None,
+            failed: None,
         };
-        Ok(if locked { GetOrLock::Locked(ticket) } else { GetOrLock::Miss(ticket) })
+        Ok(ticket.outcome())
     }
 }
 
@@ -302,4 +455,12 @@ pub(super) fn store_ticket(mut ticket: Ticket, value: &[u8]) -> Result<(), Failu
     let healthy = result.as_ref().map_or_else(|f| !f.trapped, |_| true);
     pool.release(slot, healthy);
     result
+}
+
+/// Whether a lookup failed because of the backend (not the options).
+fn is_backend(error: &Error) -> bool {
+    matches!(
+        error.kind(),
+        ErrorKind::BackendUnavailable | ErrorKind::Timeout | ErrorKind::Backend | ErrorKind::Protocol
+    )
 }
