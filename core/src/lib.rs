@@ -91,6 +91,6 @@ pub mod adapter {
     pub use crate::compute::accounting::Accounting;
     pub use crate::compute::flow::{Lookup, TwoStep, get_or_compute};
     pub use crate::error::WitErrorCase;
-    pub use crate::local::flight::{Flight, Flights, Leader, Role, Waited, flight_key};
+    pub use crate::local::flight::{Flight, Flights, Leader, Meeting, Waited};
     pub use crate::sync::compute::set_and_unlock_outcome;
 }

@@ -84,13 +84,20 @@ impl Accounting {
 
     /// Records a value another caller of this process computed while this
     /// one waited `waited` (a single-flight follower): a hit, as for a
-    /// caller woken by the stampede lock, with the wait added.
-    pub fn shared(&mut self, size: usize, waited: std::time::Duration) {
+    /// caller woken by the stampede lock, with the wait added, carrying the
+    /// leader's `error` (its store bypassed the cache) unless the call
+    /// already carries its own: a bypass is never silent.
+    pub fn shared(&mut self, size: usize, waited: std::time::Duration, error: Option<Error>) {
         let waited_ms = u64::try_from(waited.as_millis()).unwrap_or(u64::MAX);
         self.info.lock_waiting_ms = self.info.lock_waiting_ms.saturating_add(waited_ms);
         self.info.lock_full_hit = false;
         self.info.lock_full_miss = false;
         self.hit(size);
+        if self.info.error.is_none()
+            && let Some(e) = error
+        {
+            self.bypass(e);
+        }
     }
 
     /// Records a fail-safe value of `size` bytes returned because of

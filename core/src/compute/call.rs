@@ -22,7 +22,7 @@ use crate::compute::accounting::Accounting;
 use crate::config::Lifetime;
 use crate::error::{Error, Result};
 use crate::local::Inner;
-use crate::local::flight::{Flight, Leader, Role, Waited, flight_key};
+use crate::local::flight::{Flight, Leader, Meeting, Waited};
 use crate::model::info::{CacheInfo, HookEvent};
 use crate::model::options::ComputeOptions;
 use crate::ops::lock::{Hold, LockStats, Looked, Lookup, Store};
@@ -234,12 +234,7 @@ impl Hit {
                 }
             }
             Origin::Shared { error, waited, .. } => {
-                call.accounting.shared(self.value.len(), waited);
-                if call.accounting.info().error.is_none()
-                    && let Some(e) = error
-                {
-                    call.accounting.bypass(e);
-                }
+                call.accounting.shared(self.value.len(), waited, error);
             }
             Origin::Stale { error } => call.accounting.served_stale(self.value.len(), error),
         }
@@ -331,16 +326,13 @@ impl Ticket {
         let Some(wait) = options.lock_wait().filter(|_| cfg!(not(target_family = "wasm"))) else {
             return Joined::Ready(self.outcome());
         };
-        let key = flight_key(&self.call.key, &self.call.tags);
-        let flights = self.call.inner.flights.clone();
-        match flights.join(key.clone()) {
-            Role::Leader(leader) => {
+        match self.call.inner.flights.meet(&self.call.key, &self.call.tags, self.holds_lock()) {
+            Meeting::Lead(leader) => {
                 self.leader = Some(leader);
                 Joined::Ready(self.outcome())
             }
-            // This caller holds the Redis lock: it computes and stores.
-            Role::Follower(_) if self.holds_lock() => Joined::Ready(self.outcome()),
-            Role::Follower(flight) => Joined::Follow(self, flight, key, wait),
+            Meeting::Alone => Joined::Ready(self.outcome()),
+            Meeting::Follow(flight, key) => Joined::Follow(self, flight, key, wait),
         }
     }
 
@@ -415,12 +407,7 @@ impl Ticket {
     }
 
     pub(crate) fn shared(mut self, size: usize, error: Option<Error>, waited: std::time::Duration) -> CacheInfo {
-        self.call.accounting.shared(size, waited);
-        if self.call.accounting.info().error.is_none()
-            && let Some(e) = error
-        {
-            self.call.accounting.bypass(e);
-        }
+        self.call.accounting.shared(size, waited, error);
         self.call.report()
     }
 

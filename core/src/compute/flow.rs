@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::local::flight::{Flights, Leader, Role, Waited, flight_key};
+use crate::local::flight::{Flights, Leader, Meeting, Waited};
 use crate::model::options::ComputeOptions;
 
 /// What the first call found.
@@ -229,12 +229,10 @@ where
     // meet first, so it computes once even when Redis (and so its lock) is
     // down: see `flight` for why following is safe.
     if let (Some(wait), Some(flights)) = (options.lock_wait(), cache.flights()) {
-        let key = flight_key(options.cache_key(), options.tag_list());
-        match flights.join(key.clone()) {
-            Role::Leader(leader) => return lead(cache, options, ticket, leader, decode, compute, encode),
-            // This caller holds the Redis lock: it computes and stores.
-            Role::Follower(_) if S::holds_lock(&ticket) => {}
-            Role::Follower(flight) => match flights.wait(&flight, &key, wait) {
+        match flights.meet(options.cache_key(), options.tag_list(), S::holds_lock(&ticket)) {
+            Meeting::Lead(leader) => return lead(cache, options, ticket, leader, decode, compute, encode),
+            Meeting::Alone => {}
+            Meeting::Follow(flight, key) => match flights.wait(&flight, &key, wait) {
                 Waited::Value(bytes, error, waited) => {
                     // Another codec's bytes: compute alone.
                     if let Ok(value) = decode(&bytes) {

@@ -78,12 +78,25 @@ impl std::fmt::Debug for Flights {
 }
 
 /// A caller's part in a flight.
-pub enum Role {
+enum Role {
     /// Compute and store, closing the flight first ([`Leader::close`]), then
     /// [`Leader::finish`].
     Leader(Leader),
-    /// Wait for the leader with [`Flights::wait`].
+    /// Wait for the leader.
     Follower(Arc<Flight>),
+}
+
+/// What a caller that must compute does about its key's flight
+/// ([`Flights::meet`]).
+pub enum Meeting {
+    /// Compute and store, closing the flight first ([`Leader::close`]), then
+    /// [`Leader::finish`].
+    Lead(Leader),
+    /// Compute and store alone (this caller holds the Redis lock).
+    Alone,
+    /// Wait for the leader with [`Flights::wait`] (or `wait_async`), at
+    /// most the lock timeout: the flight and its key.
+    Follow(Arc<Flight>, String),
 }
 
 /// What a follower got.
@@ -141,8 +154,22 @@ impl Flights {
         }
     }
 
+    /// Meets the other callers that must compute the entry of `key` under
+    /// `tags`, after this caller's own lookup missed: leads the flight if
+    /// none runs, else follows it, unless this caller holds the Redis lock
+    /// (it then computes and stores for everyone: following would wait for
+    /// itself). The one rule every surface's get-or-compute applies.
+    pub fn meet(&self, key: &str, tags: &[String], holds_lock: bool) -> Meeting {
+        let key = flight_key(key, tags);
+        match self.join(key.clone()) {
+            Role::Leader(leader) => Meeting::Lead(leader),
+            Role::Follower(_) if holds_lock => Meeting::Alone,
+            Role::Follower(flight) => Meeting::Follow(flight, key),
+        }
+    }
+
     /// Joins the flight of `key`, leading it if none is running.
-    pub fn join(&self, key: String) -> Role {
+    fn join(&self, key: String) -> Role {
         let mut running = self.shared.running.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(flight) = running.get(&key) {
             return Role::Follower(Arc::clone(flight));
@@ -159,7 +186,7 @@ impl Flights {
 
 /// The key of a get-or-compute's flight: its key and its tags sorted (the
 /// storage key hashes them in that order, duplicates kept).
-pub fn flight_key(key: &str, tags: &[String]) -> String {
+fn flight_key(key: &str, tags: &[String]) -> String {
     let mut tags: Vec<&str> = tags.iter().map(String::as_str).collect();
     tags.sort_unstable();
     let mut out = String::with_capacity(key.len() + tags.iter().map(|t| t.len() + 1).sum::<usize>());
@@ -302,6 +329,18 @@ mod tests {
         next.finish(Some((b"v".to_vec(), None)));
         assert!(matches!(flights.wait(&second, "k", Duration::from_secs(1)), Waited::Value(..)));
         assert!(matches!(flights.join("k".into()), Role::Leader(_)), "a finished flight is gone");
+    }
+
+    #[test]
+    fn a_caller_holding_the_redis_lock_never_follows() {
+        let flights = Flights::default();
+        let tags = vec!["b".to_string(), "a".to_string()];
+        let Meeting::Lead(leader) = flights.meet("k", &tags, false) else { panic!("the first caller leads") };
+        let reversed = vec!["a".to_string(), "b".to_string()];
+        assert!(matches!(flights.meet("k", &reversed, true), Meeting::Alone), "a lock holder computes alone");
+        let Meeting::Follow(_, key) = flights.meet("k", &reversed, false) else { panic!("the others follow") };
+        assert_eq!(key, flight_key("k", &tags), "one flight whatever the tag order");
+        drop(leader);
     }
 
     #[test]

@@ -241,12 +241,7 @@ impl TwoStep for ComponentCache {
             // WIT's rule); one report per call.
             return;
         }
-        shadow.shared(size, waited);
-        if shadow.info().error.is_none()
-            && let Some(e) = error
-        {
-            shadow.bypass(e);
-        }
+        shadow.shared(size, waited, error);
         self.pool.imports.report(
             options.cache_key(),
             options.tag_list(),

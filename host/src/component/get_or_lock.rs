@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use std::time::Duration;
 
-use rtc_core::adapter::{Accounting, Role, Waited, flight_key};
+use rtc_core::adapter::{Accounting, Meeting, Waited};
 use rtc_core::{CacheInfo, ComputeOptions, Error, ErrorKind, Lifetime, LockStats, Result};
 use wasmtime::component::ResourceAny;
 
@@ -292,12 +292,10 @@ impl ComponentCache {
     /// it, or waits up to `wait` for its leader's value.
     fn meet(&self, options: &ComputeOptions, mut ticket: Ticket, wait: Duration) -> GetOrLock {
         let flights = &self.pool.flights;
-        let key = flight_key(options.cache_key(), options.tag_list());
-        match flights.join(key.clone()) {
-            Role::Leader(leader) => ticket.leader = Some(leader),
-            // This caller holds the Redis lock: it computes and stores.
-            Role::Follower(_) if ticket.holds_lock => {}
-            Role::Follower(flight) => match flights.wait(&flight, &key, wait) {
+        match flights.meet(options.cache_key(), options.tag_list(), ticket.holds_lock) {
+            Meeting::Lead(leader) => ticket.leader = Some(leader),
+            Meeting::Alone => {}
+            Meeting::Follow(flight, key) => match flights.wait(&flight, &key, wait) {
                 Waited::Value(bytes, error, waited) => {
                     return GetOrLock::Hit(self.followed(options, ticket, &bytes, error, waited));
                 }
@@ -324,10 +322,7 @@ impl ComponentCache {
         let info = ticket.failed.is_none().then(|| {
             let mut shadow = Accounting::start(options);
             shadow.looked_up(ticket.stats);
-            shadow.shared(bytes.len(), waited);
-            if let Some(e) = error {
-                shadow.bypass(e);
-            }
+            shadow.shared(bytes.len(), waited, error);
             shadow.finish()
         });
         let hook = std::mem::take(&mut ticket.hook);
