@@ -28,17 +28,36 @@ fi
 say "building the workspace (librtc, the rtc command, the harness)"
 cargo build --release --locked
 
-say "building the WebAssembly component (warnings denied)"
-CARGO_TARGET_WASM32_WASIP2_RUSTFLAGS="-D warnings" \
-  cargo build --profile component --locked --target wasm32-wasip2 -p rtc-component
+# Pinned tools, installed once into target/tools. They build in target/ too,
+# after the workspace, so the dependencies they share with the host
+# (wasmtime's, at the same version) are not compiled twice.
+tool() { # binary crate@version [cargo install flags...]
+  local bin=$1 crate=$2 version=${2#*@}
+  shift 2
+  if ! target/tools/bin/"$bin" --version 2>/dev/null | grep -q " $version"; then
+    say "installing $crate into target/tools (once)"
+    cargo install --locked --quiet --root target/tools --target-dir target "$crate" "$@"
+  fi
+}
+# wac: composes the components (no registry client: plugs local files only).
+tool wac wac-cli@0.12.0 --no-default-features
+# The stock host the composed plugin runs under: `wasmtime serve` and `run`,
+# the same major version as host/.
+tool wasmtime wasmtime-cli@48.0.8 --no-default-features \
+  --features run,serve,cranelift,component-model,component-model-async,parallel-compilation,pooling-allocator,wasi-http
+
+say "building the WebAssembly components and composing them (warnings denied)"
+bash core/component/compose.sh
 
 say "hygiene: cargo fmt, clippy with warnings denied (native and component), no import circle"
 cargo fmt --all --check
 # --release: clippy reuses the dependencies the build above compiled.
 cargo clippy --release --locked --workspace --all-targets -- -D warnings
-cargo clippy --release --locked --target wasm32-wasip2 -p rtc-component -- -D warnings
+for crate in rtc-component rtc-provider rtc-example-plugin; do
+  cargo clippy --release --locked --target wasm32-wasip2 -p "$crate" -- -D warnings
+done
 python3 tests/tools/import_circles.py --self-test
-for src in core/src core/component/src ffi/src host/src host/*/src; do
+for src in core/src core/component/src core/component/*/src ffi/src host/src host/*/src; do
   [ -d "$src" ] || continue
   # Module by module, then folder by folder.
   python3 tests/tools/import_circles.py "$src" >/dev/null || python3 tests/tools/import_circles.py "$src"

@@ -136,21 +136,33 @@ impl<C: Codec> CacheBuilder<C> {
 /// `cluster_nodes` is set, else one Redis server (URL or host/port/db).
 /// Hosts that serve Redis to the component use this, so every surface picks
 /// its backend the same way. Does not connect.
-#[cfg(feature = "redis")]
+#[cfg(feature = "redis-single")]
 pub fn native_backend(config: &Config) -> Result<Arc<dyn Backend>> {
     redis_backend(config)
 }
 
-#[cfg(feature = "redis")]
+#[cfg(feature = "redis-single")]
 fn redis_backend(config: &Config) -> Result<Arc<dyn Backend>> {
     if config.cluster_nodes.is_empty() {
         Ok(Arc::new(crate::backend::native::RedisBackend::new(config)?))
     } else {
-        Ok(Arc::new(crate::backend::native::ClusterBackend::new(config)?))
+        cluster_backend(config)
     }
 }
 
-#[cfg(not(feature = "redis"))]
+#[cfg(feature = "redis")]
+fn cluster_backend(config: &Config) -> Result<Arc<dyn Backend>> {
+    Ok(Arc::new(crate::backend::native::ClusterBackend::new(config)?))
+}
+
+/// A build with one-server Redis only (feature `redis-single`) refuses
+/// cluster nodes rather than talk to the first one as if it were alone.
+#[cfg(all(feature = "redis-single", not(feature = "redis")))]
+fn cluster_backend(_: &Config) -> Result<Arc<dyn Backend>> {
+    Err(crate::error::Error::invalid("this build has no Redis Cluster backend (feature `redis`): cluster_nodes is set"))
+}
+
+#[cfg(not(feature = "redis-single"))]
 fn redis_backend(_: &Config) -> Result<Arc<dyn Backend>> {
     Err(crate::error::Error::invalid(
         "this build has no Redis backend (feature `redis`): set in_local_memory, disabled, or a backend",

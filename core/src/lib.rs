@@ -63,10 +63,12 @@ mod sync;
 
 pub use backend::memory::MemoryBackend;
 #[cfg(feature = "redis")]
-pub use backend::native::{ClusterBackend, RedisBackend};
+pub use backend::native::ClusterBackend;
+#[cfg(feature = "redis-single")]
+pub use backend::native::RedisBackend;
 pub use backend::{Backend, Command, DisabledBackend, Reply};
 pub use builder::CacheBuilder;
-#[cfg(feature = "redis")]
+#[cfg(feature = "redis-single")]
 pub use builder::native_backend;
 pub use compute::call::{GetOrLock, Hit, Ticket};
 pub use config::{Config, Lifetime, MAX_LIFETIME_SECS, Target};
@@ -88,6 +90,7 @@ pub use sync::{Cache, Decorated, RawCache};
 pub mod adapter {
     #[cfg(feature = "redis")]
     pub use crate::backend::host::HostBackend;
+    pub use crate::backend::{contract, environment};
     pub use crate::compute::accounting::Accounting;
     pub use crate::compute::flow::{Lookup, TwoStep, get_or_compute};
     pub use crate::error::WitErrorCase;

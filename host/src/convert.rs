@@ -5,56 +5,27 @@
 
 use std::time::Duration;
 
-use rtc_core::adapter::WitErrorCase;
-use rtc_core::{CacheInfo, Command, Config, Error, ErrorKind, FunctionId, Lifetime, LockStats, Reply};
+use rtc_core::adapter::{WitErrorCase, contract};
+use rtc_core::{CacheInfo, Command, Config, Error, FunctionId, Lifetime, LockStats, Reply};
 
 use crate::bindings::exports::rtc::cache::cache as wit;
 use crate::bindings::rtc::cache::{hooks, redis, types};
 
-/// The longest `blpop` timeout the WIT contract allows (one day).
-pub(crate) const MAX_BLPOP_MS: u64 = 86_400_000;
-
-/// Converts one guest command to core's, checking the WIT contract.
+/// Converts one guest command to core's, checking the WIT contract (core's
+/// [`contract`] rules).
 pub(crate) fn from_wit_command(command: redis::Command) -> Result<Command, Error> {
-    let positive = |what: &str, ms: u64| {
-        if ms == 0 {
-            Err(Error::new(ErrorKind::InvalidArgument, format!("{what} must be at least 1 ms")))
-        } else {
-            Ok(ms)
-        }
-    };
-    let some_keys = |what: &str, keys: Vec<String>| {
-        if keys.is_empty() {
-            Err(Error::new(ErrorKind::InvalidArgument, format!("{what} needs at least one key")))
-        } else {
-            Ok(keys)
-        }
-    };
     Ok(match command {
         redis::Command::Get(key) => Command::Get { key },
-        redis::Command::Mget(keys) => Command::Mget { keys: some_keys("MGET", keys)? },
+        redis::Command::Mget(keys) => Command::Mget { keys: contract::keys("MGET", keys)? },
         redis::Command::Set(a) => {
-            let expire_ms = match a.expire_ms {
-                Some(ms) => Some(positive("SET PX", ms)?),
-                None => None,
-            };
-            Command::Set { key: a.key, value: a.value, expire_ms, nx: a.nx }
+            Command::Set { key: a.key, value: a.value, expire_ms: contract::expire(a.expire_ms)?, nx: a.nx }
         }
-        redis::Command::Del(keys) => Command::Del { keys: some_keys("DEL", keys)? },
+        redis::Command::Del(keys) => Command::Del { keys: contract::keys("DEL", keys)? },
         redis::Command::DelIfEq(a) => Command::DelIfEq { key: a.key, value: a.value },
         redis::Command::Rpush(a) => Command::Rpush { key: a.key, value: a.value },
-        redis::Command::Pexpire(a) => Command::Pexpire { key: a.key, ms: positive("PEXPIRE", a.ms)? },
+        redis::Command::Pexpire(a) => Command::Pexpire { key: a.key, ms: contract::millis("PEXPIRE", a.ms)? },
         redis::Command::Pttl(key) => Command::Pttl { key },
-        redis::Command::Blpop(a) => {
-            let ms = positive("BLPOP timeout", a.timeout_ms)?;
-            if ms > MAX_BLPOP_MS {
-                return Err(Error::new(
-                    ErrorKind::InvalidArgument,
-                    format!("BLPOP timeout of {ms} ms is above the maximum of {MAX_BLPOP_MS} ms"),
-                ));
-            }
-            Command::Blpop { key: a.key, timeout: Duration::from_millis(ms) }
-        }
+        redis::Command::Blpop(a) => Command::Blpop { key: a.key, timeout: contract::blpop_timeout(a.timeout_ms)? },
     })
 }
 
@@ -65,19 +36,9 @@ pub(crate) fn to_wit_reply(reply: Reply) -> Result<redis::Reply, Error> {
         Reply::Ok => redis::Reply::Ok,
         Reply::Int(i) => redis::Reply::Int(i),
         Reply::Bytes(b) => redis::Reply::Bytes(b),
-        Reply::Array(items) => redis::Reply::Array(
-            items
-                .into_iter()
-                .map(|item| match item {
-                    Reply::Bytes(b) => Ok(Some(b)),
-                    Reply::Nil => Ok(None),
-                    other => Err(Error::new(
-                        ErrorKind::Protocol,
-                        format!("the backend broke the reply contract: {other:?} in an array reply"),
-                    )),
-                })
-                .collect::<Result<_, _>>()?,
-        ),
+        Reply::Array(items) => {
+            redis::Reply::Array(items.into_iter().map(contract::array_item).collect::<Result<_, _>>()?)
+        }
     })
 }
 
@@ -165,6 +126,7 @@ pub(crate) fn lock_timeout_ms(timeout: Option<Duration>) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rtc_core::ErrorKind;
 
     #[test]
     fn guest_commands_outside_the_contract_are_invalid_arguments() {

@@ -56,4 +56,6 @@ mod runtime;
 mod state;
 
 pub use component::{ComponentCache, ComponentCacheBuilder, GetOrLock, Hit, Ticket};
-pub use runtime::{BUILD_COMMAND, COMPONENT_ENV, ComponentRuntime, RuntimeOptions, default_component_path};
+pub use runtime::{
+    BUILD_COMMAND, COMPONENT_ENV, ComponentRuntime, RuntimeOptions, default_component_path, standalone_component_path,
+};

@@ -41,6 +41,22 @@ pub fn default_component_path() -> PathBuf {
     host.parent().unwrap_or(host).join("target/wasm32-wasip2/component/rtc_component.wasm")
 }
 
+/// Returns where the standalone component is (the cache composed with rtc's
+/// Redis provider, importing WASI only; `core/component/compose.sh` builds
+/// it): `target/wasm32-wasip2/component/rtc_standalone.wasm` in this
+/// workspace.
+///
+/// ```
+/// assert!(rtc_host::standalone_component_path().ends_with("rtc_standalone.wasm"));
+/// ```
+pub fn standalone_component_path() -> PathBuf {
+    let host = Path::new(env!("CARGO_MANIFEST_DIR"));
+    host.parent().unwrap_or(host).join("target/wasm32-wasip2/component/rtc_standalone.wasm")
+}
+
+/// The name of the Redis import, without its version.
+const REDIS_IMPORT: &str = "rtc:cache/redis@";
+
 /// Limits of a [`ComponentRuntime`].
 ///
 /// ```
@@ -89,11 +105,18 @@ pub struct ComponentRuntime {
     pre: RtcPre<HostState>,
     options: RuntimeOptions,
     path: Option<PathBuf>,
+    /// The component imports no `rtc:cache/redis`: it reaches Redis itself
+    /// (`rtc_standalone.wasm`, over `wasi:sockets`).
+    own_redis: bool,
 }
 
 impl std::fmt::Debug for ComponentRuntime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ComponentRuntime").field("path", &self.path).field("options", &self.options).finish()
+        f.debug_struct("ComponentRuntime")
+            .field("path", &self.path)
+            .field("options", &self.options)
+            .field("own_redis", &self.own_redis)
+            .finish()
     }
 }
 
@@ -153,7 +176,17 @@ impl ComponentRuntime {
             .instantiate_pre(&component)
             .map_err(|e| invalid("the component does not fit the rtc:cache world's imports", &e))?;
         let pre = RtcPre::new(pre).map_err(|e| invalid("the component does not export rtc:cache/cache", &e))?;
-        Ok(ComponentRuntime { pre, options, path: None })
+        let own_redis = !component.component_type().imports(&engine).any(|(name, _)| name.starts_with(REDIS_IMPORT));
+        Ok(ComponentRuntime { pre, options, path: None, own_redis })
+    }
+
+    /// Returns true when the component reaches Redis itself instead of
+    /// importing `rtc:cache/redis` (the standalone build,
+    /// [`standalone_component_path`]): a cache on it gives the component
+    /// network access and the connection settings in its environment, and
+    /// serves no Redis of its own.
+    pub fn brings_its_own_redis(&self) -> bool {
+        self.own_redis
     }
 
     /// Returns the options this runtime was built with.

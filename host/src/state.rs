@@ -24,6 +24,11 @@ pub(crate) struct Imports {
     pub(crate) backend: Arc<dyn Backend>,
     /// Receives the reports of `hooks.report`.
     pub(crate) hook: Option<Hook>,
+    /// For a component that reaches Redis itself (the standalone build):
+    /// its environment (the connection settings, core's
+    /// `environment::variables`), and it gets network access. `None`: no
+    /// environment, no network.
+    pub(crate) own_redis: Option<Vec<(String, String)>>,
 }
 
 impl Imports {
@@ -81,8 +86,13 @@ pub(crate) struct Held {
 impl HostState {
     /// Creates the data of a store whose linear memories may grow to `max_memory` bytes.
     pub(crate) fn new(imports: Arc<Imports>, max_memory: usize) -> Self {
-        // No files, no environment, no inherited stdio: the component needs none.
-        let wasi = WasiCtx::builder().build();
+        // No files, no inherited stdio: the component needs none. No
+        // environment or network either, unless it reaches Redis itself.
+        let mut wasi = WasiCtx::builder();
+        if let Some(variables) = &imports.own_redis {
+            wasi.envs(variables).inherit_network().allow_tcp(true).allow_ip_name_lookup(true);
+        }
+        let wasi = wasi.build();
         let limits = StoreLimitsBuilder::new().memory_size(max_memory).trap_on_grow_failure(true).build();
         HostState {
             wasi,

@@ -21,3 +21,21 @@ pub fn component_runtime() -> Arc<ComponentRuntime> {
     );
     ComponentRuntime::shared(&path).unwrap_or_else(|e| panic!("cannot load the rtc component {}: {e}", path.display()))
 }
+
+/// Returns the process-wide runtime of the standalone component (the cache
+/// plugged with rtc's Redis provider, importing WASI only:
+/// `target/wasm32-wasip2/component/rtc_standalone.wasm`).
+///
+/// Panics with the build command when it has not been built.
+pub fn standalone_runtime() -> Arc<ComponentRuntime> {
+    let path = rtc_host::standalone_component_path();
+    assert!(
+        path.is_file(),
+        "the standalone rtc component is not built: {} is missing.\nBuild it from the workspace root with:\n    bash core/component/compose.sh",
+        path.display(),
+    );
+    let runtime = ComponentRuntime::shared(&path)
+        .unwrap_or_else(|e| panic!("cannot load the standalone rtc component {}: {e}", path.display()));
+    assert!(runtime.brings_its_own_redis(), "{} imports rtc:cache/redis", path.display());
+    runtime
+}

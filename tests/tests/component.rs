@@ -10,7 +10,7 @@ use std::sync::Arc;
 use rtc_core::{Backend, Cache, ComputeOptions, Config, Lifetime, MemoryBackend};
 use rtc_host::ComponentCache;
 use rtc_tests::CacheSurface;
-use rtc_tests::component_surface::component_runtime;
+use rtc_tests::component_surface::{component_runtime, standalone_runtime};
 use rtc_tests::{RedisServer, run_table, unique_namespace};
 
 fn on_redis(redis: &RedisServer, namespace: &str) -> Config {
@@ -23,6 +23,27 @@ fn scenario_table_on_redis() {
     let runtime = component_runtime();
     run_table("component-redis", |ns| {
         let cache = ComponentCache::builder(Arc::clone(&runtime)).config(on_redis(&redis, ns)).build().expect("build");
+        Box::new(CacheSurface(cache))
+    });
+}
+
+#[test]
+fn scenario_table_through_the_standalone_component_on_redis() {
+    // Its own Redis client (the provider, over wasi:sockets) runs every batch.
+    let redis = RedisServer::start();
+    let runtime = standalone_runtime();
+    run_table("standalone-redis", |ns| {
+        let cache = ComponentCache::builder(Arc::clone(&runtime)).config(on_redis(&redis, ns)).build().expect("build");
+        Box::new(CacheSurface(cache))
+    });
+}
+
+#[test]
+fn scenario_table_through_the_standalone_component_in_its_memory() {
+    let runtime = standalone_runtime();
+    run_table("standalone-memory", |ns| {
+        let config = Config::default().namespace(ns).in_local_memory(true);
+        let cache = ComponentCache::builder(Arc::clone(&runtime)).config(config).build().expect("build");
         Box::new(CacheSurface(cache))
     });
 }
@@ -129,6 +150,16 @@ fn native_and_component_share_entries_and_invalidations_on_redis() {
     let native = Cache::new(on_redis(&redis, &ns)).expect("native");
     let component =
         ComponentCache::builder(component_runtime()).config(on_redis(&redis, &ns)).build().expect("component");
+    crossover(&native, &component);
+}
+
+#[test]
+fn native_and_the_standalone_component_share_entries_and_invalidations_on_redis() {
+    let redis = RedisServer::start();
+    let ns = unique_namespace("cross-standalone");
+    let native = Cache::new(on_redis(&redis, &ns)).expect("native");
+    let component =
+        ComponentCache::builder(standalone_runtime()).config(on_redis(&redis, &ns)).build().expect("component");
     crossover(&native, &component);
 }
 

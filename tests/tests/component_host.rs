@@ -13,7 +13,7 @@ use rtc_core::{
     Backend, Cache, CacheInfo, Command, ComputeOptions, Config, ErrorKind, Lifetime, MemoryBackend, Reply, function_id,
 };
 use rtc_host::{ComponentCache, ComponentRuntime, GetOrLock, RuntimeOptions};
-use rtc_tests::component_surface::component_runtime;
+use rtc_tests::component_surface::{component_runtime, standalone_runtime};
 use rtc_tests::{RedisServer, unique_namespace};
 
 /// What a hook saw: key, tags, info, and the call's userdata (a u32 here).
@@ -138,14 +138,26 @@ fn an_undecodable_hit_is_reported_as_natively() {
 
 #[test]
 fn the_split_get_or_compute_locks_waits_and_wakes() {
+    split_get_or_compute(component_runtime());
+}
+
+#[test]
+fn the_split_get_or_compute_locks_waits_and_wakes_through_the_standalone_component() {
+    split_get_or_compute(standalone_runtime());
+}
+
+/// Whether the component's reports reach the host's hook: not those of the
+/// standalone component, whose `hooks` import its own provider serves.
+fn reports_reach_the_host(runtime: &ComponentRuntime) -> bool {
+    !runtime.brings_its_own_redis()
+}
+
+fn split_get_or_compute(runtime: Arc<ComponentRuntime>) {
+    let reported = reports_reach_the_host(&runtime);
     let redis = RedisServer::start();
     let config = Config::default().namespace(unique_namespace("split")).url(Some(redis.url()));
     let seen: Seen = Arc::default();
-    let cache = ComponentCache::builder(component_runtime())
-        .config(config)
-        .hook(recording_hook(&seen))
-        .build()
-        .expect("component");
+    let cache = ComponentCache::builder(runtime).config(config).hook(recording_hook(&seen)).build().expect("component");
 
     let GetOrLock::Locked(ticket) = cache.get_or_lock(&lookup("k", Some(Duration::from_secs(5)))).expect("lookup")
     else {
@@ -208,6 +220,10 @@ fn the_split_get_or_compute_locks_waits_and_wakes() {
     // As natively, the split calls report to the hook exactly as get-or-compute does: two stores
     // (misses that computed) and the waiter's hit; the abandoned tickets report nothing.
     let seen = seen.lock().expect("lock");
+    if !reported {
+        assert!(seen.is_empty(), "the standalone component's reports stay inside it: {seen:?}");
+        return;
+    }
     let hits: Vec<bool> = seen.iter().map(|(_, _, info, _)| info.hit).collect();
     assert_eq!((hits.len(), hits.iter().filter(|h| **h).count()), (3, 1), "{seen:?}");
     assert!(seen.iter().all(|(key, _, info, _)| key == "k" && info.error.is_none()), "{seen:?}");
@@ -242,14 +258,20 @@ fn wait_for_blocked_clients(redis: &RedisServer, n: usize) {
 
 #[test]
 fn many_threads_share_one_cache_and_compute_once_under_the_lock() {
+    many_threads(component_runtime());
+}
+
+#[test]
+fn many_threads_share_one_standalone_cache_and_compute_once_under_the_lock() {
+    many_threads(standalone_runtime());
+}
+
+fn many_threads(runtime: Arc<ComponentRuntime>) {
+    let reported = reports_reach_the_host(&runtime);
     let redis = RedisServer::start();
     let config = Config::default().namespace(unique_namespace("threads")).url(Some(redis.url()));
     let seen: Seen = Arc::default();
-    let cache = ComponentCache::builder(component_runtime())
-        .config(config)
-        .hook(recording_hook(&seen))
-        .build()
-        .expect("component");
+    let cache = ComponentCache::builder(runtime).config(config).hook(recording_hook(&seen)).build().expect("component");
     const THREADS: usize = 8;
     let computed = Arc::new(AtomicUsize::new(0));
     let start = Arc::new(Barrier::new(THREADS));
@@ -284,6 +306,10 @@ fn many_threads_share_one_cache_and_compute_once_under_the_lock() {
     }
     assert_eq!(computed.load(Ordering::SeqCst), 1, "the stampede lock must let one thread compute");
     let seen = seen.lock().expect("lock");
+    if !reported {
+        assert!(seen.is_empty(), "the standalone component's reports stay inside it: {seen:?}");
+        return;
+    }
     let infos: Vec<&CacheInfo> = seen.iter().map(|(_, _, info, _)| info).collect();
     assert_eq!(infos.len(), THREADS);
     assert_eq!(infos.iter().filter(|i| i.lock_full_miss).count(), 1, "{infos:#?}");
@@ -432,17 +458,23 @@ fn a_panicking_hook_is_contained() {
 
 #[test]
 fn redis_down_is_backend_unavailable_and_recovers() {
+    redis_down(component_runtime());
+}
+
+#[test]
+fn redis_down_is_backend_unavailable_and_recovers_through_the_standalone_component() {
+    redis_down(standalone_runtime());
+}
+
+fn redis_down(runtime: Arc<ComponentRuntime>) {
+    let reported = reports_reach_the_host(&runtime);
     let mut redis = RedisServer::start();
     let seen: Seen = Arc::default();
     let config = Config::default()
         .namespace(unique_namespace("down"))
         .url(Some(redis.url()))
         .socket_connect_timeout(Duration::from_millis(500));
-    let cache = ComponentCache::builder(component_runtime())
-        .config(config)
-        .hook(recording_hook(&seen))
-        .build()
-        .expect("component");
+    let cache = ComponentCache::builder(runtime).config(config).hook(recording_hook(&seen)).build().expect("component");
     cache.set_bytes("k", b"v", ["t"], Lifetime::Default).expect("set");
     redis.kill();
     let e = cache.get_bytes("k", ["t"]).expect_err("Redis is down");
@@ -451,7 +483,7 @@ fn redis_down_is_backend_unavailable_and_recovers() {
     assert_eq!(e.kind(), ErrorKind::BackendUnavailable, "{e}");
     let options = ComputeOptions::key("c").tags(["t"]).lock(true);
     assert_eq!(cache.get_or_compute(&options, || 3u8), 3, "computed, not cached");
-    {
+    if reported {
         let seen = seen.lock().expect("lock");
         let info = &seen.last().expect("a report").2;
         assert_eq!(info.error.as_ref().map(|e| e.kind()), Some(ErrorKind::BackendUnavailable), "{info:?}");
@@ -554,6 +586,35 @@ fn the_component_imports_what_the_wit_documents() {
         );
     }
     assert_eq!(runtime.exports(), ["rtc:cache/cache@0.2.0"]);
+}
+
+#[test]
+fn the_standalone_component_imports_wasi_only() {
+    let runtime = standalone_runtime();
+    let imports = runtime.imports();
+    assert!(imports.iter().all(|i| i.starts_with("wasi:")), "{imports:?}");
+    // It reaches Redis over TCP, and finds it in its environment.
+    for needed in ["wasi:sockets/tcp@", "wasi:cli/environment@"] {
+        assert!(imports.iter().any(|i| i.starts_with(needed)), "{needed} missing from {imports:?}");
+    }
+    assert_eq!(runtime.exports(), ["rtc:cache/cache@0.2.0"]);
+}
+
+#[test]
+fn the_standalone_component_refuses_what_its_provider_cannot_do() {
+    let runtime = standalone_runtime();
+    for config in [
+        Config::default().url(Some("rediss://127.0.0.1:1/".into())),
+        Config::default().cluster_nodes(vec!["redis://127.0.0.1:1".into()]),
+    ] {
+        let e = ComponentCache::builder(Arc::clone(&runtime)).config(config).build().expect_err("refused");
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+    }
+    let e = ComponentCache::builder(runtime)
+        .backend(Arc::new(MemoryBackend::new()))
+        .build()
+        .expect_err("it takes no backend");
+    assert!(e.to_string().contains("takes no backend"), "{e}");
 }
 
 /// Get-or-lock options for `key` under the tag `t`, with the lock if `lock` is given.

@@ -31,7 +31,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rtc_core::adapter::{WitErrorCase, set_and_unlock_outcome};
+use rtc_core::adapter::{WitErrorCase, contract, set_and_unlock_outcome};
 use rtc_core::{
     Backend, Cache, CacheInfo, ComputeOptions, Error, ErrorKind, FunctionId, GetOrLock, Hit, Lifetime,
     MAX_LOCK_TIMEOUT, Ticket,
@@ -61,9 +61,6 @@ mod bindings {
 
 use bindings::exports::rtc::cache::cache as wit;
 use bindings::rtc::cache::{hooks, redis, types};
-
-/// The longest `blpop` timeout the WIT contract allows (one day).
-const MAX_BLPOP_MS: u64 = 86_400_000;
 
 /// The component: the root of the exported interface.
 struct Component;
@@ -301,7 +298,7 @@ fn to_wit_command<'a>(command: &'a rtc_core::Command, keys: &mut &'a [&'a str]) 
         C::Pexpire { key, ms } => redis::Command::Pexpire(redis::PexpireArgs { key, ms: *ms }),
         C::Pttl { key } => redis::Command::Pttl(key),
         C::Blpop { key, timeout } => {
-            let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX).clamp(1, MAX_BLPOP_MS);
+            let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX).clamp(1, contract::MAX_BLPOP_MS);
             redis::Command::Blpop(redis::BlpopArgs { key, timeout_ms: ms })
         }
     }

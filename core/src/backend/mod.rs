@@ -4,10 +4,12 @@
 //! native Redis client, the in-process memory store, the disabled black hole,
 //! or (in the WebAssembly component) the host's `redis` import.
 
+pub mod contract;
+pub mod environment;
 #[cfg(feature = "redis")]
 pub(crate) mod host;
 pub(crate) mod memory;
-#[cfg(feature = "redis")]
+#[cfg(feature = "redis-single")]
 pub(crate) mod native;
 
 use std::time::Duration;

@@ -10,8 +10,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use rtc_core::adapter::HostBackend;
-use rtc_core::{Backend, Config, DisabledBackend, Hook, HookEvent, MemoryBackend, Result, Target};
+use rtc_core::adapter::{HostBackend, environment};
+use rtc_core::{Backend, Config, DisabledBackend, Error, ErrorKind, Hook, HookEvent, MemoryBackend, Result, Target};
 
 use crate::convert::to_wit_config;
 use crate::runtime::ComponentRuntime;
@@ -98,12 +98,36 @@ impl ComponentCacheBuilder {
     /// Redis address, or with the error of the first instantiation.
     pub fn build(self) -> Result<ComponentCache> {
         let config = self.config;
+        let target = config.target();
+        // A component that reaches Redis itself (the standalone build) gets
+        // the connection settings in its environment; on the memory target
+        // it keeps the entries inside, as guest memory does.
+        let own_redis = self.runtime.brings_its_own_redis();
+        let guest_memory = self.guest_memory || (own_redis && target == Target::Memory);
+        let environment = match target {
+            Target::Redis | Target::Cluster if own_redis && !guest_memory => {
+                if self.backend.is_some() {
+                    return Err(Error::new(
+                        ErrorKind::InvalidArgument,
+                        "this component reaches Redis itself (it imports no rtc:cache/redis): it takes no backend",
+                    ));
+                }
+                if config.near_cache_max_entries > 0 || config.fail_safe_max_duration.is_some() {
+                    tracing::warn!(
+                        "the near cache and fail-safe live in the host, below the component's Redis import, \
+                         which this component does not use: both stay off"
+                    );
+                }
+                Some(environment::variables(&config)?)
+            }
+            _ => None,
+        };
         // The precedence is core's (`Config::target`), as for the native engine; guest
-        // memory means the host serves no Redis at all.
+        // memory, or a component with its own Redis client, means the host serves no Redis at all.
         let native =
-            !self.guest_memory && self.backend.is_none() && matches!(config.target(), Target::Cluster | Target::Redis);
-        let backend: Arc<dyn Backend> = match (config.target(), self.backend) {
-            _ if self.guest_memory => Arc::new(DisabledBackend),
+            !guest_memory && !own_redis && self.backend.is_none() && matches!(target, Target::Cluster | Target::Redis);
+        let backend: Arc<dyn Backend> = match (target, self.backend) {
+            _ if guest_memory || own_redis => Arc::new(DisabledBackend),
             (Target::Disabled, _) => Arc::new(DisabledBackend),
             (_, Some(backend)) => backend,
             (Target::Memory, None) => Arc::new(MemoryBackend::new()),
@@ -111,7 +135,7 @@ impl ComponentCacheBuilder {
         };
         // The near cache and the fail-safe values live here, in the host, below
         // the component: core's HostBackend answers and learns from its Redis batches.
-        let host = if self.guest_memory {
+        let host = if guest_memory || own_redis {
             // The host sees no batches: nothing to keep below the component.
             None
         } else {
@@ -122,14 +146,14 @@ impl ComponentCacheBuilder {
             None => backend,
         };
         let runtime_memory = self.runtime.options().max_memory;
-        let wit_config = to_wit_config(&config, self.guest_memory);
+        let wit_config = to_wit_config(&config, guest_memory);
         let pool = Arc::new(Pool::new(
             self.runtime,
             config,
             wit_config,
-            Arc::new(Imports { backend, hook: self.hook }),
+            Arc::new(Imports { backend, hook: self.hook, own_redis: environment }),
             self.max_memory.map_or(runtime_memory, |m| m.min(runtime_memory)),
-            if self.guest_memory { 1 } else { self.max_instances },
+            if guest_memory { 1 } else { self.max_instances },
             host,
         ));
         let first = pool.acquire()?;

@@ -1,18 +1,21 @@
 //! The native Redis backends (cargo feature `redis`), written once and used by
-//! the Rust API, the C library (`ffi`) and the wasmtime host: one server
-//! ([`RedisBackend`]) or a Redis Cluster ([`ClusterBackend`]).
+//! the Rust API, the C library (`ffi`), the wasmtime host and the Redis
+//! provider component: one server ([`RedisBackend`], all that feature
+//! `redis-single` builds) or a Redis Cluster ([`ClusterBackend`]).
 
+#[cfg(feature = "redis")]
 mod cluster;
 mod pool;
 mod single;
+#[cfg(feature = "redis")]
 pub(crate) mod tracking;
 
 use redis::Value;
 
 use crate::backend::{Command, Reply};
-use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
 
+#[cfg(feature = "redis")]
 pub use cluster::ClusterBackend;
 #[cfg(feature = "tokio")]
 pub(crate) use cluster::cluster_client;
@@ -25,7 +28,8 @@ const DEL_IF_EQ: &str =
     r#"if redis.call("get", KEYS[1]) == ARGV[1] then return redis.call("del", KEYS[1]) else return 0 end"#;
 
 /// Returns the TLS roots configured for a private certificate authority, if any.
-fn tls_certificates(config: &Config) -> Option<redis::TlsCertificates> {
+#[cfg(feature = "redis")]
+fn tls_certificates(config: &crate::config::Config) -> Option<redis::TlsCertificates> {
     config.tls_ca_cert.as_ref().map(|pem| redis::TlsCertificates { client_tls: None, root_cert: Some(pem.clone()) })
 }
 

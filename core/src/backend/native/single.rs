@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use redis::{ConnectionAddr, ConnectionLike, IntoConnectionInfo, Value};
 
 use super::pool::Pool;
-use super::{map_error, pipeline, replies, tls_certificates};
+use super::{map_error, pipeline, replies};
 use crate::backend::{Backend, Command, Reply};
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
@@ -201,9 +201,25 @@ pub(crate) fn client_speaking(config: &Config, protocol: redis::ProtocolVersion)
             info.addr()
         )));
     }
-    match tls_certificates(config) {
+    open(config, info)
+}
+
+/// Opens the client, with the configured certificate authority if any.
+#[cfg(feature = "redis")]
+fn open(config: &Config, info: redis::ConnectionInfo) -> Result<redis::Client> {
+    match super::tls_certificates(config) {
         Some(certs) => redis::Client::build_with_tls(info, certs),
         None => redis::Client::open(info),
     }
     .map_err(|e| Error::with_source(ErrorKind::InvalidArgument, "invalid Redis address or TLS certificate", e))
+}
+
+/// Opens the client of a build without TLS (feature `redis-single` alone),
+/// which refuses a certificate authority rather than ignore it.
+#[cfg(not(feature = "redis"))]
+fn open(config: &Config, info: redis::ConnectionInfo) -> Result<redis::Client> {
+    if config.tls_ca_cert.is_some() {
+        return Err(Error::invalid("a TLS certificate authority is set, but this build has no TLS"));
+    }
+    redis::Client::open(info).map_err(|e| Error::with_source(ErrorKind::InvalidArgument, "invalid Redis address", e))
 }
