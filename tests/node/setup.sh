@@ -48,4 +48,15 @@ WASM="$wasm" node -e '
   const sha256 = require("crypto").createHash("sha256").update(fs.readFileSync(process.env.WASM)).digest("hex");
   fs.writeFileSync("out/SOURCE.json", JSON.stringify({ wasm: process.env.WASM, sha256 }, null, 2) + "\n");
 '
+# The standalone rtc (core/component/compose.sh) needs no JavaScript of ours:
+# jco's WASI shim serves all its imports, TCP sockets included.
+standalone="$(dirname "$wasm")/rtc_standalone.wasm"
+rm -rf out-standalone
+if [ -f "$standalone" ]; then
+  echo "tests/node: transpiling $standalone (no import mapped: WASI only)"
+  node_modules/.bin/jco transpile "$standalone" -o out-standalone --quiet
+  [ -f out-standalone/rtc_standalone.js ] || fail "jco wrote no out-standalone/rtc_standalone.js"
+else
+  echo "tests/node: no $standalone (bash core/component/compose.sh builds it); standalone.mjs cannot run"
+fi
 echo "tests/node: ready (node tests/node/run.mjs runs the Node host)"

@@ -173,3 +173,41 @@ fn the_readme_example_runs_on_node() {
         "the output of tests/node/example.mjs (quoted in tests/node/README.md) changed"
     );
 }
+
+/// Runs `tests/node/standalone.mjs` on `url` and `namespace`; returns its JSON line.
+fn run_standalone(url: &str, namespace: &str) -> String {
+    let root = root();
+    check_setup(&root.join("tests/node"));
+    let out = Command::new("node")
+        .arg("tests/node/standalone.mjs")
+        .arg(namespace)
+        .env("RTC_REDIS_URL", url)
+        .env("RTC_SOCKET_TIMEOUT", "2")
+        .env("RTC_CONNECT_TIMEOUT", "2")
+        .current_dir(&root)
+        .output()
+        .expect("run node");
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "tests/node/standalone.mjs failed:\n{stdout}{stderr}");
+    stdout.trim().to_owned()
+}
+
+#[test]
+fn the_standalone_component_runs_on_node_with_no_rtc_code_in_the_host() {
+    use rtc_core::{Cache, Config, Lifetime};
+    let mut redis = rtc_tests::RedisServer::start();
+    let ns = rtc_tests::unique_namespace("node-standalone");
+    let native = Cache::new(Config::default().namespace(&ns).url(Some(redis.url()))).expect("native");
+    native.set_bytes("native", b"from-rust", ["shared"], Lifetime::Default).expect("set");
+    native.set_bytes("doomed", b"x", ["gone"], Lifetime::Default).expect("set");
+
+    // jco's WASI shim gives the provider its sockets; the entries cross both ways.
+    let seen = run_standalone(&redis.url(), &ns);
+    assert_eq!(seen, r#"{"own":"from-node","native":"from-rust","invalidated":true}"#);
+    assert_eq!(native.get_bytes("node", ["shared"]).expect("get"), Some(b"from-node".to_vec()));
+    assert_eq!(native.get_bytes("doomed", ["gone"]).expect("get"), None, "Node's invalidation reached Redis");
+
+    // Redis stopped: the documented error case, not a crash of the host.
+    redis.kill();
+    assert_eq!(run_standalone(&redis.url(), &ns), r#"{"error":"backend-unavailable"}"#);
+}

@@ -295,6 +295,12 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                         .near_cache_max_bytes(1usize << 30);
                 }
                 let mut engines = vec![("native".to_string(), engine::native(config.clone(), None)?)];
+                // The standalone build sits beside the component (compose.sh writes both);
+                // it has no near cache (that lives in a host), so it joins the plain rows only.
+                let standalone = component.with_file_name("rtc_standalone.wasm");
+                if !near && standalone.exists() {
+                    engines.push(("standalone".to_string(), engine::component(&standalone, config.clone(), None)?));
+                }
                 if component.exists() {
                     engines.push(("component".to_string(), engine::component(&component, config, None)?));
                 } else if !near {
