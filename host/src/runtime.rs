@@ -37,8 +37,13 @@ pub fn default_component_path() -> PathBuf {
     if let Some(path) = std::env::var_os(COMPONENT_ENV) {
         return PathBuf::from(path);
     }
+    artifact("rtc_component.wasm")
+}
+
+/// Returns where the component build of this workspace writes `file`.
+fn artifact(file: &str) -> PathBuf {
     let host = Path::new(env!("CARGO_MANIFEST_DIR"));
-    host.parent().unwrap_or(host).join("target/wasm32-wasip2/component/rtc_component.wasm")
+    host.parent().unwrap_or(host).join("target/wasm32-wasip2/component").join(file)
 }
 
 /// Returns where the standalone component is (the cache composed with rtc's
@@ -50,8 +55,7 @@ pub fn default_component_path() -> PathBuf {
 /// assert!(rtc_host::standalone_component_path().ends_with("rtc_standalone.wasm"));
 /// ```
 pub fn standalone_component_path() -> PathBuf {
-    let host = Path::new(env!("CARGO_MANIFEST_DIR"));
-    host.parent().unwrap_or(host).join("target/wasm32-wasip2/component/rtc_standalone.wasm")
+    artifact("rtc_standalone.wasm")
 }
 
 /// The name of the Redis import, without its version.

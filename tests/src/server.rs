@@ -121,6 +121,36 @@ impl RedisServer {
         self.spawn();
     }
 
+    /// Pauses the server (SIGSTOP) and waits until it is stopped: it keeps
+    /// its connections and answers nothing.
+    pub fn pause(&self) {
+        self.signal("-STOP", true);
+    }
+
+    /// Resumes a paused server (SIGCONT) and waits until it runs.
+    pub fn resume(&self) {
+        self.signal("-CONT", false);
+    }
+
+    /// Sends `signal` to the server and waits until /proc shows the process
+    /// state it causes (`stopped` or not).
+    fn signal(&self, signal: &str, stopped: bool) {
+        let pid = self.pid().expect("the server runs").to_string();
+        let ok = Command::new("kill").args([signal, &pid]).status().expect("kill").success();
+        assert!(ok, "kill {signal} {pid}");
+        // Signal delivery is asynchronous; /proc tells when it has happened (no event to wait on).
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc/pid/stat");
+            let state = stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next());
+            if (state == Some('T')) == stopped {
+                return;
+            }
+            assert!(Instant::now() < deadline, "redis-server did not reach the {signal} state: {stat}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     /// Returns the server's process id, while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)

@@ -628,24 +628,6 @@ fn redis_killed_under_load() {
     load.figures.report("killed-under-load", &format!(" ok_after_restart={ok_after_restart}"));
 }
 
-/// Sends `signal` to the server and waits until /proc shows the process state it causes.
-fn signal(redis: &RedisServer, signal: &str, stopped: bool) {
-    let pid = redis.pid().expect("pid").to_string();
-    let ok = std::process::Command::new("kill").args([signal, &pid]).status().expect("kill").success();
-    assert!(ok, "kill {signal} {pid}");
-    // Signal delivery is asynchronous; /proc tells when it has happened (no event to wait on).
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc/pid/stat");
-        let state = stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next());
-        if (state == Some('T')) == stopped {
-            return;
-        }
-        assert!(Instant::now() < deadline, "redis-server did not reach the {signal} state: {stat}");
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
-
 fn paused_under_load(name: &str, connect_timeout: Duration) {
     let redis = RedisServer::start();
     let load = Load::new(&redis, name, connect_timeout);
@@ -654,7 +636,7 @@ fn paused_under_load(name: &str, connect_timeout: Duration) {
     let mut ops_while_paused = 0;
     load.run(|| {
         load.progress.wait("warm-up", |ops, _| ops >= 2_000);
-        signal(&redis, "-STOP", true);
+        redis.pause();
         let paused = Instant::now();
         // Longer than any call's bound, so a call that ignores socket_timeout
         // shows as a call over its bound once SIGCONT releases it.
@@ -664,7 +646,7 @@ fn paused_under_load(name: &str, connect_timeout: Duration) {
         hold(paused, pause);
         ops_while_paused = load.progress.now().0 - ops_at_pause;
         let resuming = Instant::now();
-        signal(&redis, "-CONT", false);
+        redis.resume();
         paused_for = resuming - paused;
         dead.push((paused, resuming));
         let (_, ok_at_resume) = load.progress.now();
@@ -734,7 +716,7 @@ fn each_call_on_a_paused_redis_fails_within_one_timeout() {
     let to_store = locked(&caches[4], "cold-1");
     let to_drop = locked(&caches[5], "cold-2");
     let f = Figures::default();
-    signal(&redis, "-STOP", true);
+    redis.pause();
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let call = |what: &str, run: &mut dyn FnMut() -> bool| {
             let started = Instant::now();
@@ -769,7 +751,7 @@ fn each_call_on_a_paused_redis_fails_within_one_timeout() {
         });
         call("get on a fresh connection", &mut || cold.get_bytes("k", tags).is_err());
     }));
-    signal(&redis, "-CONT", false);
+    redis.resume();
     if let Err(panic) = result {
         std::panic::resume_unwind(panic);
     }

@@ -13,7 +13,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rtc_core::{Cache, Config, Lifetime};
 use rtc_tests::cprog::root;
@@ -261,24 +261,6 @@ fn python(redis: &RedisServer, ns: &str, body: &str) -> Vec<u8> {
     out.stdout
 }
 
-/// Sends `signal` to redis-server and waits until /proc shows it took effect.
-fn signal(redis: &RedisServer, signal: &str, stopped: bool) {
-    let pid = redis.pid().expect("pid").to_string();
-    let ok = Command::new("kill").args([signal, &pid]).status().expect("kill").success();
-    assert!(ok, "kill {signal} {pid}");
-    // Signal delivery is asynchronous; /proc tells when it has happened (no event to wait on).
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc/pid/stat");
-        let state = stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next());
-        if (state == Some('T')) == stopped {
-            return;
-        }
-        assert!(Instant::now() < deadline, "redis-server did not reach the {signal} state: {stat}");
-        std::thread::yield_now();
-    }
-}
-
 #[test]
 fn redis_paused_or_stopped_gives_the_plugin_the_documented_error_and_it_recovers() {
     let mut redis = RedisServer::start();
@@ -287,9 +269,9 @@ fn redis_paused_or_stopped_gives_the_plugin_the_documented_error_and_it_recovers
     assert_eq!(serve.page("home").rtc(), "computed");
 
     // Paused: the socket timeout ends the call; the page is computed, not stored.
-    signal(&redis, "-STOP", true);
+    redis.pause();
     let paused = std::panic::catch_unwind(|| serve.page("home"));
-    signal(&redis, "-CONT", false);
+    redis.resume();
     let paused = paused.expect("a response while Redis is paused");
     assert_eq!((paused.status, paused.rtc()), (200, "bypass"), "{paused:?}");
     let error = paused.header("x-rtc-error").unwrap_or_default();
