@@ -64,6 +64,19 @@
 #define RTC_LIFETIME_FOREVER 0
 
 /**
+ * The near cache tracks per reader: Redis pushes a change of an entry only
+ * to the processes that hold it (the default). See
+ * rtc_cache_builder_set_near_cache_tracking.
+ */
+#define RTC_NEAR_TRACKING_PER_READER 0
+
+/**
+ * The near cache tracks by broadcast: every process hears of every entry
+ * written in the namespace.
+ */
+#define RTC_NEAR_TRACKING_BROADCAST 1
+
+/**
  * A cache: a connection pool to one Redis (or an in-process store) and one
  * namespace.
  *
@@ -185,6 +198,16 @@ typedef struct rtc_near_stats {
    * second version: written only when `stats_size` covers it.
    */
   uint64_t evictions;
+  /**
+   * Invalidation pushes received (one push may name many keys).
+   * Appended in the third version, with `tracking`.
+   */
+  uint64_t pushes;
+  /**
+   * The tracking mode in use: RTC_NEAR_TRACKING_PER_READER or
+   * RTC_NEAR_TRACKING_BROADCAST. Third version.
+   */
+  uint32_t tracking;
 } rtc_near_stats;
 
 /**
@@ -509,6 +532,19 @@ rtc_result rtc_cache_builder_set_near_cache(struct rtc_cache_builder *builder,
                                             size_t max_entries,
                                             size_t max_bytes,
                                             uint64_t max_lifetime_ms);
+
+/**
+ * Sets how the near cache learns of changes: RTC_NEAR_TRACKING_PER_READER
+ * (the default; pushes grow with the readers of an entry, Redis keeps one
+ * tracking-table item per entry held) or RTC_NEAR_TRACKING_BROADCAST
+ * (pushes grow with the fleet, no table in Redis). Tag changes are
+ * broadcast in both. See "The near cache" in core/README.md.
+ *
+ * Errors: RTC_RESULT_NULL_PARAMETER, RTC_RESULT_INVALID_ARGUMENT (an
+ * unknown mode).
+ */
+rtc_result rtc_cache_builder_set_near_cache_tracking(struct rtc_cache_builder *builder,
+                                                     uint32_t mode);
 
 /**
  * Writes the near cache's counters to `*stats_out`, a struct of

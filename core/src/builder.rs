@@ -8,13 +8,13 @@ use std::time::Duration;
 
 use crate::backend::memory::MemoryBackend;
 use crate::backend::{Backend, DisabledBackend};
-use crate::config::{Config, Target};
+use crate::config::{Config, NearTracking, Target};
 use crate::error::Result;
 use crate::local::Inner;
+#[cfg(not(feature = "redis"))]
 use crate::local::near::NearState;
 use crate::model::codec::{Cbor, Codec};
 use crate::model::info::{Hook, HookEvent};
-use crate::model::layout::Layout;
 use crate::sync::Cache;
 
 impl Cache<Cbor> {
@@ -107,7 +107,7 @@ impl<C: Codec> CacheBuilder<C> {
         };
         let native = !backend_given && matches!(config_target, Target::Redis | Target::Cluster);
         let mut inner = Inner::new(config, self.hook);
-        inner.near = near_cache(&inner.config, &inner.layout, native)?;
+        let backend = with_near_async(&mut inner, backend, native)?;
         Ok(crate::future::Cache { inner: Arc::new(inner), backend, codec: self.codec })
     }
 
@@ -127,7 +127,7 @@ impl<C: Codec> CacheBuilder<C> {
             (Target::Cluster | Target::Redis, None) => redis_backend(&config)?,
         };
         let mut inner = Inner::new(config, self.hook);
-        inner.near = near_cache(&inner.config, &inner.layout, native)?;
+        let backend = with_near(&mut inner, backend, native)?;
         Ok(Cache { inner: Arc::new(inner), backend, codec: self.codec })
     }
 }
@@ -169,18 +169,43 @@ fn redis_backend(_: &Config) -> Result<Arc<dyn Backend>> {
     ))
 }
 
-/// The near cache `config` asks for, its tracking started, when the backend
-/// is core's own Redis backend (`native`); see
-/// [`crate::backend::native::tracking::near_cache`].
+/// Turns on the near cache `inner.config` asks for, its tracking started,
+/// when the backend is core's own Redis backend (`native`; see
+/// [`crate::backend::native::tracking::near_cache`]); returns `backend`,
+/// with the reads that fill the near cache sent on its reader connections
+/// when it tracks per reader.
 #[cfg(feature = "redis")]
-fn near_cache(config: &Config, layout: &Layout, native: bool) -> Result<Option<Arc<NearState>>> {
-    crate::backend::native::tracking::near_cache(config, layout, native)
+fn with_near(inner: &mut Inner, backend: Arc<dyn Backend>, native: bool) -> Result<Arc<dyn Backend>> {
+    let Some(tracked) = crate::backend::native::tracking::near_cache(&inner.config, &inner.layout, native)? else {
+        return Ok(backend);
+    };
+    let backend = tracked.filling(backend);
+    inner.near = Some(tracked.near);
+    Ok(backend)
+}
+
+/// [`with_near`] for the async API.
+// (`tokio` implies `redis`.)
+#[cfg(feature = "tokio")]
+fn with_near_async(
+    inner: &mut Inner,
+    backend: Arc<dyn crate::future::AsyncBackend>,
+    native: bool,
+) -> Result<Arc<dyn crate::future::AsyncBackend>> {
+    use crate::backend::native::tracking::{AsyncFilling, near_cache};
+    let Some(tracked) = near_cache(&inner.config, &inner.layout, native)? else { return Ok(backend) };
+    let backend: Arc<dyn crate::future::AsyncBackend> = match tracked.readers {
+        Some(readers) => Arc::new(AsyncFilling::new(readers, backend)),
+        None => backend,
+    };
+    inner.near = Some(tracked.near);
+    Ok(backend)
 }
 
 /// Without the `redis` feature there is no tracking: the near cache is off,
 /// with a warning when one was asked for.
 #[cfg(not(feature = "redis"))]
-fn near_cache(config: &Config, _: &Layout, _: bool) -> Result<Option<Arc<NearState>>> {
-    NearState::refuse(config);
-    Ok(None)
+fn with_near(inner: &mut Inner, backend: Arc<dyn Backend>, _: bool) -> Result<Arc<dyn Backend>> {
+    NearState::refuse(&inner.config);
+    Ok(backend)
 }

@@ -75,6 +75,53 @@ pub struct Config {
     pub near_cache_max_bytes: usize,
     /// The longest a near-cache entry is served (also never past its TTL in Redis).
     pub near_cache_max_lifetime: Duration,
+    /// How Redis tells the near cache what changed: per reader (the
+    /// default: Redis pushes a change of an entry only to the processes
+    /// that hold it) or broadcast (every process hears of every entry
+    /// written in the namespace). See "The near cache" in core/README.md.
+    pub near_cache_tracking: NearTracking,
+}
+
+/// How the near cache learns of changes (see [`Config::near_cache_tracking`]).
+///
+/// Tag keys are broadcast in both modes (a handful of keys every process
+/// needs); the modes differ for entries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum NearTracking {
+    /// Redis remembers which process read which entry into its near cache
+    /// and pushes a change only to those (`CLIENT TRACKING ... OPTIN` on
+    /// the connections that fill it): pushes grow with the readers of an
+    /// entry, not with the fleet; Redis keeps one table item per entry held.
+    #[default]
+    PerReader,
+    /// Every change of an entry in the namespace is pushed to every process
+    /// (`CLIENT TRACKING ON BCAST` on the storage prefix): no table in Redis,
+    /// pushes grow with the fleet.
+    Broadcast,
+}
+
+impl NearTracking {
+    /// The name used on every surface: `per-reader` or `broadcast`.
+    pub fn name(self) -> &'static str {
+        match self {
+            NearTracking::PerReader => "per-reader",
+            NearTracking::Broadcast => "broadcast",
+        }
+    }
+}
+
+impl std::str::FromStr for NearTracking {
+    type Err = Error;
+
+    fn from_str(name: &str) -> Result<Self> {
+        match name {
+            "per-reader" => Ok(NearTracking::PerReader),
+            "broadcast" => Ok(NearTracking::Broadcast),
+            other => Err(Error::invalid(format!(
+                "unknown near-cache tracking {other:?}: use \"per-reader\" or \"broadcast\""
+            ))),
+        }
+    }
 }
 
 impl Default for Config {
@@ -102,6 +149,7 @@ impl Default for Config {
             near_cache_max_entries: 0,
             near_cache_max_bytes: 64 * 1024 * 1024,
             near_cache_max_lifetime: Duration::from_secs(60),
+            near_cache_tracking: NearTracking::PerReader,
         }
     }
 }
@@ -155,6 +203,8 @@ macro_rules! with_config_fields {
                 near_cache_max_bytes: usize,
                 /// Sets the longest a near-cache entry is served.
                 near_cache_max_lifetime: Duration,
+                /// Sets how the near cache learns of changes (per reader or broadcast).
+                near_cache_tracking: NearTracking,
         }
     };
 }
@@ -242,6 +292,7 @@ impl fmt::Debug for Config {
             .field("near_cache_max_entries", &self.near_cache_max_entries)
             .field("near_cache_max_bytes", &self.near_cache_max_bytes)
             .field("near_cache_max_lifetime", &self.near_cache_max_lifetime)
+            .field("near_cache_tracking", &self.near_cache_tracking)
             .finish()
     }
 }

@@ -71,7 +71,7 @@ pub use builder::CacheBuilder;
 #[cfg(feature = "redis-single")]
 pub use builder::native_backend;
 pub use compute::call::{GetOrLock, Hit, Ticket};
-pub use config::{Config, Lifetime, MAX_LIFETIME_SECS, Target};
+pub use config::{Config, Lifetime, MAX_LIFETIME_SECS, NearTracking, Target};
 pub use error::{Error, ErrorKind, Result};
 pub use local::near::NearStats;
 pub use model::codec::{Cbor, Codec};

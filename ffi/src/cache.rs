@@ -397,6 +397,41 @@ pub extern "C" fn rtc_cache_builder_set_near_cache(
     })
 }
 
+/// The near cache tracks per reader: Redis pushes a change of an entry only
+/// to the processes that hold it (the default). See
+/// rtc_cache_builder_set_near_cache_tracking.
+pub const RTC_NEAR_TRACKING_PER_READER: u32 = 0;
+/// The near cache tracks by broadcast: every process hears of every entry
+/// written in the namespace.
+pub const RTC_NEAR_TRACKING_BROADCAST: u32 = 1;
+
+/// Sets how the near cache learns of changes: RTC_NEAR_TRACKING_PER_READER
+/// (the default; pushes grow with the readers of an entry, Redis keeps one
+/// tracking-table item per entry held) or RTC_NEAR_TRACKING_BROADCAST
+/// (pushes grow with the fleet, no table in Redis). Tag changes are
+/// broadcast in both. See "The near cache" in core/README.md.
+///
+/// Errors: RTC_RESULT_NULL_PARAMETER, RTC_RESULT_INVALID_ARGUMENT (an
+/// unknown mode).
+#[unsafe(no_mangle)]
+pub extern "C" fn rtc_cache_builder_set_near_cache_tracking(builder: *mut rtc_cache_builder, mode: u32) -> rtc_result {
+    with_builder(builder, |b| {
+        b.config.near_cache_tracking = match mode {
+            RTC_NEAR_TRACKING_PER_READER => rtc_core::NearTracking::PerReader,
+            RTC_NEAR_TRACKING_BROADCAST => rtc_core::NearTracking::Broadcast,
+            other => {
+                return Err(Failure::new(
+                    RTC_RESULT_INVALID_ARGUMENT,
+                    format!(
+                        "unknown near-cache tracking mode {other}: use RTC_NEAR_TRACKING_PER_READER or RTC_NEAR_TRACKING_BROADCAST"
+                    ),
+                ));
+            }
+        };
+        Ok(())
+    })
+}
+
 /// The near cache's counters, read with rtc_cache_near_stats.
 #[repr(C)]
 #[derive(Debug, Default, Clone, Copy)]
@@ -420,6 +455,12 @@ pub struct rtc_near_stats {
     /// Entries dropped to stay within the bounds. Appended in the struct's
     /// second version: written only when `stats_size` covers it.
     pub evictions: u64,
+    /// Invalidation pushes received (one push may name many keys).
+    /// Appended in the third version, with `tracking`.
+    pub pushes: u64,
+    /// The tracking mode in use: RTC_NEAR_TRACKING_PER_READER or
+    /// RTC_NEAR_TRACKING_BROADCAST. Third version.
+    pub tracking: u32,
 }
 
 /// The size of the struct's first version (up to `live`, padded): every
@@ -469,6 +510,11 @@ pub extern "C" fn rtc_cache_near_stats(
             bytes: s.bytes,
             live: s.live,
             evictions: s.evictions,
+            pushes: s.pushes,
+            tracking: match s.tracking {
+                rtc_core::NearTracking::Broadcast => RTC_NEAR_TRACKING_BROADCAST,
+                rtc_core::NearTracking::PerReader => RTC_NEAR_TRACKING_PER_READER,
+            },
         };
         // SAFETY: the caller passes a writable struct of `stats_size` >= `size`
         // bytes, and `size` is at most this version's size.

@@ -593,6 +593,10 @@ static void near_cache(const char *url, const char *ns) {
   CHECK_RC(rtc_cache_builder_set_near_cache(b, 10, 0, 1000), RTC_RESULT_INVALID_ARGUMENT);
   CHECK_RC(rtc_cache_builder_set_near_cache(b, 10, 1 << 20, 0), RTC_RESULT_INVALID_ARGUMENT);
   CHECK_RC(rtc_cache_builder_set_near_cache(b, 1000, 1 << 20, 60000), RTC_RESULT_OK);
+  CHECK_RC(rtc_cache_builder_set_near_cache_tracking(NULL, RTC_NEAR_TRACKING_BROADCAST), RTC_RESULT_NULL_PARAMETER);
+  CHECK_RC(rtc_cache_builder_set_near_cache_tracking(b, 7), RTC_RESULT_INVALID_ARGUMENT);
+  CHECK_RC(rtc_cache_builder_set_near_cache_tracking(b, RTC_NEAR_TRACKING_BROADCAST), RTC_RESULT_OK);
+  CHECK_RC(rtc_cache_builder_set_near_cache_tracking(b, RTC_NEAR_TRACKING_PER_READER), RTC_RESULT_OK);
   rtc_cache *cache = NULL;
   REQUIRE(rtc_cache_new(b, &cache) == RTC_RESULT_OK);
   rtc_cache_builder_free(b);
@@ -615,6 +619,7 @@ static void near_cache(const char *url, const char *ns) {
     REQUIRE(rtc_cache_near_stats(cache, &stats, sizeof stats) == RTC_RESULT_OK);
   }
   CHECK(stats.live);
+  CHECK(stats.tracking == RTC_NEAR_TRACKING_PER_READER);
   rtc_bytes tags[] = {{(const uint8_t *)"t", 1}};
   CHECK_RC(rtc_cache_set(cache, B("near"), B("v"), tags, 1, RTC_LIFETIME_DEFAULT), RTC_RESULT_OK);
   uint64_t hits = 0;

@@ -5,11 +5,18 @@
 //! the writer's call returning to the reader's first fresh read) and asserts
 //! no read was stale beyond the bound: the push delivery plus the heartbeat
 //! deadline, here a generous `BOUND`.
+//!
+//! Every test runs in both tracking modes (issue 20): per reader, where Redis
+//! remembers which connection read which entry and pushes only to it, and
+//! broadcast, where every process hears every change in the namespace. The
+//! per-reader mode's own failure modes (a reader connection killed, the
+//! server's tracking table full) and its point (pushes only to the holders)
+//! have tests of their own.
 
 use std::time::{Duration, Instant};
 
 use rtc_core::Layout;
-use rtc_core::{Cache, Lifetime, NearStats};
+use rtc_core::{Cache, Lifetime, NearStats, NearTracking};
 use rtc_host::ComponentCache;
 use rtc_tests::{RedisCluster, RedisServer, unique_namespace};
 
@@ -17,13 +24,19 @@ use rtc_tests::{RedisCluster, RedisServer, unique_namespace};
 /// its 1 s heartbeat deadline, with room for a busy 2-core machine.
 const BOUND: Duration = Duration::from_millis(2500);
 
-fn near(redis: &RedisServer, ns: &str) -> Cache {
-    Cache::builder()
+/// Both tracking modes, the default first.
+const MODES: [NearTracking; 2] = [NearTracking::PerReader, NearTracking::Broadcast];
+
+fn near(redis: &RedisServer, ns: &str, mode: NearTracking) -> Cache {
+    let cache = Cache::builder()
         .namespace(ns)
         .url(Some(redis.url()))
         .near_cache_max_entries(10_000usize)
+        .near_cache_tracking(mode)
         .build()
-        .expect("near cache")
+        .expect("near cache");
+    assert_eq!(stats(&cache).tracking, mode, "the stats name the mode in use");
+    cache
 }
 
 fn plain(redis: &RedisServer, ns: &str) -> Cache {
@@ -113,14 +126,20 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 #[test]
 fn hits_take_no_round_trip_and_another_process_changes_reach_it_within_the_bound() {
     let redis = RedisServer::start();
+    for mode in MODES {
+        hits_and_changes(&redis, mode);
+    }
+}
+
+fn hits_and_changes(redis: &RedisServer, mode: NearTracking) {
     let ns = unique_namespace("near");
-    let reader = near(&redis, &ns);
-    let writer = plain(&redis, &ns);
+    let reader = near(redis, &ns, mode);
+    let writer = plain(redis, &ns);
     until_live(&reader);
 
     writer.set_bytes("k", b"v0", ["t"], Lifetime::Default).expect("set");
     // 100 hits that went to Redis would be 300 reads more (GET, PTTL, MGET).
-    stays_local(&reader, &redis, "k", b"v0", &|| {
+    stays_local(&reader, redis, "k", b"v0", &|| {
         let before = stats(&reader);
         for _ in 0..100 {
             assert_eq!(reader.get_bytes("k", ["t"]).expect("get"), Some(b"v0".to_vec()));
@@ -129,7 +148,7 @@ fn hits_take_no_round_trip_and_another_process_changes_reach_it_within_the_bound
     });
 
     let windows = staleness(&reader, &writer, "k", 60);
-    print_windows("Redis", &windows, stats(&reader));
+    print_windows(&format!("Redis, {}", mode.name()), &windows, stats(&reader));
 }
 
 /// Reads `key` until the reader has `value` and serves it from its near
@@ -205,7 +224,13 @@ fn print_windows(on: &str, windows: &[Duration], stats: NearStats) {
 #[test]
 fn own_writes_apply_before_the_call_returns() {
     let redis = RedisServer::start();
-    let cache = near(&redis, &unique_namespace("near-own"));
+    for mode in MODES {
+        own_writes(&redis, mode);
+    }
+}
+
+fn own_writes(redis: &RedisServer, mode: NearTracking) {
+    let cache = near(redis, &unique_namespace("near-own"), mode);
     until_live(&cache);
     cache.set_bytes("k", b"v", ["t"], Lifetime::Default).expect("set");
     assert_eq!(cache.get_bytes("k", ["t"]).expect("get"), Some(b"v".to_vec()));
@@ -222,15 +247,32 @@ fn own_writes_apply_before_the_call_returns() {
 
 #[test]
 fn faults_turn_it_off_and_never_serve_stale_beyond_the_bound() {
-    let mut redis = RedisServer::start();
+    // A server per mode: the last mode's connections close on their own
+    // schedule, and the rows count the connections by name.
+    for mode in MODES {
+        fault_rows(&mut RedisServer::start(), mode);
+    }
+}
+
+fn fault_rows(redis: &mut RedisServer, mode: NearTracking) {
     let ns = unique_namespace("near-faults");
-    let reader = near(&redis, &ns);
-    let writer = plain(&redis, &ns);
+    let reader = near(redis, &ns, mode);
+    let writer = plain(redis, &ns);
     until_live(&reader);
     let mut rows = Vec::new();
-    for fault in
-        ["CLIENT KILL the tracking connection", "FLUSHALL", "entry expiry", "Redis paused", "Redis restarted empty"]
-    {
+    let mut faults = vec![
+        "CLIENT KILL the tracking connection",
+        "FLUSHALL",
+        "entry expiry",
+        "Redis paused",
+        "Redis restarted empty",
+    ];
+    if mode == NearTracking::PerReader {
+        // Redis forgets what a killed connection read, so the change sends no
+        // push at all: only the heartbeat's check of the reader ids saves it.
+        faults.insert(1, "CLIENT KILL a reader connection");
+    }
+    for fault in faults {
         let lifetime = if fault == "entry expiry" { Lifetime::Seconds(1) } else { Lifetime::Default };
         let set_at = Instant::now();
         writer.set_bytes("k", b"old", ["t"], lifetime).expect("set");
@@ -275,15 +317,26 @@ fn faults_turn_it_off_and_never_serve_stale_beyond_the_bound() {
                 }
                 expired
             }
+            "CLIENT KILL a reader connection" => {
+                let flushes = stats(&reader).flushes;
+                for id in client_ids(redis, "rtc-near-reader") {
+                    assert_eq!(redis.cli(&["CLIENT", "KILL", "ID", &id]).trim(), "1");
+                }
+                // An overwrite of the entry alone (no tag changes), which only
+                // the killed connection's tracking would have reported.
+                writer.set_bytes("k", b"new", ["t"], Lifetime::Default).expect("overwrite");
+                let since = Instant::now();
+                let deadline = since + BOUND;
+                while stats(&reader).flushes == flushes {
+                    assert!(Instant::now() < deadline, "a reader connection died and nothing was flushed");
+                    std::thread::yield_now();
+                }
+                since
+            }
             _ => {
-                let list = redis.cli(&["CLIENT", "LIST"]);
-                let id = list
-                    .lines()
-                    .find(|l| l.contains("name=rtc-near-tracking"))
-                    .and_then(|l| l.split_whitespace().find_map(|f| f.strip_prefix("id=")))
-                    .expect("the tracking connection is listed")
-                    .to_owned();
-                assert_eq!(redis.cli(&["CLIENT", "KILL", "ID", &id]).trim(), "1");
+                let ids = client_ids(redis, "rtc-near-tracking");
+                assert_eq!(ids.len(), 1, "one tracking connection");
+                assert_eq!(redis.cli(&["CLIENT", "KILL", "ID", &ids[0]]).trim(), "1");
                 // With the tracking connection gone, the writer's change would send no push here.
                 writer.invalidate("t").expect("invalidate");
                 Instant::now()
@@ -293,25 +346,46 @@ fn faults_turn_it_off_and_never_serve_stale_beyond_the_bound() {
         rows.push((fault, window));
     }
     for (fault, window) in &rows {
-        println!("NEAR fault {fault}: fresh after {window:?}, 0 reads beyond {BOUND:?}");
+        println!("NEAR fault {fault} ({}): fresh after {window:?}, 0 reads beyond {BOUND:?}", mode.name());
     }
     until_live(&reader);
     assert!(stats(&reader).flushes >= 2, "{:?}", stats(&reader));
 }
 
+/// The ids of the clients named `name`.
+fn client_ids(redis: &RedisServer, name: &str) -> Vec<String> {
+    let list = redis.cli(&["CLIENT", "LIST"]);
+    let ids: Vec<String> = list
+        .lines()
+        .filter(|l| l.split_whitespace().any(|f| f == format!("name={name}")))
+        .filter_map(|l| l.split_whitespace().find_map(|f| f.strip_prefix("id=")))
+        .map(str::to_owned)
+        .collect();
+    assert!(!ids.is_empty(), "no client named {name}: {list}");
+    ids
+}
+
 #[test]
 fn the_async_api_serves_from_the_same_near_cache_rules() {
     let redis = RedisServer::start();
+    for mode in MODES {
+        async_rules(&redis, mode);
+    }
+}
+
+fn async_rules(redis: &RedisServer, mode: NearTracking) {
     let ns = unique_namespace("near-async");
-    let writer = plain(&redis, &ns);
+    let writer = plain(redis, &ns);
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     runtime.block_on(async {
         let reader = Cache::builder()
             .namespace(&ns)
             .url(Some(redis.url()))
             .near_cache_max_entries(1000usize)
+            .near_cache_tracking(mode)
             .build_async()
             .expect("async near cache");
+        assert_eq!(reader.near_stats().expect("on").tracking, mode);
         let deadline = Instant::now() + BOUND;
         while !reader.near_stats().expect("on").live {
             assert!(Instant::now() < deadline, "the tracking connection never came up");
@@ -383,20 +457,32 @@ fn on_a_cluster_every_master_pushes_and_a_failover_flushes() {
             .socket_timeout(Duration::from_millis(1500))
             .socket_connect_timeout(Duration::from_millis(1000))
     };
-    let reader = builder().near_cache_max_entries(10_000usize).build().expect("near cache on a cluster");
+    let readers: Vec<Cache> = MODES
+        .iter()
+        .map(|&mode| {
+            let reader = builder()
+                .near_cache_max_entries(10_000usize)
+                .near_cache_tracking(mode)
+                .build()
+                .expect("near cache on a cluster");
+            assert_eq!(stats(&reader).tracking, mode);
+            reader
+        })
+        .collect();
     let writer = builder().build().expect("cluster cache");
-    until_live(&reader);
-
-    // Keys whose entries land on different masters: each master's pushes reach the reader.
-    let keys = ["k0", "k1", "k2", "k3", "k4", "k5"];
-    let mut windows = Vec::new();
-    for key in keys {
-        windows.extend(staleness(&reader, &writer, key, 12));
+    for reader in &readers {
+        until_live(reader);
+        // Keys whose entries land on different masters: each master's pushes reach the reader.
+        let keys = ["k0", "k1", "k2", "k3", "k4", "k5"];
+        let mut windows = Vec::new();
+        for key in keys {
+            windows.extend(staleness(reader, &writer, key, 12));
+        }
+        windows.sort();
+        print_windows(&format!("a 3-master cluster, {}", stats(reader).tracking.name()), &windows, stats(reader));
     }
-    windows.sort();
-    print_windows("a 3-master cluster", &windows, stats(&reader));
 
-    // The async API on the cluster: the same tracking, the same rules.
+    // The async API on the cluster (per reader): the same tracking, the same rules.
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     let cache = {
         let _entered = runtime.enter();
@@ -407,11 +493,16 @@ fn on_a_cluster_every_master_pushes_and_a_failover_flushes() {
     let windows = staleness(&async_reader, &writer, "k-async", 12);
     print_windows("a 3-master cluster, async API", &windows, stats(&async_reader));
 
-    // A failover of the master owning the tag: the slot map changes, so the
+    // A failover of the master owning the tag: the slot map changes, so each
     // near cache is flushed and resubscribes to the new master.
     writer.set_bytes("k", b"old", ["t"], Lifetime::Default).expect("set");
-    serve_locally(&reader, "k", b"old");
-    let flushes = stats(&reader).flushes;
+    let flushes: Vec<u64> = readers
+        .iter()
+        .map(|reader| {
+            serve_locally(reader, "k", b"old");
+            stats(reader).flushes
+        })
+        .collect();
     let replica = replica_of_owner(&cluster, &Layout::new(&ns).tag_key("t"));
     assert_eq!(cluster.nodes[replica].cli(&["CLUSTER", "FAILOVER"]).trim(), "OK");
     let promoted = Instant::now();
@@ -425,33 +516,54 @@ fn on_a_cluster_every_master_pushes_and_a_failover_flushes() {
         assert!(Instant::now() < deadline, "the writer never reached the new master");
     }
     let since = Instant::now();
-    let window = until_fresh(&reader, "k", &["t"], b"old", since);
-    println!("NEAR fault master failover (CLUSTER FAILOVER): fresh after {window:?}, 0 reads beyond {BOUND:?}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while stats(&reader).flushes == flushes {
-        assert!(Instant::now() < deadline, "the slot map changed but the near cache was not flushed");
-        std::thread::yield_now();
+    for (reader, flushes) in readers.iter().zip(flushes) {
+        let mode = stats(reader).tracking.name();
+        let window = until_fresh(reader, "k", &["t"], b"old", since);
+        println!(
+            "NEAR fault master failover (CLUSTER FAILOVER, {mode}): fresh after {window:?}, 0 reads beyond {BOUND:?}"
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while stats(reader).flushes == flushes {
+            assert!(Instant::now() < deadline, "the slot map changed but the near cache ({mode}) was not flushed");
+            std::thread::yield_now();
+        }
     }
-    // Live again, tracking the new master: its changes reach the reader.
-    until_live(&reader);
-    let windows = staleness(&reader, &writer, "k", 8);
-    print_windows("the cluster after the failover", &windows, stats(&reader));
+    // Live again, tracking the new master: its changes reach the readers.
+    for reader in &readers {
+        until_live(reader);
+        let windows = staleness(reader, &writer, "k", 8);
+        print_windows(
+            &format!("the cluster after the failover, {}", stats(reader).tracking.name()),
+            &windows,
+            stats(reader),
+        );
+    }
 }
 
 #[test]
 fn the_component_host_keeps_the_near_cache_below_the_component() {
     let redis = RedisServer::start();
+    for mode in MODES {
+        component_host(&redis, mode);
+    }
+}
+
+fn component_host(redis: &RedisServer, mode: NearTracking) {
     let ns = unique_namespace("near-component");
-    let config =
-        rtc_core::Config::default().namespace(ns.clone()).url(Some(redis.url())).near_cache_max_entries(10_000usize);
+    let config = rtc_core::Config::default()
+        .namespace(ns.clone())
+        .url(Some(redis.url()))
+        .near_cache_max_entries(10_000usize)
+        .near_cache_tracking(mode);
     let reader =
         ComponentCache::new(rtc_host::default_component_path(), config).expect("the component with a near cache");
-    let writer = plain(&redis, &ns);
+    assert_eq!(stats(&reader).tracking, mode);
+    let writer = plain(redis, &ns);
     until_live(&reader);
 
     // Hits are answered by the host, with no round trip.
     writer.set_bytes("k", b"v0", ["t"], Lifetime::Default).expect("set");
-    stays_local(&reader, &redis, "k", b"v0", &|| {
+    stays_local(&reader, redis, "k", b"v0", &|| {
         for _ in 0..100 {
             assert_eq!(reader.get_bytes("k", ["t"]).expect("get"), Some(b"v0".to_vec()));
         }
@@ -459,7 +571,7 @@ fn the_component_host_keeps_the_near_cache_below_the_component() {
 
     // A get-or-compute hit inside the component is answered from the near cache too.
     let options = rtc_core::ComputeOptions::key("k").tags(["t"]);
-    stays_local(&reader, &redis, "k", b"v0", &|| {
+    stays_local(&reader, redis, "k", b"v0", &|| {
         let hits = stats(&reader).hits;
         let value = reader.get_or_compute_bytes(&options, || Ok::<_, ()>(b"computed".to_vec())).expect("value");
         assert_eq!(value, b"v0");
@@ -468,10 +580,125 @@ fn the_component_host_keeps_the_near_cache_below_the_component() {
 
     // Another process's changes reach it within the bound; its own writes at once.
     let windows = staleness(&reader, &writer, "k", 40);
-    print_windows("Redis, the component's host", &windows, stats(&reader));
+    print_windows(&format!("Redis, the component's host, {}", mode.name()), &windows, stats(&reader));
     reader.set_bytes("k", b"mine", ["t"], Lifetime::Default).expect("set");
     assert_eq!(reader.get_bytes("k", ["t"]).expect("get"), Some(b"mine".to_vec()));
     serve_locally(&reader, "k", b"mine");
     reader.invalidate("t").expect("invalidate");
     assert_eq!(reader.get_bytes("k", ["t"]).expect("get"), None);
+}
+
+/// Reads each key until the reader serves it from its near cache.
+fn hold(reader: &Cache, keys: &[String]) {
+    for key in keys {
+        serve_locally(reader, key, key.as_bytes());
+    }
+}
+
+/// The pushes `reader` gets while another reader's entries are overwritten.
+/// The writer then overwrites one entry `reader` holds and waits until
+/// `reader` sees it: Redis sends a connection's pushes in order, so by then
+/// every push for the other reader's writes has arrived too. `None` when a
+/// flush (a heartbeat missed on a loaded machine) dropped tracking meanwhile.
+fn pushes_during_others_writes(
+    reader: &Cache,
+    other: &Cache,
+    writer: &Cache,
+    mine: &[String],
+    theirs: &[String],
+) -> Option<u64> {
+    hold(reader, mine);
+    hold(other, theirs);
+    let before = stats(reader);
+    for key in theirs {
+        writer.set_bytes(key, b"changed", ["t"], Lifetime::Default).expect("overwrite");
+    }
+    for key in theirs {
+        until_fresh(other, key, &["t"], key.as_bytes(), Instant::now());
+    }
+    writer.set_bytes(&mine[0], b"changed", ["t"], Lifetime::Default).expect("overwrite");
+    until_fresh(reader, &mine[0], &["t"], mine[0].as_bytes(), Instant::now());
+    let after = stats(reader);
+    // Puts the entries back for the next attempt.
+    for key in mine.iter().chain(theirs) {
+        writer.set_bytes(key, key.as_bytes(), ["t"], Lifetime::Default).expect("set");
+    }
+    (after.flushes == before.flushes).then(|| after.pushes - before.pushes)
+}
+
+/// The point of per-reader tracking: a write pushes only to the processes
+/// holding that entry. Reader A holds its own 50 entries, reader B its own
+/// 50; B's entries are overwritten. Per reader, A hears only the one write
+/// of its own entry; broadcast, A hears all 51.
+#[test]
+fn per_reader_tracking_pushes_only_to_the_readers_holding_the_entry() {
+    let redis = RedisServer::start();
+    for mode in MODES {
+        let ns = unique_namespace("near-holders");
+        let (a, b) = (near(&redis, &ns, mode), near(&redis, &ns, mode));
+        let writer = plain(&redis, &ns);
+        until_live(&a);
+        until_live(&b);
+        let mine: Vec<String> = (0..50).map(|i| format!("a{i}")).collect();
+        let theirs: Vec<String> = (0..50).map(|i| format!("b{i}")).collect();
+        for key in mine.iter().chain(&theirs) {
+            writer.set_bytes(key, key.as_bytes(), ["t"], Lifetime::Default).expect("set");
+        }
+        let pushes = (1..=5)
+            .find_map(|_| pushes_during_others_writes(&a, &b, &writer, &mine, &theirs))
+            .expect("five attempts in a row had a flush");
+        println!(
+            "NEAR pushes to a reader holding none of 50 overwritten entries, plus 1 it holds ({}): {pushes}",
+            mode.name()
+        );
+        match mode {
+            NearTracking::PerReader => assert_eq!(pushes, 1, "only the write of its own entry"),
+            // One push per key written in the namespace.
+            _ => assert!(pushes >= 51, "broadcast: every write in the namespace, {pushes}"),
+        }
+    }
+}
+
+/// The server's tracking table full (`tracking-table-max-keys`): Redis
+/// evicts tracked keys, sending their invalidations, and stops tracking
+/// them, so a later write sends no push. The near cache drops each evicted
+/// entry as it would a change, and no read is stale beyond the bound.
+#[test]
+fn a_full_tracking_table_evicts_by_invalidation_and_nothing_stays_stale() {
+    let redis = RedisServer::start();
+    assert_eq!(redis.cli(&["CONFIG", "SET", "tracking-table-max-keys", "5"]).trim(), "OK");
+    let ns = unique_namespace("near-table");
+    let reader = near(&redis, &ns, NearTracking::PerReader);
+    let writer = plain(&redis, &ns);
+    until_live(&reader);
+    let keys: Vec<String> = (0..40).map(|i| format!("k{i}")).collect();
+    for key in &keys {
+        writer.set_bytes(key, key.as_bytes(), ["t"], Lifetime::Default).expect("set");
+    }
+    let before = stats(&reader);
+    for key in &keys {
+        assert_eq!(reader.get_bytes(key, ["t"]).expect("get"), Some(key.as_bytes().to_vec()));
+    }
+    // Each fill past the fifth evicts a tracked key with an invalidation.
+    let deadline = Instant::now() + BOUND;
+    while stats(&reader).invalidations - before.invalidations < 35 {
+        assert!(Instant::now() < deadline, "no evictions arrived: {:?}", stats(&reader));
+        std::thread::yield_now();
+    }
+    let info = redis.cli(&["INFO", "stats"]);
+    let tracked: u64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("tracking_total_keys:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("tracking_total_keys");
+    assert!(tracked <= 5, "the server tracks {tracked} keys, over its limit");
+    println!("NEAR tracking table of 5 keys, 40 filled: {:?}; server tracks {tracked}", stats(&reader));
+    // No write now pushes for the evicted keys; none may be served stale.
+    for key in &keys {
+        writer.set_bytes(key, b"changed", ["t"], Lifetime::Default).expect("overwrite");
+    }
+    let since = Instant::now();
+    for key in &keys {
+        until_fresh(&reader, key, &["t"], key.as_bytes(), since);
+    }
 }

@@ -60,10 +60,15 @@ impl HostBackend {
     pub fn wrap(config: &Config, backend: Arc<dyn Backend>, redis: bool) -> Result<Option<Arc<HostBackend>>> {
         let fail_safe = FailSafe::configured(config);
         let layout = Layout::new(&config.namespace);
-        let near = super::native::tracking::near_cache(config, &layout, redis)?;
-        if near.is_none() && fail_safe.is_none() {
+        let tracked = super::native::tracking::near_cache(config, &layout, redis)?;
+        if tracked.is_none() && fail_safe.is_none() {
             return Ok(None);
         }
+        // Per reader, the reads that fill the near cache go on its reader connections.
+        let (backend, near) = match tracked {
+            Some(tracked) => (tracked.filling(backend), Some(tracked.near)),
+            None => (backend, None),
+        };
         let (tag_prefix, storage_prefix) = (format!("{}:t:", layout.prefix()), format!("{}:s:", layout.prefix()));
         Ok(Some(Arc::new(HostBackend {
             backend,

@@ -42,7 +42,7 @@ use std::time::{Duration, Instant};
 use quick_cache::Weighter;
 use quick_cache::sync::Cache;
 
-use crate::config::Config;
+use crate::config::{Config, NearTracking};
 use crate::model::layout::{Layout, hash_order, metadata_hash};
 
 /// One cached entry: its bytes, until when it may be served.
@@ -79,11 +79,14 @@ impl quick_cache::Lifecycle<String, Entry> for CountEvictions {
 
 /// What the near cache has done, for monitoring (and `rtc bench`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct NearStats {
     /// Reads served from the near cache.
     pub hits: u64,
     /// Reads it could not serve while live (they went to Redis).
     pub misses: u64,
+    /// Invalidation pushes received (one push may name many keys).
+    pub pushes: u64,
     /// Keys named by invalidation pushes (tags and entries).
     pub invalidations: u64,
     /// Flushes: disconnects, reconnects, null pushes, missed heartbeats,
@@ -97,6 +100,8 @@ pub struct NearStats {
     pub bytes: u64,
     /// Whether the tracking connection is up and the near cache serves.
     pub live: bool,
+    /// The tracking mode in use ([`crate::Config::near_cache_tracking`]).
+    pub tracking: NearTracking,
 }
 
 /// The near cache of one cache.
@@ -120,8 +125,10 @@ pub(crate) struct NearState {
     recent: Cache<String, (u64, Entry)>,
     hits: AtomicU64,
     misses: AtomicU64,
+    pushes: AtomicU64,
     invalidations: AtomicU64,
     flushes: AtomicU64,
+    tracking: NearTracking,
 }
 
 /// An entry's bytes and its tag values, as the near cache holds them.
@@ -142,7 +149,7 @@ pub(crate) struct Fill {
 impl NearState {
     /// A near cache of at most `max_entries` entries and `max_bytes` bytes,
     /// each served at most `max_lifetime`. Off until [`NearState::set_live`].
-    pub(crate) fn new(max_entries: usize, max_bytes: usize, max_lifetime: Duration) -> Self {
+    pub(crate) fn new(max_entries: usize, max_bytes: usize, max_lifetime: Duration, tracking: NearTracking) -> Self {
         let max_entries = max_entries.max(1);
         let floor = (max_bytes / max_entries).max(1) as u64;
         let evictions = CountEvictions::default();
@@ -165,8 +172,10 @@ impl NearState {
             recent: Cache::new(max_entries.min(1 << 16)),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
+            pushes: AtomicU64::new(0),
             invalidations: AtomicU64::new(0),
             flushes: AtomicU64::new(0),
+            tracking,
         }
     }
 
@@ -176,7 +185,12 @@ impl NearState {
     #[cfg(feature = "redis")]
     pub(crate) fn configured(config: &Config) -> Option<NearState> {
         (config.near_cache_max_entries > 0).then(|| {
-            NearState::new(config.near_cache_max_entries, config.near_cache_max_bytes, config.near_cache_max_lifetime)
+            NearState::new(
+                config.near_cache_max_entries,
+                config.near_cache_max_bytes,
+                config.near_cache_max_lifetime,
+                config.near_cache_tracking,
+            )
         })
     }
 
@@ -339,6 +353,11 @@ impl NearState {
         self.entries.insert(fill.storage_key, entry);
     }
 
+    /// Counts one invalidation push received (before it is applied).
+    pub(crate) fn count_push(&self) {
+        self.pushes.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Applies an invalidation push: drops the tags and entries it names.
     pub(crate) fn invalidate(&self, keys: &[Vec<u8>]) {
         let _changing = self.lock();
@@ -393,12 +412,14 @@ impl NearState {
         NearStats {
             hits: self.hits.load(Ordering::Relaxed),
             misses: self.misses.load(Ordering::Relaxed),
+            pushes: self.pushes.load(Ordering::Relaxed),
             invalidations: self.invalidations.load(Ordering::Relaxed),
             flushes: self.flushes.load(Ordering::Relaxed),
             evictions: self.evictions.0.load(Ordering::Relaxed),
             entries: self.entries.len() as u64,
             bytes: self.entries.weight(),
             live: self.is_live(),
+            tracking: self.tracking,
         }
     }
 }
@@ -435,7 +456,7 @@ mod tests {
     #[test]
     fn serves_what_was_installed_until_a_push_names_a_tag() {
         let layout = Layout::new("near-test");
-        let near = NearState::new(100, 1 << 20, Duration::from_secs(60));
+        let near = NearState::new(100, 1 << 20, Duration::from_secs(60), NearTracking::PerReader);
         assert!(near.get(&layout, "k", &["t"]).is_none(), "off until live");
         near.set_live(true);
         near.install(near.generation(), fill(&layout, "k", &[("t", b"1")], b"v", -1));
@@ -449,7 +470,7 @@ mod tests {
     #[test]
     fn a_read_racing_an_invalidation_is_not_installed() {
         let layout = Layout::new("near-test");
-        let near = NearState::new(100, 1 << 20, Duration::from_secs(60));
+        let near = NearState::new(100, 1 << 20, Duration::from_secs(60), NearTracking::PerReader);
         near.set_live(true);
         let before = near.generation();
         // The push is processed while the read is in flight.
@@ -467,7 +488,7 @@ mod tests {
     fn a_get_racing_an_invalidation_serves_nothing_dropped_after_it() {
         use std::sync::atomic::AtomicUsize;
         let layout = Layout::new("near-test");
-        let near = Arc::new(NearState::new(100, 1 << 20, Duration::from_secs(60)));
+        let near = Arc::new(NearState::new(100, 1 << 20, Duration::from_secs(60), NearTracking::PerReader));
         near.set_live(true);
         let stop = Arc::new(AtomicBool::new(false));
         let rounds = Arc::new(AtomicUsize::new(0));
@@ -501,7 +522,7 @@ mod tests {
     #[test]
     fn the_server_ttl_bounds_the_local_lifetime_and_a_flush_empties() {
         let layout = Layout::new("near-test");
-        let near = NearState::new(100, 1 << 20, Duration::from_secs(60));
+        let near = NearState::new(100, 1 << 20, Duration::from_secs(60), NearTracking::PerReader);
         near.set_live(true);
         near.install(near.generation(), fill(&layout, "k", &[("t", b"1")], b"v", 0));
         assert!(near.get(&layout, "k", &["t"]).is_none(), "expired in Redis: not served");
@@ -516,14 +537,14 @@ mod tests {
     #[test]
     fn bounded_by_entries_and_bytes() {
         let layout = Layout::new("near-test");
-        let near = NearState::new(10, 1 << 20, Duration::from_secs(60));
+        let near = NearState::new(10, 1 << 20, Duration::from_secs(60), NearTracking::PerReader);
         near.set_live(true);
         for i in 0..1000 {
             near.install(near.generation(), fill(&layout, &format!("k{i}"), &[("t", b"1")], b"v", -1));
         }
         assert!(near.stats().entries <= 10, "{:?}", near.stats());
         assert!(near.stats().evictions >= 990, "every entry over the bound was evicted: {:?}", near.stats());
-        let small = NearState::new(1_000_000, 10_000, Duration::from_secs(60));
+        let small = NearState::new(1_000_000, 10_000, Duration::from_secs(60), NearTracking::PerReader);
         small.set_live(true);
         for i in 0..1000 {
             small.install(small.generation(), fill(&layout, &format!("k{i}"), &[("t", b"1")], &[0u8; 100], -1));

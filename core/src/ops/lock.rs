@@ -129,7 +129,7 @@ impl<'a> Lookup<'a> {
         Ok(Lookup {
             inner,
             key,
-            snapshot: Snapshot::new(inner, key, tags, Access::Get),
+            snapshot: Snapshot::new(inner, key, tags, Access::Get).answering_only(),
             lock,
             state: State::Snapshot,
             keys: None,

@@ -132,6 +132,14 @@ impl<'a> Snapshot<'a> {
         }
     }
 
+    /// The same access, read only to answer (get-or-compute's first read):
+    /// without the `PTTL` the near cache would need, so it is never a fill
+    /// read (per reader, Redis would track an entry nothing installs).
+    pub(crate) fn answering_only(mut self) -> Self {
+        self.pttl = false;
+        self
+    }
+
     fn entry_command(&self, hash: &str) -> Command {
         let key = self.inner.layout.storage_key(self.key, hash);
         // This process writes or deletes the entry: its fail-safe value is

@@ -47,7 +47,7 @@ def test_redis_tagged_cache_fields_and_defaults(reference: Any) -> None:
     assert ours[: len(theirs)] == theirs
     assert [name for name, _ in ours[len(theirs) :]] == [
         "near_cache_max_entries", "near_cache_max_bytes", "near_cache_max_lifetime",
-        "fail_safe_max_duration", "fail_safe_max_bytes",
+        "fail_safe_max_duration", "fail_safe_max_bytes", "near_cache_tracking",
     ]
     ours = ours[: len(theirs)]
     assert [name for name, _ in ours] == [
@@ -232,19 +232,24 @@ def test_ssl_is_used(redis_server: Any, caplog: Any) -> None:
     assert "cache bypassed" in caplog.text
 
 
+@pytest.mark.parametrize("mode", ["per-reader", "broadcast"])
 def test_near_cache_serves_locally_and_sees_the_reference_invalidate(
-    redis_server: Any, namespace: str, reference: Any
+    redis_server: Any, namespace: str, reference: Any, mode: str
 ) -> None:
     """rtc's near cache, opt-in: hits stay in the process, and an invalidation
-    by another process (the reference itself) reaches it within the bound."""
+    by another process (the reference itself) reaches it within the bound, in
+    both tracking modes."""
     near = RedisTaggedCache(
-        host="127.0.0.1", port=redis_server.port, namespace=namespace, near_cache_max_entries=1000
+        host="127.0.0.1", port=redis_server.port, namespace=namespace, near_cache_max_entries=1000,
+        near_cache_tracking=mode,
     )
     native = near._cache
     stats = ffi.new("rtc_near_stats *")
     deadline = time.monotonic() + 10
     while not (lib.rtc_cache_near_stats(native, stats, ffi.sizeof("rtc_near_stats")) == 0 and stats.live):
         assert time.monotonic() < deadline, "the tracking connection never came up"
+    codes = {"per-reader": lib.RTC_NEAR_TRACKING_PER_READER, "broadcast": lib.RTC_NEAR_TRACKING_BROADCAST}
+    assert stats.tracking == codes[mode]
     near.set("k", "v", tags=["t"])
     while stats.hits == 0:
         assert near.get("k", tags=["t"]) == "v"
@@ -258,5 +263,9 @@ def test_near_cache_serves_locally_and_sees_the_reference_invalidate(
         except CacheMiss:
             break
         assert time.monotonic() - changed < 2.5, "a value the reference invalidated was served beyond the bound"
+    assert stats.pushes >= 1
     with pytest.raises(ValueError):
         RedisTaggedCache(host="127.0.0.1", port=redis_server.port, near_cache_max_entries=10, near_cache_max_bytes=0).set("k", 1)
+    for bad in ("bcast", "", None, 1):
+        with pytest.raises(ValueError, match="near_cache_tracking"):
+            RedisTaggedCache(host="127.0.0.1", port=redis_server.port, near_cache_tracking=bad)

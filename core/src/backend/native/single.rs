@@ -106,9 +106,7 @@ impl Backend for RedisBackend {
 
 impl RedisBackend {
     /// Sends `pipe` (`count` commands) and reads its replies, all within one
-    /// socket timeout (plus the BLPOP wait): the first reply that does not come
-    /// in time ends the round trip. (`Pipeline::query` keeps reading after a
-    /// timeout, one more full timeout per remaining reply.)
+    /// socket timeout (plus the BLPOP wait): see [`receive`].
     fn query(
         &self,
         conn: &mut redis::Connection,
@@ -116,41 +114,59 @@ impl RedisBackend {
         count: usize,
         blocking: Duration,
     ) -> redis::RedisResult<Vec<Value>> {
-        // The server legitimately stays silent while BLPOP waits.
-        let budget = self.socket_timeout.map(|t| t.saturating_add(blocking));
         let started = Instant::now();
-        let mut retimed = !blocking.is_zero();
-        if retimed {
-            conn.set_read_timeout(budget)?;
+        if !blocking.is_zero() {
+            // The server legitimately stays silent while BLPOP waits.
+            conn.set_read_timeout(self.socket_timeout.map(|t| t.saturating_add(blocking)))?;
         }
         conn.send_packed_command(&pipe.get_packed_pipeline())?;
-        let mut values = Vec::with_capacity(count);
-        while values.len() < count {
-            if let Some(budget) = budget {
-                let elapsed = started.elapsed();
-                // Replies that come at once cost no extra system call.
-                if elapsed > DEADLINE_SLACK {
-                    let left = budget.checked_sub(elapsed).filter(|d| !d.is_zero()).ok_or_else(|| {
-                        redis::RedisError::from(std::io::Error::new(
-                            std::io::ErrorKind::TimedOut,
-                            "no reply within the socket timeout",
-                        ))
-                    })?;
-                    conn.set_read_timeout(Some(left))?;
-                    retimed = true;
-                }
-            }
-            match conn.recv_response()? {
-                // RESP3 push data is not a reply.
-                Value::Push { .. } => {}
-                value => values.push(value),
-            }
-        }
-        if retimed {
-            conn.set_read_timeout(self.socket_timeout)?;
-        }
-        Ok(values)
+        // RESP3 push data is not a reply.
+        receive(conn, count, started, self.socket_timeout, blocking, &mut |_| {})
     }
+}
+
+/// Reads the `count` replies owed on `conn` (whose read timeout is
+/// `socket_timeout`, stretched by `blocking` if that is not zero), all
+/// within one socket timeout (plus the BLPOP wait) from `started`: the first
+/// reply that does not come in time ends the round trip. (`Pipeline::query`
+/// keeps reading after a timeout, one more full timeout per remaining
+/// reply.) RESP3 pushes read meanwhile go to `push`. Restores the read
+/// timeout to `socket_timeout`.
+pub(super) fn receive(
+    conn: &mut redis::Connection,
+    count: usize,
+    started: Instant,
+    socket_timeout: Option<Duration>,
+    blocking: Duration,
+    push: &mut dyn FnMut(Value),
+) -> redis::RedisResult<Vec<Value>> {
+    let budget = socket_timeout.map(|t| t.saturating_add(blocking));
+    let mut retimed = !blocking.is_zero();
+    let mut values = Vec::with_capacity(count);
+    while values.len() < count {
+        if let Some(budget) = budget {
+            let elapsed = started.elapsed();
+            // Replies that come at once cost no extra system call.
+            if elapsed > DEADLINE_SLACK {
+                let left = budget.checked_sub(elapsed).filter(|d| !d.is_zero()).ok_or_else(|| {
+                    redis::RedisError::from(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "no reply within the socket timeout",
+                    ))
+                })?;
+                conn.set_read_timeout(Some(left))?;
+                retimed = true;
+            }
+        }
+        match conn.recv_response()? {
+            Value::Push { kind, data } => push(Value::Push { kind, data }),
+            value => values.push(value),
+        }
+    }
+    if retimed {
+        conn.set_read_timeout(socket_timeout)?;
+    }
+    Ok(values)
 }
 
 /// The client of the one Redis server `config` names (URL, or

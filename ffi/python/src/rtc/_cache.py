@@ -25,6 +25,9 @@ DEFAULT_UNSERIALIZER: Callable[[bytes], Any] = pickle.loads
 # handles are kept, never freed, in the child: freeing could wait on a lock a
 # parent thread held at the fork, and their sockets belong to the parent.
 _fork_generation = 0
+
+# near_cache_tracking's names, as on every surface, and librtc's codes.
+_NEAR_TRACKING = {"per-reader": lib.RTC_NEAR_TRACKING_PER_READER, "broadcast": lib.RTC_NEAR_TRACKING_BROADCAST}
 _inherited: list = []
 
 
@@ -144,6 +147,14 @@ class RedisTaggedCache:
     fail_safe_max_bytes: int = 64 * 1024 * 1024
     """rtc only: memory for fail-safe values, in bytes (least recently used go first)."""
 
+    near_cache_tracking: str = "per-reader"
+    """rtc only: how the near cache learns of changes. ``"per-reader"`` (the
+    default): Redis pushes a change of an entry only to the processes that
+    hold it, so pushes grow with the readers of an entry, not with the fleet.
+    ``"broadcast"``: every process hears of every entry written in the
+    namespace (no tracking table in Redis). See "The near cache" in
+    core/README.md."""
+
     _internal_lock: Lock = field(init=False, repr=False, compare=False, default_factory=Lock)
     _native_cache: Any = field(init=False, repr=False, compare=False, default=None)
     _native_generation: int = field(init=False, repr=False, compare=False, default=0)
@@ -160,6 +171,10 @@ class RedisTaggedCache:
         if isinstance(self.db, bool) or not isinstance(self.db, int) or self.db < 0:
             raise ValueError(f"rtc: db must be a non-negative int, not {self.db!r}")
         _seconds_to_ms("socket_timeout", self.socket_timeout)
+        if not isinstance(self.near_cache_tracking, str) or self.near_cache_tracking not in _NEAR_TRACKING:
+            raise ValueError(
+                f"rtc: near_cache_tracking must be 'per-reader' or 'broadcast', not {self.near_cache_tracking!r}"
+            )
         _seconds_to_ms("socket_connect_timeout", self.socket_connect_timeout)
         if _seconds_to_ms("fail_safe_max_duration", self.fail_safe_max_duration):
             size = self.fail_safe_max_bytes
@@ -220,6 +235,10 @@ class RedisTaggedCache:
                         int(self.near_cache_max_bytes),
                         _seconds_to_ms("near_cache_max_lifetime", self.near_cache_max_lifetime),
                     ),
+                )
+                _check(
+                    "near_cache_tracking",
+                    lib.rtc_cache_builder_set_near_cache_tracking(builder, _NEAR_TRACKING[self.near_cache_tracking]),
                 )
             fail_safe_ms = _seconds_to_ms("fail_safe_max_duration", self.fail_safe_max_duration)
             if fail_safe_ms:
