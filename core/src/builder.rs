@@ -192,7 +192,8 @@ fn with_near_async(
     backend: Arc<dyn crate::future::AsyncBackend>,
     native: bool,
 ) -> Result<Arc<dyn crate::future::AsyncBackend>> {
-    use crate::backend::native::tracking::{AsyncFilling, near_cache};
+    use crate::backend::native::tracking::near_cache;
+    use crate::future::AsyncFilling;
     let Some(tracked) = near_cache(&inner.config, &inner.layout, native)? else { return Ok(backend) };
     let backend: Arc<dyn crate::future::AsyncBackend> = match tracked.readers {
         Some(readers) => Arc::new(AsyncFilling::new(readers, backend)),

@@ -25,10 +25,14 @@
 mod backend;
 mod cache;
 #[cfg(feature = "redis")]
+mod filling;
+#[cfg(feature = "redis")]
 mod native;
 
 pub use backend::{AsyncBackend, Blocking, BoxFuture};
 pub use cache::Cache;
+#[cfg(feature = "redis")]
+pub(crate) use filling::AsyncFilling;
 #[cfg(feature = "redis")]
 pub use native::{AsyncClusterBackend, AsyncRedisBackend};
 

@@ -15,8 +15,19 @@ use std::time::{Duration, Instant};
 
 use redis::{PushKind, Value};
 
-use super::{Event, HEARTBEAT_DEADLINE, POLL};
+use super::timing::{HEARTBEAT_DEADLINE, POLL};
 use crate::local::near::NearState;
+
+/// What a listener thread tells its session.
+pub(super) enum Event {
+    /// The listener of master `master` is subscribed, with this client id
+    /// (the target of the reader connections' redirect): every change from
+    /// now on is pushed to it.
+    Subscribed { master: usize, id: u64 },
+    /// Its connection failed (or one of its master's reader connections
+    /// went away); the session must end.
+    Failed(String),
+}
 
 /// One master's tracking connection.
 pub(super) struct Listener {

@@ -25,6 +25,7 @@
 
 mod listener;
 mod readers;
+mod timing;
 mod topology;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,22 +39,10 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::local::near::NearState;
 use crate::model::layout::Layout;
 
-use listener::Listener;
-#[cfg(feature = "tokio")]
-pub(crate) use readers::AsyncFilling;
-pub(crate) use readers::{Filling, Readers};
+use listener::{Event, Listener};
+pub(crate) use readers::{Filled, Filling, Readers, is_fill, untracked};
+use timing::{HEARTBEAT_DEADLINE, POLL, RECONNECT};
 use topology::{Masters, Seeds, Topology};
-
-/// How often a listener checks its connection (and the reader connections of
-/// its master), and how often a session re-reads a cluster's slot map.
-const POLL: Duration = Duration::from_millis(100);
-
-/// How long a heartbeat (or a `CLUSTER SLOTS`) may take before the
-/// connection counts as lost.
-pub(crate) const HEARTBEAT_DEADLINE: Duration = Duration::from_millis(1000);
-
-/// How long to wait before a new session after a failure.
-const RECONNECT: Duration = Duration::from_millis(200);
 
 /// A near cache with its tracking started, and its reader connections when
 /// it tracks per reader.
@@ -123,17 +112,6 @@ fn start(config: &Config, prefix: &str, near: &Arc<NearState>, readers: Option<A
         .spawn(move || tracking.supervise())
         .map_err(|e| Error::with_source(ErrorKind::Other, "cannot start the tracking thread", e))?;
     Ok(())
-}
-
-/// What a listener thread tells its session.
-enum Event {
-    /// The listener of master `master` is subscribed, with this client id
-    /// (the target of the reader connections' redirect): every change from
-    /// now on is pushed to it.
-    Subscribed { master: usize, id: u64 },
-    /// Its connection failed (or one of its master's reader connections
-    /// went away); the session must end.
-    Failed(String),
 }
 
 /// The supervisor's state: where to connect, on which prefixes, for which near cache.

@@ -368,49 +368,11 @@ pub(crate) fn fill(readers: &Readers, backend: &dyn Backend, commands: &[Command
 
 /// Marks the replies of a fill read that Redis does not track for this
 /// process: nothing installs them.
-fn untracked(mut replies: Vec<Reply>) -> Vec<Reply> {
+pub(crate) fn untracked(mut replies: Vec<Reply>) -> Vec<Reply> {
     if let Some(pttl) = replies.get_mut(1) {
         *pttl = Reply::Int(UNTRACKED_PTTL);
     }
     replies
-}
-
-/// [`Filling`] for the async API: the fill read runs on tokio's blocking
-/// pool (reader connections are blocking ones), every other batch on the
-/// async backend.
-#[cfg(feature = "tokio")]
-pub(crate) struct AsyncFilling {
-    readers: Arc<Readers>,
-    backend: Arc<dyn crate::future::AsyncBackend>,
-}
-
-#[cfg(feature = "tokio")]
-impl AsyncFilling {
-    /// Sends `backend`'s fill reads through `readers`.
-    pub(crate) fn new(readers: Arc<Readers>, backend: Arc<dyn crate::future::AsyncBackend>) -> Self {
-        AsyncFilling { readers, backend }
-    }
-}
-
-#[cfg(feature = "tokio")]
-impl crate::future::AsyncBackend for AsyncFilling {
-    fn execute<'a>(&'a self, commands: &'a [Command]) -> crate::future::BoxFuture<'a, Result<Vec<Reply>>> {
-        if !is_fill(commands) {
-            return self.backend.execute(commands);
-        }
-        Box::pin(async move {
-            let readers = Arc::clone(&self.readers);
-            let owned = commands.to_vec();
-            let filled = tokio::task::spawn_blocking(move || readers.read(&owned))
-                .await
-                .map_err(|e| Error::new(ErrorKind::Other, format!("a near-cache read did not finish: {e}")))??;
-            Ok(match filled {
-                Filled::Tracked(replies) => replies,
-                Filled::Untracked(replies) => untracked(replies),
-                Filled::Elsewhere => untracked(self.backend.execute(commands).await?),
-            })
-        })
-    }
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 
 use redis::{ConnectionAddr, IntoConnectionInfo, Value};
 
-use super::HEARTBEAT_DEADLINE;
+use super::timing::HEARTBEAT_DEADLINE;
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
 
