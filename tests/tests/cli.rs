@@ -203,3 +203,55 @@ fn timeouts_are_settable_from_the_command_line_and_the_environment() {
     assert_eq!(code(&out), 2, "a usage error");
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a number of seconds"));
 }
+
+/// `rtc bench --fleet` runs real reader processes in both tracking modes
+/// and reports every phase. What it must show whatever the machine's load:
+/// no reader ever served a hot value older than one it had already served,
+/// no read failed, and Redis tracks the readers' entries per reader (one
+/// table item per cached entry) and none in broadcast mode. (The figures
+/// themselves are the benchmark's to print, not this test's to bound.)
+#[test]
+fn the_fleet_bench_reports_both_modes_and_no_reader_goes_back_in_time() {
+    let redis = RedisServer::start();
+    let ns = unique_namespace("cli-fleet");
+    let out = rtc(Some(&redis), &ns, &["bench", "--fleet", "2", "--fleet-seconds", "0.3"], None);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(code(&out), 0, "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let json = stdout.lines().find_map(|l| l.strip_prefix("JSON: ")).expect("a JSON line");
+    let report: serde_json::Value = serde_json::from_str(json).expect("valid JSON");
+    let rows = report["rows"].as_array().expect("rows");
+    let phases: Vec<(&str, &str)> = rows.iter().map(|r| (text(&r["mode"]), text(&r["phase"]))).collect();
+    let mut expected = Vec::new();
+    for mode in ["per-reader", "broadcast"] {
+        for phase in ["idle", "private", "hot"] {
+            expected.push((mode, phase));
+        }
+    }
+    assert_eq!(phases, expected);
+    for row in rows {
+        assert_eq!(row["readers"], 2);
+        assert_eq!(row["older_reads"], 0, "a reader went back in time: {row}");
+        assert_eq!(row["errors"], 0, "{row}");
+        assert!(number(&row["reads"]) > 0, "{row}");
+        let memory = &row["memory"];
+        let (items, cached) = (number(&memory["tracking_total_items"]), number(&memory["cached_entries"]));
+        assert!(cached > 0, "{row}");
+        match text(&row["mode"]) {
+            "per-reader" => assert!(items >= cached, "per reader, Redis tracks every cached entry: {row}"),
+            _ => assert_eq!(items, 0, "broadcast keeps no table: {row}"),
+        }
+    }
+    for row in rows.iter().filter(|r| r["phase"] != "idle") {
+        assert!(number(&row["writes"]) > 0, "{row}");
+    }
+    let hot: Vec<&serde_json::Value> = rows.iter().filter(|r| r["phase"] == "hot").collect();
+    assert!(hot.iter().all(|r| number(&r["stale_us"]["samples"]) > 0), "no hot change was seen: {hot:?}");
+}
+
+fn number(v: &serde_json::Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("{v} is not a number"))
+}
+
+fn text(v: &serde_json::Value) -> &str {
+    v.as_str().unwrap_or_else(|| panic!("{v} is not a string"))
+}

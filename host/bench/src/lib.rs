@@ -11,6 +11,7 @@
 //! in the folders next to `src/`.
 
 mod c;
+pub mod fleet;
 mod future;
 
 use std::collections::BTreeMap;
@@ -65,8 +66,20 @@ struct Server {
 
 impl Server {
     fn start() -> anyhow::Result<Self> {
+        Self::start_with(&[])
+    }
+
+    /// Starts `redis-server`, its command line prefixed with `prefix` (a
+    /// `taskset -c CPU`, say).
+    fn start_with(prefix: &[&str]) -> anyhow::Result<Self> {
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let child = Process::new("redis-server")
+        let (program, prefix) = match prefix.split_first() {
+            Some((program, rest)) => (*program, rest),
+            None => ("redis-server", &[][..]),
+        };
+        let child = Process::new(program)
+            .args(prefix)
+            .args(if program == "redis-server" { &[][..] } else { &["redis-server"][..] })
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -158,6 +158,24 @@ enum Cmd {
         /// Write the JSON report to this file.
         #[arg(long)]
         json_out: Option<std::path::PathBuf>,
+        /// Run the fleet benchmark instead: for each of these fleet sizes
+        /// (comma-separated) and each near-cache tracking mode, that many
+        /// reader processes with a near cache each, on one Redis, while one
+        /// writer writes (host/bench/README.md, "The fleet").
+        #[arg(long, value_delimiter = ',')]
+        fleet: Vec<usize>,
+        /// Length of each phase of the fleet benchmark, in seconds.
+        #[arg(long, default_value_t = 3.0)]
+        fleet_seconds: f64,
+        /// Private writes per second in the fleet benchmark (hot writes: a tenth).
+        #[arg(long, default_value_t = 1000)]
+        fleet_rate: u32,
+    },
+    /// One reader process of `rtc bench --fleet` (started by it).
+    #[command(hide = true)]
+    BenchFleetReader {
+        /// The reader's spec, as the benchmark writes it.
+        spec: String,
     },
 }
 
@@ -270,7 +288,27 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             ops::tags(&rtc_core::Cache::new(config)?, &tags, json)?;
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Bench { ops, block, threads, entries, compare_python, near_entries, json_out } => {
+        Cmd::BenchFleetReader { spec } => {
+            drop(engine);
+            rtc_bench::fleet::reader(&spec).map_err(|e| Failure::Usage(format!("fleet reader failed: {e:#}")))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Bench { fleet, fleet_seconds, fleet_rate, json_out, .. } if !fleet.is_empty() => {
+            drop(engine);
+            let exe = std::env::current_exe()
+                .map_err(|e| Failure::Usage(format!("cannot find this program to start fleet readers: {e}")))?;
+            let options = rtc_bench::fleet::FleetOptions {
+                redis: explicit_redis,
+                sizes: fleet,
+                seconds: fleet_seconds,
+                rate: fleet_rate,
+                reader: vec![exe.into_os_string(), "bench-fleet-reader".into()],
+                json_out,
+            };
+            rtc_bench::fleet::run(options).map_err(|e| Failure::Usage(format!("fleet bench failed: {e:#}")))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Bench { ops, block, threads, entries, compare_python, near_entries, json_out, .. } => {
             drop(engine);
             let options = rtc_bench::Options {
                 redis: explicit_redis,
