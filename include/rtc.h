@@ -77,6 +77,61 @@
 #define RTC_NEAR_TRACKING_BROADCAST 1
 
 /**
+ * A completion of rtc_async_set.
+ */
+#define RTC_OP_SET 1
+
+/**
+ * A completion of rtc_async_get: RTC_RESULT_OK with `value`, or RTC_RESULT_MISS.
+ */
+#define RTC_OP_GET 2
+
+/**
+ * A completion of rtc_async_delete: RTC_RESULT_OK if an entry was
+ * deleted, RTC_RESULT_MISS if there was none.
+ */
+#define RTC_OP_DELETE 3
+
+/**
+ * A completion of rtc_async_invalidate.
+ */
+#define RTC_OP_INVALIDATE 4
+
+/**
+ * A completion of rtc_async_invalidate_all.
+ */
+#define RTC_OP_INVALIDATE_ALL 5
+
+/**
+ * A completion of rtc_async_get_or_lock: RTC_RESULT_OK with `value` (a
+ * hit), or RTC_RESULT_MISS with `ticket`.
+ */
+#define RTC_OP_GET_OR_LOCK 6
+
+/**
+ * A completion of rtc_async_set_and_unlock.
+ */
+#define RTC_OP_SET_AND_UNLOCK 7
+
+/**
+ * A completion of rtc_async_release.
+ */
+#define RTC_OP_RELEASE 8
+
+/**
+ * A non-blocking cache: a cache (configured by a builder, as
+ * rtc_cache_new makes one), the threads that run its operations, and the
+ * queue of their completions.
+ *
+ * Threading: every rtc_async_* call except rtc_async_free may be made from
+ * any thread, concurrently; completions are usually taken by the thread
+ * that runs the event loop. Nothing of the program runs on the library's
+ * threads: the hook (rtc_cache_builder_set_hook) runs inside
+ * rtc_async_take, on its caller's thread, before it returns completions.
+ */
+typedef struct rtc_async rtc_async;
+
+/**
  * A cache: a connection pool to one Redis (or an in-process store) and one
  * namespace.
  *
@@ -134,7 +189,10 @@ typedef struct rtc_output rtc_output;
  *
  * Owned by the caller: pass it to rtc_cache_set_and_unlock (which consumes
  * it), or free it with rtc_ticket_free to give up, which releases the lock
- * and wakes the waiters. A ticket may be used or freed on any thread.
+ * and wakes the waiters. A ticket may be used or freed on any thread. A
+ * ticket from the non-blocking API (rtc_async_get_or_lock) goes to
+ * rtc_async_set_and_unlock or rtc_async_release instead; rtc_ticket_free
+ * then releases it without blocking.
  */
 typedef struct rtc_ticket rtc_ticket;
 
@@ -245,6 +303,53 @@ typedef int (*rtc_compute_callback)(void *userdata,
                                     struct rtc_output *output);
 
 /**
+ * The id of an operation of the non-blocking API: never 0, unique within
+ * its context.
+ */
+typedef uint64_t rtc_op;
+
+/**
+ * One finished operation, as rtc_async_take hands it out.
+ *
+ * `value` and `ticket` belong to the program once taken (free them with
+ * rtc_value_free and rtc_ticket_free, or pass the ticket on);
+ * `error_message` belongs to the context and stays valid until the next
+ * rtc_async_take or rtc_async_free.
+ */
+typedef struct rtc_completion {
+  /**
+   * The operation's id, as its start call returned it.
+   */
+  rtc_op op;
+  /**
+   * Which operation it was: one of the `RTC_OP_*` values.
+   */
+  uint32_t kind;
+  /**
+   * Its outcome: RTC_RESULT_OK, RTC_RESULT_MISS (see the `RTC_OP_*`
+   * values), RTC_RESULT_CANCELLED, or the error the blocking call would
+   * have returned.
+   */
+  rtc_result result;
+  /**
+   * The userdata given when the operation started.
+   */
+  void *userdata;
+  /**
+   * The value of a hit (RTC_OP_GET, RTC_OP_GET_OR_LOCK), else NULL.
+   */
+  struct rtc_value *value;
+  /**
+   * The ticket of a get-or-lock miss, else NULL.
+   */
+  struct rtc_ticket *ticket;
+  /**
+   * Why it failed (NUL-terminated), "" when it did not.
+   */
+  const char *error_message;
+} rtc_completion;
+
+/**
  * Success.
  */
 #define RTC_RESULT_OK 0
@@ -314,6 +419,18 @@ typedef int (*rtc_compute_callback)(void *userdata,
  * wrong kind): a bug in a custom backend or host, not Redis being down.
  */
 #define RTC_RESULT_PROTOCOL 12
+
+/**
+ * The non-blocking API refused to start an operation: as many as
+ * rtc_async_new allowed are in flight. Take completions, then retry.
+ */
+#define RTC_RESULT_FULL 13
+
+/**
+ * The completion of a non-blocking operation cancelled by
+ * rtc_async_cancel or rtc_async_cancel_all (or by rtc_async_free).
+ */
+#define RTC_RESULT_CANCELLED 14
 
 #ifdef __cplusplus
 extern "C" {
@@ -1035,6 +1152,199 @@ void *rtc_cache_info_call_userdata(const struct rtc_cache_info *info);
  */
 struct rtc_bytes rtc_cache_info_tag(const struct rtc_cache_info *info,
                                     size_t index);
+
+/**
+ * Creates a non-blocking cache from `builder` (its whole configuration,
+ * hook included) with `threads` library threads (0: 2; at most 64) and at
+ * most `max_in_flight` operations in flight (0: 1024). Does not connect.
+ *
+ * The caller owns the context and frees it with rtc_async_free.
+ *
+ * Errors: RTC_RESULT_NULL_PARAMETER, RTC_RESULT_INVALID_ARGUMENT (a bad
+ * configuration, more than 64 threads), RTC_RESULT_OTHER (the threads or
+ * the descriptor could not be made).
+ */
+rtc_result rtc_async_new(const struct rtc_cache_builder *builder,
+                         uint32_t threads,
+                         size_t max_in_flight,
+                         struct rtc_async **ctx_out);
+
+/**
+ * Returns the descriptor to add to the program's event loop: readable
+ * (level-triggered) while completions wait to be taken; -1 if `ctx` is
+ * NULL. Owned by the context: never read, write or close it.
+ */
+int32_t rtc_async_fd(const struct rtc_async *ctx);
+
+/**
+ * Takes up to `max` completions into `completions` (an array of `max`
+ * structs of `completion_size` bytes each: pass sizeof(rtc_completion));
+ * returns how many. Never blocks. First runs the hook for the operations
+ * that reported since the last call, on this thread.
+ *
+ * Completions come in the order the operations finished. When fewer than
+ * `max` are returned, none is left and the descriptor is no longer
+ * readable (until the next one). Returns 0 if `ctx` or `completions` is
+ * NULL, or `completion_size` is smaller than this first version of the
+ * struct.
+ */
+size_t rtc_async_take(const struct rtc_async *ctx,
+                      struct rtc_completion *completions,
+                      size_t max,
+                      size_t completion_size);
+
+/**
+ * Cancels operation `op`: its completion, RTC_RESULT_CANCELLED, is queued
+ * at once. A read or a set, delete or invalidation stops where it is (a
+ * write may or may not have happened); a get-or-lock, set-and-unlock or
+ * release finishes in the background, releasing its lock. Returns
+ * RTC_RESULT_OK, or RTC_RESULT_MISS when `op` is not in flight (it
+ * finished: its completion is queued or taken).
+ *
+ * Errors: RTC_RESULT_NULL_PARAMETER.
+ */
+rtc_result rtc_async_cancel(const struct rtc_async *ctx,
+                            rtc_op op);
+
+/**
+ * Cancels every operation in flight (see rtc_async_cancel); returns how
+ * many. Call it before rtc_async_free to get back the userdata of every
+ * operation as a completion. 0 if `ctx` is NULL.
+ */
+size_t rtc_async_cancel_all(const struct rtc_async *ctx);
+
+/**
+ * Returns how many operations are in flight (started, not yet completed
+ * nor cancelled); 0 if `ctx` is NULL.
+ */
+size_t rtc_async_in_flight(const struct rtc_async *ctx);
+
+/**
+ * Frees a context. Operations still in flight are cancelled (as by
+ * rtc_async_cancel_all) and their completions, with those not taken, are
+ * dropped: their values and tickets are freed (a ticket's lock released in
+ * the background), their userdata is not handed back. Does not wait for
+ * Redis. NULL is a no-op. Must not run concurrently with other calls on
+ * the same context; tickets from it stay valid.
+ */
+void rtc_async_free(struct rtc_async *ctx);
+
+/**
+ * Starts rtc_cache_set: stores `value` under `key` and `tags` for
+ * `lifetime`. Its completion: RTC_RESULT_OK or an error. All buffers are
+ * copied before the call returns. The operation's id goes to `*op_out`.
+ *
+ * Errors (of the call; the operation's own go to its completion):
+ * RTC_RESULT_NULL_PARAMETER, RTC_RESULT_INVALID_UTF8,
+ * RTC_RESULT_INVALID_ARGUMENT (a bad lifetime), RTC_RESULT_FULL.
+ */
+rtc_result rtc_async_set(const struct rtc_async *ctx,
+                         const uint8_t *key,
+                         size_t key_len,
+                         const uint8_t *value,
+                         size_t value_len,
+                         const struct rtc_bytes *tags,
+                         size_t tags_len,
+                         int64_t lifetime,
+                         void *userdata,
+                         rtc_op *op_out);
+
+/**
+ * Starts rtc_cache_get: reads `key` under `tags`. Its completion:
+ * RTC_RESULT_OK with `value` (the program frees it with rtc_value_free),
+ * RTC_RESULT_MISS, or an error. Buffers are copied.
+ *
+ * Errors: RTC_RESULT_NULL_PARAMETER, RTC_RESULT_INVALID_UTF8, RTC_RESULT_FULL.
+ */
+rtc_result rtc_async_get(const struct rtc_async *ctx,
+                         const uint8_t *key,
+                         size_t key_len,
+                         const struct rtc_bytes *tags,
+                         size_t tags_len,
+                         void *userdata,
+                         rtc_op *op_out);
+
+/**
+ * Starts rtc_cache_delete. Its completion: RTC_RESULT_OK if an entry was
+ * deleted, RTC_RESULT_MISS if there was none, or an error.
+ *
+ * Errors: RTC_RESULT_NULL_PARAMETER, RTC_RESULT_INVALID_UTF8, RTC_RESULT_FULL.
+ */
+rtc_result rtc_async_delete(const struct rtc_async *ctx,
+                            const uint8_t *key,
+                            size_t key_len,
+                            const struct rtc_bytes *tags,
+                            size_t tags_len,
+                            void *userdata,
+                            rtc_op *op_out);
+
+/**
+ * Starts rtc_cache_invalidate: invalidates every entry carrying any of
+ * `tags`. Its completion: RTC_RESULT_OK or an error.
+ *
+ * Errors: RTC_RESULT_NULL_PARAMETER, RTC_RESULT_INVALID_UTF8, RTC_RESULT_FULL.
+ */
+rtc_result rtc_async_invalidate(const struct rtc_async *ctx,
+                                const struct rtc_bytes *tags,
+                                size_t tags_len,
+                                void *userdata,
+                                rtc_op *op_out);
+
+/**
+ * Starts rtc_cache_invalidate_all. Its completion: RTC_RESULT_OK or an error.
+ *
+ * Errors: RTC_RESULT_NULL_PARAMETER, RTC_RESULT_FULL.
+ */
+rtc_result rtc_async_invalidate_all(const struct rtc_async *ctx,
+                                    void *userdata,
+                                    rtc_op *op_out);
+
+/**
+ * Starts rtc_cache_get_or_lock for `options` (copied). A wait for another
+ * holder of the lock runs on the library's threads, never the caller's.
+ * Its completion: RTC_RESULT_OK with `value` (a hit), or RTC_RESULT_MISS
+ * with `ticket`: compute the value, then rtc_async_set_and_unlock (or
+ * rtc_async_release to give up). Cancelled, it still finishes in the
+ * background and releases what it took.
+ *
+ * Errors: RTC_RESULT_NULL_PARAMETER, RTC_RESULT_FULL.
+ */
+rtc_result rtc_async_get_or_lock(const struct rtc_async *ctx,
+                                 const struct rtc_compute_options *options,
+                                 void *userdata,
+                                 rtc_op *op_out);
+
+/**
+ * Starts rtc_cache_set_and_unlock: stores `value` (copied) under the
+ * ticket's tag snapshot for `lifetime`, releases its lock and runs the
+ * hook (in rtc_async_take). Consumes `ticket` whatever the result. Its
+ * completion: RTC_RESULT_OK or an error.
+ *
+ * Errors: RTC_RESULT_NULL_PARAMETER, RTC_RESULT_INVALID_ARGUMENT (a bad
+ * lifetime, a ticket of the blocking API), RTC_RESULT_FULL; on an error
+ * the ticket is released.
+ */
+rtc_result rtc_async_set_and_unlock(const struct rtc_async *ctx,
+                                    struct rtc_ticket *ticket,
+                                    const uint8_t *value,
+                                    size_t value_len,
+                                    int64_t lifetime,
+                                    void *userdata,
+                                    rtc_op *op_out);
+
+/**
+ * Starts rtc_ticket_free's release: gives up the ticket, releasing its
+ * lock and waking the waiters. Consumes `ticket`. Its completion:
+ * RTC_RESULT_OK (a failed release is logged; the lock expires after its
+ * timeout).
+ *
+ * Errors: RTC_RESULT_NULL_PARAMETER, RTC_RESULT_INVALID_ARGUMENT (a ticket
+ * of the blocking API), RTC_RESULT_FULL; on an error the ticket is released.
+ */
+rtc_result rtc_async_release(const struct rtc_async *ctx,
+                             struct rtc_ticket *ticket,
+                             void *userdata,
+                             rtc_op *op_out);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -13,6 +13,8 @@ missing=()
 command -v redis-server >/dev/null && command -v redis-cli >/dev/null || missing+=(redis-server redis-tools)
 # abidw/abidiff: the ABI check of librtc (ffi/tests/abi.rs).
 command -v abidiff >/dev/null && command -v abidw >/dev/null || missing+=(abigail-tools)
+# libuv: the C++ program that drives the non-blocking API from a libuv loop.
+[ -f /usr/include/uv.h ] || missing+=(libuv1-dev)
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing Debian's ${missing[*]}"
   as_root apt-get update -qq

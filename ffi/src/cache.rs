@@ -42,8 +42,8 @@ pub(crate) fn lifetime(value: i64) -> Result<Lifetime, Failure> {
 /// can build any number of caches; free it with rtc_cache_builder_free.
 #[allow(non_camel_case_types)]
 pub struct rtc_cache_builder {
-    config: Config,
-    hook: Option<(HookFn, usize)>,
+    pub(crate) config: Config,
+    pub(crate) hook: Option<(HookFn, usize)>,
 }
 
 /// A cache: a connection pool to one Redis (or an in-process store) and one

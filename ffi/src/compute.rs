@@ -26,7 +26,7 @@ use crate::hook::CallUserdata;
 /// read it).
 #[allow(non_camel_case_types)]
 pub struct rtc_compute_options {
-    options: ComputeOptions,
+    pub(crate) options: ComputeOptions,
 }
 
 /// Where a compute callback writes the value it produces, with
@@ -45,12 +45,36 @@ pub struct rtc_output {
 ///
 /// Owned by the caller: pass it to rtc_cache_set_and_unlock (which consumes
 /// it), or free it with rtc_ticket_free to give up, which releases the lock
-/// and wakes the waiters. A ticket may be used or freed on any thread.
+/// and wakes the waiters. A ticket may be used or freed on any thread. A
+/// ticket from the non-blocking API (rtc_async_get_or_lock) goes to
+/// rtc_async_set_and_unlock or rtc_async_release instead; rtc_ticket_free
+/// then releases it without blocking.
 #[allow(non_camel_case_types)]
 pub struct rtc_ticket {
-    ticket: Ticket,
-    /// The cache that made the ticket, which releases it in rtc_ticket_free.
-    cache: Cache,
+    pub(crate) ticket: Ticket,
+    /// What made the ticket, which releases it in rtc_ticket_free.
+    pub(crate) owner: TicketOwner,
+}
+
+/// The cache a ticket came from.
+pub(crate) enum TicketOwner {
+    /// A blocking cache (rtc_cache_get_or_lock).
+    Blocking(Cache),
+    /// A non-blocking context's cache and the runtime that runs it.
+    NonBlocking(crate::runtime::Owner),
+}
+
+impl TicketOwner {
+    /// Releases `ticket`: one round trip on a blocking cache; started on
+    /// the context's threads, without waiting, on a non-blocking one.
+    pub(crate) fn release(self, ticket: Ticket) {
+        match self {
+            TicketOwner::Blocking(cache) => {
+                let _ = cache.release(ticket);
+            }
+            TicketOwner::NonBlocking(owner) => owner.release_in_background(ticket),
+        }
+    }
 }
 
 /// A compute callback: called with the userdata given to
@@ -387,7 +411,7 @@ pub extern "C" fn rtc_cache_get_or_lock(
             // A failed lookup's ticket too: it leads this process's flight,
             // and its end reports the error.
             GetOrLock::Locked(ticket) | GetOrLock::Miss(ticket) => {
-                ticket_out.put(into_handle(rtc_ticket { ticket, cache: cache.clone() }));
+                ticket_out.put(into_handle(rtc_ticket { ticket, owner: TicketOwner::Blocking(cache.clone()) }));
                 RTC_RESULT_MISS
             }
         })
@@ -419,7 +443,14 @@ pub extern "C" fn rtc_cache_set_and_unlock(
             return Err(Failure::null("ticket"));
         }
         // SAFETY: non-NULL, and the caller passes a ticket from rtc, once.
-        let rtc_ticket { mut ticket, cache: owner } = *unsafe { Box::from_raw(ticket) };
+        let rtc_ticket { mut ticket, owner } = *unsafe { Box::from_raw(ticket) };
+        if let TicketOwner::NonBlocking(_) = owner {
+            owner.release(ticket);
+            return Err(Failure::new(
+                RTC_RESULT_INVALID_ARGUMENT,
+                "a ticket of the non-blocking API: pass it to rtc_async_set_and_unlock (it was released)",
+            ));
+        }
         let checked = (|| {
             let cache = cache_ref(cache)?;
             // SAFETY: the caller passes a buffer valid for its length.
@@ -429,7 +460,7 @@ pub extern "C" fn rtc_cache_set_and_unlock(
         let (cache, value, lifetime) = match checked {
             Ok(checked) => checked,
             Err(failure) => {
-                let _ = owner.release(ticket);
+                owner.release(ticket);
                 return Err(failure);
             }
         };
@@ -468,8 +499,8 @@ pub extern "C" fn rtc_ticket_free(ticket: *mut rtc_ticket) {
     guard_or((), || {
         if !ticket.is_null() {
             // SAFETY: non-NULL, and the caller passes a ticket from rtc, once.
-            let rtc_ticket { ticket, cache } = *unsafe { Box::from_raw(ticket) };
-            let _ = cache.release(ticket);
+            let rtc_ticket { ticket, owner } = *unsafe { Box::from_raw(ticket) };
+            owner.release(ticket);
         }
     })
 }

@@ -52,6 +52,12 @@ pub const RTC_RESULT_PANIC: rtc_result = 11;
 /// The backend broke its reply contract (a missing reply, or one of the
 /// wrong kind): a bug in a custom backend or host, not Redis being down.
 pub const RTC_RESULT_PROTOCOL: rtc_result = 12;
+/// The non-blocking API refused to start an operation: as many as
+/// rtc_async_new allowed are in flight. Take completions, then retry.
+pub const RTC_RESULT_FULL: rtc_result = 13;
+/// The completion of a non-blocking operation cancelled by
+/// rtc_async_cancel or rtc_async_cancel_all (or by rtc_async_free).
+pub const RTC_RESULT_CANCELLED: rtc_result = 14;
 
 /// Returns the code of a core error kind.
 pub(crate) fn code_of(kind: ErrorKind) -> rtc_result {
@@ -82,6 +88,8 @@ fn code_name(code: rtc_result) -> &'static str {
         RTC_RESULT_COMPUTE_FAILED => "RTC_RESULT_COMPUTE_FAILED\0",
         RTC_RESULT_PANIC => "RTC_RESULT_PANIC\0",
         RTC_RESULT_PROTOCOL => "RTC_RESULT_PROTOCOL\0",
+        RTC_RESULT_FULL => "RTC_RESULT_FULL\0",
+        RTC_RESULT_CANCELLED => "RTC_RESULT_CANCELLED\0",
         _ => "RTC_RESULT_UNKNOWN\0",
     }
 }
@@ -163,6 +171,8 @@ mod tests {
             (RTC_RESULT_COMPUTE_FAILED, "COMPUTE_FAILED"),
             (RTC_RESULT_PANIC, "PANIC"),
             (RTC_RESULT_PROTOCOL, "PROTOCOL"),
+            (RTC_RESULT_FULL, "FULL"),
+            (RTC_RESULT_CANCELLED, "CANCELLED"),
         ];
         for (i, (code, name)) in all.iter().enumerate() {
             assert_eq!(*code as usize, i, "codes are dense and never renumbered");

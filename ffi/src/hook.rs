@@ -58,10 +58,19 @@ fn c_string(s: &str) -> CString {
 /// # Safety
 /// `f` is a valid hook, and `userdata` whatever its owner promised.
 pub(crate) unsafe fn call_hook(f: HookFn, userdata: *mut c_void, event: &HookEvent<'_>) {
+    let c_info = info_of(event.key.as_bytes(), event.tags.iter().map(|t| t.as_bytes()).collect(), event);
+    // SAFETY: the hook's owner promised a valid function; `c_info` and all it
+    // points to live until it returns.
+    unsafe { f(userdata, &c_info) }
+}
+
+/// The C view of `event`, its key, tags and arguments borrowed from `key`,
+/// `tags` and the event's info.
+fn info_of(key: &[u8], tags: Vec<&[u8]>, event: &HookEvent<'_>) -> rtc_cache_info {
     let info = event.info;
-    let c_info = rtc_cache_info {
-        key: rtc_bytes::of(event.key.as_bytes()),
-        tags: event.tags.iter().map(|t| rtc_bytes::of(t.as_bytes())).collect(),
+    rtc_cache_info {
+        key: rtc_bytes::of(key),
+        tags: tags.into_iter().map(rtc_bytes::of).collect(),
         function_module: c_string(&info.function.module),
         function_type: c_string(&info.function.type_name),
         function_name: c_string(&info.function.function),
@@ -78,10 +87,44 @@ pub(crate) unsafe fn call_hook(f: HookFn, userdata: *mut c_void, event: &HookEve
         error: info.error.as_ref().map_or(RTC_RESULT_OK, |e| code_of(e.kind())),
         error_message: info.error.as_ref().map(|e| c_string(&e.to_string())),
         call_userdata: event.userdata.and_then(|u| u.downcast_ref::<CallUserdata>()).map_or(0, |u| u.0),
-    };
-    // SAFETY: the hook's owner promised a valid function; `c_info` and all it
-    // points to live until it returns.
-    unsafe { f(userdata, &c_info) }
+    }
+}
+
+/// A hook call kept for later: the non-blocking API runs hooks on the
+/// program's thread (in rtc_async_take), not on the library thread where
+/// the operation reports.
+pub(crate) struct DeferredHook {
+    /// Points into the buffers below (a `Vec`'s heap buffer does not move
+    /// when the `Vec` does).
+    info: rtc_cache_info,
+    _key: Vec<u8>,
+    _tags: Vec<Vec<u8>>,
+    _arguments: Vec<u8>,
+}
+
+// SAFETY: `info`'s pointers point into the buffers this value owns, which
+// nothing else can reach, so the whole moves between threads as one.
+unsafe impl Send for DeferredHook {}
+
+impl DeferredHook {
+    /// Copies what `event` says.
+    pub(crate) fn capture(event: &HookEvent<'_>) -> Self {
+        let key = event.key.as_bytes().to_vec();
+        let tags: Vec<Vec<u8>> = event.tags.iter().map(|t| t.as_bytes().to_vec()).collect();
+        let arguments = event.info.arguments.to_vec();
+        let mut info = info_of(&key, tags.iter().map(Vec::as_slice).collect(), event);
+        info.arguments = rtc_bytes::of(&arguments);
+        DeferredHook { info, _key: key, _tags: tags, _arguments: arguments }
+    }
+
+    /// Calls the hook with it.
+    ///
+    /// # Safety
+    /// `f` is a valid hook, and `userdata` whatever its owner promised.
+    pub(crate) unsafe fn call(&self, f: HookFn, userdata: *mut c_void) {
+        // SAFETY: as promised by the caller; `self.info` lives until it returns.
+        unsafe { f(userdata, &self.info) }
+    }
 }
 
 /// Reads one field of a hook's info; NULL gives `default`.

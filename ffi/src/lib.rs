@@ -19,6 +19,8 @@ mod cache;
 mod compute;
 mod error;
 mod hook;
+mod nonblocking;
+mod runtime;
 
 use std::ffi::c_char;
 
@@ -27,6 +29,7 @@ pub use cache::*;
 pub use compute::*;
 pub use error::{rtc_last_error_message, rtc_result, rtc_result_name};
 pub use hook::*;
+pub use nonblocking::*;
 
 /// Returns the version of the library, e.g. "0.1.0": compare it with the
 /// header's RTC_VERSION to detect a header/library mismatch. The string is static:

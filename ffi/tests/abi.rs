@@ -101,7 +101,8 @@ fn the_exported_abi_is_compatible_with_the_baseline() {
 }
 
 /// The handles C sees only through pointers (`typedef struct X X;` in rtc.h).
-const OPAQUE: [&str; 7] = [
+const OPAQUE: [&str; 8] = [
+    "rtc_async",
     "rtc_cache",
     "rtc_cache_builder",
     "rtc_compute_options",

@@ -126,13 +126,24 @@ pub fn compile(source: &str, link: Link) -> PathBuf {
 /// Compiles the C or C++ file at `path` as [`compile`] does (with
 /// `tests/c` on the include path); the program is named after its stem.
 pub fn compile_file(path: &Path, link: Link) -> PathBuf {
+    compile_file_with(path, link, &[])
+}
+
+/// Compiles `source` (in `tests/c`) as [`compile`] does, linked also with
+/// `libs` (`-luv`, say).
+pub fn compile_with(source: &str, link: Link, libs: &[&str]) -> PathBuf {
+    compile_file_with(&root().join("tests/c").join(source), link, libs)
+}
+
+fn compile_file_with(path: &Path, link: Link, libs: &[&str]) -> PathBuf {
     let cxx = path.extension().is_some_and(|e| e == "cpp");
     let stem = path.file_stem().and_then(|s| s.to_str()).expect("a UTF-8 file name");
     let program = out_dir().join(format!("{stem}-{link:?}").to_lowercase());
     let mut cmd = Command::new(if cxx { "g++" } else { "cc" });
     cmd.arg(if cxx { "-std=c++17" } else { "-std=c11" })
         .args(["-Wall", "-Wextra", "-Werror", "-pedantic", "-g", "-O1"])
-        .args(["-fsanitize=address", "-fno-omit-frame-pointer"])
+        // AddressSanitizer and UndefinedBehaviorSanitizer, the latter fatal.
+        .args(["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-fno-omit-frame-pointer"])
         .arg("-I")
         .arg(root().join("include"))
         .arg("-I")
@@ -148,7 +159,7 @@ pub fn compile_file(path: &Path, link: Link) -> PathBuf {
             cmd.arg(lib_dir().join("librtc.a")).args(["-lpthread", "-ldl", "-lm"]);
         }
     }
-    cmd.arg("-lpthread");
+    cmd.args(libs).arg("-lpthread");
     run_checked(&mut cmd, &format!("compiling {} ({link:?})", path.display()));
     program
 }

@@ -96,6 +96,42 @@ fn many_threads_share_one_cache_and_the_lock_computes_once() {
     }
 }
 
+/// The non-blocking API in an epoll loop (tests/c/event_loop.c): 64 gets in
+/// flight, a get-or-compute under the lock computed once, the in-flight
+/// bound, cancellation, a Redis that is down, freeing with an operation in
+/// flight, and the hook on the loop's thread.
+#[test]
+fn the_non_blocking_api_runs_in_an_epoll_loop() {
+    for link in BOTH {
+        let program = compile("event_loop.c", link);
+        let redis = RedisServer::start();
+        let ns = unique_namespace("c-event-loop");
+        let dead_port = rtc_tests::server::free_port(); // nothing listens there
+        let out = run(&program, &[&redis.url(), &ns, &dead_port.to_string()]);
+        assert!(out.contains("gets: 64 hits, 1 miss"), "{out}");
+        assert!(out.contains("lock: 16 callers, 1 ticket(s), 15 hits"), "{out}");
+        assert!(out.contains("bound: full at 3, cancelled 1, 2 hits after the store"), "{out}");
+        assert!(out.contains("redis down: 3 operations failed with BACKEND_UNAVAILABLE"), "{out}");
+        assert!(out.contains(" 0 off the loop's thread"), "{out}");
+        assert!(out.contains("event-loop: ") && out.contains(" 0 failed"), "{out}");
+    }
+}
+
+/// The non-blocking API driven by libuv from C++ (tests/c/libuv_loop.cpp,
+/// Debian's libuv1-dev): 100 gets in flight, a get-or-compute under the
+/// lock computed once.
+#[test]
+fn the_non_blocking_api_runs_in_a_libuv_loop_from_cpp() {
+    for link in BOTH {
+        let program = rtc_tests::cprog::compile_with("libuv_loop.cpp", link, &["-luv"]);
+        let redis = RedisServer::start();
+        let ns = unique_namespace("cpp-libuv");
+        let out = run(&program, &[&redis.url(), &ns]);
+        assert!(out.contains("libuv: 101 gets (100 hits, 1 miss), lock: 20 callers, 1 ticket(s), 19 hits"), "{out}");
+        assert!(out.contains(" 0 failed"), "{out}");
+    }
+}
+
 #[test]
 fn bad_input_and_failures_are_result_codes() {
     for link in BOTH {
