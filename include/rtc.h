@@ -128,6 +128,8 @@
  * that runs the event loop. Nothing of the program runs on the library's
  * threads: the hook (rtc_cache_builder_set_hook) runs inside
  * rtc_async_take, on its caller's thread, before it returns completions.
+ * A cancelled operation never calls the hook (its userdata may be gone),
+ * nor does a ticket released by rtc_ticket_free.
  */
 typedef struct rtc_async rtc_async;
 

@@ -103,6 +103,8 @@ pub struct rtc_completion {
 /// that runs the event loop. Nothing of the program runs on the library's
 /// threads: the hook (rtc_cache_builder_set_hook) runs inside
 /// rtc_async_take, on its caller's thread, before it returns completions.
+/// A cancelled operation never calls the hook (its userdata may be gone),
+/// nor does a ticket released by rtc_ticket_free.
 #[allow(non_camel_case_types)]
 pub struct rtc_async {
     shared: Arc<Shared>,
@@ -121,8 +123,12 @@ struct Shared {
     wake_read: UnixStream,
     max_in_flight: usize,
     next_op: AtomicU64,
-    /// Hook calls the operations made, run by the next rtc_async_take.
-    hooks: Mutex<Vec<DeferredHook>>,
+}
+
+tokio::task_local! {
+    /// The operation a task runs, so that the hook calls it makes are kept
+    /// for it (and dropped with it when it is cancelled).
+    static OP: rtc_op;
 }
 
 #[derive(Default)]
@@ -131,6 +137,8 @@ struct State {
     ready: VecDeque<Done>,
     /// Whether a byte is in the socket pair for the completions in `ready`.
     signaled: bool,
+    /// Hook calls of operations in flight, run by the next rtc_async_take.
+    hooks: Vec<(rtc_op, DeferredHook)>,
 }
 
 struct InFlight {
@@ -204,9 +212,21 @@ impl Shared {
         }
     }
 
-    /// Cancels `op`: its completion (RTC_RESULT_CANCELLED) is queued now.
+    /// Keeps a hook call of operation `op` for the next rtc_async_take,
+    /// unless `op` is no longer in flight (cancelled: the program may have
+    /// freed what the call's userdata points to).
+    fn defer(&self, op: rtc_op, hook: DeferredHook) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if state.in_flight.contains_key(&op) {
+            state.hooks.push((op, hook));
+        }
+    }
+
+    /// Cancels `op`: its completion (RTC_RESULT_CANCELLED) is queued now,
+    /// and its hook calls not yet run are dropped.
     fn cancel(&self, state: &mut State, op: rtc_op) -> bool {
         let Some(flight) = state.in_flight.remove(&op) else { return false };
+        state.hooks.retain(|(of, _)| *of != op);
         if let Some(abort) = &flight.abort {
             abort.abort();
         }
@@ -277,7 +297,7 @@ impl rtc_async {
         let shared = Arc::clone(&self.shared);
         let owner = self.owner.clone();
         let task = self.owner.runtime.spawn(async move {
-            let finished = CatchPanic(work).await;
+            let finished = OP.scope(op, CatchPanic(work)).await;
             // Cancelled meanwhile: nobody takes it, so a ticket is released.
             if let Some(Finished { ticket: Some(ticket), .. }) = shared.finish(op, finished) {
                 let _ = owner.cache.release(ticket).await;
@@ -346,7 +366,6 @@ pub extern "C" fn rtc_async_new(
             wake_read,
             max_in_flight: if max_in_flight == 0 { DEFAULT_MAX_IN_FLIGHT } else { max_in_flight },
             next_op: AtomicU64::new(1),
-            hooks: Mutex::new(Vec::new()),
         });
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads as usize)
@@ -359,8 +378,10 @@ pub extern "C" fn rtc_async_new(
         if b.hook.is_some() {
             let hooks = Arc::downgrade(&shared);
             cache = cache.hook(move |event| {
-                if let Some(shared) = hooks.upgrade() {
-                    shared.hooks.lock().unwrap_or_else(PoisonError::into_inner).push(DeferredHook::capture(event));
+                // Outside an operation (a ticket released in the background),
+                // nothing reports: no completion would carry it.
+                if let (Some(shared), Ok(op)) = (hooks.upgrade(), OP.try_with(|op| *op)) {
+                    shared.defer(op, DeferredHook::capture(event));
                 }
             });
         }
@@ -403,8 +424,8 @@ pub extern "C" fn rtc_async_take(
     guard_or(0, || {
         let Ok(ctx) = context(ctx) else { return 0 };
         if let Some((f, userdata)) = ctx.hook {
-            let hooks = std::mem::take(&mut *ctx.shared.hooks.lock().unwrap_or_else(PoisonError::into_inner));
-            for hook in &hooks {
+            let hooks = std::mem::take(&mut ctx.shared.state.lock().unwrap_or_else(PoisonError::into_inner).hooks);
+            for (_, hook) in &hooks {
                 // SAFETY: the builder's hook and userdata, as its owner promised.
                 unsafe { hook.call(f, userdata as *mut c_void) };
             }

@@ -31,6 +31,11 @@ _NEAR_TRACKING = {"per-reader": lib.RTC_NEAR_TRACKING_PER_READER, "broadcast": l
 _inherited: list = []
 
 
+def _fork_generation_now() -> int:
+    """How many forks this process descends from (0 in the first process)."""
+    return _fork_generation
+
+
 def _after_fork_in_child() -> None:
     global _fork_generation
     _fork_generation += 1
@@ -58,22 +63,10 @@ def _check(what: str, code: int) -> None:
 
 
 @dataclass
-class RedisTaggedCache:
-    """A Redis-based caching system with tag-based invalidation support.
-
-    The API of ``redis-tagged-cache`` 0.12.1, served by librtc: entries,
-    invalidations and stampede locks are shared with the reference on one
-    Redis. Thread-safe: share one instance between threads.
-
-    Example:
-        ```python
-        cache = RedisTaggedCache(host="localhost", port=6379)
-        cache.set("key", "value", tags=["tag1", "tag2"])
-        assert cache.get("key", tags=["tag1", "tag2"]) == "value"
-        cache.invalidate("tag1")  # invalidates all entries with tag1
-        cache.get("key", tags=["tag1", "tag2"])  # raises CacheMiss
-        ```
-    """
+class _Settings:
+    """The fields of ``RedisTaggedCache`` (the reference's, then rtc's own),
+    their checks, and the librtc builder made from them: shared by the sync
+    class and ``rtc.asyncio.RedisTaggedCache``."""
 
     namespace: str = "default"
     """Namespace prefix for all cache entries to avoid key collisions."""
@@ -190,21 +183,9 @@ class RedisTaggedCache:
         if self.cache_hook is not None and not callable(self.cache_hook):
             raise TypeError(f"rtc: cache_hook must be callable or None, not {self.cache_hook!r}")
 
-    @property
-    def _cache(self) -> Any:
-        """The librtc cache, built at first use from the fields (as the reference's service)."""
-        cache = self._native_cache
-        if cache is not None and self._native_generation == _fork_generation:
-            return cache
-        with self._internal_lock:
-            if self._native_cache is None or self._native_generation != _fork_generation:
-                if self._native_cache is not None:
-                    _inherited.append(self._native_cache)  # the parent's: never freed here
-                self._native_cache = self._make_cache()
-                self._native_generation = _fork_generation
-            return self._native_cache
-
-    def _make_cache(self) -> Any:
+    def _configured_builder(self) -> Any:
+        """A librtc builder holding every field (the caller frees it): what
+        the sync class and ``rtc.asyncio``'s both build from."""
         self._check_config()
         builder = lib.rtc_cache_builder_new()
         if builder == ffi.NULL:
@@ -250,6 +231,47 @@ class RedisTaggedCache:
             # _native.c_hook), which the decorator hands to cache_hook (which
             # may be set later, so the hook is never left out).
             _check("cache_hook", lib.rtc_cache_builder_set_hook(builder, n.c_hook, ffi.NULL))
+            return builder
+        except BaseException:
+            lib.rtc_cache_builder_free(builder)
+            raise
+
+
+@dataclass
+class RedisTaggedCache(_Settings):
+    """A Redis-based caching system with tag-based invalidation support.
+
+    The API of ``redis-tagged-cache`` 0.12.1, served by librtc: entries,
+    invalidations and stampede locks are shared with the reference on one
+    Redis. Thread-safe: share one instance between threads.
+
+    Example:
+        ```python
+        cache = RedisTaggedCache(host="localhost", port=6379)
+        cache.set("key", "value", tags=["tag1", "tag2"])
+        assert cache.get("key", tags=["tag1", "tag2"]) == "value"
+        cache.invalidate("tag1")  # invalidates all entries with tag1
+        cache.get("key", tags=["tag1", "tag2"])  # raises CacheMiss
+        ```
+    """
+
+    @property
+    def _cache(self) -> Any:
+        """The librtc cache, built at first use from the fields (as the reference's service)."""
+        cache = self._native_cache
+        if cache is not None and self._native_generation == _fork_generation:
+            return cache
+        with self._internal_lock:
+            if self._native_cache is None or self._native_generation != _fork_generation:
+                if self._native_cache is not None:
+                    _inherited.append(self._native_cache)  # the parent's: never freed here
+                self._native_cache = self._make_cache()
+                self._native_generation = _fork_generation
+            return self._native_cache
+
+    def _make_cache(self) -> Any:
+        builder = self._configured_builder()
+        try:
             out = ffi.new("rtc_cache **")
             _check(f"cannot build a cache for {self.host}:{self.port}", lib.rtc_cache_new(builder, out))
             return ffi.gc(out[0], lib.rtc_cache_free)
