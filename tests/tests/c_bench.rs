@@ -13,7 +13,21 @@ use rtc_tests::{RedisServer, unique_namespace};
 use serde_json::Value;
 
 /// The workloads the program must report, in order.
-const WORKLOADS: [&str; 5] = ["c set", "c get hit", "c get miss", "c get-or-compute hit", "c invalidate"];
+const WORKLOADS: [&str; 7] = [
+    "c set",
+    "c get hit",
+    "c get miss",
+    "c get-or-compute hit",
+    "c invalidate",
+    "c get hit, non-blocking, 1 in flight",
+    "c get hit, non-blocking, 64 in flight",
+];
+
+/// Operations one call of a workload makes: the non-blocking ones make 256
+/// gets per call (bench.c's NB_PER_CALL).
+fn per_call(workload: &str) -> usize {
+    if workload.contains("non-blocking") { 256 } else { 1 }
+}
 
 /// The repository's root (from this test's own manifest dir: the sources it was built from).
 fn root() -> PathBuf {
@@ -111,7 +125,8 @@ fn the_c_benchmark_reports_every_workload_as_json() {
         let ops = 15 * threads;
         for row in results {
             assert_eq!(row["threads"], threads, "{row}");
-            assert_eq!(row["ops"], ops, "{row}");
+            let per_call = per_call(row["workload"].as_str().unwrap_or_default());
+            assert_eq!(row["ops"], ops * per_call, "{row}");
             let number = |field: &str| row[field].as_f64().unwrap_or_else(|| panic!("{field} is not a number: {row}"));
             assert!(number("ops_per_s") > 0.0, "{row}");
             assert!(number("p50_us") > 0.0 && number("p50_us") <= number("p99_us"), "{row}");
@@ -167,7 +182,10 @@ fn the_stepped_mode_runs_one_round_per_line() {
     let report: Value = serde_json::from_str(rest.trim()).unwrap_or_else(|e| panic!("not JSON ({e}):\n{rest}"));
     let results = report["results"].as_array().unwrap_or_else(|| panic!("no results: {report}"));
     assert_eq!(results.len(), WORKLOADS.len(), "{report}");
-    assert!(results.iter().all(|r| r["ops"] == 12), "2 rounds of 3 ops on 2 threads: {report}");
+    assert!(
+        results.iter().all(|r| r["ops"] == 12 * per_call(r["workload"].as_str().unwrap_or_default())),
+        "2 rounds of 3 ops on 2 threads: {report}"
+    );
 
     // A driver that goes away mid-run stops the program with an error, not a report.
     let out = Command::new(&program)

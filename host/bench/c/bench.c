@@ -44,6 +44,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <netdb.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -70,6 +71,9 @@ static const char GOC_KEY[] = "bench:goc";
 
 typedef struct {
   rtc_cache *cache;
+  /* One non-blocking context per thread (and one for the round-trip
+   * count): completions must come back to the thread that started them. */
+  rtc_async **nb;
   rtc_bytes tags[TAG_COUNT];
   rtc_bytes invalidated;
   rtc_compute_options *goc;
@@ -162,17 +166,74 @@ static void op_invalidate(const bench_ctx *ctx, size_t thread, size_t i, failure
   if (rc != RTC_RESULT_OK) fail(f, "rtc_cache_invalidate", rc);
 }
 
+/* Gets of the non-blocking workloads per call of their op. */
+#define NB_PER_CALL 256
+
+/* NB_PER_CALL get hits through the non-blocking API, `window` in flight at
+ * once, waiting for completions in poll() on the context's descriptor as an
+ * event loop would. */
+static void nb_gets(const bench_ctx *ctx, size_t thread, size_t window, failures *f) {
+  rtc_async *a = ctx->nb[thread];
+  size_t started = 0, done = 0, in_flight = 0;
+  rtc_completion c[64];
+  rtc_op op;
+  while (done < NB_PER_CALL) {
+    while (in_flight < window && started < NB_PER_CALL) {
+      rtc_result rc = rtc_async_get(a, (const uint8_t *)HIT_KEY, sizeof HIT_KEY - 1, ctx->tags, TAG_COUNT, NULL, &op);
+      if (rc != RTC_RESULT_OK) {
+        fail(f, "rtc_async_get", rc);
+        return;
+      }
+      started++;
+      in_flight++;
+    }
+    size_t n = rtc_async_take(a, c, 64, sizeof c[0]);
+    if (n == 0) {
+      struct pollfd p = {.fd = rtc_async_fd(a), .events = POLLIN};
+      if (poll(&p, 1, 10000) != 1) {
+        fail(f, "poll on rtc_async_fd (10 s with no completion)", RTC_RESULT_OK);
+        return;
+      }
+      continue;
+    }
+    for (size_t i = 0; i < n; i++) {
+      if (c[i].result != RTC_RESULT_OK) {
+        fail(f, "rtc_async_get (hit)", c[i].result);
+      } else if (rtc_value_len(c[i].value) != VALUE_SIZE) {
+        wrong_value(f, "rtc_async_get (hit)", rtc_value_len(c[i].value));
+      }
+      rtc_value_free(c[i].value);
+      done++;
+      in_flight--;
+    }
+  }
+}
+
+static void op_nb_get_1(const bench_ctx *ctx, size_t thread, size_t i, failures *f) {
+  (void)i;
+  nb_gets(ctx, thread, 1, f);
+}
+
+static void op_nb_get_64(const bench_ctx *ctx, size_t thread, size_t i, failures *f) {
+  (void)i;
+  nb_gets(ctx, thread, 64, f);
+}
+
 typedef struct {
   const char *name;
   op_fn op;
+  /* Operations one call of `op` makes (ops/s counts them; latencies are per call). */
+  size_t per_call;
 } workload;
 
 static const workload WORKLOADS[] = {
-    {"c set", op_set},
-    {"c get hit", op_get_hit},
-    {"c get miss", op_get_miss},
-    {"c get-or-compute hit", op_get_or_compute},
-    {"c invalidate", op_invalidate},
+    {"c set", op_set, 1},
+    {"c get hit", op_get_hit, 1},
+    {"c get miss", op_get_miss, 1},
+    {"c get-or-compute hit", op_get_or_compute, 1},
+    {"c invalidate", op_invalidate, 1},
+    {"c get hit, non-blocking, 1 in flight", op_nb_get_1, NB_PER_CALL},
+    {"c get hit, non-blocking, 64 in flight", op_nb_get_64, NB_PER_CALL},
 };
 #define WORKLOAD_COUNT (sizeof WORKLOADS / sizeof WORKLOADS[0])
 
@@ -211,6 +272,7 @@ static void *run_worker(void *arg) {
 typedef struct {
   uint64_t *latencies_ns;
   size_t ops;
+  size_t calls; /* calls of the op: latencies_ns has one slot each */
   uint64_t wall_ns;
   size_t failed;
   char first_error[256];
@@ -245,8 +307,9 @@ typedef struct {
  * running `block` operations numbered from `first`, each timed into
  * `latencies_ns` (threads * block slots). Adds the wall time, thread start-up
  * included as in bench.rs, and the ops to `s`. */
-static void run_block(crew *c, const bench_ctx *ctx, op_fn op, size_t first, size_t block, uint64_t *latencies_ns,
-                      sample *s) {
+static void run_block(crew *c, const bench_ctx *ctx, const workload *w, size_t first, size_t block,
+                      uint64_t *latencies_ns, sample *s) {
+  op_fn op = w->op;
   pthread_barrier_t barrier;
   if (pthread_barrier_init(&barrier, NULL, (unsigned)c->threads) != 0) {
     fprintf(stderr, "bench: pthread_barrier_init failed\n");
@@ -272,7 +335,8 @@ static void run_block(crew *c, const bench_ctx *ctx, op_fn op, size_t first, siz
   }
   for (size_t t = 0; t < c->threads; t++) pthread_join(c->ids[t], NULL);
   s->wall_ns += now_ns() - started;
-  s->ops += c->threads * block;
+  s->ops += c->threads * block * w->per_call;
+  s->calls += c->threads * block;
   pthread_barrier_destroy(&barrier);
   for (size_t t = 0; t < c->threads; t++) tally(s, &c->workers[t].failed);
 }
@@ -294,7 +358,7 @@ static void warm_up(crew *c, const bench_ctx *ctx, sample *samples) {
       sample discard;
       memset(&discard, 0, sizeof discard);
       /* Numbered past every measured op: the set workload writes fresh keys. */
-      run_block(c, ctx, WORKLOADS[w].op, SIZE_MAX / 2 + b * OPS, OPS, scratch, &discard);
+      run_block(c, ctx, &WORKLOADS[w], SIZE_MAX / 2 + b * OPS, OPS, scratch, &discard);
       if (discard.failed > 0 && samples[w].failed == 0) {
         snprintf(samples[w].first_error, sizeof samples[w].first_error, "%.200s (warm-up)", discard.first_error);
       }
@@ -322,7 +386,7 @@ static void measure(crew *c, const bench_ctx *ctx, size_t rounds, size_t block, 
     if (stepped) await_round(round);
     for (size_t w = 0; w < WORKLOAD_COUNT; w++) {
       sample *s = &samples[w];
-      run_block(c, ctx, WORKLOADS[w].op, round * block, block, s->latencies_ns + s->ops, s);
+      run_block(c, ctx, &WORKLOADS[w], round * block, block, s->latencies_ns + s->calls, s);
     }
     if (stepped) {
       printf("round %zu\n", round);
@@ -432,7 +496,7 @@ static bool count_round_trips(const bench_ctx *ctx, const char *url, size_t n, s
       fprintf(stderr, "bench: INFO stats failed; round trips not counted\n");
       ok = false;
     }
-    out[w] = (double)(after - before - 1) / (double)n; /* minus the second INFO itself */
+    out[w] = (double)(after - before - 1) / (double)(n * WORKLOADS[w].per_call); /* minus the second INFO itself */
     tally(&samples[w], &f);
   }
   close(fd);
@@ -522,6 +586,12 @@ int main(int argc, char **argv) {
   setup(rtc_cache_builder_set_url(builder, url), "rtc_cache_builder_set_url");
   setup(rtc_cache_builder_set_namespace(builder, namespace), "rtc_cache_builder_set_namespace");
   setup(rtc_cache_new(builder, &ctx.cache), "rtc_cache_new");
+  ctx.nb = calloc(threads + 1, sizeof(rtc_async *));
+  if (ctx.nb == NULL) {
+    fprintf(stderr, "bench: out of memory\n");
+    return 2;
+  }
+  for (size_t t = 0; t <= threads; t++) setup(rtc_async_new(builder, 1, 64, &ctx.nb[t]), "rtc_async_new");
   rtc_cache_builder_free(builder);
 
   /* The entries the hit workloads read, as bench.rs stores them. */
@@ -572,12 +642,12 @@ int main(int argc, char **argv) {
          rtc_version(), threads, ops, block);
   for (size_t w = 0; w < WORKLOAD_COUNT; w++) {
     sample *s = &samples[w];
-    qsort(s->latencies_ns, s->ops, sizeof(uint64_t), cmp_u64);
+    qsort(s->latencies_ns, s->calls, sizeof(uint64_t), cmp_u64);
     double secs = (double)s->wall_ns / 1e9;
     printf("%s{\"workload\":\"%s\",\"threads\":%zu,\"ops\":%zu,\"ops_per_s\":%.0f,\"p50_us\":%.1f,"
            "\"p99_us\":%.1f}",
            w == 0 ? "" : ",", WORKLOADS[w].name, threads, s->ops, (double)s->ops / (secs > 1e-9 ? secs : 1e-9),
-           percentile_us(s->latencies_ns, s->ops, 0.50), percentile_us(s->latencies_ns, s->ops, 0.99));
+           percentile_us(s->latencies_ns, s->calls, 0.50), percentile_us(s->latencies_ns, s->calls, 0.99));
   }
   printf("],\"round_trips\":");
   if (counted) {
@@ -600,6 +670,8 @@ int main(int argc, char **argv) {
 
   for (size_t w = 0; w < WORKLOAD_COUNT; w++) free(samples[w].latencies_ns);
   rtc_compute_options_free(ctx.goc);
+  for (size_t t = 0; t <= threads; t++) rtc_async_free(ctx.nb[t]);
+  free(ctx.nb);
   rtc_cache_free(ctx.cache);
   if (fflush(stdout) != 0) status = 2;
   return status;

@@ -19,7 +19,15 @@ use anyhow::{Context as _, bail, ensure};
 use serde_json::{Value, json};
 
 /// The workloads the C program reports, in its order.
-pub const WORKLOADS: [&str; 5] = ["c set", "c get hit", "c get miss", "c get-or-compute hit", "c invalidate"];
+pub const WORKLOADS: [&str; 7] = [
+    "c set",
+    "c get hit",
+    "c get miss",
+    "c get-or-compute hit",
+    "c invalidate",
+    "c get hit, non-blocking, 1 in flight",
+    "c get hit, non-blocking, 64 in flight",
+];
 
 /// Where the pieces are: the sources in the repository, librtc in the target dir.
 struct Paths {
