@@ -591,7 +591,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "bench: out of memory\n");
     return 2;
   }
-  for (size_t t = 0; t <= threads; t++) setup(rtc_async_new(builder, 1, 64, &ctx.nb[t]), "rtc_async_new");
+  for (size_t t = 0; t <= threads; t++) setup(rtc_async_new(builder, 0, 64, &ctx.nb[t]), "rtc_async_new");
   rtc_cache_builder_free(builder);
 
   /* The entries the hit workloads read, as bench.rs stores them. */
