@@ -56,6 +56,24 @@ def _seconds_to_ms(what: str, value: Any) -> int:
     return max(1, round(value * 1000)) if value else 0
 
 
+def _set_bytes(serializer: Callable[[Any], Any], value: Any) -> Optional[bytes]:
+    """What `set` stores for `value`: the serializer's output as bytes, or
+    None (with the reference's warning logged) when it cannot be stored."""
+    try:
+        data = serializer(value)
+    except Exception:
+        LOGGER.warning("error when serializing provided data => cache bypassed", exc_info=True)
+        return None
+    if data is None:
+        LOGGER.warning("serializer returned None => cache bypassed")
+        return None
+    try:
+        return n.value_bytes(data)
+    except TypeError:
+        LOGGER.warning("error when serializing provided data => cache bypassed", exc_info=True)
+        return None
+
+
 def _check(what: str, code: int) -> None:
     """Raises ValueError for a configuration librtc refused."""
     if code != n.OK:
@@ -309,18 +327,8 @@ class RedisTaggedCache(_Settings):
         key_b = n.buffer(n.text("key", key))
         tags_c, tags_len, _keep = n.tag_array(n.tag_names(tags))
         life = n.lifetime(lifetime)
-        try:
-            data = self.serializer(value)
-        except Exception:
-            LOGGER.warning("error when serializing provided data => cache bypassed", exc_info=True)
-            return False
+        data = _set_bytes(self.serializer, value)
         if data is None:
-            LOGGER.warning("serializer returned None => cache bypassed")
-            return False
-        try:
-            data = n.value_bytes(data)
-        except TypeError:
-            LOGGER.warning("error when serializing provided data => cache bypassed", exc_info=True)
             return False
         code = lib.rtc_cache_set(self._cache, key_b, len(key_b), n.buffer(data), len(data), tags_c, tags_len, life)
         if code == n.OK:

@@ -39,7 +39,7 @@ from typing import Any, Awaitable, Callable, Dict, Iterable, Optional, Tuple, Un
 import wrapt
 
 from rtc import _native as n
-from rtc._cache import _fork_generation_now, _Settings
+from rtc._cache import _fork_generation_now, _set_bytes, _Settings
 from rtc._decorator import _call_hook, _get_full_tag_names, _get_key, _options
 from rtc._native import ffi, lib
 from rtc._types import CacheInfo, CacheMiss
@@ -164,18 +164,8 @@ class RedisTaggedCache(_Settings):
         key_b = n.buffer(n.text("key", key))
         tags_c, tags_len, _keep = n.tag_array(n.tag_names(tags))
         life = n.lifetime(lifetime)
-        try:
-            data = self.serializer(value)
-        except Exception:
-            LOGGER.warning("error when serializing provided data => cache bypassed", exc_info=True)
-            return False
+        data = _set_bytes(self.serializer, value)
         if data is None:
-            LOGGER.warning("serializer returned None => cache bypassed")
-            return False
-        try:
-            data = n.value_bytes(data)
-        except TypeError:
-            LOGGER.warning("error when serializing provided data => cache bypassed", exc_info=True)
             return False
         driver = self._driver()
         buf = n.buffer(data)
