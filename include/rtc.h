@@ -1182,7 +1182,10 @@ int32_t rtc_async_fd(const struct rtc_async *ctx);
  * Takes up to `max` completions into `completions` (an array of `max`
  * structs of `completion_size` bytes each: pass sizeof(rtc_completion));
  * returns how many. Never blocks. First runs the hook for the operations
- * that reported since the last call, on this thread.
+ * that reported since the last call, on this thread: every hook call of an
+ * operation runs before (in the same call as) its completion is returned,
+ * never after, so the program may free a call's userdata once it holds
+ * the completion.
  *
  * Completions come in the order the operations finished. When fewer than
  * `max` are returned, none is left and the descriptor is no longer

@@ -25,4 +25,6 @@ say "pip install ./ffi/python (builds the wheel from this checkout)"
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check ./ffi/python pytest redis
 say "running the pytest suite of ffi/python"
 cd ffi/python
-exec "$VENV/bin/python" -m pytest -q -p no:cacheprovider tests "$@"
+# --capture=sys: the descriptors stay the terminal's, so what the process
+# says as it dies (a fatal error, librtc's own output) reaches the log.
+exec "$VENV/bin/python" -m pytest -q --capture=sys -p no:cacheprovider tests "$@"

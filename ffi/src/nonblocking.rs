@@ -407,7 +407,10 @@ pub extern "C" fn rtc_async_fd(ctx: *const rtc_async) -> i32 {
 /// Takes up to `max` completions into `completions` (an array of `max`
 /// structs of `completion_size` bytes each: pass sizeof(rtc_completion));
 /// returns how many. Never blocks. First runs the hook for the operations
-/// that reported since the last call, on this thread.
+/// that reported since the last call, on this thread: every hook call of an
+/// operation runs before (in the same call as) its completion is returned,
+/// never after, so the program may free a call's userdata once it holds
+/// the completion.
 ///
 /// Completions come in the order the operations finished. When fewer than
 /// `max` are returned, none is left and the descriptor is no longer
@@ -423,27 +426,34 @@ pub extern "C" fn rtc_async_take(
 ) -> usize {
     guard_or(0, || {
         let Ok(ctx) = context(ctx) else { return 0 };
+        let taking = !completions.is_null() && completion_size >= std::mem::size_of::<rtc_completion>();
+        // The hook calls and the completions are taken under one lock: an
+        // operation defers its hook calls before it finishes, so every hook
+        // call of a completion handed out here runs first, in this call.
+        // (Taken one after the other, a completion could overtake its
+        // report, and the program free the report's userdata before the
+        // next call ran it.)
+        let (hooks, batch): (Vec<(rtc_op, DeferredHook)>, Vec<Done>) = {
+            let mut state = ctx.shared.state.lock().unwrap_or_else(PoisonError::into_inner);
+            let hooks = std::mem::take(&mut state.hooks);
+            let n = if taking { max.min(state.ready.len()) } else { 0 };
+            let batch = state.ready.drain(..n).collect();
+            if taking && state.ready.is_empty() && state.signaled {
+                let mut sink = [0u8; 64];
+                while matches!((&ctx.shared.wake_read).read(&mut sink), Ok(n) if n > 0) {}
+                state.signaled = false;
+            }
+            (hooks, batch)
+        };
         if let Some((f, userdata)) = ctx.hook {
-            let hooks = std::mem::take(&mut ctx.shared.state.lock().unwrap_or_else(PoisonError::into_inner).hooks);
             for (_, hook) in &hooks {
                 // SAFETY: the builder's hook and userdata, as its owner promised.
                 unsafe { hook.call(f, userdata as *mut c_void) };
             }
         }
-        if completions.is_null() || completion_size < std::mem::size_of::<rtc_completion>() {
+        if !taking {
             return 0;
         }
-        let batch: Vec<Done> = {
-            let mut state = ctx.shared.state.lock().unwrap_or_else(PoisonError::into_inner);
-            let n = max.min(state.ready.len());
-            let batch = state.ready.drain(..n).collect();
-            if state.ready.is_empty() && state.signaled {
-                let mut sink = [0u8; 64];
-                while matches!((&ctx.shared.wake_read).read(&mut sink), Ok(n) if n > 0) {}
-                state.signaled = false;
-            }
-            batch
-        };
         let mut messages = ctx.messages.lock().unwrap_or_else(PoisonError::into_inner);
         messages.clear();
         for (i, done) in batch.into_iter().enumerate() {

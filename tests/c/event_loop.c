@@ -23,9 +23,11 @@ static int hooks_off_thread = 0;
 /* The hook: rtc_async_take runs it on the loop's thread. */
 static void hook(void *userdata, const rtc_cache_info *info) {
   (void)userdata;
-  (void)info;
   hooks_run++;
   if (!pthread_equal(pthread_self(), loop_thread)) hooks_off_thread++;
+  /* A call's own report (reports_reach_their_call): counted where it points. */
+  int *reported = rtc_cache_info_call_userdata(info);
+  if (reported != NULL) (*reported)++;
 }
 
 /* Waits (epoll) until the context's descriptor is readable, then takes what
@@ -153,6 +155,48 @@ static void compute_once(rtc_async *ctx, int epfd) {
   CHECK(tickets == 1 && hits == LOCKERS - 1 && stored == 1);
   printf("lock: %d callers, %d ticket(s), %d hits\n", LOCKERS, tickets, hits);
   rtc_compute_options_free(options);
+}
+
+/* A call's report (the hook, with its options' call userdata) reaches it
+ * before or with its completion, never after: a program frees what the
+ * userdata points to once the operation is done. Rounds of REPORTED hits in
+ * flight, each call with its own counter, freed as soon as it completes. */
+#define REPORTED 64
+static void reports_reach_their_call(rtc_async *ctx, int epfd) {
+  rtc_compute_options *options[REPORTED];
+  rtc_op op;
+  int late = 0, doubled = 0;
+  for (int i = 0; i < REPORTED; i++) {
+    CHECK_RC(rtc_compute_options_new(B("reported"), &options[i]), RTC_RESULT_OK);
+    REQUIRE(options[i] != NULL);
+  }
+  CHECK_RC(rtc_async_set(ctx, B("reported"), B("value"), NULL, 0, RTC_LIFETIME_DEFAULT, NULL, &op), RTC_RESULT_OK);
+  rtc_completion done[REPORTED];
+  CHECK(wait_and_take(epfd, ctx, done, REPORTED) == 1);
+  CHECK_RC(done[0].result, RTC_RESULT_OK);
+  for (int round = 0; round < 50; round++) {
+    for (int i = 0; i < REPORTED; i++) {
+      int *reported = calloc(1, sizeof *reported);
+      REQUIRE(reported != NULL);
+      CHECK_RC(rtc_compute_options_set_hook_userdata(options[i], reported), RTC_RESULT_OK);
+      CHECK_RC(rtc_async_get_or_lock(ctx, options[i], reported, &op), RTC_RESULT_OK);
+    }
+    for (int pending = REPORTED; pending > 0;) {
+      size_t n = wait_and_take(epfd, ctx, done, 5); /* small batches: completions arrive while reports do */
+      for (size_t i = 0; i < n; i++, pending--) {
+        CHECK_RC(done[i].result, RTC_RESULT_OK);
+        rtc_value_free(done[i].value);
+        int *reported = done[i].userdata;
+        if (*reported == 0) late++;
+        if (*reported > 1) doubled++;
+        free(reported); /* a report arriving later would write freed memory */
+      }
+    }
+  }
+  CHECK(late == 0);
+  CHECK(doubled == 0);
+  printf("reports: %d calls, %d reported after their completion\n", 50 * REPORTED, late);
+  for (int i = 0; i < REPORTED; i++) rtc_compute_options_free(options[i]);
 }
 
 /* The bound, cancellation and a lock left waiting: followers of a held
@@ -299,6 +343,7 @@ int main(int argc, char **argv) {
   int epfd = add_to_loop(ctx);
   many_gets(ctx, epfd);
   compute_once(ctx, epfd);
+  reports_reach_their_call(ctx, epfd);
   rtc_async_free(ctx);
   close(epfd);
   rtc_cache_builder_free(b);
