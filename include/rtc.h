@@ -119,6 +119,12 @@
 #define RTC_OP_RELEASE 8
 
 /**
+ * A completion of rtc_async_fail_and_unlock: RTC_RESULT_OK with `value`
+ * (the fail-safe value), or RTC_RESULT_MISS.
+ */
+#define RTC_OP_FAIL_AND_UNLOCK 9
+
+/**
  * A non-blocking cache: a cache (configured by a builder, as
  * rtc_cache_new makes one), the threads that run its operations, and the
  * queue of their completions.
@@ -338,7 +344,8 @@ typedef struct rtc_completion {
    */
   void *userdata;
   /**
-   * The value of a hit (RTC_OP_GET, RTC_OP_GET_OR_LOCK), else NULL.
+   * The value of a hit (RTC_OP_GET, RTC_OP_GET_OR_LOCK) or the fail-safe
+   * value (RTC_OP_FAIL_AND_UNLOCK), else NULL.
    */
   struct rtc_value *value;
   /**
@@ -1013,6 +1020,22 @@ rtc_result rtc_cache_set_and_unlock(const struct rtc_cache *cache,
                                     int64_t lifetime);
 
 /**
+ * Ends a ticket whose computation failed, as rtc_cache_get_or_compute
+ * ends one when its callback fails: if fail-safe is on
+ * (rtc_cache_builder_set_fail_safe) and has a value for the ticket's
+ * entry, writes it to `*value_out` (free it with rtc_value_free), releases
+ * the lock, reports a stale hit to the hook and returns RTC_RESULT_OK;
+ * otherwise releases the ticket as rtc_ticket_free does and returns
+ * RTC_RESULT_MISS. Consumes `ticket` whatever the result. Thread-safe.
+ *
+ * Errors: RTC_RESULT_NULL_PARAMETER, RTC_RESULT_INVALID_ARGUMENT (a ticket
+ * of the non-blocking API); on an error the ticket is released.
+ */
+rtc_result rtc_cache_fail_and_unlock(const struct rtc_cache *cache,
+                                     struct rtc_ticket *ticket,
+                                     struct rtc_value **value_out);
+
+/**
  * Returns true when the ticket holds the stampede lock (false if NULL).
  */
 bool rtc_ticket_holds_lock(const struct rtc_ticket *ticket);
@@ -1350,6 +1373,21 @@ rtc_result rtc_async_release(const struct rtc_async *ctx,
                              struct rtc_ticket *ticket,
                              void *userdata,
                              rtc_op *op_out);
+
+/**
+ * Starts rtc_cache_fail_and_unlock: ends a ticket whose computation
+ * failed. Consumes `ticket`. Its completion: RTC_RESULT_OK with the
+ * fail-safe value of the ticket's entry (fail-safe on and one kept; the
+ * lock released, a stale hit reported to the hook), or RTC_RESULT_MISS
+ * once the ticket is released (no fail-safe value).
+ *
+ * Errors: RTC_RESULT_NULL_PARAMETER, RTC_RESULT_INVALID_ARGUMENT (a ticket
+ * of the blocking API), RTC_RESULT_FULL; on an error the ticket is released.
+ */
+rtc_result rtc_async_fail_and_unlock(const struct rtc_async *ctx,
+                                     struct rtc_ticket *ticket,
+                                     void *userdata,
+                                     rtc_op *op_out);
 
 #ifdef __cplusplus
 }  // extern "C"

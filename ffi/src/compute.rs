@@ -472,6 +472,58 @@ pub extern "C" fn rtc_cache_set_and_unlock(
     })
 }
 
+/// Ends a ticket whose computation failed, as rtc_cache_get_or_compute
+/// ends one when its callback fails: if fail-safe is on
+/// (rtc_cache_builder_set_fail_safe) and has a value for the ticket's
+/// entry, writes it to `*value_out` (free it with rtc_value_free), releases
+/// the lock, reports a stale hit to the hook and returns RTC_RESULT_OK;
+/// otherwise releases the ticket as rtc_ticket_free does and returns
+/// RTC_RESULT_MISS. Consumes `ticket` whatever the result. Thread-safe.
+///
+/// Errors: RTC_RESULT_NULL_PARAMETER, RTC_RESULT_INVALID_ARGUMENT (a ticket
+/// of the non-blocking API); on an error the ticket is released.
+#[unsafe(no_mangle)]
+pub extern "C" fn rtc_cache_fail_and_unlock(
+    cache: *const rtc_cache,
+    ticket: *mut rtc_ticket,
+    value_out: *mut *mut rtc_value,
+) -> rtc_result {
+    guard(|| {
+        if ticket.is_null() {
+            return Err(Failure::null("ticket"));
+        }
+        // SAFETY: non-NULL, and the caller passes a ticket from rtc, once.
+        let rtc_ticket { ticket, owner } = *unsafe { Box::from_raw(ticket) };
+        if let TicketOwner::NonBlocking(_) = owner {
+            owner.release(ticket);
+            return Err(Failure::new(
+                RTC_RESULT_INVALID_ARGUMENT,
+                "a ticket of the non-blocking API: pass it to rtc_async_fail_and_unlock (it was released)",
+            ));
+        }
+        let checked = (|| {
+            let cache = cache_ref(cache)?;
+            // SAFETY: the caller passes a writable out-pointer.
+            let value_out = unsafe { out(value_out, "value_out") }?;
+            Ok::<_, Failure>((cache, value_out))
+        })();
+        let (cache, value_out) = match checked {
+            Ok(checked) => checked,
+            Err(failure) => {
+                owner.release(ticket);
+                return Err(failure);
+            }
+        };
+        Ok(match cache.fail_and_unlock(ticket).0 {
+            Some(bytes) => {
+                value_out.put(into_handle(rtc_value { bytes }));
+                RTC_RESULT_OK
+            }
+            None => RTC_RESULT_MISS,
+        })
+    })
+}
+
 /// Returns true when the ticket holds the stampede lock (false if NULL).
 #[unsafe(no_mangle)]
 pub extern "C" fn rtc_ticket_holds_lock(ticket: *const rtc_ticket) -> bool {

@@ -58,6 +58,9 @@ pub const RTC_OP_GET_OR_LOCK: u32 = 6;
 pub const RTC_OP_SET_AND_UNLOCK: u32 = 7;
 /// A completion of rtc_async_release.
 pub const RTC_OP_RELEASE: u32 = 8;
+/// A completion of rtc_async_fail_and_unlock: RTC_RESULT_OK with `value`
+/// (the fail-safe value), or RTC_RESULT_MISS.
+pub const RTC_OP_FAIL_AND_UNLOCK: u32 = 9;
 
 /// Library threads of a context when rtc_async_new is given 0.
 const DEFAULT_THREADS: u32 = 2;
@@ -86,7 +89,8 @@ pub struct rtc_completion {
     pub result: rtc_result,
     /// The userdata given when the operation started.
     pub userdata: *mut c_void,
-    /// The value of a hit (RTC_OP_GET, RTC_OP_GET_OR_LOCK), else NULL.
+    /// The value of a hit (RTC_OP_GET, RTC_OP_GET_OR_LOCK) or the fail-safe
+    /// value (RTC_OP_FAIL_AND_UNLOCK), else NULL.
     pub value: *mut rtc_value,
     /// The ticket of a get-or-lock miss, else NULL.
     pub ticket: *mut rtc_ticket,
@@ -768,6 +772,31 @@ pub extern "C" fn rtc_async_release(
         Ok(async move {
             let _ = cache.release(ticket).await;
             Finished::code(RTC_RESULT_OK)
+        })
+    })
+}
+
+/// Starts rtc_cache_fail_and_unlock: ends a ticket whose computation
+/// failed. Consumes `ticket`. Its completion: RTC_RESULT_OK with the
+/// fail-safe value of the ticket's entry (fail-safe on and one kept; the
+/// lock released, a stale hit reported to the hook), or RTC_RESULT_MISS
+/// once the ticket is released (no fail-safe value).
+///
+/// Errors: RTC_RESULT_NULL_PARAMETER, RTC_RESULT_INVALID_ARGUMENT (a ticket
+/// of the blocking API), RTC_RESULT_FULL; on an error the ticket is released.
+#[unsafe(no_mangle)]
+pub extern "C" fn rtc_async_fail_and_unlock(
+    ctx: *const rtc_async,
+    ticket: *mut rtc_ticket,
+    userdata: *mut c_void,
+    op_out: *mut rtc_op,
+) -> rtc_result {
+    ticket_op(ctx, ticket, RTC_OP_FAIL_AND_UNLOCK, userdata, op_out, |cache, ticket| {
+        Ok(async move {
+            match cache.fail_and_unlock(ticket).await.0 {
+                Some(bytes) => Finished { result: RTC_RESULT_OK, value: Some(bytes), ..Finished::default() },
+                None => Finished::code(RTC_RESULT_MISS),
+            }
         })
     })
 }

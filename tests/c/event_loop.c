@@ -1,7 +1,8 @@
 /* The non-blocking API in an epoll loop, against a real Redis: many gets in
  * flight at once, a get-or-compute under the stampede lock computed once,
  * the in-flight bound, cancellation, a Redis that is down, freeing with
- * operations in flight, and the hook run on the loop's thread.
+ * operations in flight, fail-safe after a failed computation, and the hook
+ * run on the loop's thread.
  *
  * usage: event_loop REDIS_URL NAMESPACE DEAD_PORT
  */
@@ -272,6 +273,102 @@ static void bound_and_cancel(const char *url, const char *ns) {
   rtc_cache_builder_free(b);
 }
 
+/* A computation that fails ends its ticket with rtc_async_fail_and_unlock
+ * (and rtc_cache_fail_and_unlock): the fail-safe value when fail-safe keeps
+ * one, else a miss; the lock goes back at once either way. Another cache of
+ * the namespace deletes the entry (as an eviction would: this one cannot
+ * know), so only fail-safe still has the value. */
+static void fail_safe_after_a_failed_computation(const char *url, const char *ns) {
+  rtc_cache_builder *b = builder_for(url, ns);
+  CHECK_RC(rtc_cache_builder_set_fail_safe(b, 60000, 1 << 20), RTC_RESULT_OK);
+  rtc_async *ctx = NULL;
+  CHECK_RC(rtc_async_new(b, 1, 0, &ctx), RTC_RESULT_OK);
+  REQUIRE(ctx != NULL);
+  rtc_cache *blocking = NULL, *other = NULL;
+  CHECK_RC(rtc_cache_new(b, &blocking), RTC_RESULT_OK);
+  rtc_cache_builder *plain = builder_for(url, ns);
+  CHECK_RC(rtc_cache_new(plain, &other), RTC_RESULT_OK);
+  int epfd = add_to_loop(ctx);
+  rtc_bytes tags[] = {{B("fs")}};
+  rtc_compute_options *options = NULL;
+  CHECK_RC(rtc_compute_options_new(B("fail-safe"), &options), RTC_RESULT_OK);
+  CHECK_RC(rtc_compute_options_set_tags(options, tags, 1), RTC_RESULT_OK);
+  CHECK_RC(rtc_compute_options_set_lock(options, true), RTC_RESULT_OK);
+  CHECK_RC(rtc_compute_options_set_lock_timeout_ms(options, 30000), RTC_RESULT_OK);
+  rtc_op op;
+  rtc_completion done[1];
+  /* Computed and stored once: fail-safe keeps it. */
+  CHECK_RC(rtc_async_get_or_lock(ctx, options, NULL, &op), RTC_RESULT_OK);
+  CHECK(wait_and_take(epfd, ctx, done, 1) == 1);
+  CHECK_RC(done[0].result, RTC_RESULT_MISS);
+  CHECK_RC(rtc_async_set_and_unlock(ctx, done[0].ticket, B("v1"), RTC_LIFETIME_DEFAULT, NULL, &op), RTC_RESULT_OK);
+  CHECK(wait_and_take(epfd, ctx, done, 1) == 1);
+  CHECK_RC(done[0].result, RTC_RESULT_OK);
+  bool deleted = false;
+  CHECK_RC(rtc_cache_delete(other, B("fail-safe"), tags, 1, &deleted), RTC_RESULT_OK);
+  CHECK(deleted);
+  /* The computation fails: the fail-safe value, and the lock is free at once
+   * (the next caller gets a ticket without waiting its 30 s). */
+  int served = 0, missed = 0;
+  for (int round = 0; round < 2; round++) {
+    CHECK_RC(rtc_async_get_or_lock(ctx, options, NULL, &op), RTC_RESULT_OK);
+    CHECK(wait_and_take(epfd, ctx, done, 1) == 1);
+    CHECK_RC(done[0].result, RTC_RESULT_MISS);
+    CHECK(done[0].ticket != NULL && rtc_ticket_holds_lock(done[0].ticket));
+    CHECK_RC(rtc_async_fail_and_unlock(ctx, done[0].ticket, NULL, &op), RTC_RESULT_OK);
+    CHECK(wait_and_take(epfd, ctx, done, 1) == 1);
+    CHECK(done[0].kind == RTC_OP_FAIL_AND_UNLOCK);
+    CHECK_RC(done[0].result, RTC_RESULT_OK);
+    CHECK(done[0].value != NULL && rtc_value_len(done[0].value) == 2 && memcmp(rtc_value_data(done[0].value), "v1", 2) == 0);
+    rtc_value_free(done[0].value);
+    served++;
+  }
+  /* The blocking API, on a cache whose fail-safe saw nothing: a miss. */
+  rtc_value *value = NULL;
+  rtc_ticket *ticket = NULL;
+  CHECK_RC(rtc_cache_get_or_lock(blocking, options, &value, &ticket), RTC_RESULT_MISS);
+  CHECK_RC(rtc_cache_fail_and_unlock(blocking, ticket, &value), RTC_RESULT_MISS);
+  CHECK(value == NULL);
+  missed++;
+  /* Computed by the blocking cache, deleted by the other: its fail-safe value. */
+  CHECK_RC(rtc_cache_get_or_lock(blocking, options, &value, &ticket), RTC_RESULT_MISS);
+  CHECK_RC(rtc_cache_set_and_unlock(blocking, ticket, B("v2"), RTC_LIFETIME_DEFAULT), RTC_RESULT_OK);
+  CHECK_RC(rtc_cache_delete(other, B("fail-safe"), tags, 1, &deleted), RTC_RESULT_OK);
+  CHECK_RC(rtc_cache_get_or_lock(blocking, options, &value, &ticket), RTC_RESULT_MISS);
+  CHECK_RC(rtc_cache_fail_and_unlock(blocking, ticket, &value), RTC_RESULT_OK);
+  CHECK(value != NULL && rtc_value_len(value) == 2 && memcmp(rtc_value_data(value), "v2", 2) == 0);
+  rtc_value_free(value);
+  served++;
+  /* This process invalidates the tag: known invalidated, never served. */
+  CHECK_RC(rtc_async_invalidate(ctx, tags, 1, NULL, &op), RTC_RESULT_OK);
+  CHECK(wait_and_take(epfd, ctx, done, 1) == 1);
+  CHECK_RC(rtc_async_get_or_lock(ctx, options, NULL, &op), RTC_RESULT_OK);
+  CHECK(wait_and_take(epfd, ctx, done, 1) == 1);
+  CHECK_RC(done[0].result, RTC_RESULT_MISS);
+  CHECK_RC(rtc_async_fail_and_unlock(ctx, done[0].ticket, NULL, &op), RTC_RESULT_OK);
+  CHECK(wait_and_take(epfd, ctx, done, 1) == 1);
+  CHECK_RC(done[0].result, RTC_RESULT_MISS);
+  CHECK(done[0].value == NULL);
+  missed++;
+  /* A ticket of the other API is refused (and released). */
+  CHECK_RC(rtc_cache_get_or_lock(blocking, options, &value, &ticket), RTC_RESULT_MISS);
+  CHECK_RC(rtc_async_fail_and_unlock(ctx, ticket, NULL, &op), RTC_RESULT_INVALID_ARGUMENT);
+  CHECK_RC(rtc_async_get_or_lock(ctx, options, NULL, &op), RTC_RESULT_OK);
+  CHECK(wait_and_take(epfd, ctx, done, 1) == 1);
+  CHECK_RC(done[0].result, RTC_RESULT_MISS);
+  CHECK_RC(rtc_cache_fail_and_unlock(blocking, done[0].ticket, &value), RTC_RESULT_INVALID_ARGUMENT);
+  CHECK_RC(rtc_cache_fail_and_unlock(blocking, NULL, &value), RTC_RESULT_NULL_PARAMETER);
+  CHECK_RC(rtc_async_fail_and_unlock(ctx, NULL, NULL, &op), RTC_RESULT_NULL_PARAMETER);
+  printf("fail-safe: %d failed computations served the fail-safe value, %d missed\n", served, missed);
+  rtc_compute_options_free(options);
+  rtc_cache_free(other);
+  rtc_cache_free(blocking);
+  rtc_async_free(ctx);
+  close(epfd);
+  rtc_cache_builder_free(plain);
+  rtc_cache_builder_free(b);
+}
+
 /* Redis down: each operation completes with the error the blocking API gives. */
 static void redis_down(const char *ns, const char *dead_port) {
   char url[64];
@@ -348,6 +445,7 @@ int main(int argc, char **argv) {
   close(epfd);
   rtc_cache_builder_free(b);
   bound_and_cancel(url, ns);
+  fail_safe_after_a_failed_computation(url, ns);
   redis_down(ns, dead_port);
   bad_input(url, ns);
   CHECK(hooks_run >= LOCKERS);

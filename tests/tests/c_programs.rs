@@ -99,7 +99,8 @@ fn many_threads_share_one_cache_and_the_lock_computes_once() {
 /// The non-blocking API in an epoll loop (tests/c/event_loop.c): 64 gets in
 /// flight, a get-or-compute under the lock computed once, the in-flight
 /// bound, cancellation, a Redis that is down, freeing with an operation in
-/// flight, the hook on the loop's thread, and each call's report reaching
+/// flight, fail-safe after a failed computation (both APIs), the hook on
+/// the loop's thread, and each call's report reaching
 /// it before its completion (3200 calls, each freeing its report at once).
 #[test]
 fn the_non_blocking_api_runs_in_an_epoll_loop() {
@@ -112,6 +113,7 @@ fn the_non_blocking_api_runs_in_an_epoll_loop() {
         assert!(out.contains("gets: 64 hits, 1 miss"), "{out}");
         assert!(out.contains("lock: 16 callers, 1 ticket(s), 15 hits"), "{out}");
         assert!(out.contains("bound: full at 3, cancelled 1, 2 hits after the store"), "{out}");
+        assert!(out.contains("fail-safe: 3 failed computations served the fail-safe value, 2 missed"), "{out}");
         assert!(out.contains("redis down: 3 operations failed with BACKEND_UNAVAILABLE"), "{out}");
         assert!(out.contains("reports: 3200 calls, 0 reported after their completion"), "{out}");
         assert!(out.contains(" 0 off the loop's thread"), "{out}");

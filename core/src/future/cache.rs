@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use super::{AsyncBackend, drive};
 use crate::backend::Reply;
 use crate::compute::call::{Call, GetOrLock, Joined, Ticket};
-use crate::compute::flow::{Ending, ending};
+use crate::compute::flow::{Ending, computation_failed, ending};
 use crate::config::{Config, Lifetime};
 use crate::error::{Error, Result};
 use crate::local::Inner;
@@ -144,6 +144,21 @@ impl<C: Codec> Cache<C> {
         ticket.released()
     }
 
+    /// Ends a ticket whose computation failed: the fail-safe value, its
+    /// lock released, or `None` after a release (see
+    /// [`crate::Cache::fail_and_unlock`]).
+    pub async fn fail_and_unlock(&self, ticket: Ticket) -> (Option<Vec<u8>>, CacheInfo) {
+        match ticket.fallback().filter(|_| ticket.belongs_to(&self.inner)) {
+            Some(bytes) => {
+                tracing::warn!(error = %computation_failed(), "returning the fail-safe value");
+                let size = bytes.len();
+                let info = self.serve_stale(ticket, size, computation_failed()).await;
+                (Some(bytes.to_vec()), info)
+            }
+            None => (None, self.release(ticket).await),
+        }
+    }
+
     /// Returns the cached value for `options`, or computes it with `compute`
     /// (a future), stores it, and returns it. A backend failure never fails
     /// the call: the value is computed, and the error reported to the hook.
@@ -212,7 +227,7 @@ impl<C: Codec> Cache<C> {
                 Ok(value)
             }
             Ending::Stale { ticket, size, error, value } => {
-                self.serve_stale(ticket, size, error).await;
+                let _ = self.serve_stale(ticket, size, error).await;
                 Ok(value)
             }
             Ending::GiveUp { ticket, error } => {
@@ -224,13 +239,13 @@ impl<C: Codec> Cache<C> {
 
     /// Finishes a ticket with a fail-safe value (as the sync API's): releases
     /// its lock, reports a stale hit carrying `error`.
-    async fn serve_stale(&self, ticket: Ticket, size: usize, error: Error) {
+    async fn serve_stale(&self, ticket: Ticket, size: usize, error: Error) -> CacheInfo {
         if ticket.holds_lock()
             && let Err(e) = drive(&*self.backend, ticket.releasing()).await
         {
             tracing::warn!(error = %e, "cannot release a stampede lock; it expires after lock_timeout");
         }
-        let _ = ticket.served_stale(size, error);
+        ticket.served_stale(size, error)
     }
 
     /// Returns the current value and time to live of each tag (see [`crate::Cache::tags`]).

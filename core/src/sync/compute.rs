@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::compute::call::{Call, GetOrLock, Hit, Joined, Ticket};
-use crate::compute::flow::{Lookup, TwoStep};
+use crate::compute::flow::{Lookup, TwoStep, computation_failed};
 use crate::config::Lifetime;
 use crate::error::Error;
 use crate::error::Result;
@@ -292,6 +292,32 @@ impl<C: Codec> Cache<C> {
             tracing::warn!(error = %e, "cannot release a stampede lock; it expires after lock_timeout");
         }
         ticket.served_stale(size, error)
+    }
+
+    /// Ends a ticket whose computation failed, as [`Cache::get_or_compute`]
+    /// ends one: with the fail-safe value of its entry when fail-safe has
+    /// one (see `Config::fail_safe`), returned with its lock released and
+    /// reported as a stale hit; otherwise released as [`Cache::release`]
+    /// does, returning `None`. For callers of the two-step API whose
+    /// computation can fail (the asyncio decorator, C loops).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use rtc_core::{Cache, ComputeOptions, GetOrLock};
+    /// let cache = Cache::builder().in_local_memory(true).build().unwrap();
+    /// let options = ComputeOptions::key("k").lock(true);
+    /// let GetOrLock::Locked(ticket) = cache.get_or_lock(&options) else { panic!("a cold key") };
+    /// let (value, info) = cache.fail_and_unlock(ticket); // fail-safe is off: nothing to serve
+    /// assert!(value.is_none() && !info.hit);
+    /// ```
+    pub fn fail_and_unlock(&self, ticket: Ticket) -> (Option<Vec<u8>>, CacheInfo) {
+        match ticket.fallback().filter(|_| ticket.belongs_to(&self.inner)) {
+            Some(bytes) => {
+                tracing::warn!(error = %computation_failed(), "returning the fail-safe value");
+                (Some(bytes.to_vec()), self.serve_stale(ticket, bytes.len(), computation_failed()))
+            }
+            None => (None, self.release(ticket)),
+        }
     }
 
     /// Gives up a ticket: releases its lock at once (a waiter wakes up and

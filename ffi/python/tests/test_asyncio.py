@@ -2,6 +2,7 @@
 
 import asyncio
 import dataclasses
+import logging
 import threading
 from typing import Any, List
 
@@ -11,6 +12,7 @@ import rtc
 import rtc.asyncio as rtc_asyncio
 from rtc import CacheMiss
 from rtc._native import lib
+from rtc.app.hash import short_hash
 
 from conftest import free_port
 
@@ -152,6 +154,41 @@ def test_an_exception_propagates_and_releases_the_lock(redis_server: Any, namesp
         assert await asyncio.wait_for(flaky(), timeout=10) == "ok"
         assert await flaky() == "ok"
         assert len(attempts) == 2
+
+    asyncio.run(main())
+
+
+def test_a_raising_function_gets_the_fail_safe_value_as_in_the_sync_class(
+    redis_server: Any, namespace: str, redis_client: Any, caplog: Any
+) -> None:
+    infos: List[Any] = []
+    cache = make(redis_server, namespace, fail_safe_max_duration=60,
+                 cache_hook=lambda key, tags, cache_info, userdata: infos.append(cache_info))
+    failure = RuntimeError("the database is down")
+    state = {"fail": False}
+    locks = f"rtc:{short_hash(namespace)}:l:*"
+
+    @cache.decorator(key=lambda: "user:1", tags=["users"], lock=True, lock_timeout=30)
+    async def load() -> str:
+        if state["fail"]:
+            raise failure
+        return "Ada"
+
+    async def main() -> None:
+        assert await load() == "Ada"
+        # The entry goes from Redis (evicted, say; this process cannot know) and the function raises.
+        assert redis_client.delete(*redis_client.keys(f"rtc:{short_hash(namespace)}:s:*")) == 1
+        state["fail"] = True
+        caplog.set_level(logging.WARNING)
+        assert await load() == "Ada", "the fail-safe value instead of the exception"
+        assert infos[-1].hit and "the fail-safe value is returned" in caplog.text and "the database is down" in caplog.text
+        assert redis_client.keys(locks) == []  # the lock went back at once
+        # This process invalidates the tag: the value is known invalidated, never served.
+        assert await cache.invalidate("users") is True
+        with pytest.raises(RuntimeError) as raised:
+            await load()
+        assert raised.value is failure
+        assert redis_client.keys(locks) == []
 
     asyncio.run(main())
 

@@ -317,8 +317,28 @@ class RedisTaggedCache(_Settings):
                 started = time.perf_counter()
                 try:
                     res = await wrapped(*args, **kwargs)
+                except Exception as raised:
+                    # As the sync decorator: the fail-safe value if fail-safe
+                    # keeps one (logged), else the exception; the lock goes
+                    # back at once either way.
+                    stale = await _fail_safe_value(driver, ticket)
+                    if stale is None:
+                        raise
+                    try:
+                        res = load(stale)
+                    except Exception:
+                        DECORATOR_LOGGER.warning("error while unserializing cache value => cache bypassed", exc_info=True)
+                        raise raised from None  # the fail-safe value is unreadable too
+                    DECORATOR_LOGGER.warning(
+                        "the decorated function raised => the fail-safe value is returned", exc_info=raised
+                    )
+                    _finish(info, report_to.report, computed=False, lock=lock, before=before)
+                    _call_hook(lambda: cache.cache_hook, ckey, full_tags, info, hook_userdata)
+                    del handle
+                    return res
                 except BaseException:
-                    lib.rtc_ticket_free(_detached(ticket))  # the lock goes back at once, without blocking
+                    # An interrupt or a cancellation: re-raised whatever fail-safe holds.
+                    lib.rtc_ticket_free(_detached(ticket))
                     raise
                 computed = True
                 info.decorated_elapsed = time.perf_counter() - started
@@ -340,20 +360,9 @@ class RedisTaggedCache(_Settings):
                 res = await wrapped(*args, **kwargs)
                 computed = True
             report = report_to.report
-            if report is not None:
-                if report.error is not None:
-                    cache._bypassed("during a decorated call", report.error.code, str(report.error))
-                info.hit = report.hit and not computed
-                info.elapsed = report.elapsed
-                info.decorated_elapsed = info.decorated_elapsed or report.decorated_elapsed
-                info.lock_waiting_ms = report.lock_waiting_ms
-                info.lock_full_hit = report.lock_full_hit
-                info.lock_full_miss = report.lock_full_miss
-                info.serialized_size = info.serialized_size or report.serialized_size
-            else:
-                info.hit = not computed
-                info.elapsed = time.perf_counter() - before
-                info.lock_full_miss = lock and computed
+            if report is not None and report.error is not None:
+                cache._bypassed("during a decorated call", report.error.code, str(report.error))
+            _finish(info, report, computed=computed, lock=lock, before=before)
             _call_hook(lambda: cache.cache_hook, ckey, full_tags, info, hook_userdata)
             del handle
             return res
@@ -374,6 +383,32 @@ class RedisTaggedCache(_Settings):
         )
         if code != n.OK:
             self._bypassed("when setting a key", code, message)
+
+
+def _finish(info: CacheInfo, report: Optional[n.Report], computed: bool, lock: bool, before: float) -> None:
+    """Fills the call's CacheInfo from core's report (or, without one, from what this call saw)."""
+    if report is not None:
+        info.hit = report.hit and not computed
+        info.elapsed = report.elapsed
+        info.decorated_elapsed = info.decorated_elapsed or report.decorated_elapsed
+        info.lock_waiting_ms = report.lock_waiting_ms
+        info.lock_full_hit = report.lock_full_hit
+        info.lock_full_miss = report.lock_full_miss
+        info.serialized_size = info.serialized_size or report.serialized_size
+    else:
+        info.hit = not computed
+        info.elapsed = time.perf_counter() - before
+        info.lock_full_miss = lock and computed
+
+
+async def _fail_safe_value(driver: _Driver, ticket: Any) -> Optional[bytes]:
+    """Ends the ticket of a computation that raised: the fail-safe value of
+    its entry, or None (the ticket released, its lock back at once)."""
+    # Cancelled meanwhile, the operation still ends the ticket on librtc's threads.
+    code, value, _, _ = await driver.run(
+        lambda op: lib.rtc_async_fail_and_unlock(driver.ctx, _detached(ticket), ffi.NULL, op)
+    )
+    return value if code == n.OK else None
 
 
 class _Report:

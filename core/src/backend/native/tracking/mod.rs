@@ -40,7 +40,10 @@ use crate::local::near::NearState;
 use crate::model::layout::Layout;
 
 use listener::{Event, Listener};
-pub(crate) use readers::{Filled, Filling, Readers, is_fill, untracked};
+// The async fill (crate::future, only with `tokio`) reads through these too.
+#[cfg(feature = "tokio")]
+pub(crate) use readers::{Filled, is_fill, untracked};
+pub(crate) use readers::{Filling, Readers};
 use timing::{HEARTBEAT_DEADLINE, POLL, RECONNECT};
 use topology::{Masters, Seeds, Topology};
 
