@@ -27,6 +27,7 @@ from pathlib import Path
 
 from setuptools import Distribution, setup
 from setuptools.command.build_py import build_py
+from setuptools.command.sdist import sdist
 
 try:
     from wheel.bdist_wheel import bdist_wheel
@@ -34,7 +35,11 @@ except ImportError:  # pragma: no cover - wheel is in build-system.requires
     bdist_wheel = None
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent.parent  # ffi/python -> the workspace
+# The Rust workspace librtc is built in: the checkout this package sits in
+# (ffi/python -> the root), or, in an sdist, the part of it the sdist carries
+# under rust/ (see Sdist).
+ROOT = HERE / "rust" if (HERE / "rust" / "Cargo.toml").is_file() else HERE.parent.parent
+IN_SDIST = ROOT == HERE / "rust"
 
 
 def fail(message):
@@ -101,7 +106,10 @@ def build_librtc() -> Path:
     if not (ROOT / "Cargo.toml").is_file() or not (ROOT / "ffi" / "Cargo.toml").is_file():
         fail(f"{ROOT} is not the rtc workspace: build the package from an rtc checkout")
     cargo = shutil.which("cargo") or fail("cargo is not on PATH (install Rust: https://rustup.rs)")
-    cmd = [cargo, "build", "--release", "--locked", "-p", "rtc-ffi"]
+    # In an sdist the workspace is cut down to core and ffi: cargo prunes the
+    # lock file's other packages (wasmtime's), so it cannot be --locked; the
+    # versions it keeps are the checkout's.
+    cmd = [cargo, "build", "--release", "-p", "rtc-ffi"] + ([] if IN_SDIST else ["--locked"])
     print("rtc setup.py:", " ".join(cmd), flush=True)
     subprocess.run(cmd, cwd=ROOT, check=True)
     lib = target_dir() / "release" / "librtc.so"
@@ -127,8 +135,48 @@ class BuildPy(build_py):
         super().run()
         package = Path(self.build_lib) / "rtc"
         package.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(build_librtc(), package / "librtc.so")
+        lib = package / "librtc.so"
+        shutil.copyfile(build_librtc(), lib)
+        # The release build keeps full debug info for the ABI check (abidw);
+        # the wheel's copy needs none of it (about 5 MB of 6).
+        strip = shutil.which("strip")
+        if strip:
+            subprocess.run([strip, "--strip-debug", str(lib)], check=True)
         write_ffi_module(package / "_ffi.py")
+
+
+# What of the workspace an sdist carries to build librtc: core and ffi with
+# the lock file and the header; nothing of host/ (wasmtime), tests/ or the
+# components.
+SDIST_RUST = ["Cargo.lock", "include/rtc.h", "core/Cargo.toml", "core/src", "ffi/Cargo.toml", "ffi/build.rs", "ffi/src"]
+
+
+def sdist_manifest(manifest: str) -> str:
+    """The workspace's Cargo.toml with only the members an sdist carries."""
+    members = re.compile(r'^(default-)?members = \[.*\]$', re.M)
+    if len(members.findall(manifest)) != 2:
+        fail("the workspace's Cargo.toml has no members/default-members lines to cut down")
+    manifest = members.sub(lambda m: "" if m.group(1) else 'members = ["core", "ffi"]', manifest)
+    # Workspace dependencies on crates the sdist lacks (host/...) go too.
+    return "\n".join(line for line in manifest.splitlines() if 'path = "host' not in line) + "\n"
+
+
+class Sdist(sdist):
+    """sdist that adds the part of the workspace librtc is built from, under rust/."""
+
+    def make_release_tree(self, base_dir, files):
+        super().make_release_tree(base_dir, files)
+        if IN_SDIST:  # an sdist of an sdist: rust/ is among the files already
+            return
+        rust = Path(base_dir) / "rust"
+        for part in SDIST_RUST:
+            src, dest = ROOT / part, rust / part
+            if src.is_dir():
+                shutil.copytree(src, dest)
+            else:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(src, dest)
+        (rust / "Cargo.toml").write_text(sdist_manifest((ROOT / "Cargo.toml").read_text()))
 
 
 class BinaryDistribution(Distribution):
@@ -138,7 +186,7 @@ class BinaryDistribution(Distribution):
         return True
 
 
-cmdclass = {"build_py": BuildPy}
+cmdclass = {"build_py": BuildPy, "sdist": Sdist}
 if bdist_wheel is not None:
 
     class BdistWheel(bdist_wheel):
