@@ -230,3 +230,41 @@ impl Running {
         self.seen
     }
 }
+
+/// Compiles `tests/c/<source>` as [`compile`] does, with `flags` after the
+/// usual ones: a later `-std=` wins over the default one, so `-std=c++20`
+/// picks the standard, and any warning flag added is an error too. The
+/// program is named after the source's stem, `variant` and the link, so the
+/// variants of one source (one per standard, say) built side by side by
+/// parallel tests never overwrite each other.
+pub fn compile_with_flags(source: &str, link: Link, flags: &[&str], variant: &str) -> PathBuf {
+    let path = root().join("tests/c").join(source);
+    let cxx = path.extension().is_some_and(|e| e == "cpp");
+    let stem = path.file_stem().and_then(|s| s.to_str()).expect("a UTF-8 file name");
+    let variant: String = variant.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+    let program = out_dir().join(format!("{stem}-{variant}-{link:?}").to_lowercase());
+    let mut cmd = Command::new(if cxx { "g++" } else { "cc" });
+    cmd.arg(if cxx { "-std=c++17" } else { "-std=c11" })
+        .args(["-Wall", "-Wextra", "-Werror", "-pedantic", "-g", "-O1"])
+        // AddressSanitizer and UndefinedBehaviorSanitizer, the latter fatal.
+        .args(["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-fno-omit-frame-pointer"])
+        .args(flags)
+        .arg("-I")
+        .arg(root().join("include"))
+        .arg("-I")
+        .arg(root().join("tests/c"))
+        .arg(&path)
+        .arg("-o")
+        .arg(&program);
+    match link {
+        Link::Shared => {
+            cmd.arg("-L").arg(lib_dir()).arg("-lrtc").arg(format!("-Wl,-rpath,{}", lib_dir().display()));
+        }
+        Link::Static => {
+            cmd.arg(lib_dir().join("librtc.a")).args(["-lpthread", "-ldl", "-lm"]);
+        }
+    }
+    cmd.arg("-lpthread");
+    run_checked(&mut cmd, &format!("compiling {} ({link:?}, {flags:?})", path.display()));
+    program
+}
