@@ -15,6 +15,8 @@ command -v redis-server >/dev/null && command -v redis-cli >/dev/null || missing
 command -v abidiff >/dev/null && command -v abidw >/dev/null || missing+=(abigail-tools)
 # libuv: the C++ program that drives the non-blocking API from a libuv loop.
 [ -f /usr/include/uv.h ] || missing+=(libuv1-dev)
+# cmake: the CMake package's test builds the examples with find_package(rtc).
+command -v cmake >/dev/null || missing+=(cmake)
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing Debian's ${missing[*]}"
   as_root apt-get update -qq

@@ -271,6 +271,78 @@ int main(void) { rtc_result code = RTC_RESULT_OK; return (int)code; }
     }
 }
 
+/// Installs librtc as the README says (ffi/install.sh, into a fresh prefix)
+/// and returns the prefix.
+fn install_prefix() -> std::path::PathBuf {
+    let prefix = out_dir().join(unique_namespace("prefix"));
+    run_checked(
+        Command::new("bash")
+            .arg(root().join("ffi/install.sh"))
+            .arg("--no-build") // cargo test holds the build lock; the libraries are built already
+            .arg(&prefix)
+            .env("RTC_LIB_DIR", lib_dir()),
+        "ffi/install.sh",
+    );
+    prefix
+}
+
+/// The CMake package install.sh installs: `find_package(rtc 0.1 CONFIG
+/// REQUIRED)` and `rtc::rtc` build the README's C and C++ examples
+/// (tests/c/cmake), linked shared by default and static with
+/// RTC_USE_STATIC_LIBS, and they run against a real Redis; the version file
+/// accepts 0.1 and 0.1.0 and refuses 0.2, 1.0 and 0.0.9 (each 0.y may break
+/// the ABI).
+#[test]
+fn cmake_finds_the_installed_package_shared_and_static() {
+    let prefix = install_prefix();
+    for file in ["lib/cmake/rtc/rtcConfig.cmake", "lib/cmake/rtc/rtcConfigVersion.cmake", "include/rtc.hpp"] {
+        assert!(prefix.join(file).is_file(), "install.sh installed {file}");
+    }
+    let redis = RedisServer::start();
+    for (static_libs, shared) in [("OFF", true), ("ON", false)] {
+        let build = out_dir().join(unique_namespace("cmake-build"));
+        run_checked(
+            Command::new("cmake")
+                .arg("-S")
+                .arg(root().join("tests/c/cmake"))
+                .arg("-B")
+                .arg(&build)
+                .arg(format!("-DCMAKE_PREFIX_PATH={}", prefix.display()))
+                .arg(format!("-DRTC_USE_STATIC_LIBS={static_libs}")),
+            "cmake (configure)",
+        );
+        run_checked(Command::new("cmake").arg("--build").arg(&build), "cmake --build");
+        for (program, want) in
+            [("example_c", "hit: Ada\nafter invalidate: miss\nreport: 42 orders\n"), ("example_cpp", "hello, C++\n")]
+        {
+            let path = build.join(program);
+            assert_eq!(needs_librtc_so(&path), shared, "{program} with RTC_USE_STATIC_LIBS={static_libs}");
+            let out = run_checked(Command::new(&path).arg(redis.url()), program);
+            assert_eq!(String::from_utf8_lossy(&out.stdout), want, "{program} (RTC_USE_STATIC_LIBS={static_libs})");
+        }
+        let _ = std::fs::remove_dir_all(&build);
+    }
+    for (request, accepted) in [("0.1", true), ("0.1.0", true), ("0.2", false), ("1.0", false), ("0.0.9", false)] {
+        let build = out_dir().join(unique_namespace("cmake-version"));
+        let out = Command::new("cmake")
+            .arg("-S")
+            .arg(root().join("tests/c/cmake/version"))
+            .arg("-B")
+            .arg(&build)
+            .arg(format!("-DCMAKE_PREFIX_PATH={}", prefix.display()))
+            .arg(format!("-DRTC_REQUEST={request}"))
+            .output()
+            .expect("run cmake");
+        let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert_eq!(out.status.success(), accepted, "find_package(rtc {request}):\n{said}");
+        if !accepted {
+            assert!(said.contains("0.1.0"), "the refusal names the installed version:\n{said}");
+        }
+        let _ = std::fs::remove_dir_all(&build);
+    }
+    let _ = std::fs::remove_dir_all(&prefix);
+}
+
 #[test]
 fn readme_examples_build_with_pkg_config_after_install() {
     // The README's section must show the example programs verbatim.
@@ -281,15 +353,7 @@ fn readme_examples_build_with_pkg_config_after_install() {
     }
 
     // Install exactly as the README says, into a fresh prefix.
-    let prefix = out_dir().join(unique_namespace("prefix"));
-    run_checked(
-        Command::new("bash")
-            .arg(root().join("ffi/install.sh"))
-            .arg("--no-build") // cargo test holds the build lock; the libraries are built already
-            .arg(&prefix)
-            .env("RTC_LIB_DIR", lib_dir()),
-        "ffi/install.sh",
-    );
+    let prefix = install_prefix();
     let versioned = format!("lib/librtc.so.{}", env!("CARGO_PKG_VERSION"));
     for file in [
         "include/rtc.h",

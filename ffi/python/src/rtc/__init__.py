@@ -10,3 +10,7 @@ from rtc._cache import RedisTaggedCache
 from rtc._types import CacheHook, CacheInfo, CacheMiss
 
 __all__ = ["CacheHook", "CacheInfo", "CacheMiss", "RedisTaggedCache"]
+
+__version__ = "0.1.0"
+"""This package's version: rtc's (the Cargo workspace's, librtc's), which
+tests/tests/one_version.rs keeps equal everywhere it is written."""
