@@ -24,6 +24,20 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 redis-server --version
 
+# Valkey 8, the Redis fork many users moved to: Debian 12 has it in
+# bookworm-backports only, whose source is added here (once) to install it.
+if ! command -v valkey-server >/dev/null; then
+  if [ ! -f /etc/apt/sources.list.d/bookworm-backports.sources ] && grep -qs 'VERSION_CODENAME=bookworm' /etc/os-release; then
+    say "adding Debian's bookworm-backports source (for valkey-server 8)"
+    printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' |
+      as_root tee /etc/apt/sources.list.d/bookworm-backports.sources >/dev/null
+  fi
+  say "installing Debian's valkey-server (bookworm-backports)"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq -t bookworm-backports valkey-server valkey-tools >/dev/null
+fi
+valkey-server --version
+
 if ! rustup target list --installed | grep -qx wasm32-wasip2; then
   say "adding the wasm32-wasip2 target"
   rustup target add wasm32-wasip2
@@ -75,8 +89,15 @@ bash tests/node/setup.sh
 say "installing the Python reference (redis-tagged-cache 0.12.1) into target/py-venv"
 bash tests/python/setup.sh
 
-say "testing the Python package (pip install ./ffi/python into target/py-pkg-venv, then its pytest suite)"
+say "testing the Python package (its wheel and sdist, built into target/wheels, installed as users do)"
 bash ffi/python/test.sh
 
-say "running the tests"
+say "running the tests (on Redis)"
 cargo test --release --locked --no-fail-fast
+
+# The suites whose subject is the server (operations, storms, faults, the
+# near cache's tracking, the cluster), again on Valkey: every server the
+# README says rtc supports is tested.
+say "running the server suites again on Valkey ($(valkey-server --version | cut -d' ' -f3))"
+RTC_REDIS_SERVER=valkey-server cargo test --release --locked --no-fail-fast -p rtc-tests \
+  --test scenarios_core --test scenarios_async --test storm --test faults --test near_cache --test cluster
