@@ -105,7 +105,7 @@ pub fn run(options: FleetOptions) -> anyhow::Result<()> {
     }
     let report = json!({
         "date": crate::chrono_free_now(),
-        "redis": crate::redis_version(&mut admin),
+        "server": crate::server_version(&mut admin),
         "phase_seconds": options.seconds,
         "private_writes_per_s": options.rate,
         "hot_writes_per_s": options.rate / 10,
@@ -568,9 +568,9 @@ fn sweep(cache: &Cache, private: &[String], hot: &[String], counters: &Mutex<Cou
 
 fn print_report(report: &Value) {
     println!(
-        "rtc bench --fleet: Redis {}, phases of {} s; private writes {}/s, hot writes {}/s on {} hot entries; \
+        "rtc bench --fleet: {}, phases of {} s; private writes {}/s, hot writes {}/s on {} hot entries; \
          readers read every {} us",
-        report["redis"].as_str().unwrap_or("?"),
+        report["server"].as_str().unwrap_or("?"),
         report["phase_seconds"],
         report["private_writes_per_s"],
         report["hot_writes_per_s"],

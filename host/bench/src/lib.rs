@@ -152,7 +152,7 @@ pub fn run(
     let tags: Vec<String> = TAGS.iter().map(|s| s.to_string()).collect();
     let mut report = json!({
         "date": chrono_free_now(),
-        "redis": redis_version(&mut admin),
+        "server": server_version(&mut admin),
         "ops_per_workload": options.ops,
         "value_size": VALUE_SIZE,
         "tags": TAGS.len(),
@@ -549,9 +549,24 @@ fn reads(admin: &mut redis::Connection) -> anyhow::Result<u64> {
         .ok_or_else(|| anyhow::anyhow!("no total_reads_processed in INFO"))
 }
 
-fn redis_version(admin: &mut redis::Connection) -> String {
+/// The server's name and version, as the report prints them ("Redis 7.0.15",
+/// "Valkey 8.0.1").
+fn server_version(admin: &mut redis::Connection) -> String {
     let info: String = redis::cmd("INFO").arg("server").query(admin).unwrap_or_default();
-    info.lines().find_map(|l| l.strip_prefix("redis_version:")).unwrap_or("?").trim().to_string()
+    server_of_info(&info)
+}
+
+/// Reads the server from `INFO server`. Valkey keeps `redis_version` at
+/// 7.2.4 for the clients that check it, and says what it is in
+/// `server_name` and `valkey_version`: reading `redis_version` alone would
+/// report a Valkey 8 as a Redis 7.2.
+fn server_of_info(info: &str) -> String {
+    let field = |name: &str| info.lines().find_map(|l| l.strip_prefix(name)).map(str::trim);
+    match (field("server_name:"), field("valkey_version:"), field("redis_version:")) {
+        (Some("valkey"), Some(version), _) | (None, Some(version), _) => format!("Valkey {version}"),
+        (_, _, Some(version)) => format!("Redis {version}"),
+        _ => "an unknown server".to_string(),
+    }
 }
 
 /// Waits until the near cache of engine `name` has its tracking up.
@@ -629,8 +644,8 @@ fn round1(x: f64) -> f64 {
 
 fn print_report(report: &Value) {
     println!(
-        "rtc bench: Redis {}, {} ops per workload, {}-byte values, {} tags",
-        report["redis"].as_str().unwrap_or("?"),
+        "rtc bench: {}, {} ops per workload, {}-byte values, {} tags",
+        report["server"].as_str().unwrap_or("?"),
         report["ops_per_workload"],
         VALUE_SIZE,
         TAGS.len()
@@ -703,5 +718,19 @@ fn print_report(report: &Value) {
         for op in ["plain_get", "get_hit", "set", "decorator_hit", "invalidate"] {
             println!("  {:<16} {:>10} ops/s  p50 {} us", op, py["median"][op]["ops_per_s"], py["median"][op]["p50_us"]);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::server_of_info;
+
+    #[test]
+    fn the_server_is_named_by_what_it_says_it_is() {
+        let redis = "# Server\r\nredis_version:7.0.15\r\nredis_git_sha1:00000000\r\n";
+        let valkey = "# Server\r\nredis_version:7.2.4\r\nserver_name:valkey\r\nvalkey_version:8.0.1\r\n";
+        assert_eq!(server_of_info(redis), "Redis 7.0.15");
+        assert_eq!(server_of_info(valkey), "Valkey 8.0.1");
+        assert_eq!(server_of_info(""), "an unknown server");
     }
 }
