@@ -14,6 +14,10 @@ const START_DEADLINE: Duration = Duration::from_secs(10);
 /// panicking, its log is printed first.
 pub struct RedisServer {
     child: Option<Child>,
+    /// The address it listens on: loopback, or its network namespace's.
+    host: String,
+    /// The network namespace it runs in (see [`crate::netns`]), if not this one.
+    netns: Option<String>,
     port: u16,
     dir: PathBuf,
     extra: Vec<String>,
@@ -27,18 +31,53 @@ impl RedisServer {
 
     /// Starts a server with extra `redis-server` arguments (e.g. `["--maxmemory", "1mb"]`).
     pub fn start_with(extra: &[&str]) -> Self {
+        Self::start_at("127.0.0.1", None, extra)
+    }
+
+    /// Starts a server inside the network namespace `net`, listening on its
+    /// address there, so that cutting `net`'s link partitions it from this
+    /// process (see [`crate::netns::Netns::cut`]).
+    pub fn start_in(net: &crate::netns::Netns, extra: &[&str]) -> Self {
+        // Not loopback: Redis's protected mode would refuse this process.
+        let mut extra = extra.to_vec();
+        extra.extend(["--protected-mode", "no"]);
+        Self::start_at(net.address(), Some(net.name().to_string()), &extra)
+    }
+
+    fn start_at(host: &str, netns: Option<String>, extra: &[&str]) -> Self {
         let dir = std::env::temp_dir().join(crate::unique_namespace("rtc-redis"));
         std::fs::create_dir_all(&dir).expect("create a temp dir for redis-server");
-        let mut server =
-            RedisServer { child: None, port: free_port(), dir, extra: extra.iter().map(|s| s.to_string()).collect() };
+        let mut server = RedisServer {
+            child: None,
+            host: host.to_string(),
+            netns,
+            port: free_port(),
+            dir,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
         server.spawn();
         server
     }
 
+    /// A command that runs `program` where the server runs (its namespace).
+    fn command_here(&self, program: &str) -> Command {
+        match &self.netns {
+            Some(ns) => {
+                let mut cmd = Command::new("ip");
+                cmd.args(["netns", "exec", ns, program]);
+                cmd
+            }
+            None => Command::new(program),
+        }
+    }
+
     fn spawn(&mut self) {
         let log = self.dir.join("redis.log");
-        let mut cmd = Command::new(binary());
-        cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        // `ip netns exec` execs the server: the child's pid is the server's.
+        let mut cmd = self.command_here(&binary());
+        // In a namespace, on its loopback too: `cli` reaches it there while the link is cut.
+        let bind = if self.netns.is_some() { format!("{} 127.0.0.1", self.host) } else { self.host.clone() };
+        cmd.args(["--port", &self.port.to_string(), "--bind", &bind, "--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(&self.dir)
             .arg("--logfile")
@@ -72,7 +111,7 @@ impl RedisServer {
 
     fn ping(&self) -> bool {
         use std::io::Write as _;
-        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else { return false };
+        let Ok(mut s) = TcpStream::connect((self.host.as_str(), self.port)) else { return false };
         let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
         if s.write_all(b"PING\r\n").is_err() {
             return false;
@@ -89,7 +128,7 @@ impl RedisServer {
 
     /// Returns the `redis://` URL of this server.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
+        format!("redis://{}:{}/", self.host, self.port)
     }
 
     /// Returns the server's log so far.
@@ -97,9 +136,11 @@ impl RedisServer {
         std::fs::read_to_string(self.dir.join("redis.log")).unwrap_or_default()
     }
 
-    /// Runs `redis-cli` against this server and returns its trimmed stdout.
+    /// Runs `redis-cli` against this server and returns its trimmed stdout
+    /// (from inside its namespace, so it reaches a partitioned server too).
     pub fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new("redis-cli")
+        let out = self
+            .command_here("redis-cli")
             .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
             .args(args)
             .output()
