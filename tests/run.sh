@@ -17,6 +17,8 @@ command -v abidiff >/dev/null && command -v abidw >/dev/null || missing+=(abigai
 [ -f /usr/include/uv.h ] || missing+=(libuv1-dev)
 # cmake: the CMake package's test builds the examples with find_package(rtc).
 command -v cmake >/dev/null || missing+=(cmake)
+# nft: the partition row that cuts the near cache's tracking connection alone.
+command -v nft >/dev/null || missing+=(nftables)
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing Debian's ${missing[*]}"
   as_root apt-get update -qq

@@ -91,6 +91,29 @@ impl Netns {
         self.inside(&["link", "set", &self.ns_end, "down"]).expect("cut the link");
     }
 
+    /// Partitions one connection only: every packet of the TCP connection
+    /// whose port on this side is `client_port` is dropped inside the
+    /// namespace, both ways (an nftables table of its own, Debian's
+    /// `nftables`), while every other connection works.
+    pub fn cut_connection(&self, client_port: u16) {
+        let port = client_port.to_string();
+        let nft = |args: &[&str]| {
+            let mut all = vec!["netns", "exec", &self.name, "nft"];
+            all.extend_from_slice(args);
+            ip(&all).expect("nft inside the namespace (install Debian's nftables)");
+        };
+        nft(&["add", "table", "inet", "rtcpart"]);
+        nft(&["add", "chain", "inet", "rtcpart", "input", "{ type filter hook input priority 0; }"]);
+        nft(&["add", "chain", "inet", "rtcpart", "output", "{ type filter hook output priority 0; }"]);
+        nft(&["add", "rule", "inet", "rtcpart", "input", "tcp", "sport", &port, "drop"]);
+        nft(&["add", "rule", "inet", "rtcpart", "output", "tcp", "dport", &port, "drop"]);
+    }
+
+    /// Ends the partitions of [`Netns::cut_connection`].
+    pub fn heal_connections(&self) {
+        ip(&["netns", "exec", &self.name, "nft", "delete", "table", "inet", "rtcpart"]).expect("nft delete table");
+    }
+
     /// Ends the partition: the link comes back up, and the neighbour entries
     /// are pinned so that no ARP exchange is needed (nor can fail) either way.
     pub fn heal(&self) -> Result<(), String> {

@@ -279,3 +279,91 @@ fn a_partition_turns_the_near_cache_off_and_nothing_stale_is_served() {
         assert_eq!(fresh.as_deref(), Some(&b"new"[..]), "{}: after the heal", mode.name());
     }
 }
+
+/// The tracking connection of `reader`'s near cache, by its port here (from
+/// Redis's CLIENT LIST, where rtc names it).
+fn tracking_port(redis: &RedisServer) -> u16 {
+    let list = redis.cli(&["CLIENT", "LIST"]);
+    let line = list
+        .lines()
+        .find(|l| l.contains("name=rtc-near-tracking"))
+        .unwrap_or_else(|| panic!("no tracking connection in CLIENT LIST:\n{list}"));
+    let addr = line.split_whitespace().find_map(|f| f.strip_prefix("addr=")).expect("addr=");
+    addr.rsplit_once(':').and_then(|(_, port)| port.parse().ok()).expect("a port")
+}
+
+/// The tracking connection alone partitioned: the data connections work,
+/// the entry changes through them, and the push meant for the near cache is
+/// dropped. The near cache must turn off within its heartbeat deadline (its
+/// PING goes unanswered), serve nothing stale beyond the bound, and every
+/// read return within its timeout; it may come back on a new tracking
+/// connection meanwhile (that one is not cut), after a flush. In both modes.
+#[test]
+fn a_partition_of_the_tracking_connection_alone_turns_the_near_cache_off() {
+    for mode in [NearTracking::PerReader, NearTracking::Broadcast] {
+        let Some(net) = partition_or_skip("tracking connection partitioned") else { return };
+        let redis = RedisServer::start_in(&net, &[]);
+        let ns = unique_namespace("partition-tracking");
+        let reader = Cache::builder()
+            .namespace(&ns)
+            .url(Some(redis.url()))
+            .socket_timeout(SOCKET_TIMEOUT)
+            .socket_connect_timeout(CONNECT_TIMEOUT)
+            .near_cache_max_entries(1_000usize)
+            .near_cache_tracking(mode)
+            .build()
+            .expect("near cache");
+        let writer = cache(&redis, &ns);
+        let stats = |c: &Cache| c.near_stats().expect("the near cache is on");
+        until("the tracking connection", Duration::from_secs(10), || stats(&reader).live);
+        writer.set_bytes("k", b"old", ["t"], Lifetime::Default).expect("set");
+        until("a near hit", Duration::from_secs(10), || {
+            let before = stats(&reader).hits;
+            reader.get_bytes("k", ["t"]).ok().flatten().as_deref() == Some(b"old") && stats(&reader).hits > before
+        });
+        let flushes = stats(&reader).flushes;
+
+        net.cut_connection(tracking_port(&redis));
+        let cut = Instant::now();
+        // The change goes through a data connection; its push is dropped.
+        writer.invalidate("t").expect("invalidate while only the tracking connection is cut");
+        let changed = Instant::now();
+        let (mut last_old, mut off_after, mut reads, mut over, mut fresh_reads) = (None, None, 0u64, 0u64, 0u64);
+        while cut.elapsed() < PARTITION {
+            let start = Instant::now();
+            let got = reader.get_bytes("k", ["t"]);
+            if start.elapsed() > CALL_BOUND {
+                over += 1;
+            }
+            reads += 1;
+            match got.ok().flatten().as_deref() {
+                Some(b"old") => last_old = Some(changed.elapsed()),
+                None => fresh_reads += 1, // invalidated: a miss, from Redis
+                Some(_) => {}
+            }
+            if off_after.is_none() && stats(&reader).flushes > flushes {
+                off_after = Some(cut.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        net.heal_connections();
+        until("the near cache on after the heal", Duration::from_secs(30), || stats(&reader).live);
+        writer.set_bytes("k", b"new", ["t"], Lifetime::Default).expect("set after the heal");
+        let fresh = reader.get_bytes("k", ["t"]).ok().flatten();
+
+        let stale = last_old.is_some_and(|t| t > STALE_BOUND);
+        eprintln!(
+            "PARTITION tracking connection only ({}): reads={reads} over_timeout={over} flushed_after_ms={} last_old_after_change_ms={} stale_beyond_bound={} fresh_reads={fresh_reads}",
+            mode.name(),
+            off_after.map_or(-1, |d| d.as_millis() as i64),
+            last_old.map_or(-1, |d| d.as_millis() as i64),
+            u64::from(stale),
+        );
+        assert_eq!(over, 0, "{}: a read over its bound", mode.name());
+        let off = off_after.unwrap_or_else(|| panic!("{}: the near cache never flushed", mode.name()));
+        assert!(off < STALE_BOUND, "{}: the near cache flushed only after {off:?}", mode.name());
+        assert!(!stale, "{}: the old value was served {last_old:?} after the change", mode.name());
+        assert!(fresh_reads > 0, "{}: the data connections did not serve the change during the cut", mode.name());
+        assert_eq!(fresh.as_deref(), Some(&b"new"[..]), "{}: after the heal", mode.name());
+    }
+}
