@@ -434,6 +434,26 @@ class cache_builder {
                   "rtc_cache_builder_add_cluster_node");
     return *this;
   }
+  /// Adds a Redis Sentinel node (redis://[user:password@]host:port, the
+  /// sentinel's own credentials, or rediss://); with one and a master name,
+  /// the cache follows the master the sentinels name across failovers.
+  cache_builder &add_sentinel_node(std::string_view node) {
+    detail::check(rtc_cache_builder_add_sentinel_node(handle_, c_str(node).c_str()),
+                  "rtc_cache_builder_add_sentinel_node");
+    return *this;
+  }
+  /// The name of the master the Sentinel nodes monitor.
+  cache_builder &set_sentinel_master_name(std::string_view name) {
+    detail::check(rtc_cache_builder_set_sentinel_master_name(handle_, c_str(name).c_str()),
+                  "rtc_cache_builder_set_sentinel_master_name");
+    return *this;
+  }
+  /// No master name (the default).
+  cache_builder &set_sentinel_master_name(std::nullopt_t) {
+    detail::check(rtc_cache_builder_set_sentinel_master_name(handle_, nullptr),
+                  "rtc_cache_builder_set_sentinel_master_name");
+    return *this;
+  }
   /// A private certificate authority (PEM bytes) to verify TLS servers with.
   cache_builder &set_tls_ca_cert(std::string_view pem) {
     detail::check(rtc_cache_builder_set_tls_ca_cert(handle_, detail::bytes(pem), pem.size()),

@@ -40,6 +40,17 @@ pub struct Config {
     /// Seed nodes of a Redis Cluster (`redis://host:port`, `rediss://...`);
     /// when non-empty, rtc talks to that cluster and ignores `url`, `host`, `port`, `db`.
     pub cluster_nodes: Vec<String>,
+    /// Redis Sentinel nodes (`redis://[user:password@]host:port`, the
+    /// sentinel's own credentials; `rediss://` for TLS): when non-empty, rtc
+    /// asks them for the address of the master named
+    /// [`Config::sentinel_master_name`] and follows it across failovers. The
+    /// master is reached with `db`, `ssl`, `username`, `password` and
+    /// `tls_ca_cert`; `host` and `port` are ignored, `url` and
+    /// `cluster_nodes` refused. See "Redis Sentinel" in core/README.md.
+    pub sentinel_nodes: Vec<String>,
+    /// The name of the master the Sentinel nodes monitor (`sentinel monitor
+    /// <name> ...`); required with `sentinel_nodes`.
+    pub sentinel_master_name: Option<String>,
     /// A private certificate authority (PEM) to verify TLS servers with, in
     /// place of the system's roots. Verification is always on.
     pub tls_ca_cert: Option<Vec<u8>>,
@@ -136,6 +147,8 @@ impl Default for Config {
             password: None,
             url: None,
             cluster_nodes: Vec::new(),
+            sentinel_nodes: Vec::new(),
+            sentinel_master_name: None,
             tls_ca_cert: None,
             socket_timeout: Duration::from_secs(5),
             socket_connect_timeout: Duration::from_secs(5),
@@ -177,6 +190,10 @@ macro_rules! with_config_fields {
                 url: Option<String>,
                 /// Sets the seed nodes of a Redis Cluster (non-empty: cluster mode).
                 cluster_nodes: Vec<String>,
+                /// Sets the Redis Sentinel nodes (non-empty: the master is found through them).
+                sentinel_nodes: Vec<String>,
+                /// Sets the name of the master the Sentinel nodes monitor.
+                sentinel_master_name: Option<String>,
                 /// Sets a private certificate authority (PEM) for TLS.
                 tls_ca_cert: Option<Vec<u8>>,
                 /// Sets the read/write timeout of one round trip.
@@ -241,6 +258,7 @@ impl Config {
     /// assert_eq!(Config::default().cluster_nodes(vec!["redis://a:7000".to_string()]).target(), Target::Cluster);
     /// ```
     pub fn target(&self) -> Target {
+        // Sentinel names one server (the current master): `Target::Redis`.
         if self.disabled {
             Target::Disabled
         } else if self.in_local_memory {
@@ -262,7 +280,8 @@ pub enum Target {
     Memory,
     /// A Redis Cluster (`cluster_nodes`).
     Cluster,
-    /// One Redis server (`url`, else `host`, `port`, `db`, `ssl`, credentials).
+    /// One Redis server (`url`, else `host`, `port`, `db`, `ssl`,
+    /// credentials), or the master Redis Sentinel names (`sentinel_nodes`).
     Redis,
 }
 
@@ -279,6 +298,9 @@ impl fmt::Debug for Config {
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("url", &self.url.as_ref().map(|_| "<redacted>"))
             .field("cluster_nodes", &self.cluster_nodes.len())
+            // Sentinel URLs may carry the sentinels' password.
+            .field("sentinel_nodes", &self.sentinel_nodes.len())
+            .field("sentinel_master_name", &self.sentinel_master_name)
             .field("tls_ca_cert", &self.tls_ca_cert.as_ref().map(|pem| pem.len()))
             .field("socket_timeout", &self.socket_timeout)
             .field("socket_connect_timeout", &self.socket_connect_timeout)
@@ -361,6 +383,28 @@ impl Config {
     pub(crate) fn validate(&self) -> Result<()> {
         expire_ms(self.default_lifetime).map_err(|e| Error::invalid(format!("default_lifetime: {}", e.message())))?;
         expire_ms(self.lifetime_for_tags).map_err(|e| Error::invalid(format!("lifetime_for_tags: {}", e.message())))?;
+        self.validate_sentinel()
+    }
+
+    /// Refuses a Sentinel setting that cannot mean one thing: nodes
+    /// without a master name (or the reverse), or with another address.
+    fn validate_sentinel(&self) -> Result<()> {
+        let name = self.sentinel_master_name.as_deref();
+        match (self.sentinel_nodes.is_empty(), name) {
+            (true, None) => return Ok(()),
+            (true, Some(_)) => return Err(Error::invalid("sentinel_master_name is set but sentinel_nodes is empty")),
+            (false, None) => return Err(Error::invalid("sentinel_nodes is set but sentinel_master_name is not")),
+            (false, Some("")) => return Err(Error::invalid("sentinel_master_name is empty")),
+            (false, Some(_)) => {}
+        }
+        if !self.cluster_nodes.is_empty() {
+            return Err(Error::invalid("sentinel_nodes and cluster_nodes are both set: use one"));
+        }
+        if self.url.is_some() {
+            return Err(Error::invalid(
+                "sentinel_nodes and url are both set: the master's address comes from Sentinel (set db, ssl and credentials instead of url)",
+            ));
+        }
         Ok(())
     }
 }

@@ -221,6 +221,47 @@ pub extern "C" fn rtc_cache_builder_add_cluster_node(
     })
 }
 
+/// Adds a Redis Sentinel node (NUL-terminated URL:
+/// `redis://[user:password@]host:port` with the sentinel's own credentials,
+/// or `rediss://` for TLS). Once one is added (and a master name is set with
+/// rtc_cache_builder_set_sentinel_master_name), the cache asks the sentinels
+/// for the master's address and follows it across failovers; the master is
+/// reached with the db, ssl, username, password and certificate authority
+/// set here, and the host and port are ignored. A URL or a cluster node set
+/// as well is refused by rtc_cache_new. The string is copied; it is checked
+/// by rtc_cache_new.
+///
+/// Errors: RTC_RESULT_NULL_PARAMETER (builder or node), RTC_RESULT_INVALID_UTF8.
+#[unsafe(no_mangle)]
+pub extern "C" fn rtc_cache_builder_add_sentinel_node(
+    builder: *mut rtc_cache_builder,
+    node: *const c_char,
+) -> rtc_result {
+    with_builder(builder, |b| {
+        // SAFETY: the caller passes a NUL-terminated string.
+        let node = unsafe { c_text(node, "node") }?;
+        b.config.sentinel_nodes.push(node.to_owned());
+        Ok(())
+    })
+}
+
+/// Sets the name of the master the Sentinel nodes monitor (NUL-terminated;
+/// NULL, the default, unsets it). Required with
+/// rtc_cache_builder_add_sentinel_node. The string is copied.
+///
+/// Errors: RTC_RESULT_NULL_PARAMETER (builder), RTC_RESULT_INVALID_UTF8.
+#[unsafe(no_mangle)]
+pub extern "C" fn rtc_cache_builder_set_sentinel_master_name(
+    builder: *mut rtc_cache_builder,
+    name: *const c_char,
+) -> rtc_result {
+    with_builder(builder, |b| {
+        // SAFETY: the caller passes NULL or a NUL-terminated string.
+        b.config.sentinel_master_name = unsafe { c_text_opt(name, "name") }?.map(str::to_owned);
+        Ok(())
+    })
+}
+
 /// Sets a private certificate authority (PEM, `pem_len` bytes) to verify TLS
 /// servers with, in place of the system's roots; verification is always on.
 /// NULL with a length of 0 unsets it (the default). The bytes are copied.

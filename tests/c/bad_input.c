@@ -391,6 +391,24 @@ static void bad_settings(void) {
   CHECK_RC(rtc_cache_new(b, &cache), RTC_RESULT_INVALID_ARGUMENT);
   CHECK(cache == SENTINEL_CACHE);
   rtc_cache_builder_free(b);
+
+  /* Redis Sentinel: nodes need a master name, and refuse a URL beside them. */
+  b = rtc_cache_builder_new();
+  CHECK_RC(rtc_cache_builder_add_sentinel_node(NULL, "redis://127.0.0.1:26379"), RTC_RESULT_NULL_PARAMETER);
+  CHECK_RC(rtc_cache_builder_add_sentinel_node(b, NULL), RTC_RESULT_NULL_PARAMETER);
+  CHECK_RC(rtc_cache_builder_add_sentinel_node(b, "\xff"), RTC_RESULT_INVALID_UTF8);
+  CHECK_RC(rtc_cache_builder_set_sentinel_master_name(NULL, "m"), RTC_RESULT_NULL_PARAMETER);
+  CHECK_RC(rtc_cache_builder_add_sentinel_node(b, "redis://127.0.0.1:26379"), RTC_RESULT_OK);
+  CHECK_RC(rtc_cache_new(b, &cache), RTC_RESULT_INVALID_ARGUMENT); /* no master name */
+  CHECK(strstr(rtc_last_error_message(), "sentinel_master_name") != NULL);
+  CHECK_RC(rtc_cache_builder_set_sentinel_master_name(b, "mymaster"), RTC_RESULT_OK);
+  CHECK_RC(rtc_cache_builder_set_url(b, "redis://127.0.0.1:6379/"), RTC_RESULT_OK);
+  CHECK_RC(rtc_cache_new(b, &cache), RTC_RESULT_INVALID_ARGUMENT); /* a URL and Sentinel */
+  CHECK(cache == SENTINEL_CACHE);
+  CHECK_RC(rtc_cache_builder_set_url(b, NULL), RTC_RESULT_OK);
+  CHECK_RC(rtc_cache_builder_set_sentinel_master_name(b, NULL), RTC_RESULT_OK);
+  CHECK_RC(rtc_cache_new(b, &cache), RTC_RESULT_INVALID_ARGUMENT); /* unset again */
+  rtc_cache_builder_free(b);
 }
 
 static void failing_computations(rtc_cache *cache) {

@@ -76,6 +76,11 @@ pub fn variables(config: &Config) -> Result<Vec<(String, String)>> {
     if !config.cluster_nodes.is_empty() {
         return Err(Error::invalid("the standalone rtc talks to one Redis server: cluster_nodes is set"));
     }
+    if !config.sentinel_nodes.is_empty() {
+        // Following a failover needs a watcher thread and sockets to every
+        // sentinel, which the standalone component's host does not give it.
+        return Err(Error::invalid("the standalone rtc talks to one Redis server: sentinel_nodes is set"));
+    }
     if config.ssl || config.tls_ca_cert.is_some() || config.url.as_deref().is_some_and(|u| u.starts_with("rediss:")) {
         return Err(Error::invalid("the standalone rtc has no TLS: ssl, a rediss:// URL or a certificate is set"));
     }
@@ -181,6 +186,9 @@ mod tests {
             Config::default().ssl(true),
             Config::default().url(Some("rediss://h:1".to_owned())),
             Config::default().cluster_nodes(vec!["h:1".to_owned()]),
+            Config::default()
+                .sentinel_nodes(vec!["redis://h:26379".to_owned()])
+                .sentinel_master_name(Some("m".to_owned())),
         ] {
             assert_eq!(variables(&config).err().map(|e| e.kind()), Some(ErrorKind::InvalidArgument));
         }

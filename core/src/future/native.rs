@@ -1,14 +1,14 @@
 //! One Redis server for the async API, over the `redis` crate's async
 //! multiplexed connection.
 
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use redis::AsyncConnectionConfig;
 use redis::aio::MultiplexedConnection;
 
 use super::{AsyncBackend, BoxFuture};
-use crate::backend::native::{client, map_error, pipeline, replies, to_cmd};
+use crate::backend::native::{Server, map_error, pipeline, replies, to_cmd};
 use crate::backend::{Command, Reply};
 use crate::config::Config;
 use crate::error::Result;
@@ -25,9 +25,11 @@ const IDLE_WAITERS: usize = 8;
 /// dropped and the next call connects anew, so the cache works again after
 /// Redis comes back. Does not connect until the first command.
 pub struct AsyncRedisBackend {
-    client: redis::Client,
-    shared: Mutex<Option<MultiplexedConnection>>,
-    waiters: Mutex<Vec<MultiplexedConnection>>,
+    server: Arc<Server>,
+    /// The shared connection, with the generation of the master it goes to
+    /// (one made before Sentinel moved the master is never used again).
+    shared: Mutex<Option<(u64, MultiplexedConnection)>>,
+    waiters: Mutex<Vec<(u64, MultiplexedConnection)>>,
     socket_timeout: Option<Duration>,
     connect_timeout: Option<Duration>,
 }
@@ -39,7 +41,7 @@ impl AsyncRedisBackend {
         let connect_timeout =
             if config.socket_connect_timeout.is_zero() { socket_timeout } else { Some(config.socket_connect_timeout) };
         Ok(AsyncRedisBackend {
-            client: client(config)?,
+            server: Arc::new(Server::new(config, redis::ProtocolVersion::RESP2)?),
             shared: Mutex::new(None),
             waiters: Mutex::new(Vec::new()),
             socket_timeout,
@@ -47,27 +49,40 @@ impl AsyncRedisBackend {
         })
     }
 
-    async fn connect(&self, response_timeout: Option<Duration>) -> Result<MultiplexedConnection> {
+    async fn connect(&self, response_timeout: Option<Duration>) -> Result<(u64, MultiplexedConnection)> {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(self.connect_timeout)
             .set_response_timeout(response_timeout);
-        self.client
+        let (generation, client) = match self.server.as_ref() {
+            Server::Fixed(client) => (0, client.clone()),
+            // Looking up a Sentinel master blocks (bounded by the timeouts):
+            // off the async threads.
+            _ => {
+                let server = Arc::clone(&self.server);
+                tokio::task::spawn_blocking(move || server.client())
+                    .await
+                    .map_err(|e| crate::error::Error::new(crate::ErrorKind::Other, e.to_string()))??
+            }
+        };
+        let conn = client
             .get_multiplexed_async_connection_with_config(&config)
             .await
-            .map_err(|e| map_error(e, "cannot connect to Redis"))
+            .map_err(|e| map_error(e, "cannot connect to Redis"))?;
+        Ok((generation, conn))
     }
 
     async fn run(&self, commands: &[Command]) -> Result<Vec<Reply>> {
         let (mut pipe, blocking) = pipeline(commands);
         // Server error replies come back as values, each answering its own command.
         pipe.ignore_errors();
+        let generation = self.server.generation();
         if blocking.is_zero() {
             let cached = self.shared.lock().unwrap_or_else(PoisonError::into_inner).clone();
             let mut conn = match cached {
-                Some(conn) => conn,
-                None => {
-                    let conn = self.connect(self.socket_timeout).await?;
-                    *self.shared.lock().unwrap_or_else(PoisonError::into_inner) = Some(conn.clone());
+                Some((made, conn)) if made == generation => conn,
+                _ => {
+                    let (made, conn) = self.connect(self.socket_timeout).await?;
+                    *self.shared.lock().unwrap_or_else(PoisonError::into_inner) = Some((made, conn.clone()));
                     conn
                 }
             };
@@ -82,11 +97,15 @@ impl AsyncRedisBackend {
         } else {
             // The server legitimately stays silent while BLPOP waits.
             let timeout = self.socket_timeout.map(|t| t.saturating_add(blocking));
-            let idle = self.waiters.lock().unwrap_or_else(PoisonError::into_inner).pop();
-            let mut conn = match idle {
-                Some(mut conn) => {
+            let idle = {
+                let mut waiters = self.waiters.lock().unwrap_or_else(PoisonError::into_inner);
+                waiters.retain(|(made, _)| *made == generation);
+                waiters.pop()
+            };
+            let (made, mut conn) = match idle {
+                Some((made, mut conn)) => {
                     conn.set_response_timeout(timeout.unwrap_or(Duration::MAX));
-                    conn
+                    (made, conn)
                 }
                 None => self.connect(timeout).await?,
             };
@@ -95,8 +114,8 @@ impl AsyncRedisBackend {
                 .await
                 .map_err(|e| map_error(e, "Redis command failed"))?;
             let mut idle = self.waiters.lock().unwrap_or_else(PoisonError::into_inner);
-            if idle.len() < IDLE_WAITERS {
-                idle.push(conn);
+            if idle.len() < IDLE_WAITERS && made == self.server.generation() {
+                idle.push((made, conn));
             }
             replies(commands, values)
         }

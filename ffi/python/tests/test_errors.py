@@ -147,6 +147,11 @@ def test_bad_arguments_raise_clear_exceptions(cache: RedisTaggedCache, call: Cal
         {"lifetime_for_tags": "1d"},
         {"serializer": None},
         {"cache_hook": 3},
+        {"sentinel_nodes": "redis://127.0.0.1:26379", "sentinel_master_name": "m"},
+        {"sentinel_nodes": ["redis://127.0.0.1:26379"]},
+        {"sentinel_master_name": "m"},
+        {"sentinel_nodes": [3], "sentinel_master_name": "m"},
+        {"sentinel_nodes": ["redis://127.0.0.1:26379"], "sentinel_master_name": b"m"},
     ],
 )
 def test_bad_settings_raise_clear_exceptions(options: Any) -> None:

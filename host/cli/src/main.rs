@@ -32,6 +32,14 @@ struct Cli {
     /// else the embedded in-memory backend.
     #[arg(long, global = true, env = "RTC_REDIS_URL")]
     redis: Option<String>,
+    /// A Redis Sentinel node (redis://[user:password@]host:port; repeat, or
+    /// comma-separate in $RTC_SENTINELS): the master --sentinel-master names
+    /// is found through them and followed across failovers. Not with --redis.
+    #[arg(long = "sentinel", global = true, env = "RTC_SENTINELS", value_delimiter = ',')]
+    sentinels: Vec<String>,
+    /// The name of the master the Sentinel nodes monitor.
+    #[arg(long, global = true, env = "RTC_SENTINEL_MASTER")]
+    sentinel_master: Option<String>,
     /// Namespace of the cache.
     #[arg(long, global = true, default_value = "default")]
     namespace: String,
@@ -220,8 +228,10 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
     let explicit_redis = cli.redis.clone();
     let config = Config::default()
         .namespace(cli.namespace)
-        .in_local_memory(cli.redis.is_none())
+        .in_local_memory(cli.redis.is_none() && cli.sentinels.is_empty())
         .url(cli.redis)
+        .sentinel_nodes(cli.sentinels)
+        .sentinel_master_name(cli.sentinel_master)
         .socket_timeout(Duration::from_secs_f64(cli.socket_timeout))
         .socket_connect_timeout(Duration::from_secs_f64(cli.connect_timeout));
     let kind = cli.engine;

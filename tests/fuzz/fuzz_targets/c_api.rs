@@ -99,6 +99,8 @@ enum Setting {
     Password(Text),
     Url(Text),
     ClusterNode(Text),
+    SentinelNode(Text),
+    SentinelMasterName(Text),
     TlsCa(Buf),
     SocketTimeoutMs(u64),
     ConnectTimeoutMs(u64),
@@ -294,6 +296,8 @@ fn apply(builder: *mut rtc_cache_builder, s: &Setting) {
         Setting::Password(t) => rtc_cache_builder_set_password(builder, ptr(&t.c_string())),
         Setting::Url(t) => rtc_cache_builder_set_url(builder, ptr(&t.c_string())),
         Setting::ClusterNode(t) => rtc_cache_builder_add_cluster_node(builder, ptr(&t.c_string())),
+        Setting::SentinelNode(t) => rtc_cache_builder_add_sentinel_node(builder, ptr(&t.c_string())),
+        Setting::SentinelMasterName(t) => rtc_cache_builder_set_sentinel_master_name(builder, ptr(&t.c_string())),
         Setting::TlsCa(b) => {
             let (p, n) = b.raw();
             rtc_cache_builder_set_tls_ca_cert(builder, p, n)

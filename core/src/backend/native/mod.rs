@@ -6,6 +6,8 @@
 #[cfg(feature = "redis")]
 mod cluster;
 mod pool;
+#[cfg(feature = "redis")]
+mod sentinel;
 mod single;
 #[cfg(feature = "redis")]
 pub(crate) mod tracking;
@@ -21,7 +23,7 @@ pub use cluster::ClusterBackend;
 pub(crate) use cluster::cluster_client;
 pub use single::RedisBackend;
 #[cfg(feature = "tokio")]
-pub(crate) use single::client;
+pub(crate) use single::Server;
 
 /// Compare-and-delete: release a lock only if we still hold it (the reference's script).
 const DEL_IF_EQ: &str =

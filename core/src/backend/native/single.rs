@@ -21,8 +21,9 @@ const DEADLINE_SLACK: Duration = Duration::from_millis(5);
 /// held across a round trip. A connection that saw an I/O error or a timeout
 /// is dropped, never reused, because a late reply could still be in flight.
 pub struct RedisBackend {
-    client: redis::Client,
-    idle: Pool<redis::Connection>,
+    server: Server,
+    /// Idle connections, each with the generation of the master it goes to.
+    idle: Pool<(u64, redis::Connection)>,
     socket_timeout: Option<Duration>,
     connect_timeout: Duration,
 }
@@ -33,20 +34,25 @@ impl RedisBackend {
     /// Does not connect: the first command does, so a cache can be built while
     /// Redis is down and start working when it comes up.
     pub fn new(config: &Config) -> Result<Self> {
-        let client = client(config)?;
         Ok(RedisBackend {
-            client,
+            server: Server::new(config, redis::ProtocolVersion::RESP2)?,
             idle: Pool::new(),
             socket_timeout: (!config.socket_timeout.is_zero()).then_some(config.socket_timeout),
             connect_timeout: config.socket_connect_timeout,
         })
     }
 
-    /// Returns a connection and whether it came from the idle list (and so may be stale).
-    fn checkout(&self) -> Result<(redis::Connection, bool)> {
-        if let Some(conn) = self.idle.take() {
-            return Ok((conn, true));
+    /// Returns a connection, the generation of the master it goes to, and
+    /// whether it came from the idle list (and so may be stale).
+    fn checkout(&self) -> Result<(redis::Connection, u64, bool)> {
+        let generation = self.server.generation();
+        while let Some((made, conn)) = self.idle.take() {
+            // One made before Sentinel moved the master goes to a former one.
+            if made == generation {
+                return Ok((conn, made, true));
+            }
         }
+        let (generation, client) = self.server.client()?;
         // The connect timeout also bounds the handshake (HELLO/AUTH/SELECT/CLIENT
         // SETINFO), which the kernel lets start even while Redis is paused. With
         // no connect timeout, the socket timeout bounds both (as in redis-py),
@@ -54,17 +60,19 @@ impl RedisBackend {
         let connect_timeout =
             if self.connect_timeout.is_zero() { self.socket_timeout } else { Some(self.connect_timeout) };
         let conn = match connect_timeout {
-            Some(timeout) => self.client.get_connection_with_timeout(timeout),
-            None => self.client.get_connection(),
+            Some(timeout) => client.get_connection_with_timeout(timeout),
+            None => client.get_connection(),
         }
         .map_err(|e| map_error(e, "cannot connect to Redis"))?;
         conn.set_write_timeout(self.socket_timeout).map_err(|e| map_error(e, "cannot set the write timeout"))?;
         conn.set_read_timeout(self.socket_timeout).map_err(|e| map_error(e, "cannot set the read timeout"))?;
-        Ok((conn, false))
+        Ok((conn, generation, false))
     }
 
-    fn checkin(&self, conn: redis::Connection) {
-        self.idle.put(conn);
+    fn checkin(&self, conn: redis::Connection, generation: u64) {
+        if generation == self.server.generation() {
+            self.idle.put((generation, conn));
+        }
     }
 }
 
@@ -79,16 +87,16 @@ impl Backend for RedisBackend {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let (mut conn, pooled) = self.checkout()?;
+            let (mut conn, generation, pooled) = self.checkout()?;
             match self.query(&mut conn, &pipe, commands.len(), blocking) {
                 Ok(values) => {
-                    self.checkin(conn);
+                    self.checkin(conn, generation);
                     return replies(commands, values);
                 }
                 Err(e) => {
                     // Only a server error reply leaves the connection in a known state.
                     if matches!(e.kind(), redis::ErrorKind::Server(_)) && conn.is_open() {
-                        self.checkin(conn);
+                        self.checkin(conn, generation);
                     } else if pooled
                         && attempt == 1
                         && !e.is_timeout()
@@ -169,8 +177,59 @@ pub(super) fn receive(
     Ok(values)
 }
 
+/// The one Redis server a backend talks to: fixed by the configuration, or
+/// the master Redis Sentinel names at the moment (see `sentinel`).
+// One per backend, made once and never moved on a hot path: not worth a box.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Server {
+    /// The server `url`, or `host`/`port`/..., names.
+    Fixed(redis::Client),
+    /// The master `sentinel_nodes` name, and the protocol to speak to it.
+    #[cfg(feature = "redis")]
+    Sentinel(std::sync::Arc<super::sentinel::Master>, redis::ProtocolVersion),
+}
+
+impl Server {
+    /// The server `config` names, spoken to in `protocol`. Does not connect.
+    pub(crate) fn new(config: &Config, protocol: redis::ProtocolVersion) -> Result<Self> {
+        if config.sentinel_nodes.is_empty() {
+            return Ok(Server::Fixed(client_speaking(config, protocol)?));
+        }
+        #[cfg(feature = "redis")]
+        return Ok(Server::Sentinel(super::sentinel::Master::shared(config)?, protocol));
+        #[cfg(not(feature = "redis"))]
+        Err(Error::invalid("this build has no Redis Sentinel support (feature `redis`): sentinel_nodes is set"))
+    }
+
+    /// The generation of the address connections go to now (always 0 for
+    /// a fixed server): a connection made at another one is to a former
+    /// master and must not be reused.
+    pub(crate) fn generation(&self) -> u64 {
+        match self {
+            Server::Fixed(_) => 0,
+            #[cfg(feature = "redis")]
+            Server::Sentinel(master, _) => master.generation(),
+        }
+    }
+
+    /// A client of the server now, with its generation; looks the master up
+    /// if none is known yet (bounded by the timeouts).
+    pub(crate) fn client(&self) -> Result<(u64, redis::Client)> {
+        match self {
+            Server::Fixed(client) => Ok((0, client.clone())),
+            #[cfg(feature = "redis")]
+            Server::Sentinel(master, protocol) => {
+                let current = master.current()?;
+                let client = if *protocol == redis::ProtocolVersion::RESP2 { &current.client } else { &current.resp3 };
+                Ok((current.generation, client.clone()))
+            }
+        }
+    }
+}
+
 /// The client of the one Redis server `config` names (URL, or
-/// host/port/db/...), for the sync and the async backends. Does not connect.
+/// host/port/db/...), for a cluster's seeds and a Sentinel master. Does not connect.
+#[cfg(feature = "redis")]
 pub(crate) fn client(config: &Config) -> Result<redis::Client> {
     client_speaking(config, redis::ProtocolVersion::RESP2)
 }

@@ -5,7 +5,7 @@ import os
 import pickle
 from dataclasses import dataclass, field
 from threading import Lock
-from typing import Any, Callable, Iterable, Optional, Union
+from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
 from rtc import _native as n
 from rtc._decorator import cache_decorator
@@ -166,6 +166,17 @@ class _Settings:
     namespace (no tracking table in Redis). See "The near cache" in
     core/README.md."""
 
+    sentinel_nodes: Optional[Sequence[str]] = None
+    """rtc only: Redis Sentinel nodes (``"redis://[user:password@]host:port"``,
+    the sentinels' own credentials; ``"rediss://..."`` for TLS). With
+    ``sentinel_master_name``, the cache asks them where the master is and
+    follows it across failovers; ``host`` and ``port`` are then ignored, ``db``
+    and ``ssl`` apply to the master (see "Redis Sentinel" in core/README.md)."""
+
+    sentinel_master_name: Optional[str] = None
+    """rtc only: the name of the master the Sentinel nodes monitor (required
+    with ``sentinel_nodes``)."""
+
     _internal_lock: Lock = field(init=False, repr=False, compare=False, default_factory=Lock)
     _native_cache: Any = field(init=False, repr=False, compare=False, default=None)
     _native_generation: int = field(init=False, repr=False, compare=False, default=0)
@@ -198,6 +209,15 @@ class _Settings:
         for name in ("serializer", "unserializer"):
             if not callable(getattr(self, name)):
                 raise TypeError(f"rtc: {name} must be callable, not {getattr(self, name)!r}")
+        if self.sentinel_nodes is not None:
+            if isinstance(self.sentinel_nodes, (str, bytes)):
+                raise TypeError("rtc: sentinel_nodes must be a sequence of URLs, not one string")
+            for node in self.sentinel_nodes:
+                n.c_string("sentinel_nodes", node)
+        if self.sentinel_master_name is not None:
+            n.c_string("sentinel_master_name", self.sentinel_master_name)
+        if bool(self.sentinel_nodes) != (self.sentinel_master_name is not None):
+            raise ValueError("rtc: sentinel_nodes and sentinel_master_name go together: set both or neither")
         if self.cache_hook is not None and not callable(self.cache_hook):
             raise TypeError(f"rtc: cache_hook must be callable or None, not {self.cache_hook!r}")
 
@@ -239,6 +259,11 @@ class _Settings:
                     "near_cache_tracking",
                     lib.rtc_cache_builder_set_near_cache_tracking(builder, _NEAR_TRACKING[self.near_cache_tracking]),
                 )
+            for node in self.sentinel_nodes or ():
+                _check("sentinel_nodes", lib.rtc_cache_builder_add_sentinel_node(builder, n.c_string("sentinel_nodes", node)))
+            if self.sentinel_master_name is not None:
+                name = n.c_string("sentinel_master_name", self.sentinel_master_name)
+                _check("sentinel_master_name", lib.rtc_cache_builder_set_sentinel_master_name(builder, name))
             fail_safe_ms = _seconds_to_ms("fail_safe_max_duration", self.fail_safe_max_duration)
             if fail_safe_ms:
                 _check(

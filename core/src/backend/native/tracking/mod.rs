@@ -20,8 +20,8 @@
 //! connection fails (a tracking connection, or a reader connection that
 //! went away: its reads are no longer tracked) or, on a cluster, when the
 //! slot map changes (a failover, a resharding): a new master's changes would
-//! not be pushed on the old connections. Everything ends when the cache is
-//! dropped.
+//! not be pushed on the old connections; under Redis Sentinel, when the
+//! master moves (`sentinel`). Everything ends when the cache is dropped.
 
 mod listener;
 mod readers;
@@ -90,7 +90,7 @@ pub(crate) fn near_cache(config: &Config, layout: &Layout, native: bool) -> Resu
 /// names, on the namespace whose keys start with `prefix` (`rtc:{hash}`).
 fn start(config: &Config, prefix: &str, near: &Arc<NearState>, readers: Option<Arc<Readers>>) -> Result<()> {
     let masters = if config.cluster_nodes.is_empty() {
-        Masters::One(super::single::client_speaking(config, redis::ProtocolVersion::RESP3)?)
+        Masters::One(super::single::Server::new(config, redis::ProtocolVersion::RESP3)?)
     } else {
         Masters::Cluster(Seeds::new(config)?)
     };
@@ -165,8 +165,14 @@ impl Tracking {
     /// slot map changes (`Err`, with why), or the cache is dropped (`Ok`).
     fn session(&self, state: &Arc<NearState>) -> std::result::Result<(), String> {
         let mut probe = None;
+        // The generation of a Sentinel master's address this session tracks.
+        let mut generation = 0;
         let topology = match &self.masters {
-            Masters::One(client) => Topology { masters: vec![(String::new(), client.clone())], slots: Vec::new() },
+            Masters::One(server) => {
+                let (at, client) = server.client().map_err(|e| format!("cannot find the master: {e}"))?;
+                generation = at;
+                Topology { masters: vec![(String::new(), client)], slots: Vec::new() }
+            }
             Masters::Cluster(seeds) => {
                 seeds.topology(&mut probe).map_err(|e| format!("cannot read the slot map: {e}"))?
             }
@@ -221,14 +227,19 @@ impl Tracking {
                 Ok(Event::Failed(e)) => return Err(e),
                 Ok(Event::Subscribed { .. }) => {}
                 Err(RecvTimeoutError::Disconnected) => return Err("the tracking threads ended".into()),
-                Err(RecvTimeoutError::Timeout) => {
-                    if let Masters::Cluster(seeds) = &self.masters {
+                Err(RecvTimeoutError::Timeout) => match &self.masters {
+                    Masters::Cluster(seeds) => {
                         let now = seeds.topology(&mut probe).map_err(|e| format!("cannot read the slot map: {e}"))?;
                         if now.slots != topology.slots {
                             return Err("the cluster's slot map changed".into());
                         }
                     }
-                }
+                    // The new master's changes are not pushed on this session's connections.
+                    Masters::One(server) if server.generation() != generation => {
+                        return Err("Redis Sentinel moved the master".into());
+                    }
+                    Masters::One(_) => {}
+                },
             }
         }
     }

@@ -9,8 +9,8 @@ use crate::error::{Error, ErrorKind, Result};
 
 /// Where the tracking connections go.
 pub(super) enum Masters {
-    /// One Redis server: one connection.
-    One(redis::Client),
+    /// One Redis server (or the master Sentinel names now): one connection.
+    One(crate::backend::native::single::Server),
     /// A Redis Cluster: one connection per master of the current slot map.
     Cluster(Seeds),
 }
