@@ -84,6 +84,23 @@ def _call_hook(
         SERVICE_LOGGER.warning(f"Error while calling hook {hook}", exc_info=True)
 
 
+def _apply_report(info: CacheInfo, report: n.Report) -> None:
+    """Copies core's report of a decorated call into its CacheInfo.
+
+    One copy for the sync and the asyncio decorator, so both report a call
+    alike. What the decorator measured itself (the function's time, the
+    serialized size) wins over core's figure: core did not see those when
+    the decorator computed or serialized outside its get-or-compute.
+    """
+    info.hit = report.hit
+    info.elapsed = report.elapsed
+    info.decorated_elapsed = info.decorated_elapsed or report.decorated_elapsed
+    info.lock_waiting_ms = report.lock_waiting_ms
+    info.lock_full_hit = report.lock_full_hit
+    info.lock_full_miss = report.lock_full_miss
+    info.serialized_size = info.serialized_size or report.serialized_size
+
+
 def _options(ckey: str, tags: list, lock: bool, lock_timeout_ms: int, lifetime: int, call: Any) -> Any:
     """Builds librtc's compute options, reporting to `call` (a cffi handle);
     raises ValueError/TypeError on a bad key or tag."""
@@ -281,13 +298,7 @@ def cache_decorator(
             call.decorated_elapsed = time.perf_counter() - started
 
         if report is not None:
-            cache_info.hit = report.hit
-            cache_info.elapsed = report.elapsed
-            cache_info.decorated_elapsed = cache_info.decorated_elapsed or report.decorated_elapsed
-            cache_info.lock_waiting_ms = report.lock_waiting_ms
-            cache_info.lock_full_hit = report.lock_full_hit
-            cache_info.lock_full_miss = report.lock_full_miss
-            cache_info.serialized_size = cache_info.serialized_size or report.serialized_size
+            _apply_report(cache_info, report)
         else:
             # Core reports every call except one it gave up with no error to
             # tell: a value that cannot be stored (its serializer failed or

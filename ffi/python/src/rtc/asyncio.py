@@ -40,7 +40,7 @@ import wrapt
 
 from rtc import _native as n
 from rtc._cache import _fork_generation_now, _set_bytes, _Settings
-from rtc._decorator import _call_hook, _get_full_tag_names, _get_key, _options
+from rtc._decorator import _apply_report, _call_hook, _get_full_tag_names, _get_key, _options
 from rtc._native import ffi, lib
 from rtc._types import CacheInfo, CacheMiss
 
@@ -388,13 +388,11 @@ class RedisTaggedCache(_Settings):
 def _finish(info: CacheInfo, report: Optional[n.Report], computed: bool, lock: bool, before: float) -> None:
     """Fills the call's CacheInfo from core's report (or, without one, from what this call saw)."""
     if report is not None:
-        info.hit = report.hit and not computed
-        info.elapsed = report.elapsed
-        info.decorated_elapsed = info.decorated_elapsed or report.decorated_elapsed
-        info.lock_waiting_ms = report.lock_waiting_ms
-        info.lock_full_hit = report.lock_full_hit
-        info.lock_full_miss = report.lock_full_miss
-        info.serialized_size = info.serialized_size or report.serialized_size
+        _apply_report(info, report)
+        if computed:
+            # This call ran the function (a miss, core failing, or a value
+            # it could not read): a miss, whatever core's get-or-lock saw.
+            info.hit = False
     else:
         info.hit = not computed
         info.elapsed = time.perf_counter() - before
