@@ -126,24 +126,50 @@ pub fn compile(source: &str, link: Link) -> PathBuf {
 /// Compiles the C or C++ file at `path` as [`compile`] does (with
 /// `tests/c` on the include path); the program is named after its stem.
 pub fn compile_file(path: &Path, link: Link) -> PathBuf {
-    compile_file_with(path, link, &[])
+    compile_file_with(path, link, Options::default())
 }
 
-/// Compiles `source` (in `tests/c`) as [`compile`] does, linked also with
-/// `libs` (`-luv`, say).
-pub fn compile_with(source: &str, link: Link, libs: &[&str]) -> PathBuf {
-    compile_file_with(&root().join("tests/c").join(source), link, libs)
+/// What [`compile_with`] adds to [`compile`]'s command.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options<'a> {
+    /// Flags after the usual ones: a later `-std=` wins over the default
+    /// one, so `-std=c++20` picks the standard, and any warning flag added
+    /// is an error too.
+    pub flags: &'a [&'a str],
+    /// Libraries linked after librtc (`-luv`, say).
+    pub libs: &'a [&'a str],
+    /// A name put between the source's stem and the link in the program's
+    /// name, so the variants of one source (one per standard, say) built
+    /// side by side by parallel tests never overwrite each other.
+    pub variant: Option<&'a str>,
 }
 
-fn compile_file_with(path: &Path, link: Link, libs: &[&str]) -> PathBuf {
+/// Compiles `tests/c/<source>` as [`compile`] does, with what `options`
+/// adds.
+pub fn compile_with(source: &str, link: Link, options: Options<'_>) -> PathBuf {
+    compile_file_with(&root().join("tests/c").join(source), link, options)
+}
+
+/// The one compiler command every `compile*` function runs.
+fn compile_file_with(path: &Path, link: Link, options: Options<'_>) -> PathBuf {
     let cxx = path.extension().is_some_and(|e| e == "cpp");
     let stem = path.file_stem().and_then(|s| s.to_str()).expect("a UTF-8 file name");
-    let program = out_dir().join(format!("{stem}-{link:?}").to_lowercase());
+    let name = match options.variant {
+        // A variant's name goes into a file name: anything but letters and
+        // digits (the `+` of `c++20`, say) becomes `_`.
+        Some(variant) => {
+            let variant: String = variant.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+            format!("{stem}-{variant}-{link:?}")
+        }
+        None => format!("{stem}-{link:?}"),
+    };
+    let program = out_dir().join(name.to_lowercase());
     let mut cmd = Command::new(if cxx { "g++" } else { "cc" });
     cmd.arg(if cxx { "-std=c++17" } else { "-std=c11" })
         .args(["-Wall", "-Wextra", "-Werror", "-pedantic", "-g", "-O1"])
         // AddressSanitizer and UndefinedBehaviorSanitizer, the latter fatal.
         .args(["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-fno-omit-frame-pointer"])
+        .args(options.flags)
         .arg("-I")
         .arg(root().join("include"))
         .arg("-I")
@@ -159,8 +185,13 @@ fn compile_file_with(path: &Path, link: Link, libs: &[&str]) -> PathBuf {
             cmd.arg(lib_dir().join("librtc.a")).args(["-lpthread", "-ldl", "-lm"]);
         }
     }
-    cmd.args(libs).arg("-lpthread");
-    run_checked(&mut cmd, &format!("compiling {} ({link:?})", path.display()));
+    cmd.args(options.libs).arg("-lpthread");
+    let what = if options.flags.is_empty() {
+        format!("compiling {} ({link:?})", path.display())
+    } else {
+        format!("compiling {} ({link:?}, {:?})", path.display(), options.flags)
+    };
+    run_checked(&mut cmd, &what);
     program
 }
 
@@ -229,42 +260,4 @@ impl Running {
         assert!(!stderr.contains("Sanitizer"), "sanitizer report:\n{stderr}");
         self.seen
     }
-}
-
-/// Compiles `tests/c/<source>` as [`compile`] does, with `flags` after the
-/// usual ones: a later `-std=` wins over the default one, so `-std=c++20`
-/// picks the standard, and any warning flag added is an error too. The
-/// program is named after the source's stem, `variant` and the link, so the
-/// variants of one source (one per standard, say) built side by side by
-/// parallel tests never overwrite each other.
-pub fn compile_with_flags(source: &str, link: Link, flags: &[&str], variant: &str) -> PathBuf {
-    let path = root().join("tests/c").join(source);
-    let cxx = path.extension().is_some_and(|e| e == "cpp");
-    let stem = path.file_stem().and_then(|s| s.to_str()).expect("a UTF-8 file name");
-    let variant: String = variant.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
-    let program = out_dir().join(format!("{stem}-{variant}-{link:?}").to_lowercase());
-    let mut cmd = Command::new(if cxx { "g++" } else { "cc" });
-    cmd.arg(if cxx { "-std=c++17" } else { "-std=c11" })
-        .args(["-Wall", "-Wextra", "-Werror", "-pedantic", "-g", "-O1"])
-        // AddressSanitizer and UndefinedBehaviorSanitizer, the latter fatal.
-        .args(["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-fno-omit-frame-pointer"])
-        .args(flags)
-        .arg("-I")
-        .arg(root().join("include"))
-        .arg("-I")
-        .arg(root().join("tests/c"))
-        .arg(&path)
-        .arg("-o")
-        .arg(&program);
-    match link {
-        Link::Shared => {
-            cmd.arg("-L").arg(lib_dir()).arg("-lrtc").arg(format!("-Wl,-rpath,{}", lib_dir().display()));
-        }
-        Link::Static => {
-            cmd.arg(lib_dir().join("librtc.a")).args(["-lpthread", "-ldl", "-lm"]);
-        }
-    }
-    cmd.arg("-lpthread");
-    run_checked(&mut cmd, &format!("compiling {} ({link:?}, {flags:?})", path.display()));
-    program
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use rtc_core::{Cache, ComputeOptions, FunctionId, Lifetime};
-use rtc_tests::cprog::{Link, compile, lib_dir, out_dir, root, run, run_checked};
+use rtc_tests::cprog::{Link, Options, compile, compile_with, lib_dir, out_dir, root, run, run_checked};
 use rtc_tests::{RedisServer, unique_namespace};
 
 /// Every program is linked both ways.
@@ -127,7 +127,7 @@ fn the_non_blocking_api_runs_in_an_epoll_loop() {
 #[test]
 fn the_non_blocking_api_runs_in_a_libuv_loop_from_cpp() {
     for link in BOTH {
-        let program = rtc_tests::cprog::compile_with("libuv_loop.cpp", link, &["-luv"]);
+        let program = compile_with("libuv_loop.cpp", link, Options { libs: &["-luv"], ..Options::default() });
         let redis = RedisServer::start();
         let ns = unique_namespace("cpp-libuv");
         let out = run(&program, &[&redis.url(), &ns]);

@@ -10,7 +10,7 @@
 
 use std::process::Command;
 
-use rtc_tests::cprog::{Link, compile_with_flags, root, run, run_checked};
+use rtc_tests::cprog::{Link, Options, compile_with, root, run, run_checked};
 use rtc_tests::{RedisServer, unique_namespace};
 
 /// What the program must print: one line per fact it established.
@@ -37,7 +37,8 @@ const MIN_CHECKS: u32 = 200;
 /// checks what it printed.
 fn the_program_passes(std: &str) {
     for link in [Link::Shared, Link::Static] {
-        let program = compile_with_flags("rtc_hpp.cpp", link, &[&format!("-std={std}")], std);
+        let options = Options { flags: &[&format!("-std={std}")], variant: Some(std), ..Options::default() };
+        let program = compile_with("rtc_hpp.cpp", link, options);
         let redis = RedisServer::start();
         let ns = unique_namespace(&format!("cpp-header-{std}-{link:?}"));
         let dead_port = rtc_tests::server::free_port(); // nothing listens there
