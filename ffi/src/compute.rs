@@ -438,38 +438,23 @@ pub extern "C" fn rtc_cache_set_and_unlock(
     value_len: usize,
     lifetime: i64,
 ) -> rtc_result {
-    guard(|| {
-        if ticket.is_null() {
-            return Err(Failure::null("ticket"));
-        }
-        // SAFETY: non-NULL, and the caller passes a ticket from rtc, once.
-        let rtc_ticket { mut ticket, owner } = *unsafe { Box::from_raw(ticket) };
-        if let TicketOwner::NonBlocking(_) = owner {
-            owner.release(ticket);
-            return Err(Failure::new(
-                RTC_RESULT_INVALID_ARGUMENT,
-                "a ticket of the non-blocking API: pass it to rtc_async_set_and_unlock (it was released)",
-            ));
-        }
-        let checked = (|| {
+    consume_blocking_ticket(
+        ticket,
+        "rtc_async_set_and_unlock",
+        || {
             let cache = cache_ref(cache)?;
             // SAFETY: the caller passes a buffer valid for its length.
             let value = unsafe { bytes(value, value_len, "value") }?;
-            Ok::<_, Failure>((cache, value, self::lifetime(lifetime)?))
-        })();
-        let (cache, value, lifetime) = match checked {
-            Ok(checked) => checked,
-            Err(failure) => {
-                owner.release(ticket);
-                return Err(failure);
+            Ok((cache, value, self::lifetime(lifetime)?))
+        },
+        |mut ticket, (cache, value, lifetime)| {
+            ticket.set_lifetime(lifetime);
+            match cache.set_and_unlock(ticket, Ok::<_, rtc_core::Error>(value)).error {
+                Some(error) => Err(error.into()),
+                None => Ok(RTC_RESULT_OK),
             }
-        };
-        ticket.set_lifetime(lifetime);
-        match cache.set_and_unlock(ticket, Ok::<_, rtc_core::Error>(value)).error {
-            Some(error) => Err(error.into()),
-            None => Ok(RTC_RESULT_OK),
-        }
-    })
+        },
+    )
 }
 
 /// Ends a ticket whose computation failed, as rtc_cache_get_or_compute
@@ -488,6 +473,39 @@ pub extern "C" fn rtc_cache_fail_and_unlock(
     ticket: *mut rtc_ticket,
     value_out: *mut *mut rtc_value,
 ) -> rtc_result {
+    consume_blocking_ticket(
+        ticket,
+        "rtc_async_fail_and_unlock",
+        || {
+            let cache = cache_ref(cache)?;
+            // SAFETY: the caller passes a writable out-pointer.
+            let value_out = unsafe { out(value_out, "value_out") }?;
+            Ok((cache, value_out))
+        },
+        |ticket, (cache, value_out)| {
+            Ok(match cache.fail_and_unlock(ticket).0 {
+                Some(bytes) => {
+                    value_out.put(into_handle(rtc_value { bytes }));
+                    RTC_RESULT_OK
+                }
+                None => RTC_RESULT_MISS,
+            })
+        },
+    )
+}
+
+/// Runs a blocking call that consumes `ticket`, as `nonblocking::ticket_op`
+/// does for the non-blocking ones: refuses a NULL ticket; releases the
+/// ticket and fails the call when it is the non-blocking API's (whose
+/// counterpart, `async_counterpart`, the error names) or when `check`
+/// refuses the other arguments; otherwise hands the ticket and what `check`
+/// read to `work`.
+fn consume_blocking_ticket<T>(
+    ticket: *mut rtc_ticket,
+    async_counterpart: &str,
+    check: impl FnOnce() -> Result<T, Failure>,
+    work: impl FnOnce(Ticket, T) -> Result<rtc_result, Failure>,
+) -> rtc_result {
     guard(|| {
         if ticket.is_null() {
             return Err(Failure::null("ticket"));
@@ -498,29 +516,19 @@ pub extern "C" fn rtc_cache_fail_and_unlock(
             owner.release(ticket);
             return Err(Failure::new(
                 RTC_RESULT_INVALID_ARGUMENT,
-                "a ticket of the non-blocking API: pass it to rtc_async_fail_and_unlock (it was released)",
+                format!("a ticket of the non-blocking API: pass it to {async_counterpart} (it was released)"),
             ));
         }
-        let checked = (|| {
-            let cache = cache_ref(cache)?;
-            // SAFETY: the caller passes a writable out-pointer.
-            let value_out = unsafe { out(value_out, "value_out") }?;
-            Ok::<_, Failure>((cache, value_out))
-        })();
-        let (cache, value_out) = match checked {
+        let checked = match check() {
             Ok(checked) => checked,
             Err(failure) => {
                 owner.release(ticket);
                 return Err(failure);
             }
         };
-        Ok(match cache.fail_and_unlock(ticket).0 {
-            Some(bytes) => {
-                value_out.put(into_handle(rtc_value { bytes }));
-                RTC_RESULT_OK
-            }
-            None => RTC_RESULT_MISS,
-        })
+        // `owner` holds a handle on the ticket's cache: dropped only once
+        // `work` is done, so that cache outlives the call.
+        work(ticket, checked)
     })
 }
 
