@@ -43,11 +43,12 @@ def test_redis_tagged_cache_fields_and_defaults(reference: Any) -> None:
     ours = fields(RedisTaggedCache)
     theirs = reference.eval(FIELDS.format("RedisTaggedCache"))
     # The reference's fields, in its order (positional construction works
-    # unchanged), then rtc's own near-cache and fail-safe options.
+    # unchanged), then rtc's own near-cache, fail-safe and Sentinel options.
     assert ours[: len(theirs)] == theirs
     assert [name for name, _ in ours[len(theirs) :]] == [
         "near_cache_max_entries", "near_cache_max_bytes", "near_cache_max_lifetime",
         "fail_safe_max_duration", "fail_safe_max_bytes", "near_cache_tracking",
+        "sentinel_nodes", "sentinel_master_name",
     ]
     ours = ours[: len(theirs)]
     assert [name for name, _ in ours] == [
