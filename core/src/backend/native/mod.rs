@@ -3,11 +3,13 @@
 //! provider component: one server ([`RedisBackend`], all that feature
 //! `redis-single` builds) or a Redis Cluster ([`ClusterBackend`]).
 
+mod client;
 #[cfg(feature = "redis")]
 mod cluster;
 mod pool;
 #[cfg(feature = "redis")]
 mod sentinel;
+mod server;
 mod single;
 #[cfg(feature = "redis")]
 pub(crate) mod tracking;
@@ -21,9 +23,9 @@ use crate::error::{Error, ErrorKind, Result};
 pub use cluster::ClusterBackend;
 #[cfg(feature = "tokio")]
 pub(crate) use cluster::cluster_client;
-pub use single::RedisBackend;
 #[cfg(feature = "tokio")]
-pub(crate) use single::Server;
+pub(crate) use server::Server;
+pub use single::RedisBackend;
 
 /// Compare-and-delete: release a lock only if we still hold it (the reference's script).
 const DEL_IF_EQ: &str =

@@ -164,8 +164,8 @@ impl Master {
         let mut at = self.config.clone();
         at.host = host;
         at.port = port;
-        let client = super::single::client(&at)?;
-        let resp3 = super::single::client_speaking(&at, redis::ProtocolVersion::RESP3)?;
+        let client = super::client::client(&at)?;
+        let resp3 = super::client::client_speaking(&at, redis::ProtocolVersion::RESP3)?;
         confirm_master(&client, self.connect_timeout)?;
         let generation = self.generation.load(Ordering::SeqCst) + 1;
         let current = Arc::new(Current { addr, generation, client, resp3 });

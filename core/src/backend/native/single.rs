@@ -2,13 +2,14 @@
 
 use std::time::{Duration, Instant};
 
-use redis::{ConnectionAddr, ConnectionLike, IntoConnectionInfo, Value};
+use redis::{ConnectionLike, Value};
 
 use super::pool::Pool;
+use super::server::Server;
 use super::{map_error, pipeline, replies};
 use crate::backend::{Backend, Command, Reply};
 use crate::config::Config;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::Result;
 
 /// How long a round trip may run on the read timeout set at checkout before
 /// each further reply is read with the time left until its deadline.
@@ -175,126 +176,4 @@ pub(super) fn receive(
         conn.set_read_timeout(socket_timeout)?;
     }
     Ok(values)
-}
-
-/// The one Redis server a backend talks to: fixed by the configuration, or
-/// the master Redis Sentinel names at the moment (see `sentinel`).
-// One per backend, made once and never moved on a hot path: not worth a box.
-#[allow(clippy::large_enum_variant)]
-pub(crate) enum Server {
-    /// The server `url`, or `host`/`port`/..., names.
-    Fixed(redis::Client),
-    /// The master `sentinel_nodes` name, and the protocol to speak to it.
-    #[cfg(feature = "redis")]
-    Sentinel(std::sync::Arc<super::sentinel::Master>, redis::ProtocolVersion),
-}
-
-impl Server {
-    /// The server `config` names, spoken to in `protocol`. Does not connect.
-    pub(crate) fn new(config: &Config, protocol: redis::ProtocolVersion) -> Result<Self> {
-        if config.sentinel_nodes.is_empty() {
-            return Ok(Server::Fixed(client_speaking(config, protocol)?));
-        }
-        #[cfg(feature = "redis")]
-        return Ok(Server::Sentinel(super::sentinel::Master::shared(config)?, protocol));
-        #[cfg(not(feature = "redis"))]
-        Err(Error::invalid("this build has no Redis Sentinel support (feature `redis`): sentinel_nodes is set"))
-    }
-
-    /// The generation of the address connections go to now (always 0 for
-    /// a fixed server): a connection made at another one is to a former
-    /// master and must not be reused.
-    pub(crate) fn generation(&self) -> u64 {
-        match self {
-            Server::Fixed(_) => 0,
-            #[cfg(feature = "redis")]
-            Server::Sentinel(master, _) => master.generation(),
-        }
-    }
-
-    /// A client of the server now, with its generation; looks the master up
-    /// if none is known yet (bounded by the timeouts).
-    pub(crate) fn client(&self) -> Result<(u64, redis::Client)> {
-        match self {
-            Server::Fixed(client) => Ok((0, client.clone())),
-            #[cfg(feature = "redis")]
-            Server::Sentinel(master, protocol) => {
-                let current = master.current()?;
-                let client = if *protocol == redis::ProtocolVersion::RESP2 { &current.client } else { &current.resp3 };
-                Ok((current.generation, client.clone()))
-            }
-        }
-    }
-}
-
-/// The client of the one Redis server `config` names (URL, or
-/// host/port/db/...), for a cluster's seeds and a Sentinel master. Does not connect.
-#[cfg(feature = "redis")]
-pub(crate) fn client(config: &Config) -> Result<redis::Client> {
-    client_speaking(config, redis::ProtocolVersion::RESP2)
-}
-
-/// [`client`], speaking `protocol` (RESP3 for the near cache's tracking
-/// connection, which receives pushes).
-pub(crate) fn client_speaking(config: &Config, protocol: redis::ProtocolVersion) -> Result<redis::Client> {
-    let info = match &config.url {
-        Some(url) => url.as_str().into_connection_info(),
-        None => {
-            let addr = if config.ssl {
-                ConnectionAddr::TcpTls {
-                    host: config.host.clone(),
-                    port: config.port,
-                    insecure: false,
-                    tls_params: None,
-                }
-            } else {
-                ConnectionAddr::Tcp(config.host.clone(), config.port)
-            };
-            addr.into_connection_info().map(|info| {
-                let mut redis = info.redis_settings().clone().set_db(config.db);
-                if let Some(user) = &config.username {
-                    redis = redis.set_username(user);
-                }
-                if let Some(password) = &config.password {
-                    redis = redis.set_password(password);
-                }
-                info.set_redis_settings(redis)
-            })
-        }
-    }
-    .map_err(|e| Error::with_source(ErrorKind::InvalidArgument, "invalid Redis address", e))?;
-    // No CLIENT SETINFO at connect: the handshake reads each reply with the
-    // whole connect timeout, so every command in it adds one timeout when
-    // Redis does not answer (and Redis before 7.2 refuses it anyway).
-    let info = {
-        let redis = info.redis_settings().clone().set_skip_set_lib_name().set_protocol(protocol);
-        info.set_redis_settings(redis)
-    };
-    if !info.addr().is_supported() {
-        return Err(Error::invalid(format!(
-            "Redis address {} is not supported by this build (TLS needs the TLS feature)",
-            info.addr()
-        )));
-    }
-    open(config, info)
-}
-
-/// Opens the client, with the configured certificate authority if any.
-#[cfg(feature = "redis")]
-fn open(config: &Config, info: redis::ConnectionInfo) -> Result<redis::Client> {
-    match super::tls_certificates(config) {
-        Some(certs) => redis::Client::build_with_tls(info, certs),
-        None => redis::Client::open(info),
-    }
-    .map_err(|e| Error::with_source(ErrorKind::InvalidArgument, "invalid Redis address or TLS certificate", e))
-}
-
-/// Opens the client of a build without TLS (feature `redis-single` alone),
-/// which refuses a certificate authority rather than ignore it.
-#[cfg(not(feature = "redis"))]
-fn open(config: &Config, info: redis::ConnectionInfo) -> Result<redis::Client> {
-    if config.tls_ca_cert.is_some() {
-        return Err(Error::invalid("a TLS certificate authority is set, but this build has no TLS"));
-    }
-    redis::Client::open(info).map_err(|e| Error::with_source(ErrorKind::InvalidArgument, "invalid Redis address", e))
 }

@@ -90,7 +90,7 @@ pub(crate) fn near_cache(config: &Config, layout: &Layout, native: bool) -> Resu
 /// names, on the namespace whose keys start with `prefix` (`rtc:{hash}`).
 fn start(config: &Config, prefix: &str, near: &Arc<NearState>, readers: Option<Arc<Readers>>) -> Result<()> {
     let masters = if config.cluster_nodes.is_empty() {
-        Masters::One(super::single::Server::new(config, redis::ProtocolVersion::RESP3)?)
+        Masters::One(super::server::Server::new(config, redis::ProtocolVersion::RESP3)?)
     } else {
         Masters::Cluster(Seeds::new(config)?)
     };

@@ -10,7 +10,7 @@ use crate::error::{Error, ErrorKind, Result};
 /// Where the tracking connections go.
 pub(super) enum Masters {
     /// One Redis server (or the master Sentinel names now): one connection.
-    One(crate::backend::native::single::Server),
+    One(crate::backend::native::server::Server),
     /// A Redis Cluster: one connection per master of the current slot map.
     Cluster(Seeds),
 }
@@ -43,9 +43,9 @@ impl Seeds {
             let mut one = config.clone();
             one.url = Some(node.clone());
             one.cluster_nodes.clear();
-            seeds.push(with_credentials(crate::backend::native::single::client(&one)?, config)?);
+            seeds.push(with_credentials(crate::backend::native::client::client(&one)?, config)?);
             if template.is_none() {
-                let resp3 = crate::backend::native::single::client_speaking(&one, redis::ProtocolVersion::RESP3)?;
+                let resp3 = crate::backend::native::client::client_speaking(&one, redis::ProtocolVersion::RESP3)?;
                 template = Some(with_credentials(resp3, config)?.get_connection_info().clone());
             }
         }
