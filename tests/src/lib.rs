@@ -7,6 +7,7 @@ pub mod cache_surface;
 pub mod cluster;
 pub mod component_surface;
 pub mod cprog;
+pub mod history;
 pub mod netns;
 pub mod scenarios;
 pub mod server;
