@@ -33,6 +33,11 @@
 //! not confirm, though, returns values that invalidations which completed
 //! before it began had made unreachable: trusting its last-seen values for
 //! eight operations, a reader failed this check thousands of times per storm.
+//!
+//! The same calls are also recorded with their invoke and complete times
+//! ([`rtc_tests::history`]) and the whole history is checked offline by the
+//! same real-time rule, measured on the clock rather than by the counters:
+//! two checks of one storm, which must both find nothing.
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
@@ -40,6 +45,7 @@ use std::sync::atomic::Ordering::SeqCst;
 use std::time::{Duration, Instant};
 
 use rtc_core::{Cache, Lifetime};
+use rtc_tests::history::{self, Bounds, Log, Op, Recorder};
 use rtc_tests::{RedisCluster, RedisServer, unique_namespace};
 
 /// How long each storm lasts at least.
@@ -129,6 +135,8 @@ struct Tally {
     errors: Vec<String>,
     written: Vec<(Vec<u8>, Written)>,
     read: Vec<Hit>,
+    /// Every call, for the offline check.
+    history: Vec<Op>,
 }
 
 impl Tally {
@@ -151,10 +159,11 @@ fn key_name(k: usize) -> String {
 
 /// Gets key `k`, having noted how many invalidations and sets/deletes of `k`
 /// had returned before the get began.
-fn get(cache: &Cache, clocks: &Clocks, k: usize, t: &mut Tally) {
+fn get(cache: &Cache, clocks: &Clocks, k: usize, t: &mut Tally, log: &mut Log<'_>) {
     let inv_done_before = clocks.inv_done.load(SeqCst);
     let key_done_before = clocks.key_done[k].load(SeqCst);
-    match cache.get_bytes(&key_name(k), TAGS) {
+    let key = key_name(k);
+    match log.get(&key, &TAGS, false, || cache.get_bytes(&key, TAGS)) {
         Ok(Some(value)) => {
             clocks.hits.fetch_add(1, SeqCst);
             t.hits += 1;
@@ -182,10 +191,11 @@ fn storm(backend: &str, make: &(dyn Fn() -> Cache + Sync)) -> Tally {
     };
 
     let mut tally = Tally::default();
+    let recorder = Recorder::new(backend);
     std::thread::scope(|s| {
         let mut handles = Vec::new();
         for i in 0..INVALIDATORS {
-            let (clocks, shared) = (&clocks, &shared);
+            let (clocks, shared, recorder) = (&clocks, &shared, &recorder);
             handles.push(s.spawn(move || {
                 let own;
                 let cache = if i == 0 {
@@ -195,9 +205,10 @@ fn storm(backend: &str, make: &(dyn Fn() -> Cache + Sync)) -> Tally {
                     &own
                 };
                 let mut t = Tally::default();
+                let mut log = recorder.log();
                 while running() {
                     clocks.inv_started.fetch_add(1, SeqCst);
-                    match cache.invalidate("hot") {
+                    match log.invalidate(&["hot"], || cache.invalidate("hot")) {
                         Ok(()) => {
                             clocks.inv_done.fetch_add(1, SeqCst);
                             t.invalidations += 1;
@@ -209,7 +220,7 @@ fn storm(backend: &str, make: &(dyn Fn() -> Cache + Sync)) -> Tally {
             }));
         }
         for w in 0..WRITERS {
-            let (clocks, shared) = (&clocks, &shared);
+            let (clocks, shared, recorder) = (&clocks, &shared, &recorder);
             handles.push(s.spawn(move || {
                 let own;
                 let cache = if w == 0 {
@@ -219,13 +230,16 @@ fn storm(backend: &str, make: &(dyn Fn() -> Cache + Sync)) -> Tally {
                     &own
                 };
                 let mut t = Tally::default();
+                let mut log = recorder.log();
                 let mut seq = 0u64;
                 while running() {
                     seq += 1;
                     let k = (seq as usize + w) % KEYS;
                     let value = format!("k{k}/w{w}/s{seq}").into_bytes();
                     clocks.key_started[k].fetch_add(1, SeqCst);
-                    match cache.set_bytes(&key_name(k), &value, TAGS, Lifetime::Default) {
+                    let key = key_name(k);
+                    let shown = String::from_utf8_lossy(&value).into_owned();
+                    match log.set(&key, &TAGS, &shown, || cache.set_bytes(&key, &value, TAGS, Lifetime::Default)) {
                         Ok(()) => {
                             let written = Written {
                                 key: k,
@@ -237,7 +251,7 @@ fn storm(backend: &str, make: &(dyn Fn() -> Cache + Sync)) -> Tally {
                             t.sets += 1;
                             t.written.push((value, written));
                             // Read it back at once: this cache's freshest snapshot.
-                            get(cache, clocks, k, &mut t);
+                            get(cache, clocks, k, &mut t, &mut log);
                         }
                         Err(e) => t.errors.push(format!("set: {e}")),
                     }
@@ -246,7 +260,7 @@ fn storm(backend: &str, make: &(dyn Fn() -> Cache + Sync)) -> Tally {
             }));
         }
         for d in 0..DELETERS {
-            let (clocks, shared) = (&clocks, &shared);
+            let (clocks, shared, recorder) = (&clocks, &shared, &recorder);
             handles.push(s.spawn(move || {
                 let own;
                 let cache = if d == 0 {
@@ -256,12 +270,14 @@ fn storm(backend: &str, make: &(dyn Fn() -> Cache + Sync)) -> Tally {
                     &own
                 };
                 let mut t = Tally::default();
+                let mut log = recorder.log();
                 let mut n = 0usize;
                 while running() {
                     n += 1;
                     let k = n % KEYS;
                     clocks.key_started[k].fetch_add(1, SeqCst);
-                    match cache.delete(&key_name(k), TAGS) {
+                    let key = key_name(k);
+                    match log.delete(&key, &TAGS, || cache.delete(&key, TAGS)) {
                         Ok(removed) => {
                             clocks.key_done[k].fetch_add(1, SeqCst);
                             clocks.deletes.fetch_add(1, SeqCst);
@@ -278,7 +294,7 @@ fn storm(backend: &str, make: &(dyn Fn() -> Cache + Sync)) -> Tally {
             }));
         }
         for r in 0..READERS {
-            let (clocks, shared) = (&clocks, &shared);
+            let (clocks, shared, recorder) = (&clocks, &shared, &recorder);
             handles.push(s.spawn(move || {
                 let own;
                 let cache = if r == 0 {
@@ -288,11 +304,12 @@ fn storm(backend: &str, make: &(dyn Fn() -> Cache + Sync)) -> Tally {
                     &own
                 };
                 let mut t = Tally::default();
+                let mut log = recorder.log();
                 let mut n = r;
                 while running() {
                     n += 1;
                     let k = n % KEYS;
-                    get(cache, clocks, k, &mut t);
+                    get(cache, clocks, k, &mut t, &mut log);
                 }
                 t
             }));
@@ -301,6 +318,7 @@ fn storm(backend: &str, make: &(dyn Fn() -> Cache + Sync)) -> Tally {
             tally.merge(h.join().expect("a storm thread panicked"));
         }
     });
+    tally.history = recorder.into_ops();
     println!(
         "{backend}: {:?} storm: {} invalidations, {} sets, {} deletes ({} removed, {} absent), {} gets ({} hits, {} misses), {} errors",
         started.elapsed(),
@@ -362,6 +380,12 @@ fn check(backend: &str, tally: &Tally) {
         margins.last().copied().unwrap_or(0),
     );
     assert!(stale.is_empty(), "{backend}: {} stale reads, e.g. {:?}", stale.len(), &stale[..stale.len().min(5)]);
+
+    // The same storm, judged offline on invoke and complete times.
+    let report = history::check(&tally.history, Bounds { near: Duration::ZERO, fail_safe_max_age: Duration::ZERO });
+    println!("{backend}: history check: {report}");
+    assert_eq!(report.wrong, 0, "{backend}: the history check found wrong reads, e.g. {:#?}", report.examples);
+    assert_eq!(report.reads as u64, tally.hits, "{backend}: the history holds every hit");
 
     // Not vacuous: the tag was hot, and reads both hit and missed under it.
     assert!(
