@@ -49,6 +49,29 @@ fn cache(redis: &RedisServer, ns: &str) -> Cache {
         .expect("cache")
 }
 
+/// A near-cache reader of `ns` in `mode`, once its tracking connection is
+/// up and it holds `k` = `old` (under tag `t`, written by `writer`): a read
+/// counted as a near hit returns it, so a partition has something to make stale.
+fn near_reader(redis: &RedisServer, ns: &str, mode: NearTracking, writer: &Cache) -> Cache {
+    let reader = Cache::builder()
+        .namespace(ns)
+        .url(Some(redis.url()))
+        .socket_timeout(SOCKET_TIMEOUT)
+        .socket_connect_timeout(CONNECT_TIMEOUT)
+        .near_cache_max_entries(1_000usize)
+        .near_cache_tracking(mode)
+        .build()
+        .expect("near cache");
+    let stats = |c: &Cache| c.near_stats().expect("the near cache is on");
+    until("the tracking connection", Duration::from_secs(10), || stats(&reader).live);
+    writer.set_bytes("k", b"old", ["t"], Lifetime::Default).expect("set");
+    until("a near hit", Duration::from_secs(10), || {
+        let before = stats(&reader).hits;
+        reader.get_bytes("k", ["t"]).ok().flatten().as_deref() == Some(b"old") && stats(&reader).hits > before
+    });
+    reader
+}
+
 /// What the load threads count.
 #[derive(Default)]
 struct Figures {
@@ -208,26 +231,9 @@ fn a_partition_turns_the_near_cache_off_and_nothing_stale_is_served() {
         let Some(net) = partition_or_skip("near cache under a partition") else { return };
         let redis = RedisServer::start_in(&net, &[]);
         let ns = unique_namespace("partition-near");
-        let reader = Cache::builder()
-            .namespace(&ns)
-            .url(Some(redis.url()))
-            .socket_timeout(SOCKET_TIMEOUT)
-            .socket_connect_timeout(CONNECT_TIMEOUT)
-            .near_cache_max_entries(1_000usize)
-            .near_cache_tracking(mode)
-            .build()
-            .expect("near cache");
         let writer = cache(&redis, &ns);
+        let reader = near_reader(&redis, &ns, mode, &writer);
         let live = |c: &Cache| c.near_stats().is_some_and(|s| s.live);
-        until("the tracking connection", Duration::from_secs(10), || live(&reader));
-        writer.set_bytes("k", b"old", ["t"], Lifetime::Default).expect("set");
-        // Held locally: a read counted as a near hit returns it (so the
-        // partition has something to make stale).
-        let hits = |c: &Cache| c.near_stats().map_or(0, |s| s.hits);
-        until("a near hit", Duration::from_secs(10), || {
-            let before = hits(&reader);
-            reader.get_bytes("k", ["t"]).ok().flatten().as_deref() == Some(b"old") && hits(&reader) > before
-        });
 
         net.cut();
         let cut = Instant::now();
@@ -304,23 +310,9 @@ fn a_partition_of_the_tracking_connection_alone_turns_the_near_cache_off() {
         let Some(net) = partition_or_skip("tracking connection partitioned") else { return };
         let redis = RedisServer::start_in(&net, &[]);
         let ns = unique_namespace("partition-tracking");
-        let reader = Cache::builder()
-            .namespace(&ns)
-            .url(Some(redis.url()))
-            .socket_timeout(SOCKET_TIMEOUT)
-            .socket_connect_timeout(CONNECT_TIMEOUT)
-            .near_cache_max_entries(1_000usize)
-            .near_cache_tracking(mode)
-            .build()
-            .expect("near cache");
         let writer = cache(&redis, &ns);
+        let reader = near_reader(&redis, &ns, mode, &writer);
         let stats = |c: &Cache| c.near_stats().expect("the near cache is on");
-        until("the tracking connection", Duration::from_secs(10), || stats(&reader).live);
-        writer.set_bytes("k", b"old", ["t"], Lifetime::Default).expect("set");
-        until("a near hit", Duration::from_secs(10), || {
-            let before = stats(&reader).hits;
-            reader.get_bytes("k", ["t"]).ok().flatten().as_deref() == Some(b"old") && stats(&reader).hits > before
-        });
         let flushes = stats(&reader).flushes;
 
         net.cut_connection(tracking_port(&redis));
