@@ -2,7 +2,7 @@
 //! processes (this test binary run again, with `RTC_HISTORY_ROLE` naming
 //! the role) work one namespace at once: writers that read back what they
 //! wrote, readers, a churn of invalidations (a hot tag in a tight loop, a
-//! cold one now and then, `invalidate_all` once in a while) and deletes, a
+//! cold one now and then, `invalidate_all` about once a row) and deletes, a
 //! process with a near cache (a writer and two readers, its reads held to the
 //! near bound), and a get-or-compute reader with fail-safe on whose
 //! computation always fails (its stale reads held to the fail-safe
@@ -56,6 +56,11 @@ const WARM_UP: usize = 20;
 /// The pause between a near reader's reads: a spin of 1-us near hits would
 /// take a CPU of this 2-CPU machine from the thread that applies pushes.
 const NEAR_PAUSE: Duration = Duration::from_micros(20);
+/// How many churn turns (a few ms each) between two `invalidate_all`s:
+/// about one per row. Each moves every entry's storage key, so a near cache
+/// that learns the new value (from any fill) stops serving what it held:
+/// more often and a near cache deaf to pushes would look fresh anyway.
+const ALL_EVERY: usize = 1500;
 /// The pace of the churn's deletes and cold invalidations.
 const CHURN_PAUSE: Duration = Duration::from_millis(2);
 
@@ -318,7 +323,7 @@ fn readers(cache: Arc<Cache>) -> Vec<Step> {
 
 /// One thread invalidating the hot tag in a tight loop; one deleting
 /// entries, invalidating the cold tag every tenth turn and everything every
-/// five hundredth.
+/// [`ALL_EVERY`]th.
 fn churn(cache: Arc<Cache>) -> Vec<Step> {
     let hot = Arc::clone(&cache);
     let mut rng = Rng::new(21);
@@ -334,7 +339,7 @@ fn churn(cache: Arc<Cache>) -> Vec<Step> {
             if n % 10 == 9 {
                 let _ = log.invalidate(&COLD_TAGS, || cache.invalidate(COLD_TAGS));
             }
-            if n % 500 == 499 {
+            if n % ALL_EVERY == ALL_EVERY - 1 {
                 let _ = log.invalidate_all(|| cache.invalidate_all());
             }
         }),
@@ -342,8 +347,9 @@ fn churn(cache: Arc<Cache>) -> Vec<Step> {
 }
 
 /// A near cache: a writer of hot entries (its own writes must apply before
-/// the call returns) and two readers, mostly of cold entries (those it
-/// holds), their reads held to the near bound.
+/// the call returns) and two readers of the cold entries (those it holds
+/// for long: only a push or a fill with a newer tag value drops them), their
+/// reads held to the near bound.
 fn near(cache: Arc<Cache>) -> Vec<Step> {
     let writer = Arc::clone(&cache);
     let mut rng = Rng::new(31);
@@ -354,9 +360,9 @@ fn near(cache: Arc<Cache>) -> Vec<Step> {
     })];
     for t in 0..2 {
         let (cache, mut rng) = (Arc::clone(&cache), Rng::new(t + 41));
-        steps.push(Box::new(move |n, log: &mut Log<'_>| {
+        steps.push(Box::new(move |_, log: &mut Log<'_>| {
             std::thread::sleep(NEAR_PAUSE);
-            let (key, tags) = if n % 4 == 0 { rng.entry() } else { rng.cold() };
+            let (key, tags) = rng.cold();
             let _ = log.get(key, tags, true, || cache.get_bytes(key, tags));
         }));
     }

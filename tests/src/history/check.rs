@@ -60,27 +60,33 @@ impl std::fmt::Display for Report {
 /// strictly between two instants.
 #[derive(Default)]
 struct Family {
-    /// (invoke, complete), sorted by invoke once built.
-    spans: Vec<(u64, u64)>,
-    /// `min_complete[i]`: the least completion among `spans[i..]`.
-    min_complete: Vec<u64>,
+    /// (invoke, complete, index in the history), sorted by invoke once built.
+    spans: Vec<(u64, u64, usize)>,
+    /// `min_complete[i]`: the least completion among `spans[i..]`, and its operation.
+    min_complete: Vec<(u64, usize)>,
 }
 
 impl Family {
+    fn push(&mut self, op: &Op, index: usize) {
+        self.spans.push((op.invoke, op.complete, index));
+    }
+
     fn build(&mut self) {
         self.spans.sort_unstable();
-        self.min_complete = vec![u64::MAX; self.spans.len()];
-        let mut least = u64::MAX;
-        for (i, &(_, complete)) in self.spans.iter().enumerate().rev() {
-            least = least.min(complete);
+        self.min_complete = vec![(u64::MAX, 0); self.spans.len()];
+        let mut least = (u64::MAX, 0);
+        for (i, &(_, complete, index)) in self.spans.iter().enumerate().rev() {
+            if complete < least.0 {
+                least = (complete, index);
+            }
             self.min_complete[i] = least;
         }
     }
 
-    /// Whether some operation was invoked after `after` and completed before `before`.
-    fn between(&self, after: u64, before: u64) -> bool {
-        let first = self.spans.partition_point(|&(invoke, _)| invoke <= after);
-        self.min_complete.get(first).is_some_and(|&c| c < before)
+    /// An operation invoked after `after` that completed before `before`, if any.
+    fn between(&self, after: u64, before: u64) -> Option<usize> {
+        let first = self.spans.partition_point(|&(invoke, _, _)| invoke <= after);
+        self.min_complete.get(first).filter(|&&(c, _)| c < before).map(|&(_, index)| index)
     }
 }
 
@@ -106,16 +112,15 @@ struct Killers {
 }
 
 impl Killers {
-    fn add(&mut self, op: &Op) {
-        let span = (op.invoke, op.complete);
+    fn add(&mut self, op: &Op, index: usize) {
         match op.kind {
-            Kind::Set | Kind::Delete => self.entries.entry(entry(op)).or_default().spans.push(span),
+            Kind::Set | Kind::Delete => self.entries.entry(entry(op)).or_default().push(op, index),
             Kind::Invalidate => {
                 for tag in &op.tags {
-                    self.tags.entry(tag.clone()).or_default().spans.push(span);
+                    self.tags.entry(tag.clone()).or_default().push(op, index);
                 }
             }
-            Kind::InvalidateAll => self.all.spans.push(span),
+            Kind::InvalidateAll => self.all.push(op, index),
             Kind::Get => {}
         }
     }
@@ -125,11 +130,13 @@ impl Killers {
         self.all.build();
     }
 
-    /// Whether one of them, on `entry`, lies strictly between `after` and `before`.
-    fn between(&self, entry: &Entry, after: u64, before: u64) -> bool {
-        self.entries.get(entry).is_some_and(|f| f.between(after, before))
-            || entry.1.iter().any(|t| self.tags.get(t).is_some_and(|f| f.between(after, before)))
-            || self.all.between(after, before)
+    /// One of them, on `entry`, strictly between `after` and `before`, if any.
+    fn between(&self, entry: &Entry, after: u64, before: u64) -> Option<usize> {
+        self.entries
+            .get(entry)
+            .and_then(|f| f.between(after, before))
+            .or_else(|| entry.1.iter().find_map(|t| self.tags.get(t)?.between(after, before)))
+            .or_else(|| self.all.between(after, before))
     }
 }
 
@@ -143,7 +150,7 @@ pub fn check(history: &[Op], bounds: Bounds) -> Report {
     let mut own: HashMap<&str, Killers> = HashMap::new();
     let mut confirmations: HashMap<(&str, Entry), Family> = HashMap::new();
     let mut confirmed: HashMap<(&str, Entry, &str), Spans> = HashMap::new();
-    for op in history {
+    for (index, op) in history.iter().enumerate() {
         if let (Kind::Set, Some(value)) = (op.kind, op.value.as_deref())
             && sets.insert(value, op).is_some()
         {
@@ -153,7 +160,7 @@ pub fn check(history: &[Op], bounds: Bounds) -> Report {
             Outcome::Error(_) => report.errors += 1,
             Outcome::Miss => report.misses += 1,
             Outcome::Value(v) => {
-                confirmations.entry((op.client.as_str(), entry(op))).or_default().spans.push((op.invoke, op.complete));
+                confirmations.entry((op.client.as_str(), entry(op))).or_default().push(op, index);
                 confirmed
                     .entry((op.client.as_str(), entry(op), v.as_str()))
                     .or_default()
@@ -161,8 +168,8 @@ pub fn check(history: &[Op], bounds: Bounds) -> Report {
             }
             Outcome::Stale(_) => {}
             Outcome::Done => {
-                killers.add(op);
-                own.entry(op.client.as_str()).or_default().add(op);
+                killers.add(op, index);
+                own.entry(op.client.as_str()).or_default().add(op, index);
             }
         }
     }
@@ -175,7 +182,7 @@ pub fn check(history: &[Op], bounds: Bounds) -> Report {
             Outcome::Value(v) => {
                 report.reads += 1;
                 report.near_reads += usize::from(read.near);
-                if let Err(why) = plain(read, v, &sets, &killers, bounds) {
+                if let Err(why) = plain(history, read, v, &sets, &killers, bounds) {
                     report.wrong(why);
                 }
             }
@@ -220,7 +227,14 @@ fn writer<'a>(read: &Op, v: &str, sets: &HashMap<&str, &'a Op>) -> Result<&'a Op
 }
 
 /// The promise of a plain or near-cache read.
-fn plain(read: &Op, v: &str, sets: &HashMap<&str, &Op>, killers: &Killers, bounds: Bounds) -> Result<(), String> {
+fn plain(
+    history: &[Op],
+    read: &Op,
+    v: &str,
+    sets: &HashMap<&str, &Op>,
+    killers: &Killers,
+    bounds: Bounds,
+) -> Result<(), String> {
     let set = writer(read, v, sets)?;
     // A failed set may land at any time after it began: nothing provably follows it.
     if !set.ok() {
@@ -228,11 +242,23 @@ fn plain(read: &Op, v: &str, sets: &HashMap<&str, &Op>, killers: &Killers, bound
     }
     let bound = if read.near { bounds.near } else { Duration::ZERO };
     let before = read.invoke.saturating_sub(bound.as_nanos() as u64);
-    if killers.between(&entry(read), set.complete, before) {
+    if let Some(killer) = killers.between(&entry(read), set.complete, before) {
+        let x = &history[killer];
         return Err(format!(
-            "{}: a delete, overwrite or invalidation began after its set returned and returned {}before the get began",
+            "{}: written by {} ({}..{} ns); {:?} {:?} {:?} by {} ({}..{} ns) made it unreachable{}; the get ran {}..{} ns",
             describe(read, v),
-            if read.near { format!("{bound:?} (the near bound) ") } else { String::new() }
+            set.client,
+            set.invoke,
+            set.complete,
+            x.kind,
+            x.key,
+            x.tags,
+            x.client,
+            x.invoke,
+            x.complete,
+            if read.near { format!(" more than {bound:?} (the near bound) before the get") } else { String::new() },
+            read.invoke,
+            read.complete,
         ));
     }
     Ok(())
@@ -257,10 +283,10 @@ fn fail_safe(
     if read.invoke > latest + bounds.fail_safe_max_age.as_nanos() as u64 {
         return Err(format!("{}: last confirmed more than {:?} before", what(), bounds.fail_safe_max_age));
     }
-    if own.is_some_and(|k| k.between(&entry(read), latest, read.invoke)) {
+    if own.and_then(|k| k.between(&entry(read), latest, read.invoke)).is_some() {
         return Err(format!("{}: this cache deleted, overwrote or invalidated it since it last read it", what()));
     }
-    if others.is_some_and(|f| f.between(latest, read.invoke)) {
+    if others.and_then(|f| f.between(latest, read.invoke)).is_some() {
         return Err(format!("{}: this cache read a newer value of it since", what()));
     }
     Ok(())
