@@ -102,4 +102,4 @@ cargo test --release --locked --no-fail-fast
 # README says rtc supports is tested.
 say "running the server suites again on Valkey ($(valkey-server --version | cut -d' ' -f3))"
 RTC_REDIS_SERVER=valkey-server cargo test --release --locked --no-fail-fast -p rtc-tests \
-  --test scenarios_core --test scenarios_async --test storm --test faults --test near_cache --test cluster --test partitions --test sentinel
+  --test scenarios_core --test scenarios_async --test storm --test faults --test near_cache --test cluster --test partitions --test sentinel --test history
