@@ -13,6 +13,7 @@
 mod c;
 pub mod fleet;
 mod future;
+pub mod instructions;
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;

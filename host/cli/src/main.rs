@@ -172,6 +172,11 @@ enum Cmd {
         /// writer writes (host/bench/README.md, "The fleet").
         #[arg(long, value_delimiter = ',')]
         fleet: Vec<usize>,
+        /// Count instructions per operation instead (valgrind's callgrind),
+        /// on the client and on redis-server (host/bench/README.md,
+        /// "Instructions per operation").
+        #[arg(long)]
+        instructions: bool,
         /// Length of each phase of the fleet benchmark, in seconds.
         #[arg(long, default_value_t = 3.0)]
         fleet_seconds: f64,
@@ -179,12 +184,36 @@ enum Cmd {
         #[arg(long, default_value_t = 1000)]
         fleet_rate: u32,
     },
+    /// One client workload of `rtc bench --instructions` (started by it under valgrind).
+    #[command(hide = true)]
+    BenchInstructionsClient {
+        /// The Redis to run against.
+        #[arg(long)]
+        redis_url: String,
+        /// The workload.
+        #[arg(long)]
+        workload: String,
+        /// Operations counted.
+        #[arg(long)]
+        ops: usize,
+    },
     /// One reader process of `rtc bench --fleet` (started by it).
     #[command(hide = true)]
     BenchFleetReader {
         /// The reader's spec, as the benchmark writes it.
         spec: String,
     },
+}
+
+/// The native engine of the benchmarks on `url`, with its near cache on
+/// (in a namespace of its own) when `near`.
+fn bench_engine(config: &Config, url: &str, near: bool) -> rtc_core::Result<engine::Engine> {
+    let mut config = config.clone().url(Some(url.to_string())).in_local_memory(false);
+    if near {
+        let namespace = format!("{}-near", config.namespace);
+        config = config.namespace(namespace).near_cache_max_entries(1_000_000usize).near_cache_max_bytes(1usize << 30);
+    }
+    engine::native(config, None)
 }
 
 fn main() -> ExitCode {
@@ -301,6 +330,26 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Cmd::BenchFleetReader { spec } => {
             drop(engine);
             rtc_bench::fleet::reader(&spec).map_err(|e| Failure::Usage(format!("fleet reader failed: {e:#}")))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::BenchInstructionsClient { redis_url, workload, ops } => {
+            drop(engine);
+            rtc_bench::instructions::client(&redis_url, &workload, ops, |url, near| bench_engine(&config, url, near))
+                .map_err(|e| Failure::Usage(format!("instructions client failed: {e:#}")))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Bench { instructions: true, ops, json_out, .. } => {
+            drop(engine);
+            let exe = std::env::current_exe()
+                .map_err(|e| Failure::Usage(format!("cannot find this program to run its clients: {e}")))?;
+            let options = rtc_bench::instructions::InstructionOptions {
+                ops: ops.min(5_000),
+                client: vec![exe.into_os_string(), "bench-instructions-client".into()],
+                python: Some(std::path::PathBuf::from("target/py-pkg-venv/bin/python")),
+                json_out,
+            };
+            rtc_bench::instructions::run(options, |url, near| bench_engine(&config, url, near))
+                .map_err(|e| Failure::Usage(format!("instructions bench failed: {e:#}")))?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Bench { fleet, fleet_seconds, fleet_rate, json_out, .. } if !fleet.is_empty() => {
