@@ -38,30 +38,73 @@ fn tls_certificates(config: &crate::config::Config) -> Option<redis::TlsCertific
 }
 
 pub(crate) fn replies(commands: &[Command], values: Vec<Value>) -> Result<Vec<Reply>> {
-    if values.len() != commands.len() {
-        return Err(Error::new(ErrorKind::Other, "Redis returned a reply count that does not match the batch"));
-    }
-    commands
-        .iter()
-        .zip(values)
-        .map(|(command, value)| match (command, value) {
+    let mut values = values.into_iter();
+    let mut out = Vec::with_capacity(commands.len());
+    let mut at = 0;
+    while at < commands.len() {
+        let value = values.next().ok_or_else(count_mismatch)?;
+        match (&commands[at], value) {
+            // A `GET` sent inside the next `MGET` (see [`merged`]): its reply
+            // is the first element, the `MGET`'s the rest.
+            (Command::Get { .. }, Value::Array(mut items)) if merged(commands, at) => {
+                if items.is_empty() {
+                    return Err(count_mismatch());
+                }
+                let rest = items.split_off(1);
+                out.push(to_reply(items.remove(0))?);
+                out.push(Reply::Array(rest.into_iter().map(to_reply).collect::<Result<_>>()?));
+                at += 2;
+                continue;
+            }
             // BLPOP answers [key, element]; the cache only wants the element.
-            (Command::Blpop { .. }, Value::Array(mut items)) if items.len() == 2 => to_reply(items.remove(1)),
-            (_, value) => to_reply(value),
-        })
-        .collect()
+            (Command::Blpop { .. }, Value::Array(mut items)) if items.len() == 2 => {
+                out.push(to_reply(items.remove(1))?)
+            }
+            (_, value) => out.push(to_reply(value)?),
+        }
+        at += 1;
+    }
+    if values.next().is_some() {
+        return Err(count_mismatch());
+    }
+    Ok(out)
 }
 
-/// The batch as one pipeline, and how long its `BLPOP`s may keep the server
+fn count_mismatch() -> Error {
+    Error::new(ErrorKind::Other, "Redis returned a reply count that does not match the batch")
+}
+
+/// Whether `commands[at]`, a `GET`, is sent as the first key of the `MGET`
+/// that follows it: a hit's entry and tag reads become one command (one
+/// dispatch on the server instead of two, one reply to parse). One `MGET`
+/// reads every key at one instant, which is all the snapshot check needs
+/// (the entry read while the tags held the values it was hashed under; see
+/// `ops::snapshot`). Only on one server: a cluster's keys live in
+/// different slots.
+fn merged(commands: &[Command], at: usize) -> bool {
+    matches!((commands.get(at), commands.get(at + 1)), (Some(Command::Get { .. }), Some(Command::Mget { .. })))
+}
+
+/// The batch as one pipeline (a `GET` followed by an `MGET` sent as one
+/// `MGET`: see [`merged`]), and how long its `BLPOP`s may keep the server
 /// silent (the read timeout must stretch by that much).
 pub(crate) fn pipeline(commands: &[Command]) -> (redis::Pipeline, std::time::Duration) {
     let mut pipe = redis::pipe();
     let mut blocking = std::time::Duration::ZERO;
-    for command in commands {
-        pipe.add_command(to_cmd(command));
-        if let Command::Blpop { timeout, .. } = command {
+    let mut at = 0;
+    while at < commands.len() {
+        if let (true, Command::Get { key }, Some(Command::Mget { keys })) =
+            (merged(commands, at), &commands[at], commands.get(at + 1))
+        {
+            pipe.add_command(redis::cmd("MGET").arg(key).arg(keys).to_owned());
+            at += 2;
+            continue;
+        }
+        pipe.add_command(to_cmd(&commands[at]));
+        if let Command::Blpop { timeout, .. } = &commands[at] {
             blocking = blocking.saturating_add(*timeout);
         }
+        at += 1;
     }
     (pipe, blocking)
 }

@@ -89,7 +89,7 @@ impl Backend for RedisBackend {
         loop {
             attempt += 1;
             let (mut conn, generation, pooled) = self.checkout()?;
-            match self.query(&mut conn, &pipe, commands.len(), blocking) {
+            match self.query(&mut conn, &pipe, pipe.len(), blocking) {
                 Ok(values) => {
                     self.checkin(conn, generation);
                     return replies(commands, values);
