@@ -18,10 +18,20 @@ struct Remembered {
     value: Option<Vec<u8>>,
 }
 
-/// The last value seen for each tag, by tag name.
+/// The metadata hash and storage key an entry last had, and the tag values
+/// they were computed from.
+struct EntryKeys {
+    values: Vec<Vec<u8>>,
+    hash: String,
+    storage: String,
+}
+
+/// The last value seen for each tag, by tag name; and the keys each entry
+/// was last reached under, by entry key.
 #[derive(Default)]
 pub(crate) struct TagMemo {
     tags: RwLock<HashMap<String, Remembered>>,
+    entries: RwLock<HashMap<String, EntryKeys>>,
 }
 
 impl TagMemo {
@@ -65,7 +75,41 @@ impl TagMemo {
         }
     }
 
-    fn make_room(map: &mut HashMap<String, Remembered>) {
+    /// The metadata hash of `values` and the storage key of `key` under it:
+    /// remembered from the last operation on `key` when its tag values have
+    /// not changed since (the common case: a hit then costs no MD5), else
+    /// computed, and remembered if `remember` (reads: a write of a fresh
+    /// key would pay the insertion for nothing). Both are pure functions of
+    /// `key` and `values`, so the memo can only save work, never change a key.
+    pub(crate) fn entry_keys(
+        &self,
+        layout: &Layout,
+        key: &str,
+        values: &[&Vec<u8>],
+        remember: bool,
+    ) -> (String, String) {
+        {
+            let map = self.entries.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some(known) = map.get(key)
+                && known.values.len() == values.len()
+                && known.values.iter().zip(values).all(|(a, b)| a == *b)
+            {
+                return (known.hash.clone(), known.storage.clone());
+            }
+        }
+        let hash = metadata_hash(values);
+        let storage = layout.storage_key(key, &hash);
+        if !remember {
+            return (hash, storage);
+        }
+        let mut map = self.entries.write().unwrap_or_else(PoisonError::into_inner);
+        Self::make_room(&mut map);
+        let values = values.iter().map(|v| (*v).clone()).collect();
+        map.insert(key.to_owned(), EntryKeys { values, hash: hash.clone(), storage: storage.clone() });
+        (hash, storage)
+    }
+
+    fn make_room<V>(map: &mut HashMap<String, V>) {
         if map.len() >= MEMO_CAPACITY {
             map.clear();
         }
@@ -80,5 +124,30 @@ impl TagMemo {
         let values = values?;
         let refs: Vec<&Vec<u8>> = values.iter().collect();
         Some(layout.storage_key(key, &metadata_hash(&refs)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_keys_are_those_the_layout_computes_whatever_the_memo_holds() {
+        let (memo, layout) = (TagMemo::default(), Layout::new("memo"));
+        let (a, b) = (b"aaaa".to_vec(), b"bbbb".to_vec());
+        let computed = |values: &[&Vec<u8>]| {
+            let hash = metadata_hash(values);
+            let storage = layout.storage_key("k", &hash);
+            (hash, storage)
+        };
+        // A write computes without remembering; a read remembers.
+        assert_eq!(memo.entry_keys(&layout, "k", &[&a], false), computed(&[&a]));
+        assert!(memo.entries.read().expect("memo").is_empty());
+        assert_eq!(memo.entry_keys(&layout, "k", &[&a], true), computed(&[&a]));
+        assert_eq!(memo.entry_keys(&layout, "k", &[&a], true), computed(&[&a]), "remembered");
+        // Changed values, or more of them, are never answered from the memo.
+        assert_eq!(memo.entry_keys(&layout, "k", &[&b], true), computed(&[&b]));
+        assert_eq!(memo.entry_keys(&layout, "k", &[&b, &a], false), computed(&[&b, &a]));
+        assert_eq!(memo.entry_keys(&layout, "k", &[&b], false), computed(&[&b]));
     }
 }

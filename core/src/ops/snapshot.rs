@@ -40,7 +40,7 @@ use crate::config::{Lifetime, expire_ms};
 use crate::error::Result;
 use crate::local::Inner;
 use crate::model::hash::random_bytes;
-use crate::model::layout::{hash_order, metadata_hash};
+use crate::model::layout::hash_order;
 use crate::ops::step::{Op, Step, array, bytes, int, next};
 
 /// How many times an operation runs its entry command when tags change under
@@ -140,8 +140,8 @@ impl<'a> Snapshot<'a> {
         self
     }
 
-    fn entry_command(&self, hash: &str) -> Command {
-        let key = self.inner.layout.storage_key(self.key, hash);
+    /// The entry command on storage key `key`.
+    fn entry_command(&self, key: String) -> Command {
         // This process writes or deletes the entry: its fail-safe value is
         // no longer the current one (a set's value is saved by get-or-compute only).
         if let (Some(fail_safe), Access::Set { .. } | Access::Del) = (&self.inner.fail_safe, &self.access) {
@@ -172,11 +172,11 @@ impl<'a> Snapshot<'a> {
         }
         if missing.is_empty() {
             let values: Vec<&Vec<u8>> = self.values.iter().flatten().collect();
-            let hash = metadata_hash(&values);
-            let mut commands = vec![self.entry_command(&hash)];
-            if self.pttl {
-                commands.push(Command::Pttl { key: self.inner.layout.storage_key(self.key, &hash) });
-            }
+            let (hash, storage) =
+                self.inner.memo.entry_keys(&self.inner.layout, self.key, &values, matches!(self.access, Access::Get));
+            let pttl = self.pttl.then(|| Command::Pttl { key: storage.clone() });
+            let mut commands = vec![self.entry_command(storage)];
+            commands.extend(pttl);
             commands.push(Command::Mget { keys: self.keys.clone() });
             self.state = State::Entry(hash);
             return Ok(Step::Send(commands));
@@ -227,7 +227,7 @@ impl Op for Snapshot<'_> {
         if self.inner.config.disabled {
             // Nothing is stored, so there are no tags to read.
             self.state = State::Disabled;
-            return Ok(Step::Send(vec![self.entry_command("")]));
+            return Ok(Step::Send(vec![self.entry_command(self.inner.layout.storage_key(self.key, ""))]));
         }
         let (keys, values) = self.inner.memo.recall(&self.names, &self.inner.layout);
         self.keys = keys;
