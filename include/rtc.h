@@ -803,6 +803,33 @@ rtc_result rtc_cache_get(const struct rtc_cache *cache,
                          struct rtc_value **value_out);
 
 /**
+ * Reads the value of `key` under `tags` as rtc_cache_get does, into a
+ * buffer of the caller's: the cheaper call for a caller that reads many
+ * small values (one call where rtc_cache_get then needs rtc_value_data,
+ * rtc_value_len and rtc_value_free; the Python package reads this way).
+ *
+ * On a hit, writes the value's length to `*len_out` and returns
+ * RTC_RESULT_OK: if it is at most `buf_cap`, the value is copied to `buf`
+ * and `*value_out` is left untouched; otherwise nothing is copied and the
+ * value is written to `*value_out` as by rtc_cache_get (the caller frees
+ * it with rtc_value_free), so a value too big costs no second read.
+ * Returns RTC_RESULT_MISS, writing nothing, when there is no such entry.
+ * `buf` may be NULL with a `buf_cap` of 0. Thread-safe.
+ *
+ * Errors: RTC_RESULT_NULL_PARAMETER (also `buf` NULL with a capacity),
+ * RTC_RESULT_INVALID_UTF8, and Redis errors, as for rtc_cache_get.
+ */
+rtc_result rtc_cache_get_into(const struct rtc_cache *cache,
+                              const uint8_t *key,
+                              size_t key_len,
+                              const struct rtc_bytes *tags,
+                              size_t tags_len,
+                              uint8_t *buf,
+                              size_t buf_cap,
+                              size_t *len_out,
+                              struct rtc_value **value_out);
+
+/**
  * Deletes the entry of `key` under `tags` (as for rtc_cache_set). If
  * `deleted_out` is not NULL, writes whether an entry existed. Thread-safe.
  *

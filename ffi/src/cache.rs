@@ -710,6 +710,63 @@ pub extern "C" fn rtc_cache_get(
     })
 }
 
+/// Reads the value of `key` under `tags` as rtc_cache_get does, into a
+/// buffer of the caller's: the cheaper call for a caller that reads many
+/// small values (one call where rtc_cache_get then needs rtc_value_data,
+/// rtc_value_len and rtc_value_free; the Python package reads this way).
+///
+/// On a hit, writes the value's length to `*len_out` and returns
+/// RTC_RESULT_OK: if it is at most `buf_cap`, the value is copied to `buf`
+/// and `*value_out` is left untouched; otherwise nothing is copied and the
+/// value is written to `*value_out` as by rtc_cache_get (the caller frees
+/// it with rtc_value_free), so a value too big costs no second read.
+/// Returns RTC_RESULT_MISS, writing nothing, when there is no such entry.
+/// `buf` may be NULL with a `buf_cap` of 0. Thread-safe.
+///
+/// Errors: RTC_RESULT_NULL_PARAMETER (also `buf` NULL with a capacity),
+/// RTC_RESULT_INVALID_UTF8, and Redis errors, as for rtc_cache_get.
+#[unsafe(no_mangle)]
+pub extern "C" fn rtc_cache_get_into(
+    cache: *const rtc_cache,
+    key: *const u8,
+    key_len: usize,
+    tags: *const rtc_bytes,
+    tags_len: usize,
+    buf: *mut u8,
+    buf_cap: usize,
+    len_out: *mut usize,
+    value_out: *mut *mut rtc_value,
+) -> rtc_result {
+    guard(|| {
+        let cache = cache_ref(cache)?;
+        // SAFETY (all): the caller passes buffers valid for their lengths and
+        // writable out-pointers.
+        let key = unsafe { text(key, key_len, "key") }?;
+        let tags = unsafe { self::tags(tags, tags_len) }?;
+        let len = unsafe { out(len_out, "len_out") }?;
+        let value = unsafe { out(value_out, "value_out") }?;
+        if buf.is_null() && buf_cap > 0 {
+            return Err(Failure::null("buf"));
+        }
+        Ok(match cache.get_bytes(key, &tags)? {
+            Some(bytes) => {
+                len.put(bytes.len());
+                if bytes.is_empty() {
+                    // Nothing to copy (and `buf` may be NULL).
+                } else if bytes.len() <= buf_cap {
+                    // SAFETY: `buf` holds `buf_cap` writable bytes (non-NULL: checked
+                    // above for a capacity), and a Vec never overlaps the caller's buffer.
+                    unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), buf, bytes.len()) };
+                } else {
+                    value.put(into_handle(rtc_value { bytes }));
+                }
+                RTC_RESULT_OK
+            }
+            None => RTC_RESULT_MISS,
+        })
+    })
+}
+
 /// Deletes the entry of `key` under `tags` (as for rtc_cache_set). If
 /// `deleted_out` is not NULL, writes whether an entry existed. Thread-safe.
 ///

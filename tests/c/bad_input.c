@@ -662,6 +662,35 @@ static void near_cache(const char *url, const char *ns) {
   rtc_cache_free(plain);
 }
 
+/* rtc_cache_get_into: a value that fits is copied, one that does not comes
+ * as an rtc_value (no second read), a miss writes nothing, bad buffers are
+ * refused. */
+static void get_into(rtc_cache *cache) {
+  rtc_bytes tags[] = {tag("t")};
+  uint8_t buf[8];
+  size_t len = 12345;
+  rtc_value *value = NULL;
+  REQUIRE(rtc_cache_set(cache, B("into-small"), B("abc"), tags, 1, RTC_LIFETIME_DEFAULT) == RTC_RESULT_OK);
+  REQUIRE(rtc_cache_set(cache, B("into-big"), B("0123456789"), tags, 1, RTC_LIFETIME_DEFAULT) == RTC_RESULT_OK);
+  REQUIRE(rtc_cache_set(cache, B("into-empty"), NULL, 0, tags, 1, RTC_LIFETIME_DEFAULT) == RTC_RESULT_OK);
+  CHECK_RC(rtc_cache_get_into(cache, B("into-small"), tags, 1, buf, sizeof buf, &len, &value), RTC_RESULT_OK);
+  CHECK(len == 3 && memcmp(buf, "abc", 3) == 0 && value == NULL);
+  CHECK_RC(rtc_cache_get_into(cache, B("into-big"), tags, 1, buf, sizeof buf, &len, &value), RTC_RESULT_OK);
+  CHECK(len == 10 && value != NULL && value_is(value, "0123456789"));
+  rtc_value_free(value);
+  value = NULL;
+  CHECK_RC(rtc_cache_get_into(cache, B("into-empty"), tags, 1, NULL, 0, &len, &value), RTC_RESULT_OK);
+  CHECK(len == 0 && value == NULL);
+  len = 777;
+  CHECK_RC(rtc_cache_get_into(cache, B("into-absent"), tags, 1, buf, sizeof buf, &len, &value), RTC_RESULT_MISS);
+  CHECK(len == 777 && value == NULL);
+  CHECK_RC(rtc_cache_get_into(cache, B("into-small"), tags, 1, NULL, 8, &len, &value), RTC_RESULT_NULL_PARAMETER);
+  CHECK_RC(rtc_cache_get_into(cache, B("into-small"), tags, 1, buf, sizeof buf, NULL, &value), RTC_RESULT_NULL_PARAMETER);
+  CHECK_RC(rtc_cache_get_into(cache, B("into-small"), tags, 1, buf, sizeof buf, &len, NULL), RTC_RESULT_NULL_PARAMETER);
+  CHECK_RC(rtc_cache_get_into(NULL, B("into-small"), tags, 1, buf, sizeof buf, &len, &value), RTC_RESULT_NULL_PARAMETER);
+  CHECK(value == NULL);
+}
+
 int main(int argc, char **argv) {
   if (argc != 4) {
     fprintf(stderr, "usage: %s REDIS_URL DEAD_PORT NAMESPACE\n", argv[0]);
@@ -675,6 +704,7 @@ int main(int argc, char **argv) {
   zero_lengths_and_limits(cache);
   bad_settings();
   failing_computations(cache);
+  get_into(cache);
   rtc_cache_free(cache);
   hook_fields(url, ns);
   options_refuse_at_once();

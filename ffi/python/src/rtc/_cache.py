@@ -349,7 +349,7 @@ class RedisTaggedCache(_Settings):
             down or slow, a serializer that failed or returned None), with a
             warning logged.
         """
-        key_b = n.buffer(n.text("key", key))
+        key_b = n.text("key", key)
         tags_c, tags_len, _keep = n.tag_array(n.tag_names(tags))
         life = n.lifetime(lifetime)
         data = _set_bytes(self.serializer, value)
@@ -369,16 +369,18 @@ class RedisTaggedCache(_Settings):
             cannot be unserialized, or Redis could not be read (then with a
             warning logged).
         """
-        key_b = n.buffer(n.text("key", key))
+        key_b = n.text("key", key)
         tags_c, tags_len, _keep = n.tag_array(n.tag_names(tags))
-        out = ffi.new("rtc_value **")
-        code = lib.rtc_cache_get(self._cache, key_b, len(key_b), tags_c, tags_len, out)
+        read = n.READ
+        code = lib.rtc_cache_get_into(
+            self._cache, key_b, len(key_b), tags_c, tags_len, read.buf, n.READ_BUFFER_SIZE, read.len, read.value
+        )
         if code == n.MISS:
             raise CacheMiss()
         if code != n.OK:
             self._bypassed("when reading a key", code)
             raise CacheMiss()
-        data = n.take_value(out)
+        data = n.read_result(read)
         try:
             return self.unserializer(data)
         except Exception:
@@ -392,7 +394,7 @@ class RedisTaggedCache(_Settings):
             bool: True if the key was found and deleted, False if it didn't
             exist (or Redis could not be reached, with a warning logged).
         """
-        key_b = n.buffer(n.text("key", key))
+        key_b = n.text("key", key)
         tags_c, tags_len, _keep = n.tag_array(n.tag_names(tags))
         deleted = ffi.new("bool *")
         code = lib.rtc_cache_delete(self._cache, key_b, len(key_b), tags_c, tags_len, deleted)

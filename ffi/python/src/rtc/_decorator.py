@@ -104,7 +104,7 @@ def _apply_report(info: CacheInfo, report: n.Report) -> None:
 def _options(ckey: str, tags: list, lock: bool, lock_timeout_ms: int, lifetime: int, call: Any) -> Any:
     """Builds librtc's compute options, reporting to `call` (a cffi handle);
     raises ValueError/TypeError on a bad key or tag."""
-    key_b = n.buffer(n.text("key", ckey))
+    key_b = n.text("key", ckey)
     tags_c, tags_len, _keep = n.tag_array(tags)
     out = ffi.new("rtc_compute_options **")
     code = lib.rtc_compute_options_new(key_b, len(key_b), out)
@@ -189,7 +189,7 @@ def _recompute(
         return res
     if data is not None:
         info.serialized_size = len(data)
-        key_b = n.buffer(n.text("key", ckey))
+        key_b = n.text("key", ckey)
         tags_c, tags_len, _keep = n.tag_array(n.tag_names(tags))
         code = lib.rtc_cache_set(native, key_b, len(key_b), n.buffer(data), len(data), tags_c, tags_len, lifetime)
         if code != n.OK:

@@ -7,6 +7,7 @@ keeps.
 """
 
 import os
+import threading
 from typing import Any, Iterable, List, Optional, Tuple
 
 from rtc._ffi import ffi
@@ -154,6 +155,33 @@ def value_bytes(value: Any) -> bytes:
     if isinstance(value, float):
         return repr(value).encode()
     raise TypeError(f"the serializer returned {type(value).__name__}, not bytes")
+
+
+READ_BUFFER_SIZE = 64 * 1024
+"""Values up to this size are read into the thread's buffer (rtc_cache_get_into)."""
+
+
+class _ReadBuffers(threading.local):
+    """Per thread: the buffer rtc_cache_get_into copies a value into, and its
+    out-parameters, made once (a get then makes no cdata of its own)."""
+
+    def __init__(self) -> None:
+        self.chars = ffi.new("char[]", READ_BUFFER_SIZE)
+        self.buf = ffi.cast("uint8_t *", self.chars)
+        self.len = ffi.new("size_t *")
+        self.value = ffi.new("rtc_value **")
+
+
+READ = _ReadBuffers()
+
+
+def read_result(read: _ReadBuffers) -> bytes:
+    """The value rtc_cache_get_into returned: a copy of the thread's buffer,
+    or the rtc_value it made for a value too big for it (freed here)."""
+    size = read.len[0]
+    if size <= READ_BUFFER_SIZE:
+        return ffi.unpack(read.chars, size)
+    return take_value(read.value)
 
 
 def take_value(out: Any) -> bytes:

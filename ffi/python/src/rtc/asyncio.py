@@ -161,7 +161,7 @@ class RedisTaggedCache(_Settings):
         Returns:
             bool: True if stored; False (with a warning logged) if not.
         """
-        key_b = n.buffer(n.text("key", key))
+        key_b = n.text("key", key)
         tags_c, tags_len, _keep = n.tag_array(n.tag_names(tags))
         life = n.lifetime(lifetime)
         data = _set_bytes(self.serializer, value)
@@ -186,7 +186,7 @@ class RedisTaggedCache(_Settings):
             CacheMiss: the entry is not there, expired, was invalidated,
             cannot be unserialized, or Redis could not be read (logged).
         """
-        key_b = n.buffer(n.text("key", key))
+        key_b = n.text("key", key)
         tags_c, tags_len, _keep = n.tag_array(n.tag_names(tags))
         driver = self._driver()
         code, data, _, message = await driver.run(
@@ -205,7 +205,7 @@ class RedisTaggedCache(_Settings):
 
     async def delete(self, key: str, tags: Optional[Iterable[str]] = None) -> bool:
         """Remove an entry: True if it was there and deleted, else False."""
-        key_b = n.buffer(n.text("key", key))
+        key_b = n.text("key", key)
         tags_c, tags_len, _keep = n.tag_array(n.tag_names(tags))
         driver = self._driver()
         code, _, _, message = await driver.run(
@@ -374,7 +374,7 @@ class RedisTaggedCache(_Settings):
         data = _serialized(dump, res)
         if data is None:
             return
-        key_b = n.buffer(n.text("key", ckey))
+        key_b = n.text("key", ckey)
         tags_c, tags_len, _keep = n.tag_array(n.tag_names(tags))
         driver = self._driver()
         buf = n.buffer(data)
