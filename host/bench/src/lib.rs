@@ -130,6 +130,13 @@ impl Sample {
 /// One measured operation, runnable from any thread.
 type Op<'a> = Box<dyn Fn(usize, usize) + Send + Sync + 'a>;
 
+/// A quick_cache holding `value` under `bench:near`: the near cache's floor.
+pub(crate) fn quick_cache_with(value: &[u8]) -> quick_cache::sync::Cache<String, Vec<u8>> {
+    let cache = quick_cache::sync::Cache::new(1024);
+    cache.insert("bench:near".to_string(), value.to_vec());
+    cache
+}
+
 /// Runs the whole benchmark and prints the table (and JSON).
 pub fn run(
     options: Options,
@@ -177,6 +184,10 @@ pub fn run(
     }
     let map: std::sync::RwLock<std::collections::HashMap<String, Vec<u8>>> =
         std::sync::RwLock::new([("bench:near".to_string(), value.clone())].into_iter().collect());
+    // What a Rust user would otherwise pick: a well-kept concurrent cache
+    // crate's get of the same bytes (quick_cache, which the near cache itself
+    // stores its entries in).
+    let crate_cache = quick_cache_with(&value);
 
     let mut rows: Vec<Value> = Vec::new();
     let mut c_trips: BTreeMap<String, f64> = BTreeMap::new();
@@ -217,6 +228,13 @@ pub fn run(
                 Box::new(move |_, _| {
                     let map = map.read().unwrap_or_else(std::sync::PoisonError::into_inner);
                     let _ = std::hint::black_box(map.get("bench:near").cloned());
+                }),
+            ));
+            let crate_cache = &crate_cache;
+            workloads.push((
+                "quick_cache get (the floor)".into(),
+                Box::new(move |_, _| {
+                    let _ = std::hint::black_box(crate_cache.get("bench:near"));
                 }),
             ));
         }
