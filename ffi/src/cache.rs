@@ -202,6 +202,24 @@ pub extern "C" fn rtc_cache_builder_set_url(builder: *mut rtc_cache_builder, url
     })
 }
 
+/// Adds the node URL `node` to the list `nodes` picks from the builder's
+/// configuration (cluster seeds, Sentinel nodes).
+///
+/// # Safety
+/// `node` is NULL or a NUL-terminated string.
+unsafe fn add_node(
+    builder: *mut rtc_cache_builder,
+    node: *const c_char,
+    nodes: impl FnOnce(&mut Config) -> &mut Vec<String>,
+) -> rtc_result {
+    with_builder(builder, |b| {
+        // SAFETY: as promised by the caller.
+        let node = unsafe { c_text(node, "node") }?;
+        nodes(&mut b.config).push(node.to_owned());
+        Ok(())
+    })
+}
+
 /// Adds a seed node of a Redis Cluster (NUL-terminated URL: `redis://host:port`,
 /// or `rediss://` for TLS). Once one is added, the cache talks to that cluster
 /// and ignores the URL, host, port and db. The string is copied; it is checked
@@ -213,12 +231,8 @@ pub extern "C" fn rtc_cache_builder_add_cluster_node(
     builder: *mut rtc_cache_builder,
     node: *const c_char,
 ) -> rtc_result {
-    with_builder(builder, |b| {
-        // SAFETY: the caller passes a NUL-terminated string.
-        let node = unsafe { c_text(node, "node") }?;
-        b.config.cluster_nodes.push(node.to_owned());
-        Ok(())
-    })
+    // SAFETY: the caller passes a NUL-terminated string.
+    unsafe { add_node(builder, node, |config| &mut config.cluster_nodes) }
 }
 
 /// Adds a Redis Sentinel node (NUL-terminated URL:
@@ -237,12 +251,8 @@ pub extern "C" fn rtc_cache_builder_add_sentinel_node(
     builder: *mut rtc_cache_builder,
     node: *const c_char,
 ) -> rtc_result {
-    with_builder(builder, |b| {
-        // SAFETY: the caller passes a NUL-terminated string.
-        let node = unsafe { c_text(node, "node") }?;
-        b.config.sentinel_nodes.push(node.to_owned());
-        Ok(())
-    })
+    // SAFETY: the caller passes a NUL-terminated string.
+    unsafe { add_node(builder, node, |config| &mut config.sentinel_nodes) }
 }
 
 /// Sets the name of the master the Sentinel nodes monitor (NUL-terminated;
