@@ -45,8 +45,12 @@ if ! rustup target list --installed | grep -qx wasm32-wasip2; then
   rustup target add wasm32-wasip2
 fi
 
-say "building the workspace (librtc, the rtc command, the harness)"
-cargo build --release --locked
+say "building the workspace (librtc, the rtc command, the harness and its tests)"
+# --all-targets: the test targets' dev-dependencies change the features of
+# shared dependencies (indexmap, proc-macro2, ...), and with them wasmtime's;
+# building every target now resolves the features `cargo test` will use, so
+# wasmtime is compiled once per run instead of twice.
+cargo build --release --locked --all-targets
 
 # Pinned tools, installed once into target/tools. They build in target/ too,
 # after the workspace, so the dependencies they share with the host
