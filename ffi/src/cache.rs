@@ -761,14 +761,12 @@ pub extern "C" fn rtc_cache_get_into(
         Ok(match cache.get_bytes(key, &tags)? {
             Some(bytes) => {
                 len.put(bytes.len());
-                if bytes.is_empty() {
-                    // Nothing to copy (and `buf` may be NULL).
-                } else if bytes.len() <= buf_cap {
+                if bytes.len() > buf_cap {
+                    value.put(into_handle(rtc_value { bytes }));
+                } else if !bytes.is_empty() {
                     // SAFETY: `buf` holds `buf_cap` writable bytes (non-NULL: checked
                     // above for a capacity), and a Vec never overlaps the caller's buffer.
                     unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), buf, bytes.len()) };
-                } else {
-                    value.put(into_handle(rtc_value { bytes }));
                 }
                 RTC_RESULT_OK
             }
