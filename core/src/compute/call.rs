@@ -96,9 +96,7 @@ impl Call {
 
     /// The near cache's copy of the entry, if it holds one now.
     pub(crate) fn near_bytes(&self) -> Option<Arc<Vec<u8>>> {
-        self.inner.near.as_ref()?;
-        let tags: Vec<&str> = self.tags.iter().map(String::as_str).collect();
-        self.inner.near_hit(&self.key, &tags)
+        self.inner.near_hit(&self.key, self.tags.as_slice())
     }
 
     /// A hit served by the near cache (`bytes` from [`Call::near_bytes`]):
@@ -300,7 +298,7 @@ pub(crate) enum Joined {
     /// Another caller of this process computes the value: the driver waits
     /// for it (at most the duration, the lock timeout), then calls
     /// [`Ticket::followed`].
-    Follow(Ticket, Arc<Flight>, String, Duration),
+    Follow(Ticket, Arc<Flight>, Vec<u8>, Duration),
 }
 
 impl Ticket {

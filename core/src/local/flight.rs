@@ -65,7 +65,7 @@ pub struct Flights {
 /// What the clones of one [`Flights`] share.
 #[derive(Default)]
 struct Shared {
-    running: Mutex<HashMap<String, Arc<Flight>>>,
+    running: Mutex<HashMap<Vec<u8>, Arc<Flight>>>,
     /// Followers waiting now, over all flights.
     waiting: AtomicUsize,
 }
@@ -96,7 +96,7 @@ pub enum Meeting {
     Alone,
     /// Wait for the leader with [`Flights::wait`] (or `wait_async`), at
     /// most the lock timeout: the flight and its key.
-    Follow(Arc<Flight>, String),
+    Follow(Arc<Flight>, Vec<u8>),
 }
 
 /// What a follower got.
@@ -117,7 +117,7 @@ impl Flights {
 
     /// Waits for the leader of `flight`, at most `timeout`, counted in
     /// [`Flights::waiters`].
-    pub fn wait(&self, flight: &Arc<Flight>, key: &str, timeout: Duration) -> Waited {
+    pub fn wait(&self, flight: &Arc<Flight>, key: &[u8], timeout: Duration) -> Waited {
         self.shared.waiting.fetch_add(1, Ordering::SeqCst);
         let _waiting = Waiting(&self.shared.waiting);
         self.waited(flight, key, flight.settle(timeout))
@@ -128,7 +128,7 @@ impl Flights {
     /// caller is dropped meanwhile and the wait made it the leader, the
     /// flight is handed over again, so it never hangs.
     #[cfg(feature = "tokio")]
-    pub(crate) async fn wait_async(&self, flight: &Arc<Flight>, key: &str, timeout: Duration) -> Waited {
+    pub(crate) async fn wait_async(&self, flight: &Arc<Flight>, key: &[u8], timeout: Duration) -> Waited {
         self.shared.waiting.fetch_add(1, Ordering::SeqCst);
         let _waiting = Waiting(&self.shared.waiting);
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -141,12 +141,12 @@ impl Flights {
         self.waited(flight, key, rx.await.unwrap_or(Settled::TimedOut))
     }
 
-    fn waited(&self, flight: &Arc<Flight>, key: &str, settled: Settled) -> Waited {
+    fn waited(&self, flight: &Arc<Flight>, key: &[u8], settled: Settled) -> Waited {
         match settled {
             Settled::Value(bytes, error, waited) => Waited::Value(bytes, error, waited),
             Settled::Lead => Waited::Lead(Leader {
                 flights: self.clone(),
-                key: key.to_owned(),
+                key: key.to_vec(),
                 flight: Arc::clone(flight),
                 finished: false,
             }),
@@ -169,7 +169,7 @@ impl Flights {
     }
 
     /// Joins the flight of `key`, leading it if none is running.
-    fn join(&self, key: String) -> Role {
+    fn join(&self, key: Vec<u8>) -> Role {
         let mut running = self.shared.running.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(flight) = running.get(&key) {
             return Role::Follower(Arc::clone(flight));
@@ -185,15 +185,15 @@ impl Flights {
 }
 
 /// The key of a get-or-compute's flight: its key and its tags sorted (the
-/// storage key hashes them in that order, duplicates kept).
-fn flight_key(key: &str, tags: &[String]) -> String {
+/// storage key hashes them in that order, duplicates kept), each part
+/// length-prefixed ([`super::push_part`]).
+fn flight_key(key: &str, tags: &[String]) -> Vec<u8> {
     let mut tags: Vec<&str> = tags.iter().map(String::as_str).collect();
     tags.sort_unstable();
-    let mut out = String::with_capacity(key.len() + tags.iter().map(|t| t.len() + 1).sum::<usize>());
-    out.push_str(key);
+    let mut out = Vec::with_capacity(8 + key.len() + tags.iter().map(|t| t.len() + 8).sum::<usize>());
+    super::push_part(&mut out, key);
     for tag in tags {
-        out.push('\0');
-        out.push_str(tag);
+        super::push_part(&mut out, tag);
     }
     out
 }
@@ -201,7 +201,7 @@ fn flight_key(key: &str, tags: &[String]) -> String {
 /// The leader of a flight. Dropping it unfinished (a panic) abandons the flight.
 pub struct Leader {
     flights: Flights,
-    key: String,
+    key: Vec<u8>,
     flight: Arc<Flight>,
     finished: bool,
 }
@@ -304,7 +304,7 @@ mod tests {
         // After the close, a caller leads a flight of its own.
         let Role::Leader(next) = flights.join("k".into()) else { panic!("a caller after the close must lead") };
         leader.finish(Some((b"v".to_vec(), None)));
-        match flights.wait(&early, "k", Duration::from_secs(1)) {
+        match flights.wait(&early, b"k", Duration::from_secs(1)) {
             Waited::Value(bytes, None, _) => assert_eq!(*bytes, b"v"),
             _ => panic!("the early follower gets the value"),
         }
@@ -319,15 +319,15 @@ mod tests {
         let Role::Leader(leader) = flights.join("k".into()) else { panic!() };
         let Role::Follower(first) = flights.join("k".into()) else { panic!() };
         let Role::Follower(second) = flights.join("k".into()) else { panic!() };
-        assert!(matches!(flights.wait(&first, "k", Duration::from_millis(10)), Waited::TimedOut));
+        assert!(matches!(flights.wait(&first, b"k", Duration::from_millis(10)), Waited::TimedOut));
         drop(leader);
-        let Waited::Lead(next) = flights.wait(&first, "k", Duration::from_secs(1)) else {
+        let Waited::Lead(next) = flights.wait(&first, b"k", Duration::from_secs(1)) else {
             panic!("the first follower to look leads the abandoned flight")
         };
         // The other follower waits for the new leader, not for a flight of its own.
-        assert!(matches!(flights.wait(&second, "k", Duration::from_millis(10)), Waited::TimedOut));
+        assert!(matches!(flights.wait(&second, b"k", Duration::from_millis(10)), Waited::TimedOut));
         next.finish(Some((b"v".to_vec(), None)));
-        assert!(matches!(flights.wait(&second, "k", Duration::from_secs(1)), Waited::Value(..)));
+        assert!(matches!(flights.wait(&second, b"k", Duration::from_secs(1)), Waited::Value(..)));
         assert!(matches!(flights.join("k".into()), Role::Leader(_)), "a finished flight is gone");
     }
 
@@ -349,5 +349,8 @@ mod tests {
         assert_eq!(flight_key("k", &t(&["a", "b"])), flight_key("k", &t(&["b", "a"])));
         assert_ne!(flight_key("k", &t(&["a"])), flight_key("k", &t(&["a", "a"])));
         assert_ne!(flight_key("k", &t(&["a"])), flight_key("ka", &t(&[])));
+        // No separator can be forged: keys and tags may hold any character.
+        assert_ne!(flight_key("k\0a", &t(&[])), flight_key("k", &t(&["a"])));
+        assert_ne!(flight_key("k", &t(&["a\0b"])), flight_key("k", &t(&["a", "b"])));
     }
 }

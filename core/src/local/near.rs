@@ -35,6 +35,7 @@
 #![cfg_attr(not(feature = "redis"), allow(dead_code))]
 
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
@@ -44,6 +45,7 @@ use quick_cache::sync::Cache;
 
 use crate::config::{Config, NearTracking};
 use crate::model::layout::{Layout, hash_order, metadata_hash};
+use crate::model::tags::Tags;
 
 /// One cached entry: its bytes, until when it may be served.
 #[derive(Clone)]
@@ -122,13 +124,70 @@ pub(crate) struct NearState {
     /// it was found at: while no push, flush or own write has happened since
     /// (the generation is the same), it is still the answer, without
     /// hashing. Bounded like `entries` by count.
-    recent: Cache<String, (u64, Entry)>,
+    recent: Cache<Asked, (u64, Entry)>,
     hits: AtomicU64,
     misses: AtomicU64,
     pushes: AtomicU64,
     invalidations: AtomicU64,
     flushes: AtomicU64,
     tracking: NearTracking,
+}
+
+/// What `recent` remembers an answer by: a key and its tag names, as the
+/// caller gave them (order and duplicates kept: no sorting on a hit).
+#[derive(PartialEq, Eq)]
+struct Asked {
+    key: Box<str>,
+    tags: Box<[Box<str>]>,
+}
+
+/// A lookup in `recent` by borrowed key and tags, so that a hit builds and
+/// allocates nothing: it hashes as the [`Asked`] it equals.
+struct Asking<'a, T: ?Sized> {
+    key: &'a str,
+    tags: &'a T,
+}
+
+/// Hashes a key and its tag names. Lists of parts that concatenate alike
+/// hash alike; `Equivalent` tells them apart, and a hit is the common case,
+/// so it pays no length prefix.
+fn hash_parts<H: Hasher>(state: &mut H, key: &str, each_tag: impl FnOnce(&mut dyn FnMut(&str))) {
+    state.write(key.as_bytes());
+    each_tag(&mut |tag| state.write(tag.as_bytes()));
+}
+
+impl Hash for Asked {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        hash_parts(state, &self.key, |each| self.tags.iter().for_each(|t| each(t)));
+    }
+}
+
+impl<T: Tags + ?Sized> Hash for Asking<'_, T> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        hash_parts(state, self.key, |each| self.tags.each_tag_name(each));
+    }
+}
+
+impl<T: Tags + ?Sized> quick_cache::Equivalent<Asked> for Asking<'_, T> {
+    fn equivalent(&self, asked: &Asked) -> bool {
+        if *asked.key != *self.key {
+            return false;
+        }
+        let (mut seen, mut same) = (0, true);
+        self.tags.each_tag_name(&mut |tag| {
+            same &= asked.tags.get(seen).is_some_and(|t| **t == *tag);
+            seen += 1;
+        });
+        same && seen == asked.tags.len()
+    }
+}
+
+impl<T: Tags + ?Sized> Asking<'_, T> {
+    fn to_owned(&self) -> Asked {
+        let mut tags = Vec::new();
+        self.tags.each_tag_name(&mut |tag| tags.push(Box::from(tag)));
+        Asked { key: Box::from(self.key), tags: tags.into_boxed_slice() }
+    }
 }
 
 /// An entry's bytes and its tag values, as the near cache holds them.
@@ -249,25 +308,25 @@ impl NearState {
 
     /// Serves the entry of `key` under `tags` if the near cache knows the
     /// current values of its tags and holds the entry, unexpired.
-    pub(crate) fn get(&self, layout: &Layout, key: &str, tags: &[&str]) -> Option<Arc<Vec<u8>>> {
+    pub(crate) fn get(&self, layout: &Layout, key: &str, tags: &(impl Tags + ?Sized)) -> Option<Arc<Vec<u8>>> {
         if !self.is_live() {
             return None;
         }
         // Read first: anything that changes the answer bumps it.
         let generation = self.generation();
-        let mut recent = String::with_capacity(key.len() + tags.iter().map(|t| t.len() + 1).sum::<usize>());
-        recent.push_str(key);
-        for tag in tags {
-            recent.push('\0');
-            recent.push_str(tag);
-        }
-        if let Some((seen, entry)) = self.recent.get(&recent)
+        // The common hit: the answer remembered by key and tag names, found
+        // with no allocation and no hashing of tag values.
+        let asking = Asking { key, tags };
+        let remembered = self.recent.get(&asking);
+        if let Some((seen, entry)) = remembered
             && seen == generation
             && entry.until > Instant::now()
         {
             self.hits.fetch_add(1, Ordering::Relaxed);
             return Some(entry.bytes);
         }
+        let tags = tags.tag_names();
+        let tags = tags.as_slice();
         let names = hash_order(tags);
         let mut learned = false;
         let hash = loop {
@@ -298,7 +357,7 @@ impl NearState {
             Some(entry) => {
                 self.hits.fetch_add(1, Ordering::Relaxed);
                 let bytes = Arc::clone(&entry.bytes);
-                self.recent.insert(recent, (generation, entry));
+                self.recent.insert(asking.to_owned(), (generation, entry));
                 Some(bytes)
             }
             None => {
@@ -465,6 +524,24 @@ mod tests {
         assert!(near.get(&layout, "k", &["t"]).is_none(), "the tag's value is unknown now");
         let stats = near.stats();
         assert_eq!((stats.hits, stats.invalidations), (1, 1));
+    }
+
+    #[test]
+    fn a_remembered_answer_is_found_by_its_own_key_and_tags_only() {
+        let layout = Layout::new("near-test");
+        let near = NearState::new(100, 1 << 20, Duration::from_secs(60), NearTracking::PerReader);
+        near.set_live(true);
+        near.install(near.generation(), fill(&layout, "a", &[("b", b"1")], b"a under b", -1));
+        // Twice: the second answer comes from `recent`, by key and tags as given.
+        for _ in 0..2 {
+            assert_eq!(near.get(&layout, "a", &["b"]).as_deref().map(Vec::as_slice), Some(&b"a under b"[..]));
+        }
+        // The same bytes cut elsewhere are other entries, none held here.
+        assert!(near.get(&layout, "ab", &[] as &[&str]).is_none());
+        assert!(near.get(&layout, "a\0b", &[] as &[&str]).is_none());
+        assert!(near.get(&layout, "a", &["b", "b"]).is_none());
+        assert!(near.get(&layout, "", &["a", "b"]).is_none());
+        assert_eq!(near.stats().hits, 2);
     }
 
     #[test]

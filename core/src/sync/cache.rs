@@ -83,10 +83,10 @@ impl<C: Codec> Cache<C> {
     /// Reads raw bytes: `Ok(Some)` on a hit, `Ok(None)` on a miss (also when
     /// the tags kept changing during the call: the entry was invalidated).
     pub fn get_bytes(&self, key: &str, tags: impl Tags) -> Result<Option<Vec<u8>>> {
-        let tags = tags.tag_names();
         if let Some(bytes) = self.inner.near_hit(key, &tags) {
             return Ok(Some(bytes.to_vec()));
         }
+        let tags = tags.tag_names();
         // Read before sending: an invalidation processed meanwhile blocks the install.
         let generation = self.inner.near_generation();
         let mut done = drive(&*self.backend, Snapshot::new(&self.inner, key, &tags, Access::Get))?;
