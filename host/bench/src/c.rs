@@ -120,6 +120,12 @@ fn program(paths: &Paths) -> anyhow::Result<PathBuf> {
     Ok(paths.program.clone())
 }
 
+/// The compiled C benchmark, built first when it is missing or older than
+/// its inputs (for `rtc bench --instructions`, which runs it under valgrind).
+pub fn program_path() -> anyhow::Result<PathBuf> {
+    program(&Paths::locate()?)
+}
+
 /// The C benchmark started with `--stepped`: it runs one round (a block of
 /// each workload) per [`Interleaved::round`], so `rtc bench` can interleave
 /// its rounds with the native engine's and both see the same conditions.

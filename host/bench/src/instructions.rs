@@ -15,6 +15,13 @@
 //!   (`--toggle-collect`), which runs `ops` operations of one workload
 //!   against a plain `redis-server`: the client's own instructions per
 //!   operation (the kernel's are not counted, on either side).
+//! - **The component**: the same client workloads with the component on its
+//!   wasmtime host as the engine (`rtc --engine component`), when it is built:
+//!   the host, the guest's compiled code and every crossing between them.
+//! - **C**: the C benchmark (`c/bench.c`, linked against `librtc.a`) under
+//!   callgrind, collecting inside its `op_get_hit` or `op_set` only, as the
+//!   difference between a run of `2 * ops` operations and one of `ops` (its
+//!   warm-up cancels out).
 //! - **Python**: the package's `get` under callgrind, as the difference
 //!   between a run of `2 * ops` hits and one of `ops` (the interpreter's
 //!   start cancels out).
@@ -40,6 +47,9 @@ pub struct InstructionOptions {
     /// The command that runs one client workload (this program and the
     /// hidden subcommand); workload arguments are appended.
     pub client: Vec<OsString>,
+    /// The same with the component as the engine, when it is built (its
+    /// rows are skipped when `None`).
+    pub component_client: Option<Vec<OsString>>,
     /// The Python with the `rtc` package installed, for the Python row
     /// (skipped when `None` or missing).
     pub python: Option<PathBuf>,
@@ -49,6 +59,13 @@ pub struct InstructionOptions {
 
 /// The client workloads, by the name the hidden subcommand takes.
 pub const CLIENT_WORKLOADS: [&str; 6] = ["plain-get", "plain-set", "get-hit", "set", "near-get-hit", "quick-cache-get"];
+
+/// The workloads measured with the component as the engine (the others do
+/// not use the engine).
+const COMPONENT_WORKLOADS: [&str; 3] = ["get-hit", "set", "near-get-hit"];
+
+/// The C workloads: the row's name and the C benchmark's function.
+const C_WORKLOADS: [(&str, &str); 2] = [("get-hit", "op_get_hit"), ("set", "op_set")];
 
 /// A process killed (and reaped) on drop.
 struct Killed(std::process::Child);
@@ -150,21 +167,56 @@ pub fn run(options: InstructionOptions, engine: impl Fn(&str, bool) -> rtc_core:
 
     // The client's side: this program under callgrind, collecting inside `measured` only.
     let (_plain_server, url) = redis_server(None)?;
-    for workload in CLIENT_WORKLOADS {
-        eprintln!("instructions: client {workload} under callgrind");
-        let out = dir.join(format!("client-{workload}.out"));
-        let (program, rest) = options.client.split_first().ok_or_else(|| anyhow::anyhow!("no client command"))?;
-        let status = Process::new("valgrind")
-            .args(["--tool=callgrind", "--collect-atstart=no", "--toggle-collect=*instructions*measured*"])
-            .arg(format!("--callgrind-out-file={}", out.display()))
-            .arg(program)
-            .args(rest)
-            .args(["--redis-url", &url, "--workload", workload, "--ops", &ops.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()?;
-        anyhow::ensure!(status.success(), "the client workload {workload} failed under valgrind");
-        rows.push((workload.to_string(), "client (native)", total(&out)? as f64 / ops as f64));
+    let mut engines = vec![("client (native)", &options.client, &CLIENT_WORKLOADS[..])];
+    match options.component_client.as_ref() {
+        Some(component) => engines.push(("client (component)", component, &COMPONENT_WORKLOADS[..])),
+        None => eprintln!("instructions: no component built (core/component/compose.sh): component rows skipped"),
+    }
+    for (side, command, workloads) in engines {
+        for &workload in workloads {
+            eprintln!("instructions: {side} {workload} under callgrind");
+            let out = dir.join(format!("client-{}-{workload}.out", rows.len()));
+            let (program, rest) = command.split_first().ok_or_else(|| anyhow::anyhow!("no client command"))?;
+            let status = Process::new("valgrind")
+                .args(["--tool=callgrind", "--collect-atstart=no", "--toggle-collect=*instructions*measured*"])
+                .arg(format!("--callgrind-out-file={}", out.display()))
+                .arg(program)
+                .args(rest)
+                .args(["--redis-url", &url, "--workload", workload, "--ops", &ops.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()?;
+            anyhow::ensure!(status.success(), "the client workload {workload} ({side}) failed under valgrind");
+            rows.push((workload.to_string(), side, total(&out)? as f64 / ops as f64));
+        }
+    }
+
+    // C: the difference of two runs of the C benchmark, collecting inside one operation's function.
+    match crate::c::program_path() {
+        Ok(program) => {
+            for (workload, function) in C_WORKLOADS {
+                eprintln!("instructions: client (C) {workload} under callgrind");
+                let mut totals = Vec::new();
+                for n in [ops, 2 * ops] {
+                    let out = dir.join(format!("c-{workload}-{n}.out"));
+                    let status = Process::new("valgrind")
+                        .args(["--tool=callgrind", "--collect-atstart=no"])
+                        .arg(format!("--toggle-collect={function}"))
+                        .arg(format!("--callgrind-out-file={}", out.display()))
+                        .arg(&program)
+                        .args(["--url", &url, "--namespace", "instructions-c", "--threads", "1", "--round-trips", "0"])
+                        .args(["--ops", &n.to_string(), "--block", &n.to_string()])
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .status()?;
+                    anyhow::ensure!(status.success(), "the C benchmark failed under valgrind");
+                    totals.push(total(&out)?);
+                }
+                let per_op = totals[1].saturating_sub(totals[0]) as f64 / ops as f64;
+                rows.push((workload.to_string(), "client (C, librtc)", per_op));
+            }
+        }
+        Err(e) => eprintln!("instructions: no C benchmark ({e:#}): C rows skipped"),
     }
 
     // Python's get hit, near cache off and on: the difference of two runs.

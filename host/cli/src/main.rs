@@ -11,6 +11,7 @@ mod engine;
 mod ops;
 
 use std::io::{Read as _, Write as _};
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -205,15 +206,19 @@ enum Cmd {
     },
 }
 
-/// The native engine of the benchmarks on `url`, with its near cache on
-/// (in a namespace of its own) when `near`.
-fn bench_engine(config: &Config, url: &str, near: bool) -> rtc_core::Result<engine::Engine> {
+/// The engine of the benchmarks on `url` (the component at `component`, or
+/// native core when `None`), with its near cache on (in a namespace of its
+/// own) when `near`.
+fn bench_engine(config: &Config, component: Option<&Path>, url: &str, near: bool) -> rtc_core::Result<engine::Engine> {
     let mut config = config.clone().url(Some(url.to_string())).in_local_memory(false);
     if near {
         let namespace = format!("{}-near", config.namespace);
         config = config.namespace(namespace).near_cache_max_entries(1_000_000usize).near_cache_max_bytes(1usize << 30);
     }
-    engine::native(config, None)
+    match component {
+        Some(path) => engine::component(path, config, None),
+        None => engine::native(config, None),
+    }
 }
 
 fn main() -> ExitCode {
@@ -334,8 +339,11 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         }
         Cmd::BenchInstructionsClient { redis_url, workload, ops } => {
             drop(engine);
-            rtc_bench::instructions::client(&redis_url, &workload, ops, |url, near| bench_engine(&config, url, near))
-                .map_err(|e| Failure::Usage(format!("instructions client failed: {e:#}")))?;
+            let component = matches!(kind, EngineKind::Component).then_some(component.as_path());
+            rtc_bench::instructions::client(&redis_url, &workload, ops, |url, near| {
+                bench_engine(&config, component, url, near)
+            })
+            .map_err(|e| Failure::Usage(format!("instructions client failed: {e:#}")))?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Bench { instructions: true, ops, json_out, .. } => {
@@ -344,11 +352,19 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 .map_err(|e| Failure::Usage(format!("cannot find this program to run its clients: {e}")))?;
             let options = rtc_bench::instructions::InstructionOptions {
                 ops: ops.min(5_000),
-                client: vec![exe.into_os_string(), "bench-instructions-client".into()],
+                client: vec![exe.clone().into_os_string(), "bench-instructions-client".into()],
+                // The global flags come before the subcommand.
+                component_client: component.exists().then(|| {
+                    let engine = ["--engine", "component", "--component"].map(std::ffi::OsString::from);
+                    let mut command = vec![exe.into_os_string()];
+                    command.extend(engine);
+                    command.extend([component.clone().into_os_string(), "bench-instructions-client".into()]);
+                    command
+                }),
                 python: Some(std::path::PathBuf::from("target/py-pkg-venv/bin/python")),
                 json_out,
             };
-            rtc_bench::instructions::run(options, |url, near| bench_engine(&config, url, near))
+            rtc_bench::instructions::run(options, |url, near| bench_engine(&config, None, url, near))
                 .map_err(|e| Failure::Usage(format!("instructions bench failed: {e:#}")))?;
             Ok(ExitCode::SUCCESS)
         }
