@@ -34,7 +34,6 @@
 // that the shared state and the read path need no cfg of their own.
 #![cfg_attr(not(feature = "redis"), allow(dead_code))]
 
-use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -46,6 +45,10 @@ use quick_cache::sync::Cache;
 use crate::config::{Config, NearTracking};
 use crate::model::layout::{Layout, hash_order, metadata_hash};
 use crate::model::tags::Tags;
+
+/// The maps of tag keys and values, read on near-cache misses and fills:
+/// hashed with quick_cache's seeded foldhash, as its entries are.
+type HashMap<K, V> = std::collections::HashMap<K, V, quick_cache::DefaultHashBuilder>;
 
 /// One cached entry: its bytes, until when it may be served.
 #[derive(Clone)]

@@ -24,6 +24,14 @@ pub fn native(config: Config, hook: Option<DemoHook>) -> Result<Engine> {
     Ok(Arc::new(builder.build()?))
 }
 
+/// The component engine of one single-threaded client under valgrind
+/// (`rtc bench --instructions`): a pool of one instance, since valgrind
+/// cannot reserve the address space of the default 128 (about 2 TiB).
+pub fn component_alone(path: &Path, config: Config) -> Result<Engine> {
+    let runtime = rtc_host::ComponentRuntime::load_with(path, rtc_host::RuntimeOptions::default().max_instances(1))?;
+    Ok(Arc::new(ComponentCache::builder(runtime).config(config).build()?))
+}
+
 /// Builds the component engine from the component at `path`, with `hook` if given.
 pub fn component(path: &Path, config: Config, hook: Option<DemoHook>) -> Result<Engine> {
     let runtime = rtc_host::ComponentRuntime::shared(path)?;

@@ -206,9 +206,9 @@ enum Cmd {
     },
 }
 
-/// The engine of the benchmarks on `url` (the component at `component`, or
-/// native core when `None`), with its near cache on (in a namespace of its
-/// own) when `near`.
+/// The engine of `rtc bench --instructions` on `url` (the component at
+/// `component`, or native core when `None`), with its near cache on (in a
+/// namespace of its own) when `near`.
 fn bench_engine(config: &Config, component: Option<&Path>, url: &str, near: bool) -> rtc_core::Result<engine::Engine> {
     let mut config = config.clone().url(Some(url.to_string())).in_local_memory(false);
     if near {
@@ -216,7 +216,7 @@ fn bench_engine(config: &Config, component: Option<&Path>, url: &str, near: bool
         config = config.namespace(namespace).near_cache_max_entries(1_000_000usize).near_cache_max_bytes(1usize << 30);
     }
     match component {
-        Some(path) => engine::component(path, config, None),
+        Some(path) => engine::component_alone(path, config),
         None => engine::native(config, None),
     }
 }
@@ -270,9 +270,12 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         .socket_connect_timeout(Duration::from_secs_f64(cli.connect_timeout));
     let kind = cli.engine;
     let component = cli.component.unwrap_or_else(default_component);
+    // The instructions client builds its own engine: the component's default
+    // pool would not fit under valgrind.
+    let instructions_client = matches!(cli.command, Cmd::BenchInstructionsClient { .. });
     let engine = match kind {
-        EngineKind::Native => engine::native(config.clone(), None)?,
-        EngineKind::Component => engine::component(&component, config.clone(), None)?,
+        EngineKind::Component if !instructions_client => engine::component(&component, config.clone(), None)?,
+        _ => engine::native(config.clone(), None)?,
     };
     match cli.command {
         Cmd::Set { key, value, tags, lifetime } => {
