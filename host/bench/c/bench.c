@@ -237,6 +237,12 @@ static const workload WORKLOADS[] = {
 };
 #define WORKLOAD_COUNT (sizeof WORKLOADS / sizeof WORKLOADS[0])
 
+/* --only NAME: run that workload alone (rtc bench --instructions runs one
+ * operation under valgrind, which would take minutes over all seven). */
+static const char *only = NULL;
+
+static bool skipped(const workload *w) { return only != NULL && strcmp(w->name, only) != 0; }
+
 /* ---- Timing. ---- */
 
 static uint64_t now_ns(void) {
@@ -354,6 +360,7 @@ static void warm_up(crew *c, const bench_ctx *ctx, sample *samples) {
   }
   size_t blocks = (32 + c->threads - 1) / c->threads;
   for (size_t w = 0; w < WORKLOAD_COUNT; w++) {
+    if (skipped(&WORKLOADS[w])) continue;
     for (size_t b = 0; b < blocks; b++) {
       sample discard;
       memset(&discard, 0, sizeof discard);
@@ -385,6 +392,7 @@ static void measure(crew *c, const bench_ctx *ctx, size_t rounds, size_t block, 
   for (size_t round = 0; round < rounds; round++) {
     if (stepped) await_round(round);
     for (size_t w = 0; w < WORKLOAD_COUNT; w++) {
+      if (skipped(&WORKLOADS[w])) continue;
       sample *s = &samples[w];
       run_block(c, ctx, &WORKLOADS[w], round * block, block, s->latencies_ns + s->calls, s);
     }
@@ -508,7 +516,7 @@ static bool count_round_trips(const bench_ctx *ctx, const char *url, size_t n, s
 static void usage(const char *why) {
   fprintf(stderr,
           "bench: %s\nusage: bench --url URL [--ops N] [--block B] [--threads T] [--namespace NS] "
-          "[--round-trips N] [--stepped]\n",
+          "[--round-trips N] [--only WORKLOAD] [--stepped]\n",
           why);
   exit(2);
 }
@@ -553,6 +561,7 @@ int main(int argc, char **argv) {
     else if (strcmp(flag, "--block") == 0) block = parse_count(flag, v, 1);
     else if (strcmp(flag, "--threads") == 0) threads = parse_count(flag, v, 1);
     else if (strcmp(flag, "--round-trips") == 0) trips = parse_count(flag, v, 0);
+    else if (strcmp(flag, "--only") == 0) only = v;
     else {
       char why[128];
       snprintf(why, sizeof why, "unknown option %s", flag);
@@ -560,6 +569,11 @@ int main(int argc, char **argv) {
     }
   }
   if (url == NULL) usage("--url is required");
+  if (only != NULL) {
+    bool known = false;
+    for (size_t w = 0; w < WORKLOAD_COUNT; w++) known |= strcmp(WORKLOADS[w].name, only) == 0;
+    if (!known) usage("--only takes a workload's name, as the report gives it (\"c get hit\")");
+  }
   if (threads > 4096) usage("--threads is at most 4096");
   if (strcmp(rtc_version(), RTC_VERSION) != 0) {
     fprintf(stderr, "bench: rtc.h is %s but librtc is %s\n", RTC_VERSION, rtc_version());

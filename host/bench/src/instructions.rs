@@ -19,7 +19,8 @@
 //!   wasmtime host as the engine (`rtc --engine component`), when it is built:
 //!   the host, the guest's compiled code and every crossing between them.
 //! - **C**: the C benchmark (`c/bench.c`, linked against `librtc.a`) under
-//!   callgrind, collecting inside its `op_get_hit` or `op_set` only, as the
+//!   callgrind, running one workload (`--only`) and collecting inside its
+//!   `op_get_hit` or `op_set` only, as the
 //!   difference between a run of `2 * ops` operations and one of `ops` (its
 //!   warm-up cancels out).
 //! - **Python**: the package's `get` under callgrind, as the difference
@@ -65,7 +66,7 @@ pub const CLIENT_WORKLOADS: [&str; 6] = ["plain-get", "plain-set", "get-hit", "s
 const COMPONENT_WORKLOADS: [&str; 3] = ["get-hit", "set", "near-get-hit"];
 
 /// The C workloads: the row's name and the C benchmark's function.
-const C_WORKLOADS: [(&str, &str); 2] = [("get-hit", "op_get_hit"), ("set", "op_set")];
+const C_WORKLOADS: [(&str, &str, &str); 2] = [("get-hit", "c get hit", "op_get_hit"), ("set", "c set", "op_set")];
 
 /// A process killed (and reaped) on drop.
 struct Killed(std::process::Child);
@@ -194,7 +195,7 @@ pub fn run(options: InstructionOptions, engine: impl Fn(&str, bool) -> rtc_core:
     // C: the difference of two runs of the C benchmark, collecting inside one operation's function.
     match crate::c::program_path() {
         Ok(program) => {
-            for (workload, function) in C_WORKLOADS {
+            for (workload, name, function) in C_WORKLOADS {
                 eprintln!("instructions: client (C) {workload} under callgrind");
                 let mut totals = Vec::new();
                 for n in [ops, 2 * ops] {
@@ -205,7 +206,7 @@ pub fn run(options: InstructionOptions, engine: impl Fn(&str, bool) -> rtc_core:
                         .arg(format!("--callgrind-out-file={}", out.display()))
                         .arg(&program)
                         .args(["--url", &url, "--namespace", "instructions-c", "--threads", "1", "--round-trips", "0"])
-                        .args(["--ops", &n.to_string(), "--block", &n.to_string()])
+                        .args(["--ops", &n.to_string(), "--block", &n.to_string(), "--only", name])
                         .stdout(Stdio::null())
                         .stderr(Stdio::null())
                         .status()?;
