@@ -199,12 +199,34 @@ fn the_stepped_mode_runs_one_round_per_line() {
 }
 
 #[test]
+fn only_runs_the_one_workload_it_names() {
+    let program = compile_once();
+    let redis = RedisServer::start();
+    let ns = unique_namespace("c-bench-only");
+    let args = ["--url", &redis.url(), "--namespace", &ns, "--ops", "7", "--block", "7", "--only", "c set"];
+    let out = bench(&program, &args);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "bench {args:?} failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{stdout}"));
+    let results = report["results"].as_array().unwrap_or_else(|| panic!("no results array: {report}"));
+    for row in results {
+        let expected = if row["workload"] == "c set" { 7 } else { 0 };
+        assert_eq!(row["ops"], expected, "{row}");
+    }
+    // The set workload really ran: its last key is there.
+    let rust = Cache::builder().namespace(ns.as_str()).url(Some(redis.url())).build().expect("build");
+    let tags = ["bench:a", "bench:b", "bench:c"];
+    assert_eq!(rust.get_bytes("bench:set:0:6", tags).expect("get a set entry"), Some(vec![b'x'; 100]));
+}
+
+#[test]
 fn the_c_benchmark_refuses_bad_arguments() {
     let program = compile_once();
     for args in [
         &["--ops", "5"][..],
         &["--url", "redis://127.0.0.1:1/", "--ops", "zero"],
         &["--url", "redis://x/", "--frobnicate", "1"],
+        &["--url", "redis://x/", "--only", "c get hits"],
     ] {
         let out = bench(&program, args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));

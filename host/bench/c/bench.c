@@ -11,7 +11,7 @@
  * An unmeasured warm-up first fills rtc's connection pool.
  *
  * usage: bench --url URL [--ops N] [--block B] [--threads T]
- *              [--namespace NS] [--round-trips N] [--stepped]
+ *              [--namespace NS] [--round-trips N] [--only WORKLOAD] [--stepped]
  *
  *   --ops N          operations per workload per thread (rounded up to whole
  *                    blocks), as `rtc bench --ops` (default 20000)
@@ -23,6 +23,9 @@
  *                    total_reads_processed per operation (default 200; 0
  *                    skips it; skipped too for URLs other than plain
  *                    redis://host:port without credentials)
+ *   --only WORKLOAD  run only the workload of that name ("c get hit"); the
+ *                    others report 0 operations (`rtc bench --instructions`
+ *                    runs one operation under valgrind this way)
  *   --stepped        print "ready" once set up and warmed up, then run each
  *                    round only after reading a line on stdin, and
  *                    acknowledge it with a line "round N" on stdout: `rtc
