@@ -186,16 +186,25 @@ impl Flights {
 
 /// The key of a get-or-compute's flight: its key and its tags sorted (the
 /// storage key hashes them in that order, duplicates kept), each part
-/// length-prefixed ([`super::push_part`]).
+/// length-prefixed ([`push_part`]).
 fn flight_key(key: &str, tags: &[String]) -> Vec<u8> {
     let mut tags: Vec<&str> = tags.iter().map(String::as_str).collect();
     tags.sort_unstable();
     let mut out = Vec::with_capacity(8 + key.len() + tags.iter().map(|t| t.len() + 8).sum::<usize>());
-    super::push_part(&mut out, key);
+    push_part(&mut out, key);
     for tag in tags {
-        super::push_part(&mut out, tag);
+        push_part(&mut out, tag);
     }
     out
+}
+
+/// Appends `part` to a lookup key made of a key and tag names, prefixed by
+/// its length, so that no two lists of parts make the same bytes (a
+/// separator would not do: keys and tags may hold any character, so key
+/// `"a\0b"` and key `"a"` with tag `"b"` would meet).
+fn push_part(out: &mut Vec<u8>, part: &str) {
+    out.extend_from_slice(&part.len().to_le_bytes());
+    out.extend_from_slice(part.as_bytes());
 }
 
 /// The leader of a flight. Dropping it unfinished (a panic) abandons the flight.

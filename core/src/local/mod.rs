@@ -48,15 +48,6 @@ impl Inner {
     }
 }
 
-/// Appends `part` to a lookup key made of a key and tag names, prefixed by
-/// its length, so that no two lists of parts make the same bytes (a
-/// separator would not do: keys and tags may hold any character, so key
-/// `"a\0b"` and key `"a"` with tag `"b"` would meet).
-pub(crate) fn push_part(out: &mut Vec<u8>, part: &str) {
-    out.extend_from_slice(&part.len().to_le_bytes());
-    out.extend_from_slice(part.as_bytes());
-}
-
 impl std::fmt::Debug for Inner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Cache").field("namespace", &self.config.namespace).finish_non_exhaustive()
