@@ -4,16 +4,12 @@
 
 use std::sync::{PoisonError, RwLock};
 
+use crate::model::hash::HashMap;
 use crate::model::layout::{Layout, hash_order, metadata_hash};
 
 /// How many tag values a cache remembers; past that the memo starts over
 /// (it is only a hint, so forgetting costs one extra round trip, never correctness).
 const MEMO_CAPACITY: usize = 65_536;
-
-/// A map by tag name or entry key, looked up on every operation: hashed with
-/// quick_cache's seeded foldhash (the near cache's hasher, already built in)
-/// rather than std's SipHash, about a thousand instructions a hit cheaper.
-type HashMap<K, V> = std::collections::HashMap<K, V, quick_cache::DefaultHashBuilder>;
 
 /// What a cache remembers of one tag: its key (an MD5 away from its name)
 /// and the value it last saw.

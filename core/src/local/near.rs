@@ -43,12 +43,9 @@ use quick_cache::Weighter;
 use quick_cache::sync::Cache;
 
 use crate::config::{Config, NearTracking};
+use crate::model::hash::HashMap;
 use crate::model::layout::{Layout, hash_order, metadata_hash};
 use crate::model::tags::Tags;
-
-/// The maps of tag keys and values, read on near-cache misses and fills:
-/// hashed with quick_cache's seeded foldhash, as its entries are.
-type HashMap<K, V> = std::collections::HashMap<K, V, quick_cache::DefaultHashBuilder>;
 
 /// One cached entry: its bytes, until when it may be served.
 #[derive(Clone)]

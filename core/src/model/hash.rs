@@ -39,3 +39,9 @@ pub(crate) fn random_token() -> Result<String> {
     let bytes = random_bytes()?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
+
+/// A map looked up on the hot path (the tag memo, the near cache's tag
+/// keys and values): hashed with quick_cache's seeded foldhash, the hasher
+/// the near cache's entries already use, rather than std's SipHash (about a
+/// thousand instructions a get hit cheaper).
+pub(crate) type HashMap<K, V> = std::collections::HashMap<K, V, quick_cache::DefaultHashBuilder>;
