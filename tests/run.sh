@@ -103,7 +103,10 @@ cargo test --release --locked --no-fail-fast
 
 # The suites whose subject is the server (operations, storms, faults, the
 # near cache's tracking, the cluster), again on Valkey: every server the
-# README says rtc supports is tested.
+# README says rtc supports is tested. No `-p rtc-tests`: selecting one
+# package changes the features cargo unifies, which recompiled rtc-core,
+# wasmtime and every test here (minutes); the default members, as above,
+# reuse the binaries `cargo test` just built (only tests/ has these targets).
 say "running the server suites again on Valkey ($(valkey-server --version | cut -d' ' -f3))"
-RTC_REDIS_SERVER=valkey-server cargo test --release --locked --no-fail-fast -p rtc-tests \
+RTC_REDIS_SERVER=valkey-server cargo test --release --locked --no-fail-fast \
   --test scenarios_core --test scenarios_async --test storm --test faults --test near_cache --test cluster --test partitions --test sentinel --test history

@@ -17,7 +17,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::backend::Reply;
+use crate::backend::{Command, Reply};
 use crate::compute::accounting::Accounting;
 use crate::config::Lifetime;
 use crate::error::{Error, Result};
@@ -520,10 +520,10 @@ impl Op for Finishing<'_> {
         }
     }
 
-    fn resume(&mut self, replies: Vec<Reply>, now: Instant) -> Result<Step<()>> {
+    fn resume(&mut self, sent: Vec<Command>, replies: Vec<Reply>, now: Instant) -> Result<Step<()>> {
         match self {
-            Finishing::Store(store) => store.resume(replies, now),
-            Finishing::Overwrite(snapshot) => Ok(done(snapshot.resume(replies, now)?)),
+            Finishing::Store(store) => store.resume(sent, replies, now),
+            Finishing::Overwrite(snapshot) => Ok(done(snapshot.resume(sent, replies, now)?)),
         }
     }
 }

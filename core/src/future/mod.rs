@@ -49,7 +49,7 @@ pub(crate) async fn drive<O: Op + Send>(backend: &dyn AsyncBackend, mut op: O) -
             Step::Send(commands) => {
                 let replies = backend.execute(&commands).await?;
                 check_replies(&commands, &replies)?;
-                step = op.resume(replies, now_for::<O>())?;
+                step = op.resume(commands, replies, now_for::<O>())?;
             }
         }
     }

@@ -40,10 +40,16 @@ impl TagMemo {
     pub(crate) fn recall(&self, names: &[&str], layout: &Layout) -> (Vec<String>, Vec<Option<Vec<u8>>>) {
         {
             let map = self.tags.read().unwrap_or_else(PoisonError::into_inner);
-            let known: Option<Vec<(String, Option<Vec<u8>>)>> =
-                names.iter().map(|name| map.get(*name).map(|r| (r.key.clone(), r.value.clone()))).collect();
-            if let Some(known) = known {
-                return known.into_iter().unzip();
+            // Straight into the two vectors the caller keeps: a hit allocates
+            // nothing here but them and the copies.
+            let (mut keys, mut values) = (Vec::with_capacity(names.len()), Vec::with_capacity(names.len()));
+            for name in names {
+                let Some(r) = map.get(*name) else { break };
+                keys.push(r.key.clone());
+                values.push(r.value.clone());
+            }
+            if keys.len() == names.len() {
+                return (keys, values);
             }
         }
         let keys: Vec<String> = names.iter().map(|t| layout.tag_key(t)).collect();
@@ -81,30 +87,32 @@ impl TagMemo {
     /// computed, and remembered if `remember` (reads: a write of a fresh
     /// key would pay the insertion for nothing). Both are pure functions of
     /// `key` and `values`, so the memo can only save work, never change a key.
+    /// Every value is known (`Some`): a `None` would make the memo miss.
     pub(crate) fn entry_keys(
         &self,
         layout: &Layout,
         key: &str,
-        values: &[&Vec<u8>],
+        values: &[Option<Vec<u8>>],
         remember: bool,
     ) -> (String, String) {
         {
             let map = self.entries.read().unwrap_or_else(PoisonError::into_inner);
             if let Some(known) = map.get(key)
                 && known.values.len() == values.len()
-                && known.values.iter().zip(values).all(|(a, b)| a == *b)
+                && known.values.iter().zip(values).all(|(a, b)| Some(a) == b.as_ref())
             {
                 return (known.hash.clone(), known.storage.clone());
             }
         }
-        let hash = metadata_hash(values);
+        let values: Vec<&Vec<u8>> = values.iter().flatten().collect();
+        let hash = metadata_hash(&values);
         let storage = layout.storage_key(key, &hash);
         if !remember {
             return (hash, storage);
         }
         let mut map = self.entries.write().unwrap_or_else(PoisonError::into_inner);
         Self::make_room(&mut map);
-        let values = values.iter().map(|v| (*v).clone()).collect();
+        let values = values.into_iter().cloned().collect();
         map.insert(key.to_owned(), EntryKeys { values, hash: hash.clone(), storage: storage.clone() });
         (hash, storage)
     }
@@ -135,19 +143,20 @@ mod tests {
     fn entry_keys_are_those_the_layout_computes_whatever_the_memo_holds() {
         let (memo, layout) = (TagMemo::default(), Layout::new("memo"));
         let (a, b) = (b"aaaa".to_vec(), b"bbbb".to_vec());
+        let (sa, sb) = (Some(a.clone()), Some(b.clone()));
         let computed = |values: &[&Vec<u8>]| {
             let hash = metadata_hash(values);
             let storage = layout.storage_key("k", &hash);
             (hash, storage)
         };
         // A write computes without remembering; a read remembers.
-        assert_eq!(memo.entry_keys(&layout, "k", &[&a], false), computed(&[&a]));
+        assert_eq!(memo.entry_keys(&layout, "k", std::slice::from_ref(&sa), false), computed(&[&a]));
         assert!(memo.entries.read().expect("memo").is_empty());
-        assert_eq!(memo.entry_keys(&layout, "k", &[&a], true), computed(&[&a]));
-        assert_eq!(memo.entry_keys(&layout, "k", &[&a], true), computed(&[&a]), "remembered");
+        assert_eq!(memo.entry_keys(&layout, "k", std::slice::from_ref(&sa), true), computed(&[&a]));
+        assert_eq!(memo.entry_keys(&layout, "k", std::slice::from_ref(&sa), true), computed(&[&a]), "remembered");
         // Changed values, or more of them, are never answered from the memo.
-        assert_eq!(memo.entry_keys(&layout, "k", &[&b], true), computed(&[&b]));
-        assert_eq!(memo.entry_keys(&layout, "k", &[&b, &a], false), computed(&[&b, &a]));
-        assert_eq!(memo.entry_keys(&layout, "k", &[&b], false), computed(&[&b]));
+        assert_eq!(memo.entry_keys(&layout, "k", std::slice::from_ref(&sb), true), computed(&[&b]));
+        assert_eq!(memo.entry_keys(&layout, "k", &[sb.clone(), sa.clone()], false), computed(&[&b, &a]));
+        assert_eq!(memo.entry_keys(&layout, "k", std::slice::from_ref(&sb), false), computed(&[&b]));
     }
 }

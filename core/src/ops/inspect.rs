@@ -94,7 +94,7 @@ impl Op for Inspect<'_> {
         Ok(Step::Send(commands))
     }
 
-    fn resume(&mut self, replies: Vec<Reply>, _now: Instant) -> Result<Step<Inspection>> {
+    fn resume(&mut self, _sent: Vec<Command>, replies: Vec<Reply>, _now: Instant) -> Result<Step<Inspection>> {
         let mut replies = replies.into_iter();
         if self.storage.is_some() {
             let value_size = bytes(next(&mut replies)?).map(|b| b.len());

@@ -46,7 +46,7 @@ impl Op for Invalidate<'_> {
         ))
     }
 
-    fn resume(&mut self, _replies: Vec<Reply>, _now: Instant) -> Result<Step<()>> {
+    fn resume(&mut self, _sent: Vec<Command>, _replies: Vec<Reply>, _now: Instant) -> Result<Step<()>> {
         self.inner.memo.remember(&self.tags, &self.keys, &self.values.iter().map(Some).collect::<Vec<_>>());
         // The near cache forgets the old values before this call returns (the push comes after).
         if let Some(near) = &self.inner.near {

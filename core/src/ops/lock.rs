@@ -184,10 +184,10 @@ impl Op for Lookup<'_> {
         }
     }
 
-    fn resume(&mut self, replies: Vec<Reply>, now: Instant) -> Result<Step<Looked>> {
+    fn resume(&mut self, sent: Vec<Command>, replies: Vec<Reply>, now: Instant) -> Result<Step<Looked>> {
         match std::mem::replace(&mut self.state, State::Snapshot) {
             State::Snapshot => {
-                let done = match self.snapshot.resume(replies, now)? {
+                let done = match self.snapshot.resume(sent, replies, now)? {
                     Step::Send(commands) => return Ok(Step::Send(commands)),
                     Step::Done(done) => done,
                 };
@@ -303,7 +303,7 @@ impl Op for Store {
         Ok(Step::Send(std::mem::take(&mut self.commands)))
     }
 
-    fn resume(&mut self, _replies: Vec<Reply>, _now: Instant) -> Result<Step<()>> {
+    fn resume(&mut self, _sent: Vec<Command>, _replies: Vec<Reply>, _now: Instant) -> Result<Step<()>> {
         Ok(Step::Done(()))
     }
 }

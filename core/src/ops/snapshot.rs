@@ -141,7 +141,7 @@ impl<'a> Snapshot<'a> {
     }
 
     /// The entry command on storage key `key`.
-    fn entry_command(&self, key: String) -> Command {
+    fn entry_command(&mut self, key: String) -> Command {
         // This process writes or deletes the entry: its fail-safe value is
         // no longer the current one (a set's value is saved by get-or-compute only).
         if let (Some(fail_safe), Access::Set { .. } | Access::Del) = (&self.inner.fail_safe, &self.access) {
@@ -151,10 +151,11 @@ impl<'a> Snapshot<'a> {
         if let (Some(near), Access::Set { .. } | Access::Del) = (&self.inner.near, &self.access) {
             near.forget(&[key.as_str()]);
         }
-        match &self.access {
+        match &mut self.access {
             Access::Get => Command::Get { key },
+            // The value goes out in the command and comes back with the replies (see `take_back`).
             Access::Set { value, expire_ms } => {
-                Command::Set { key, value: value.clone(), expire_ms: *expire_ms, nx: false }
+                Command::Set { key, value: std::mem::take(value), expire_ms: *expire_ms, nx: false }
             }
             Access::Del => Command::Del { keys: vec![key] },
         }
@@ -171,13 +172,18 @@ impl<'a> Snapshot<'a> {
             }
         }
         if missing.is_empty() {
-            let values: Vec<&Vec<u8>> = self.values.iter().flatten().collect();
-            let (hash, storage) =
-                self.inner.memo.entry_keys(&self.inner.layout, self.key, &values, matches!(self.access, Access::Get));
+            let (hash, storage) = self.inner.memo.entry_keys(
+                &self.inner.layout,
+                self.key,
+                &self.values,
+                matches!(self.access, Access::Get),
+            );
+            let mut commands = Vec::with_capacity(3);
             let pttl = self.pttl.then(|| Command::Pttl { key: storage.clone() });
-            let mut commands = vec![self.entry_command(storage)];
+            commands.push(self.entry_command(storage));
             commands.extend(pttl);
-            commands.push(Command::Mget { keys: self.keys.clone() });
+            // The keys go out in the command and come back with the replies (see `take_back`).
+            commands.push(Command::Mget { keys: std::mem::take(&mut self.keys) });
             self.state = State::Entry(hash);
             return Ok(Step::Send(commands));
         }
@@ -215,6 +221,25 @@ impl<'a> Snapshot<'a> {
         })
     }
 
+    /// Takes back what a read or an entry batch moved into its commands:
+    /// the tag keys from its `MGET` (its last command) and a write's value
+    /// from its `SET` (its first), so a round trip copies neither and a
+    /// retry sends them again.
+    fn take_back(&mut self, sent: Vec<Command>) -> Result<()> {
+        let mut sent = sent.into_iter();
+        let Some(Command::Mget { keys }) = sent.next_back() else {
+            return Err(crate::ops::step::protocol("a snapshot's batch did not end with its MGET"));
+        };
+        self.keys = keys;
+        if let (State::Entry(_), Access::Set { value, .. }) = (&self.state, &mut self.access) {
+            let Some(Command::Set { value: sent, .. }) = sent.next() else {
+                return Err(crate::ops::step::protocol("a snapshot's write did not start with its SET"));
+            };
+            *value = sent;
+        }
+        Ok(())
+    }
+
     fn remember(&self, values: &[Option<Vec<u8>>]) {
         self.inner.memo.remember(&self.names, &self.keys, &values.iter().map(Option::as_ref).collect::<Vec<_>>());
     }
@@ -236,10 +261,13 @@ impl Op for Snapshot<'_> {
             return self.proceed();
         }
         self.state = State::Read;
-        Ok(Step::Send(vec![Command::Mget { keys: self.keys.clone() }]))
+        Ok(Step::Send(vec![Command::Mget { keys: std::mem::take(&mut self.keys) }]))
     }
 
-    fn resume(&mut self, replies: Vec<Reply>, _now: Instant) -> Result<Step<Snapshotted>> {
+    fn resume(&mut self, sent: Vec<Command>, replies: Vec<Reply>, _now: Instant) -> Result<Step<Snapshotted>> {
+        if matches!(self.state, State::Read | State::Entry(_)) {
+            self.take_back(sent)?;
+        }
         let mut replies = replies.into_iter();
         match std::mem::replace(&mut self.state, State::Read) {
             State::Disabled => Ok(Step::Done(Snapshotted {
@@ -313,5 +341,77 @@ impl Inner {
         self.check_size(value.len())?;
         let expire_ms = expire_ms(lifetime.resolve(self.config.default_lifetime))?;
         Ok(Access::Set { value: value.to_vec(), expire_ms })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex, PoisonError};
+
+    use crate::MemoryBackend;
+    use crate::backend::{Backend, Command, Reply};
+    use crate::config::{Config, Lifetime};
+    use crate::error::Result;
+    use crate::model::layout::Layout;
+    use crate::sync::Cache;
+
+    /// Memory, except that the first entry write finds its tag changed under
+    /// it (another process invalidated it), so the snapshot retries; keeps
+    /// every batch it ran.
+    struct Invalidating {
+        memory: MemoryBackend,
+        tag_key: String,
+        batches: Mutex<Vec<Vec<Command>>>,
+    }
+
+    impl Backend for Invalidating {
+        fn execute(&self, commands: &[Command]) -> Result<Vec<Reply>> {
+            let mut batches = self.batches.lock().unwrap_or_else(PoisonError::into_inner);
+            let first_write = !batches.iter().flatten().any(|c| matches!(c, Command::Set { nx: false, .. }));
+            if first_write && commands.iter().any(|c| matches!(c, Command::Set { nx: false, .. })) {
+                let changed =
+                    Command::Set { key: self.tag_key.clone(), value: vec![7; 16], expire_ms: None, nx: false };
+                self.memory.execute(&[changed])?;
+            }
+            batches.push(commands.to_vec());
+            self.memory.execute(commands)
+        }
+    }
+
+    #[test]
+    fn a_retried_write_sends_its_whole_value_and_its_keys_again() {
+        let layout = Layout::new("snapshot");
+        let backend = Arc::new(Invalidating {
+            memory: MemoryBackend::new(),
+            tag_key: layout.tag_key("t"),
+            batches: Mutex::new(Vec::new()),
+        });
+        let cache = Cache::builder()
+            .config(Config { namespace: "snapshot".into(), ..Config::default() })
+            .backend(backend.clone())
+            .build()
+            .expect("cache");
+        // Learn the tag's value first, so the write goes in one batch with its MGET.
+        assert_eq!(cache.get_bytes("k", ["t"]).expect("get"), None);
+        cache.set_bytes("k", b"the value", ["t"], Lifetime::Default).expect("set");
+        assert_eq!(cache.get_bytes("k", ["t"]).expect("get"), Some(b"the value".to_vec()));
+
+        let batches = backend.batches.lock().unwrap_or_else(PoisonError::into_inner);
+        let writes: Vec<&Vec<Command>> =
+            batches.iter().filter(|b| b.iter().any(|c| matches!(c, Command::Set { nx: false, .. }))).collect();
+        assert_eq!(writes.len(), 2, "the write ran again under the tag's new value: {writes:?}");
+        // In hash order, compared as sets.
+        let tag_keys = vec![layout.tag_key("t"), layout.tag_key(crate::ALL_TAG)];
+        for batch in writes {
+            let Some(Command::Set { value, .. }) = batch.first() else {
+                panic!("a write starts with its SET: {batch:?}")
+            };
+            assert_eq!(value, b"the value");
+            let Some(Command::Mget { keys }) = batch.last() else { panic!("a write ends with its MGET: {batch:?}") };
+            let (mut sent, mut expected) = (keys.clone(), tag_keys.clone());
+            sent.sort();
+            expected.sort();
+            assert_eq!(sent, expected);
+        }
     }
 }

@@ -42,8 +42,11 @@ pub(crate) trait Op {
     /// Starts the operation at `now`.
     fn start(&mut self, now: Instant) -> Result<Step<Self::Output>>;
 
-    /// Resumes with the replies to the last [`Step::Send`], at `now`.
-    fn resume(&mut self, replies: Vec<Reply>, now: Instant) -> Result<Step<Self::Output>>;
+    /// Resumes with the replies to the last [`Step::Send`], at `now`. The
+    /// driver hands back the commands it `sent` too, so an operation can
+    /// take back what it moved into them (a snapshot's tag keys) instead of
+    /// sending copies.
+    fn resume(&mut self, sent: Vec<Command>, replies: Vec<Reply>, now: Instant) -> Result<Step<Self::Output>>;
 }
 
 /// The time to give an `O` now: the clock for a timed operation, else a

@@ -24,7 +24,7 @@ pub(crate) fn drive<O: Op>(backend: &dyn Backend, mut op: O) -> Result<O::Output
             Step::Send(commands) => {
                 let replies = backend.execute(&commands)?;
                 check_replies(&commands, &replies)?;
-                step = op.resume(replies, now_for::<O>())?;
+                step = op.resume(commands, replies, now_for::<O>())?;
             }
         }
     }

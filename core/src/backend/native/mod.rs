@@ -85,36 +85,82 @@ fn merged(commands: &[Command], at: usize) -> bool {
     matches!((commands.get(at), commands.get(at + 1)), (Some(Command::Get { .. }), Some(Command::Mget { .. })))
 }
 
-/// The batch as one pipeline (a `GET` followed by an `MGET` sent as one
-/// `MGET`: see [`merged`]), and how long its `BLPOP`s may keep the server
-/// silent (the read timeout must stretch by that much).
-pub(crate) fn pipeline(commands: &[Command]) -> (redis::Pipeline, std::time::Duration) {
-    let mut pipe = redis::pipe();
+/// Hands each command of the batch to `each` as the redis crate sends it (a
+/// `GET` followed by an `MGET` as one `MGET`: see [`merged`]); returns how
+/// long its `BLPOP`s may keep the server silent (the read timeout must
+/// stretch by that much).
+fn wire(commands: &[Command], each: &mut dyn FnMut(redis::Cmd)) -> std::time::Duration {
     let mut blocking = std::time::Duration::ZERO;
     let mut at = 0;
     while at < commands.len() {
         if let (true, Command::Get { key }, Some(Command::Mget { keys })) =
             (merged(commands, at), &commands[at], commands.get(at + 1))
         {
-            pipe.add_command(redis::cmd("MGET").arg(key).arg(keys).to_owned());
+            let mut c = sized("MGET", 1 + keys.len(), key.len() + keys.iter().map(String::len).sum::<usize>());
+            c.arg(key).arg(keys);
+            each(c);
             at += 2;
             continue;
         }
-        pipe.add_command(to_cmd(&commands[at]));
+        each(to_cmd(&commands[at]));
         if let Command::Blpop { timeout, .. } = &commands[at] {
             blocking = blocking.saturating_add(*timeout);
         }
         at += 1;
     }
+    blocking
+}
+
+/// The batch as one pipeline (see [`wire`]), and how long its `BLPOP`s may
+/// keep the server silent.
+#[cfg(feature = "tokio")]
+pub(crate) fn pipeline(commands: &[Command]) -> (redis::Pipeline, std::time::Duration) {
+    let mut pipe = redis::Pipeline::with_capacity(commands.len());
+    let blocking = wire(commands, &mut |c| {
+        pipe.add_command(c);
+    });
     (pipe, blocking)
 }
 
+/// The batch encoded for the wire in one buffer (see [`wire`]), the number
+/// of replies it owes, and how long its `BLPOP`s may keep the server silent.
+/// The blocking connection sends these bytes as they are: no `Pipeline` to
+/// fill and pack on every round trip.
+pub(crate) fn packed(commands: &[Command]) -> (Vec<u8>, usize, std::time::Duration) {
+    let mut bytes = Vec::new();
+    let mut count = 0;
+    let blocking = wire(commands, &mut |c| {
+        c.write_packed_command(&mut bytes);
+        count += 1;
+    });
+    (bytes, count, blocking)
+}
+
+/// A command named `name` whose buffers already hold `args` more arguments
+/// of `bytes` bytes in all (the crate grows them one argument at a time).
+fn sized(name: &str, args: usize, bytes: usize) -> redis::Cmd {
+    let mut c = redis::Cmd::with_capacity(1 + args, name.len() + bytes);
+    c.arg(name);
+    c
+}
+
+/// One command as the redis crate sends it.
 pub(crate) fn to_cmd(command: &Command) -> redis::Cmd {
+    let keys_len = |keys: &[String]| keys.iter().map(String::len).sum::<usize>();
     match command {
-        Command::Get { key } => redis::cmd("GET").arg(key).to_owned(),
-        Command::Mget { keys } => redis::cmd("MGET").arg(keys).to_owned(),
+        Command::Get { key } => {
+            let mut c = sized("GET", 1, key.len());
+            c.arg(key);
+            c
+        }
+        Command::Mget { keys } => {
+            let mut c = sized("MGET", keys.len(), keys_len(keys));
+            c.arg(keys);
+            c
+        }
         Command::Set { key, value, expire_ms, nx } => {
-            let mut c = redis::cmd("SET");
+            // "PX" and up to 20 digits, "NX".
+            let mut c = sized("SET", 5, key.len() + value.len() + 24);
             c.arg(key).arg(value.as_slice());
             if let Some(ms) = expire_ms {
                 c.arg("PX").arg(*ms);
@@ -124,17 +170,37 @@ pub(crate) fn to_cmd(command: &Command) -> redis::Cmd {
             }
             c
         }
-        Command::Del { keys } => redis::cmd("DEL").arg(keys).to_owned(),
-        Command::DelIfEq { key, value } => {
-            redis::cmd("EVAL").arg(DEL_IF_EQ).arg(1).arg(key).arg(value.as_slice()).to_owned()
+        Command::Del { keys } => {
+            let mut c = sized("DEL", keys.len(), keys_len(keys));
+            c.arg(keys);
+            c
         }
-        Command::Rpush { key, value } => redis::cmd("RPUSH").arg(key).arg(value.as_slice()).to_owned(),
-        Command::Pexpire { key, ms } => redis::cmd("PEXPIRE").arg(key).arg(*ms).to_owned(),
-        Command::Pttl { key } => redis::cmd("PTTL").arg(key).to_owned(),
+        Command::DelIfEq { key, value } => {
+            let mut c = sized("EVAL", 4, DEL_IF_EQ.len() + 1 + key.len() + value.len());
+            c.arg(DEL_IF_EQ).arg(1).arg(key).arg(value.as_slice());
+            c
+        }
+        Command::Rpush { key, value } => {
+            let mut c = sized("RPUSH", 2, key.len() + value.len());
+            c.arg(key).arg(value.as_slice());
+            c
+        }
+        Command::Pexpire { key, ms } => {
+            let mut c = sized("PEXPIRE", 2, key.len() + 20);
+            c.arg(key).arg(*ms);
+            c
+        }
+        Command::Pttl { key } => {
+            let mut c = sized("PTTL", 1, key.len());
+            c.arg(key);
+            c
+        }
         Command::Blpop { key, timeout } => {
             // Redis takes the timeout in seconds, fractions allowed; 0 would mean "forever".
             let secs = timeout.as_secs_f64().max(0.001);
-            redis::cmd("BLPOP").arg(key).arg(format!("{secs:.3}")).to_owned()
+            let mut c = sized("BLPOP", 2, key.len() + 24);
+            c.arg(key).arg(format!("{secs:.3}"));
+            c
         }
     }
 }

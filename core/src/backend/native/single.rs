@@ -6,7 +6,7 @@ use redis::{ConnectionLike, Value};
 
 use super::pool::Pool;
 use super::server::Server;
-use super::{map_error, pipeline, replies};
+use super::{map_error, packed, replies};
 use crate::backend::{Backend, Command, Reply};
 use crate::config::Config;
 use crate::error::Result;
@@ -82,14 +82,14 @@ impl Backend for RedisBackend {
         if commands.is_empty() {
             return Ok(Vec::new());
         }
-        let (pipe, blocking) = pipeline(commands);
+        let (bytes, count, blocking) = packed(commands);
         // A pooled connection may have died with a Redis restart: retry once on
         // a fresh one. Every command the cache sends is safe to repeat.
         let mut attempt = 0;
         loop {
             attempt += 1;
             let (mut conn, generation, pooled) = self.checkout()?;
-            match self.query(&mut conn, &pipe, pipe.len(), blocking) {
+            match self.query(&mut conn, &bytes, count, blocking) {
                 Ok(values) => {
                     self.checkin(conn, generation);
                     return replies(commands, values);
@@ -114,12 +114,12 @@ impl Backend for RedisBackend {
 }
 
 impl RedisBackend {
-    /// Sends `pipe` (`count` commands) and reads its replies, all within one
-    /// socket timeout (plus the BLPOP wait): see [`receive`].
+    /// Sends `bytes` (`count` packed commands) and reads their replies, all
+    /// within one socket timeout (plus the BLPOP wait): see [`receive`].
     fn query(
         &self,
         conn: &mut redis::Connection,
-        pipe: &redis::Pipeline,
+        bytes: &[u8],
         count: usize,
         blocking: Duration,
     ) -> redis::RedisResult<Vec<Value>> {
@@ -128,7 +128,7 @@ impl RedisBackend {
             // The server legitimately stays silent while BLPOP waits.
             conn.set_read_timeout(self.socket_timeout.map(|t| t.saturating_add(blocking)))?;
         }
-        conn.send_packed_command(&pipe.get_packed_pipeline())?;
+        conn.send_packed_command(bytes)?;
         // RESP3 push data is not a reply.
         receive(conn, count, started, self.socket_timeout, blocking, &mut |_| {})
     }
