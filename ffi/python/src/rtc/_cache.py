@@ -349,8 +349,8 @@ class RedisTaggedCache(_Settings):
             down or slow, a serializer that failed or returned None), with a
             warning logged.
         """
-        key_b = n.text("key", key)
-        tags_c, tags_len, _keep = n.tag_array(n.tag_names(tags))
+        key_b = n.key_bytes(key)
+        tags_c, tags_len, _keep = n.call_tags(tags)
         life = n.lifetime(lifetime)
         data = _set_bytes(self.serializer, value)
         if data is None:
@@ -369,8 +369,8 @@ class RedisTaggedCache(_Settings):
             cannot be unserialized, or Redis could not be read (then with a
             warning logged).
         """
-        key_b = n.text("key", key)
-        tags_c, tags_len, _keep = n.tag_array(n.tag_names(tags))
+        key_b = n.key_bytes(key)
+        tags_c, tags_len, _keep = n.call_tags(tags)
         read = n.READ
         code = lib.rtc_cache_get_into(
             self._cache, key_b, len(key_b), tags_c, tags_len, read.buf, n.READ_BUFFER_SIZE, read.len, read.value
@@ -394,8 +394,8 @@ class RedisTaggedCache(_Settings):
             bool: True if the key was found and deleted, False if it didn't
             exist (or Redis could not be reached, with a warning logged).
         """
-        key_b = n.text("key", key)
-        tags_c, tags_len, _keep = n.tag_array(n.tag_names(tags))
+        key_b = n.key_bytes(key)
+        tags_c, tags_len, _keep = n.call_tags(tags)
         deleted = ffi.new("bool *")
         code = lib.rtc_cache_delete(self._cache, key_b, len(key_b), tags_c, tags_len, deleted)
         if code == n.OK:

@@ -190,7 +190,7 @@ def _recompute(
     if data is not None:
         info.serialized_size = len(data)
         key_b = n.text("key", ckey)
-        tags_c, tags_len, _keep = n.tag_array(n.tag_names(tags))
+        tags_c, tags_len, _keep = n.call_tags(tags)
         code = lib.rtc_cache_set(native, key_b, len(key_b), n.buffer(data), len(data), tags_c, tags_len, lifetime)
         if code != n.OK:
             _bypassed("when setting a key", n.last_error(code))

@@ -120,6 +120,29 @@ def tag_array(tags: List[Any]) -> Tuple[Any, int, List[Any]]:
     return built
 
 
+def call_tags(tags: Optional[Iterable[str]]) -> Tuple[Any, int, List[Any]]:
+    """``tag_array(tag_names(tags))``, with the common call made cheap: a
+    list or tuple of tags already built costs one lookup (a get's Python
+    time is mostly such steps)."""
+    if tags is None:
+        return NULL, 0, []
+    if type(tags) is tuple or type(tags) is list:
+        try:
+            cached = _TAG_ARRAYS.get(tags if type(tags) is tuple else tuple(tags))
+        except TypeError:  # an unhashable tag (a bytearray): built below, never cached
+            cached = None
+        if cached is not None:
+            return cached
+    return tag_array(tag_names(tags))
+
+
+def key_bytes(key: Any) -> bytes:
+    """``text("key", key)``, an ASCII str (most keys) encoded at once."""
+    if type(key) is str and key.isascii():
+        return key.encode("ascii")
+    return text("key", key)
+
+
 def _build_tag_array(tags: List[Any]) -> Tuple[Any, int, List[Any]]:
     array = ffi.new("rtc_bytes[]", len(tags))
     keep = [array]

@@ -161,8 +161,8 @@ class RedisTaggedCache(_Settings):
         Returns:
             bool: True if stored; False (with a warning logged) if not.
         """
-        key_b = n.text("key", key)
-        tags_c, tags_len, _keep = n.tag_array(n.tag_names(tags))
+        key_b = n.key_bytes(key)
+        tags_c, tags_len, _keep = n.call_tags(tags)
         life = n.lifetime(lifetime)
         data = _set_bytes(self.serializer, value)
         if data is None:
@@ -186,8 +186,8 @@ class RedisTaggedCache(_Settings):
             CacheMiss: the entry is not there, expired, was invalidated,
             cannot be unserialized, or Redis could not be read (logged).
         """
-        key_b = n.text("key", key)
-        tags_c, tags_len, _keep = n.tag_array(n.tag_names(tags))
+        key_b = n.key_bytes(key)
+        tags_c, tags_len, _keep = n.call_tags(tags)
         driver = self._driver()
         code, data, _, message = await driver.run(
             lambda op: lib.rtc_async_get(driver.ctx, key_b, len(key_b), tags_c, tags_len, ffi.NULL, op)
@@ -205,8 +205,8 @@ class RedisTaggedCache(_Settings):
 
     async def delete(self, key: str, tags: Optional[Iterable[str]] = None) -> bool:
         """Remove an entry: True if it was there and deleted, else False."""
-        key_b = n.text("key", key)
-        tags_c, tags_len, _keep = n.tag_array(n.tag_names(tags))
+        key_b = n.key_bytes(key)
+        tags_c, tags_len, _keep = n.call_tags(tags)
         driver = self._driver()
         code, _, _, message = await driver.run(
             lambda op: lib.rtc_async_delete(driver.ctx, key_b, len(key_b), tags_c, tags_len, ffi.NULL, op)
@@ -375,7 +375,7 @@ class RedisTaggedCache(_Settings):
         if data is None:
             return
         key_b = n.text("key", ckey)
-        tags_c, tags_len, _keep = n.tag_array(n.tag_names(tags))
+        tags_c, tags_len, _keep = n.call_tags(tags)
         driver = self._driver()
         buf = n.buffer(data)
         code, _, _, message = await driver.run(
