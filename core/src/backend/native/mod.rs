@@ -96,7 +96,7 @@ fn wire(commands: &[Command], each: &mut dyn FnMut(redis::Cmd)) -> std::time::Du
         if let (true, Command::Get { key }, Some(Command::Mget { keys })) =
             (merged(commands, at), &commands[at], commands.get(at + 1))
         {
-            let mut c = sized("MGET", 1 + keys.len(), key.len() + keys.iter().map(String::len).sum::<usize>());
+            let mut c = sized("MGET", 1 + keys.len(), key.len() + keys_len(keys));
             c.arg(key).arg(keys);
             each(c);
             at += 2;
@@ -144,9 +144,13 @@ fn sized(name: &str, args: usize, bytes: usize) -> redis::Cmd {
     c
 }
 
+/// The bytes of `keys` together.
+fn keys_len(keys: &[String]) -> usize {
+    keys.iter().map(String::len).sum()
+}
+
 /// One command as the redis crate sends it.
 pub(crate) fn to_cmd(command: &Command) -> redis::Cmd {
-    let keys_len = |keys: &[String]| keys.iter().map(String::len).sum::<usize>();
     match command {
         Command::Get { key } => {
             let mut c = sized("GET", 1, key.len());

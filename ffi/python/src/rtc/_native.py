@@ -8,7 +8,7 @@ keeps.
 
 import os
 import threading
-from typing import Any, Iterable, List, Optional, Tuple
+from typing import Any, Iterable, List, Optional, Sequence, Tuple
 
 from rtc._ffi import ffi
 
@@ -99,7 +99,7 @@ _TAG_ARRAYS: dict = {}
 _TAG_ARRAYS_MAX = 4096
 
 
-def tag_array(tags: List[Any]) -> Tuple[Any, int, List[Any]]:
+def tag_array(tags: Sequence[Any]) -> Tuple[Any, int, List[Any]]:
     """Returns (rtc_bytes array, length, buffers to keep alive) for librtc."""
     if not tags:
         return NULL, 0, []
@@ -121,19 +121,12 @@ def tag_array(tags: List[Any]) -> Tuple[Any, int, List[Any]]:
 
 
 def call_tags(tags: Optional[Iterable[str]]) -> Tuple[Any, int, List[Any]]:
-    """``tag_array(tag_names(tags))``, with the common call made cheap: a
-    list or tuple of tags already built costs one lookup (a get's Python
-    time is mostly such steps)."""
+    """``tag_array(tag_names(tags))`` in one step: a list or tuple goes to
+    ``tag_array`` as it is (its cache finds one already built), so a call
+    copies no list of tags."""
     if tags is None:
         return NULL, 0, []
-    if type(tags) is tuple or type(tags) is list:
-        try:
-            cached = _TAG_ARRAYS.get(tags if type(tags) is tuple else tuple(tags))
-        except TypeError:  # an unhashable tag (a bytearray): built below, never cached
-            cached = None
-        if cached is not None:
-            return cached
-    return tag_array(tag_names(tags))
+    return tag_array(tags if type(tags) is tuple or type(tags) is list else tag_names(tags))
 
 
 def key_bytes(key: Any) -> bytes:
@@ -143,7 +136,7 @@ def key_bytes(key: Any) -> bytes:
     return text("key", key)
 
 
-def _build_tag_array(tags: List[Any]) -> Tuple[Any, int, List[Any]]:
+def _build_tag_array(tags: Sequence[Any]) -> Tuple[Any, int, List[Any]]:
     array = ffi.new("rtc_bytes[]", len(tags))
     keep = [array]
     for i, tag in enumerate(tags):
