@@ -301,6 +301,25 @@ typedef struct rtc_bytes {
 } rtc_bytes;
 
 /**
+ * How long a hit served by the near cache may be served again, by a caller
+ * that keeps it, for the same key and the same tags in the same order
+ * (rtc_cache_get_leased_into): while the stamp rtc_cache_near_stamp points
+ * at still reads `stamp`, and for `valid_ns` nanoseconds from the call's
+ * return. A `stamp` of 0 is no lease: the hit came from Redis, or the
+ * cache has no near cache (a near-cache stamp is never 0).
+ */
+typedef struct rtc_near_lease {
+  /**
+   * The near cache's stamp the hit was served at; 0: no lease.
+   */
+  uint64_t stamp;
+  /**
+   * Nanoseconds the hit may be served for, from the call's return.
+   */
+  uint64_t valid_ns;
+} rtc_near_lease;
+
+/**
  * A compute callback: called with the userdata given to
  * rtc_cache_get_or_compute on a miss; writes the value with
  * rtc_output_write (zero or more times, appending) and returns 0. Any other
@@ -828,6 +847,42 @@ rtc_result rtc_cache_get_into(const struct rtc_cache *cache,
                               size_t buf_cap,
                               size_t *len_out,
                               struct rtc_value **value_out);
+
+/**
+ * Reads the value of `key` under `tags` as rtc_cache_get_into does, and
+ * writes to `*lease_out` how long a near-cache hit holds (see
+ * rtc_near_lease; zeroes on a miss or a hit read from Redis).
+ *
+ * For a binding whose every call into librtc is dear (the Python package):
+ * it may keep the hit in its own memo and serve it again with no call,
+ * while `*rtc_cache_near_stamp(cache)` equals the lease's stamp and the
+ * lease's time has not run out. Every invalidation push, flush, write of
+ * this process and loss of the tracking connection moves the stamp, so
+ * such a memo is as coherent as the near cache itself. Thread-safe.
+ *
+ * Errors: those of rtc_cache_get_into, and RTC_RESULT_NULL_PARAMETER for
+ * a NULL `lease_out`.
+ */
+rtc_result rtc_cache_get_leased_into(const struct rtc_cache *cache,
+                                     const uint8_t *key,
+                                     size_t key_len,
+                                     const struct rtc_bytes *tags,
+                                     size_t tags_len,
+                                     uint8_t *buf,
+                                     size_t buf_cap,
+                                     size_t *len_out,
+                                     struct rtc_value **value_out,
+                                     struct rtc_near_lease *lease_out);
+
+/**
+ * The address of the near cache's stamp, which rtc_near_lease's `stamp`
+ * is compared with; NULL when `cache` is NULL or has no near cache. The
+ * address holds for the cache's life (until rtc_cache_free). The stamp
+ * changes from other threads: read it as one aligned 64-bit load (C11's
+ * `atomic_load` on a cast to `_Atomic uint64_t *`, or a plain load on
+ * x86-64 and AArch64, where aligned 64-bit loads are single-copy atomic).
+ */
+const uint64_t *rtc_cache_near_stamp(const struct rtc_cache *cache);
 
 /**
  * Deletes the entry of `key` under `tags` (as for rtc_cache_set). If

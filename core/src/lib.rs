@@ -73,7 +73,7 @@ pub use builder::native_backend;
 pub use compute::call::{GetOrLock, Hit, Ticket};
 pub use config::{Config, Lifetime, MAX_LIFETIME_SECS, NearTracking, Target};
 pub use error::{Error, ErrorKind, Result};
-pub use local::near::NearStats;
+pub use local::near::{NearLease, NearStats};
 pub use model::codec::{Cbor, Codec};
 pub use model::hash::short_hash;
 pub use model::info::{CacheInfo, FunctionId, Hook, HookEvent};

@@ -7,8 +7,8 @@ use std::time::Duration;
 use rtc_core::{Cache, Config, Lifetime};
 
 use crate::boundary::{
-    bytes, c_text, c_text_opt, data_ptr, free_handle, guard, guard_or, handle, handle_mut, into_handle, out, rtc_bytes,
-    tags, text,
+    Out, bytes, c_text, c_text_opt, data_ptr, free_handle, guard, guard_or, handle, handle_mut, into_handle, out,
+    rtc_bytes, tags, text,
 };
 use crate::error::{Failure, RTC_RESULT_INVALID_ARGUMENT, RTC_RESULT_MISS, RTC_RESULT_OK, rtc_result};
 use crate::hook::{HookFn, call_hook};
@@ -759,19 +759,114 @@ pub extern "C" fn rtc_cache_get_into(
             return Err(Failure::null("buf"));
         }
         Ok(match cache.get_bytes(key, &tags)? {
-            Some(bytes) => {
-                len.put(bytes.len());
-                if bytes.len() > buf_cap {
-                    value.put(into_handle(rtc_value { bytes }));
-                } else if !bytes.is_empty() {
-                    // SAFETY: `buf` holds `buf_cap` writable bytes (non-NULL: checked
-                    // above for a capacity), and a Vec never overlaps the caller's buffer.
-                    unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), buf, bytes.len()) };
-                }
-                RTC_RESULT_OK
-            }
+            // SAFETY: the caller passes `buf_cap` writable bytes at `buf`.
+            Some(bytes) => unsafe { deliver(bytes, buf, buf_cap, len, value) },
             None => RTC_RESULT_MISS,
         })
+    })
+}
+
+/// Hands a hit over as rtc_cache_get_into promises: its length, and the
+/// bytes copied to `buf` if they fit, else an rtc_value.
+///
+/// # Safety
+/// `buf` is NULL with a `buf_cap` of 0, or holds `buf_cap` writable bytes.
+unsafe fn deliver(
+    bytes: Vec<u8>,
+    buf: *mut u8,
+    buf_cap: usize,
+    len: Out<usize>,
+    value: Out<*mut rtc_value>,
+) -> rtc_result {
+    len.put(bytes.len());
+    if bytes.len() > buf_cap {
+        value.put(into_handle(rtc_value { bytes }));
+    } else if !bytes.is_empty() {
+        // SAFETY: `buf` holds `buf_cap` writable bytes (non-NULL, since the
+        // capacity is not 0), and a Vec never overlaps the caller's buffer.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), buf, bytes.len()) };
+    }
+    RTC_RESULT_OK
+}
+
+/// How long a hit served by the near cache may be served again, by a caller
+/// that keeps it, for the same key and the same tags in the same order
+/// (rtc_cache_get_leased_into): while the stamp rtc_cache_near_stamp points
+/// at still reads `stamp`, and for `valid_ns` nanoseconds from the call's
+/// return. A `stamp` of 0 is no lease: the hit came from Redis, or the
+/// cache has no near cache (a near-cache stamp is never 0).
+#[allow(non_camel_case_types)]
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct rtc_near_lease {
+    /// The near cache's stamp the hit was served at; 0: no lease.
+    pub stamp: u64,
+    /// Nanoseconds the hit may be served for, from the call's return.
+    pub valid_ns: u64,
+}
+
+/// Reads the value of `key` under `tags` as rtc_cache_get_into does, and
+/// writes to `*lease_out` how long a near-cache hit holds (see
+/// rtc_near_lease; zeroes on a miss or a hit read from Redis).
+///
+/// For a binding whose every call into librtc is dear (the Python package):
+/// it may keep the hit in its own memo and serve it again with no call,
+/// while `*rtc_cache_near_stamp(cache)` equals the lease's stamp and the
+/// lease's time has not run out. Every invalidation push, flush, write of
+/// this process and loss of the tracking connection moves the stamp, so
+/// such a memo is as coherent as the near cache itself. Thread-safe.
+///
+/// Errors: those of rtc_cache_get_into, and RTC_RESULT_NULL_PARAMETER for
+/// a NULL `lease_out`.
+#[unsafe(no_mangle)]
+pub extern "C" fn rtc_cache_get_leased_into(
+    cache: *const rtc_cache,
+    key: *const u8,
+    key_len: usize,
+    tags: *const rtc_bytes,
+    tags_len: usize,
+    buf: *mut u8,
+    buf_cap: usize,
+    len_out: *mut usize,
+    value_out: *mut *mut rtc_value,
+    lease_out: *mut rtc_near_lease,
+) -> rtc_result {
+    guard(|| {
+        let cache = cache_ref(cache)?;
+        // SAFETY (all): the caller passes buffers valid for their lengths and
+        // writable out-pointers.
+        let key = unsafe { text(key, key_len, "key") }?;
+        let tags = unsafe { self::tags(tags, tags_len) }?;
+        let len = unsafe { out(len_out, "len_out") }?;
+        let value = unsafe { out(value_out, "value_out") }?;
+        let lease_out = unsafe { out(lease_out, "lease_out") }?;
+        if buf.is_null() && buf_cap > 0 {
+            return Err(Failure::null("buf"));
+        }
+        let got = cache.get_bytes_leased(key, &tags)?;
+        let lease = got.as_ref().and_then(|(_, lease)| *lease).map_or_else(rtc_near_lease::default, |lease| {
+            let left = lease.until.saturating_duration_since(std::time::Instant::now());
+            rtc_near_lease { stamp: lease.stamp, valid_ns: u64::try_from(left.as_nanos()).unwrap_or(u64::MAX) }
+        });
+        lease_out.put(lease);
+        Ok(match got {
+            // SAFETY: the caller passes `buf_cap` writable bytes at `buf`.
+            Some((bytes, _)) => unsafe { deliver(bytes, buf, buf_cap, len, value) },
+            None => RTC_RESULT_MISS,
+        })
+    })
+}
+
+/// The address of the near cache's stamp, which rtc_near_lease's `stamp`
+/// is compared with; NULL when `cache` is NULL or has no near cache. The
+/// address holds for the cache's life (until rtc_cache_free). The stamp
+/// changes from other threads: read it as one aligned 64-bit load (C11's
+/// `atomic_load` on a cast to `_Atomic uint64_t *`, or a plain load on
+/// x86-64 and AArch64, where aligned 64-bit loads are single-copy atomic).
+#[unsafe(no_mangle)]
+pub extern "C" fn rtc_cache_near_stamp(cache: *const rtc_cache) -> *const u64 {
+    guard_or(std::ptr::null(), || {
+        cache_ref(cache).ok().and_then(Cache::near_stamp).map_or(std::ptr::null(), |stamp| stamp.as_ptr().cast_const())
     })
 }
 

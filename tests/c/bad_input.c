@@ -650,15 +650,40 @@ static void near_cache(const char *url, const char *ns) {
   }
   if (hits == 0) printf("near stats: hits %llu misses %llu invalidations %llu flushes %llu entries %llu live %d\n", (unsigned long long)stats.hits, (unsigned long long)stats.misses, (unsigned long long)stats.invalidations, (unsigned long long)stats.flushes, (unsigned long long)stats.entries, stats.live);
   CHECK(hits >= 1 && stats.entries >= 1 && stats.bytes > 0);
-  /* An own invalidation applies at once. */
+  /* A near hit read with rtc_cache_get_leased_into carries a lease that
+   * holds while the stamp reads the same; the own invalidation below ends it. */
+  const uint64_t *stamp = rtc_cache_near_stamp(cache);
+  CHECK(stamp != NULL);
+  uint8_t buf[8];
+  size_t len = 0;
+  rtc_value *big = NULL;
+  rtc_near_lease lease = {0, 0};
+  /* Polled: a flush (a heartbeat missed on a loaded machine) empties the near cache. */
+  for (int i = 0; i < 100000 && lease.stamp == 0; i++) {
+    CHECK_RC(rtc_cache_get_leased_into(cache, B("near"), tags, 1, buf, sizeof buf, &len, &big, &lease), RTC_RESULT_OK);
+  }
+  CHECK(len == 1 && buf[0] == 'v' && big == NULL);
+  CHECK((lease.stamp & 1) == 1 && lease.valid_ns > 0); /* found while live: odd */
+  CHECK_RC(rtc_cache_get_leased_into(cache, B("near"), tags, 1, buf, sizeof buf, &len, &big, NULL),
+           RTC_RESULT_NULL_PARAMETER);
+  /* An own invalidation applies at once, and ends the lease. */
   CHECK_RC(rtc_cache_invalidate(cache, tags, 1), RTC_RESULT_OK);
+  CHECK(stamp != NULL && *stamp != lease.stamp);
   rtc_value *value = SENTINEL_VALUE;
   CHECK_RC(rtc_cache_get(cache, B("near"), tags, 1, &value), RTC_RESULT_MISS);
   rtc_cache_free(cache);
 
-  /* Off: RTC_RESULT_MISS. */
+  /* Off: RTC_RESULT_MISS, no stamp, and hits without a lease. */
   rtc_cache *plain = cache_with(url, ns, 16, NULL);
   CHECK_RC(rtc_cache_near_stats(plain, &stats, sizeof stats), RTC_RESULT_MISS);
+  CHECK(rtc_cache_near_stamp(plain) == NULL && rtc_cache_near_stamp(NULL) == NULL);
+  CHECK_RC(rtc_cache_set(plain, B("leased"), B("w"), tags, 1, RTC_LIFETIME_DEFAULT), RTC_RESULT_OK);
+  lease.stamp = lease.valid_ns = 99;
+  CHECK_RC(rtc_cache_get_leased_into(plain, B("leased"), tags, 1, buf, sizeof buf, &len, &big, &lease), RTC_RESULT_OK);
+  CHECK(len == 1 && buf[0] == 'w' && lease.stamp == 0 && lease.valid_ns == 0);
+  lease.stamp = 99;
+  CHECK_RC(rtc_cache_get_leased_into(plain, B("absent"), tags, 1, buf, sizeof buf, &len, &big, &lease), RTC_RESULT_MISS);
+  CHECK(lease.stamp == 0);
   rtc_cache_free(plain);
 }
 

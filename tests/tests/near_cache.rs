@@ -259,6 +259,70 @@ fn own_writes(redis: &RedisServer, mode: NearTracking) {
     assert_eq!(cache.get_bytes("k", ["t"]).expect("get"), None, "a delete, at once");
 }
 
+/// A near-cache hit's lease (what the Python package's memo serves by)
+/// ends with every change the near cache hears of: another process's
+/// invalidation (its push), this process's own write (before the call
+/// returns), and the loss of the tracking connection. A hit read from Redis
+/// has no lease.
+#[test]
+fn a_lease_ends_with_every_change_the_near_cache_hears_of() {
+    let redis = RedisServer::start();
+    for mode in MODES {
+        leases(&redis, mode);
+    }
+}
+
+fn leases(redis: &RedisServer, mode: NearTracking) {
+    let ns = unique_namespace("near-lease");
+    let reader = near(redis, &ns, mode);
+    let writer = plain(redis, &ns);
+    let stamp = || reader.near_stamp().expect("a near cache has a stamp").load(std::sync::atomic::Ordering::SeqCst);
+    // A near hit, after the read that fills the near cache; returns its lease.
+    let held = |value: &[u8]| {
+        until_live(&reader);
+        let deadline = Instant::now() + BOUND;
+        loop {
+            let (got, lease) = reader.get_bytes_leased("k", ["t"]).expect("get").expect("a hit");
+            assert_eq!(got, value);
+            if let Some(lease) = lease {
+                assert!(lease.holds(stamp(), Instant::now()), "{mode:?}: a fresh lease holds");
+                return lease;
+            }
+            assert!(Instant::now() < deadline, "{mode:?}: never a near hit");
+        }
+    };
+    assert!(plain(redis, &ns).near_stamp().is_none(), "no near cache, no stamp");
+    writer.set_bytes("k", b"one", ["t"], Lifetime::Default).expect("set");
+    assert_eq!(
+        reader.get_bytes_leased("k", ["t"]).expect("get").map(|(v, lease)| (v, lease.is_none())),
+        Some((b"one".to_vec(), true)),
+        "{mode:?}: read from Redis, so no lease"
+    );
+
+    let lease = held(b"one");
+    writer.invalidate("t").expect("invalidate");
+    let deadline = Instant::now() + BOUND;
+    while lease.holds(stamp(), Instant::now()) {
+        assert!(Instant::now() < deadline, "{mode:?}: another process's invalidation left the lease holding");
+        std::thread::yield_now();
+    }
+
+    reader.set_bytes("k", b"two", ["t"], Lifetime::Default).expect("set");
+    let lease = held(b"two");
+    reader.set_bytes("other", b"x", ["u"], Lifetime::Default).expect("own write");
+    assert!(!lease.holds(stamp(), Instant::now()), "{mode:?}: an own write ends it before the call returns");
+
+    let lease = held(b"two");
+    let ids = client_ids(redis, "rtc-near-tracking");
+    assert_eq!(redis.cli(&["CLIENT", "KILL", "ID", &ids[0]]).trim(), "1");
+    let deadline = Instant::now() + BOUND;
+    while lease.holds(stamp(), Instant::now()) {
+        assert!(Instant::now() < deadline, "{mode:?}: the tracking connection died and the lease held");
+        std::thread::yield_now();
+    }
+    assert_eq!(reader.get_bytes("k", ["t"]).expect("get"), Some(b"two".to_vec()));
+}
+
 #[test]
 fn faults_turn_it_off_and_never_serve_stale_beyond_the_bound() {
     // A server per mode: the last mode's connections close on their own

@@ -7,6 +7,7 @@ pub(crate) mod fail_safe;
 pub(crate) mod flight;
 pub(crate) mod memo;
 pub(crate) mod near;
+pub(crate) mod recent;
 
 use std::sync::Arc;
 
@@ -58,6 +59,15 @@ impl Inner {
     /// The near cache's copy of `key` under `tags`, if it holds one now.
     pub(crate) fn near_hit(&self, key: &str, tags: &(impl crate::Tags + ?Sized)) -> Option<Arc<Vec<u8>>> {
         self.near.as_ref()?.get(&self.layout, key, tags)
+    }
+
+    /// [`Inner::near_hit`], with how long the answer holds.
+    pub(crate) fn near_hit_leased(
+        &self,
+        key: &str,
+        tags: &(impl crate::Tags + ?Sized),
+    ) -> Option<(Arc<Vec<u8>>, near::NearLease)> {
+        self.near.as_ref()?.get_leased(&self.layout, key, tags)
     }
 
     /// The near cache's generation, read before a read is sent so that

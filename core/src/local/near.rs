@@ -21,7 +21,9 @@
 //!   under the same lock the pushes take), so a reply racing its own
 //!   invalidation is never installed; and a hit remembered by key
 //!   (`recent`) is served only while the generation it was found at is
-//!   current.
+//!   current. Its lowest bit says whether the near cache serves, so one
+//!   load tells both, and a [`NearLease`] handed to an adapter's own memo
+//!   (the Python package's) ends when either changes.
 //! - A local lifetime bounded by the server's remaining TTL (`PTTL`, read in
 //!   the same round trip as the value).
 //! - A heartbeat on the tracking connection: no PONG within the deadline
@@ -34,14 +36,14 @@
 // that the shared state and the read path need no cfg of their own.
 #![cfg_attr(not(feature = "redis"), allow(dead_code))]
 
-use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use quick_cache::Weighter;
 use quick_cache::sync::Cache;
 
+use super::recent::Recent;
 use crate::config::{Config, NearTracking};
 use crate::model::hash::HashMap;
 use crate::model::layout::{Layout, hash_order, metadata_hash};
@@ -108,7 +110,7 @@ pub struct NearStats {
 
 /// The near cache of one cache.
 pub(crate) struct NearState {
-    live: AtomicBool,
+    /// Bumped by 2 by every change; odd while the near cache serves.
     generation: AtomicU64,
     /// Taken by installs (check and insert) and by invalidations (remove and
     /// bump), so an install never slips between the two halves of one.
@@ -123,8 +125,8 @@ pub(crate) struct NearState {
     /// The last answers by key and tags as given, each with the generation
     /// it was found at: while no push, flush or own write has happened since
     /// (the generation is the same), it is still the answer, without
-    /// hashing. Bounded like `entries` by count.
-    recent: Cache<Asked, (u64, Entry)>,
+    /// hashing. A direct-mapped table ([`Recent`]) sized by the entries.
+    recent: Recent<(u64, Entry)>,
     hits: AtomicU64,
     misses: AtomicU64,
     pushes: AtomicU64,
@@ -133,60 +135,26 @@ pub(crate) struct NearState {
     tracking: NearTracking,
 }
 
-/// What `recent` remembers an answer by: a key and its tag names, as the
-/// caller gave them (order and duplicates kept: no sorting on a hit).
-#[derive(PartialEq, Eq)]
-struct Asked {
-    key: Box<str>,
-    tags: Box<[Box<str>]>,
+/// How long a near-cache answer holds for the key and the tags it was asked
+/// with (as given: same order, same duplicates): while the near cache's
+/// stamp ([`crate::Cache::near_stamp`]) still reads `stamp`, and until
+/// `until`. Every push, flush, own write and change of `live` moves the
+/// stamp, so an adapter that pays dearly for each call into core (Python)
+/// can keep the answer in its own memo by these two numbers alone: the
+/// rule stays here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NearLease {
+    /// The stamp the answer was found at (always odd: found while live).
+    pub stamp: u64,
+    /// When the entry stops being served (its near lifetime, bounded by its
+    /// TTL in Redis).
+    pub until: Instant,
 }
 
-/// A lookup in `recent` by borrowed key and tags, so that a hit builds and
-/// allocates nothing: it hashes as the [`Asked`] it equals.
-struct Asking<'a, T: ?Sized> {
-    key: &'a str,
-    tags: &'a T,
-}
-
-/// Hashes a key and its tag names. Lists of parts that concatenate alike
-/// hash alike; `Equivalent` tells them apart, and a hit is the common case,
-/// so it pays no length prefix.
-fn hash_parts<H: Hasher>(state: &mut H, key: &str, each_tag: impl FnOnce(&mut dyn FnMut(&str))) {
-    state.write(key.as_bytes());
-    each_tag(&mut |tag| state.write(tag.as_bytes()));
-}
-
-impl Hash for Asked {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        hash_parts(state, &self.key, |each| self.tags.iter().for_each(|t| each(t)));
-    }
-}
-
-impl<T: Tags + ?Sized> Hash for Asking<'_, T> {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        hash_parts(state, self.key, |each| self.tags.each_tag_name(each));
-    }
-}
-
-impl<T: Tags + ?Sized> quick_cache::Equivalent<Asked> for Asking<'_, T> {
-    fn equivalent(&self, asked: &Asked) -> bool {
-        if *asked.key != *self.key {
-            return false;
-        }
-        let (mut seen, mut same) = (0, true);
-        self.tags.each_tag_name(&mut |tag| {
-            same &= asked.tags.get(seen).is_some_and(|t| **t == *tag);
-            seen += 1;
-        });
-        same && seen == asked.tags.len()
-    }
-}
-
-impl<T: Tags + ?Sized> Asking<'_, T> {
-    fn to_owned(&self) -> Asked {
-        let mut tags = Vec::new();
-        self.tags.each_tag_name(&mut |tag| tags.push(Box::from(tag)));
-        Asked { key: Box::from(self.key), tags: tags.into_boxed_slice() }
+impl NearLease {
+    /// Whether the answer still holds, given the stamp read now.
+    pub fn holds(&self, stamp: u64, now: Instant) -> bool {
+        stamp == self.stamp && now < self.until
     }
 }
 
@@ -220,7 +188,6 @@ impl NearState {
             evictions.clone(),
         );
         NearState {
-            live: AtomicBool::new(false),
             generation: AtomicU64::new(0),
             changing: Mutex::new(()),
             max_lifetime,
@@ -228,7 +195,7 @@ impl NearState {
             tags: RwLock::default(),
             entries,
             evictions,
-            recent: Cache::new(max_entries.min(1 << 16)),
+            recent: Recent::new(max_entries),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             pushes: AtomicU64::new(0),
@@ -266,14 +233,24 @@ impl NearState {
 
     /// Whether the near cache serves (its tracking connection is up).
     pub(crate) fn is_live(&self) -> bool {
-        self.live.load(Ordering::SeqCst)
+        self.generation() & 1 == 1
     }
 
     /// Turns serving on (tracking subscribed) or off; either way it starts
-    /// empty: nothing learnt before a (re)subscription is trusted.
+    /// empty: nothing learnt before a (re)subscription is trusted. The
+    /// contents go and the generation moves in one step under the lock, so
+    /// a lease taken before cannot outlive the change.
     pub(crate) fn set_live(&self, live: bool) {
-        self.flush();
-        self.live.store(live, Ordering::SeqCst);
+        let _changing = self.lock();
+        self.empty();
+        let next = (self.generation() | 1) + 1;
+        self.generation.store(next | u64::from(live), Ordering::SeqCst);
+    }
+
+    /// The generation, as a [`NearLease`] compares it: what
+    /// [`crate::Cache::near_stamp`] points at.
+    pub(crate) fn stamp(&self) -> &AtomicU64 {
+        &self.generation
     }
 
     /// The generation to compare at install time: read it before sending
@@ -309,21 +286,31 @@ impl NearState {
     /// Serves the entry of `key` under `tags` if the near cache knows the
     /// current values of its tags and holds the entry, unexpired.
     pub(crate) fn get(&self, layout: &Layout, key: &str, tags: &(impl Tags + ?Sized)) -> Option<Arc<Vec<u8>>> {
-        if !self.is_live() {
-            return None;
-        }
+        self.get_leased(layout, key, tags).map(|(bytes, _)| bytes)
+    }
+
+    /// [`NearState::get`], with how long the answer holds for this key and
+    /// these tags as given.
+    pub(crate) fn get_leased(
+        &self,
+        layout: &Layout,
+        key: &str,
+        tags: &(impl Tags + ?Sized),
+    ) -> Option<(Arc<Vec<u8>>, NearLease)> {
         // Read first: anything that changes the answer bumps it.
         let generation = self.generation();
+        if generation & 1 == 0 {
+            return None;
+        }
         // The common hit: the answer remembered by key and tag names, found
         // with no allocation and no hashing of tag values.
-        let asking = Asking { key, tags };
-        let remembered = self.recent.get(&asking);
+        let remembered = self.recent.get(key, tags);
         if let Some((seen, entry)) = remembered
             && seen == generation
             && entry.until > Instant::now()
         {
             self.hits.fetch_add(1, Ordering::Relaxed);
-            return Some(entry.bytes);
+            return Some((entry.bytes, NearLease { stamp: generation, until: entry.until }));
         }
         let tags = tags.tag_names();
         let tags = tags.as_slice();
@@ -356,9 +343,10 @@ impl NearState {
         match found {
             Some(entry) => {
                 self.hits.fetch_add(1, Ordering::Relaxed);
+                let lease = NearLease { stamp: generation, until: entry.until };
                 let bytes = Arc::clone(&entry.bytes);
-                self.recent.insert(asking.to_owned(), (generation, entry));
-                Some(bytes)
+                self.recent.insert(key, tags, (generation, entry));
+                Some((bytes, lease))
             }
             None => {
                 self.misses.fetch_add(1, Ordering::Relaxed);
@@ -432,14 +420,15 @@ impl NearState {
         self.advance();
     }
 
-    /// Bumps the generation, last in every change (under the lock): a `get`
+    /// Bumps the generation (by 2: its lowest bit is `live`), last in every
+    /// change (under the lock): a `get`
     /// that reads the new generation then finds nothing that the change
     /// dropped, so it never remembers a dropped entry in `recent` under the
     /// generation that is current from now on. Bumped first, a `get` racing
     /// the change could do that and serve the dropped entry until the next
     /// push.
     fn advance(&self) {
-        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.generation.fetch_add(2, Ordering::SeqCst);
     }
 
     /// This process changed `keys` (tag keys or storage keys): drops them
@@ -456,14 +445,20 @@ impl NearState {
         self.advance();
     }
 
-    /// Forgets everything (a null push, a disconnect, a reconnect).
+    /// Forgets everything (a null push, a missed heartbeat, a slot map change).
     pub(crate) fn flush(&self) {
         let _changing = self.lock();
+        self.empty();
+        self.advance();
+    }
+
+    /// Drops every tag value and entry (under the lock, before the
+    /// generation moves).
+    fn empty(&self) {
         self.flushes.fetch_add(1, Ordering::Relaxed);
         self.tags.write().unwrap_or_else(PoisonError::into_inner).clear();
         self.entries.clear();
         self.recent.clear();
-        self.advance();
     }
 
     /// The counters and sizes now.
@@ -545,6 +540,33 @@ mod tests {
     }
 
     #[test]
+    fn a_lease_holds_until_the_next_change_or_the_entry_s_end() {
+        let layout = Layout::new("near-test");
+        let near = NearState::new(100, 1 << 20, Duration::from_secs(60), NearTracking::PerReader);
+        let now = || near.stamp().load(Ordering::SeqCst);
+        assert!(near.get_leased(&layout, "k", &["t"]).is_none(), "off: no hit, no lease");
+        assert_eq!(now() & 1, 0, "off: the stamp is even");
+        near.set_live(true);
+        near.install(near.generation(), fill(&layout, "k", &[("t", b"1")], b"v", 30_000));
+        let lease = |near: &NearState| near.get_leased(&layout, "k", &["t"]).map(|(_, lease)| lease);
+        let first = lease(&near).expect("a hit found by hashing");
+        assert_eq!(first.stamp & 1, 1, "found while live: odd");
+        assert!(first.holds(now(), Instant::now()));
+        assert!(first.until <= Instant::now() + Duration::from_secs(30), "bounded by the TTL in Redis");
+        assert!(!first.holds(now(), first.until), "not past its end");
+        assert_eq!(lease(&near), Some(first), "the remembered hit: the same lease");
+        near.forget(&["an-unrelated-key"]);
+        assert!(!first.holds(now(), Instant::now()), "any change ends it");
+        let second = lease(&near).expect("still held");
+        assert!(second.holds(now(), Instant::now()));
+        near.set_live(false);
+        assert!(!second.holds(now(), Instant::now()), "off ends it");
+        near.set_live(true);
+        assert!(!second.holds(now(), Instant::now()), "nor does it come back on");
+        assert!(lease(&near).is_none(), "empty after a reconnect");
+    }
+
+    #[test]
     fn a_read_racing_an_invalidation_is_not_installed() {
         let layout = Layout::new("near-test");
         let near = NearState::new(100, 1 << 20, Duration::from_secs(60), NearTracking::PerReader);
@@ -563,7 +585,7 @@ mod tests {
     /// between did that and served it until the next push.)
     #[test]
     fn a_get_racing_an_invalidation_serves_nothing_dropped_after_it() {
-        use std::sync::atomic::AtomicUsize;
+        use std::sync::atomic::{AtomicBool, AtomicUsize};
         let layout = Layout::new("near-test");
         let near = Arc::new(NearState::new(100, 1 << 20, Duration::from_secs(60), NearTracking::PerReader));
         near.set_live(true);

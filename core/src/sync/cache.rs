@@ -86,12 +86,38 @@ impl<C: Codec> Cache<C> {
         if let Some(bytes) = self.inner.near_hit(key, &tags) {
             return Ok(Some(bytes.to_vec()));
         }
+        self.read_bytes(key, tags)
+    }
+
+    /// Reads raw bytes from the backend (the near cache, if any, was asked).
+    fn read_bytes(&self, key: &str, tags: impl Tags) -> Result<Option<Vec<u8>>> {
         let tags = tags.tag_names();
         // Read before sending: an invalidation processed meanwhile blocks the install.
         let generation = self.inner.near_generation();
         let mut done = drive(&*self.backend, Snapshot::new(&self.inner, key, &tags, Access::Get))?;
         self.inner.near_install(generation, &mut done);
         Ok(done.confirmed_reply().and_then(Reply::into_bytes))
+    }
+
+    /// [`Cache::get_bytes`], with a [`NearLease`](crate::NearLease) when
+    /// the near cache served the hit: how long an adapter may keep serving
+    /// these bytes for this key and these tags as given without calling
+    /// again (while [`Cache::near_stamp`] reads the lease's stamp, until its
+    /// end). A hit read from Redis, or with no near cache, has none.
+    pub fn get_bytes_leased(&self, key: &str, tags: impl Tags) -> Result<Option<(Vec<u8>, Option<crate::NearLease>)>> {
+        if let Some((bytes, lease)) = self.inner.near_hit_leased(key, &tags) {
+            return Ok(Some((bytes.to_vec(), Some(lease))));
+        }
+        Ok(self.read_bytes(key, tags)?.map(|bytes| (bytes, None)))
+    }
+
+    /// The near cache's stamp, which every change of what it may serve
+    /// moves (a push, a flush, this process's own write, the tracking
+    /// connection going down or up): what a [`NearLease`](crate::NearLease)
+    /// is checked against. `None` without a near cache. It stays at one
+    /// address for the cache's life, so the C ABI hands out its address.
+    pub fn near_stamp(&self) -> Option<&std::sync::atomic::AtomicU64> {
+        self.inner.near.as_deref().map(crate::local::near::NearState::stamp)
     }
 
     /// What the near cache has done (hits, misses, invalidations received,

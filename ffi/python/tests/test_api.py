@@ -233,6 +233,117 @@ def test_ssl_is_used(redis_server: Any, caplog: Any) -> None:
     assert "cache bypassed" in caplog.text
 
 
+def near_cache_live(redis_server: Any, namespace: str, **options: Any) -> RedisTaggedCache:
+    """A cache with a near cache, once its tracking connection is up."""
+    near = RedisTaggedCache(
+        host="127.0.0.1", port=redis_server.port, namespace=namespace, near_cache_max_entries=1000, **options
+    )
+    stats = ffi.new("rtc_near_stats *")
+    deadline = time.monotonic() + 10
+    while not (lib.rtc_cache_near_stats(near._cache, stats, ffi.sizeof("rtc_near_stats")) == 0 and stats.live):
+        assert time.monotonic() < deadline, "the tracking connection never came up"
+    return near
+
+
+class CountingLib:
+    """librtc with its leased reads counted (the memo's hits make none)."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+    def rtc_cache_get_leased_into(self, *args: Any) -> Any:
+        self.reads += 1
+        return lib.rtc_cache_get_leased_into(*args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(lib, name)
+
+
+def reads_until_memoized(near: RedisTaggedCache, counting: CountingLib, key: str, tags: List[str], value: Any) -> None:
+    """Gets `key` until a get makes no call into librtc (its near-cache
+    hit is in the memo), each returning `value`."""
+    deadline = time.monotonic() + 10
+    while True:
+        before = counting.reads
+        assert near.get(key, tags=tags) == value
+        if counting.reads == before:
+            return
+        assert time.monotonic() < deadline, "a near-cache hit was never kept in the memo"
+
+
+def test_the_memo_serves_repeated_near_hits_with_no_call_until_a_change(
+    redis_server: Any, namespace: str, reference: Any, monkeypatch: Any
+) -> None:
+    """A near-cache hit is kept in Python (its lease from librtc): the same
+    get again makes no call into librtc, returns a fresh object each time,
+    and stops being served by every change the near cache hears of: an own
+    write, and another process's invalidation (the reference's)."""
+    near = near_cache_live(redis_server, namespace)
+    counting = CountingLib()
+    monkeypatch.setattr(rtc._cache, "lib", counting)
+    assert near.set("k", ["v"], tags=["t"]) is True
+    reads_until_memoized(near, counting, "k", ["t"], ["v"])
+    before = counting.reads
+    first, second = near.get("k", tags=["t"]), near.get("k", tags=("t",))
+    assert first == second == ["v"] and first is not second, "unserialized afresh, tags as a list or a tuple"
+    assert counting.reads == before, "served from the memo"
+    with pytest.raises(CacheMiss):
+        near.get("k", tags=["t", "t2"])  # other tags: another entry
+    assert counting.reads == before + 1
+
+    assert near.set("elsewhere", 1, tags=["u"]) is True  # an own write moves the stamp
+    before = counting.reads
+    assert near.get("k", tags=["t"]) == ["v"]
+    assert counting.reads == before + 1, "the memo was not trusted after an own write"
+
+    reads_until_memoized(near, counting, "k", ["t"], ["v"])
+    assert reference.eval("cache.invalidate('t')") is True
+    changed = time.monotonic()
+    while True:
+        try:
+            near.get("k", tags=["t"])
+        except CacheMiss:
+            break
+        assert time.monotonic() - changed < 2.5, "a value the reference invalidated was served beyond the bound"
+
+    # Keys and tags that cannot be kept by value (a bytearray) are read as ever.
+    assert near.set("b", 2, tags=[bytearray(b"t")]) is True  # type: ignore[list-item]
+    before = counting.reads
+    for _ in range(3):
+        assert near.get("b", tags=[bytearray(b"t")]) == 2  # type: ignore[list-item]
+    assert counting.reads == before + 3
+
+
+def test_a_forked_child_never_serves_its_parent_s_memo(redis_server: Any, namespace: str) -> None:
+    """The parent's memo is copied into a forked child, whose copy of the
+    parent's near cache no push ever reaches again: the child's first call
+    builds its own cache and memo, so its own invalidation is seen."""
+    import os
+
+    near = near_cache_live(redis_server, namespace)
+    counting = CountingLib()
+    rtc._cache.lib = counting  # type: ignore[attr-defined]
+    try:
+        assert near.set("k", "parent", tags=["t"]) is True
+        reads_until_memoized(near, counting, "k", ["t"], "parent")
+    finally:
+        rtc._cache.lib = lib  # type: ignore[attr-defined]
+    pid = os.fork()
+    if pid == 0:  # the child: no pytest here, only an exit code
+        ok = False
+        try:
+            ok = near.invalidate("t") is True
+            try:
+                near.get("k", tags=["t"])
+                ok = False
+            except CacheMiss:
+                pass
+        finally:
+            os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, "the child served its parent's memo after its own invalidation"
+
+
 @pytest.mark.parametrize("mode", ["per-reader", "broadcast"])
 def test_near_cache_serves_locally_and_sees_the_reference_invalidate(
     redis_server: Any, namespace: str, reference: Any, mode: str
@@ -264,6 +375,9 @@ def test_near_cache_serves_locally_and_sees_the_reference_invalidate(
         except CacheMiss:
             break
         assert time.monotonic() - changed < 2.5, "a value the reference invalidated was served beyond the bound"
+    # The stats are read again: the invalidation came as a push.
+    while lib.rtc_cache_near_stats(native, stats, ffi.sizeof("rtc_near_stats")) == 0 and stats.pushes == 0:
+        assert time.monotonic() - changed < 2.5, "no push was ever received"
     assert stats.pushes >= 1
     with pytest.raises(ValueError):
         RedisTaggedCache(host="127.0.0.1", port=redis_server.port, near_cache_max_entries=10, near_cache_max_bytes=0).set("k", 1)

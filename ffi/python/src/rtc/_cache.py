@@ -180,6 +180,7 @@ class _Settings:
     _internal_lock: Lock = field(init=False, repr=False, compare=False, default_factory=Lock)
     _native_cache: Any = field(init=False, repr=False, compare=False, default=None)
     _native_generation: int = field(init=False, repr=False, compare=False, default=0)
+    _native_memo: Optional[n.NearMemo] = field(init=False, repr=False, compare=False, default=None)
 
     def __post_init__(self) -> None:
         self._check_config()
@@ -308,8 +309,11 @@ class RedisTaggedCache(_Settings):
             if self._native_cache is None or self._native_generation != _fork_generation:
                 if self._native_cache is not None:
                     _inherited.append(self._native_cache)  # the parent's: never freed here
-                self._native_cache = self._make_cache()
+                self._native_memo = None
+                cache = self._make_cache()
+                self._native_cache = cache
                 self._native_generation = _fork_generation
+                self._native_memo = n.NearMemo.of(cache, self.near_cache_max_entries, self.near_cache_max_bytes)
             return self._native_cache
 
     def _make_cache(self) -> Any:
@@ -329,6 +333,7 @@ class RedisTaggedCache(_Settings):
     def _rebuild_service(self) -> None:
         """Forgets the librtc cache, so the next call builds one from the current fields."""
         with self._internal_lock:
+            self._native_memo = None
             self._native_cache = None
 
     def _bypassed(self, what: str, code: int) -> None:
@@ -369,18 +374,32 @@ class RedisTaggedCache(_Settings):
             cannot be unserialized, or Redis could not be read (then with a
             warning logged).
         """
-        key_b = n.key_bytes(key)
-        tags_c, tags_len, _keep = n.call_tags(tags)
-        read = n.READ
-        code = lib.rtc_cache_get_into(
-            self._cache, key_b, len(key_b), tags_c, tags_len, read.buf, n.READ_BUFFER_SIZE, read.len, read.value
-        )
-        if code == n.MISS:
-            raise CacheMiss()
-        if code != n.OK:
-            self._bypassed("when reading a key", code)
-            raise CacheMiss()
-        data = n.read_result(read)
+        cache = self._cache
+        # A near-cache hit seen before, whose lease still holds: no call at
+        # all (the memo of this very librtc cache: `_cache` above rebuilt it
+        # after a fork).
+        memo = self._native_memo
+        asked = data = None
+        if memo is not None:
+            asked = n.memo_key(key, tags)
+            if asked is not None:
+                data = memo.recall(asked)
+        if data is None:
+            key_b = n.key_bytes(key)
+            tags_c, tags_len, _keep = n.call_tags(tags)
+            read = n.READ
+            started = n.monotonic_ns()
+            code = lib.rtc_cache_get_leased_into(
+                cache, key_b, len(key_b), tags_c, tags_len, read.buf, n.READ_BUFFER_SIZE, read.len, read.value, read.lease
+            )
+            if code == n.MISS:
+                raise CacheMiss()
+            if code != n.OK:
+                self._bypassed("when reading a key", code)
+                raise CacheMiss()
+            data = n.read_result(read)
+            if memo is not None and asked is not None:
+                memo.keep(asked, started, read.lease, data)
         try:
             return self.unserializer(data)
         except Exception:
@@ -533,6 +552,10 @@ class _Bytes:
     @property
     def _cache(self) -> Any:
         return self._owner._cache
+
+    @property
+    def _native_memo(self) -> Optional[n.NearMemo]:
+        return self._owner._native_memo
 
     _bypassed = RedisTaggedCache._bypassed
     set = RedisTaggedCache.set

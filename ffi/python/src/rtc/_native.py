@@ -8,6 +8,7 @@ keeps.
 
 import os
 import threading
+from time import monotonic_ns
 from typing import Any, Iterable, List, Optional, Sequence, Tuple
 
 from rtc._ffi import ffi
@@ -186,6 +187,7 @@ class _ReadBuffers(threading.local):
         self.buf = ffi.cast("uint8_t *", self.chars)
         self.len = ffi.new("size_t *")
         self.value = ffi.new("rtc_value **")
+        self.lease = ffi.new("rtc_near_lease *")
 
 
 READ = _ReadBuffers()
@@ -198,6 +200,77 @@ def read_result(read: _ReadBuffers) -> bytes:
     if size <= READ_BUFFER_SIZE:
         return ffi.unpack(read.chars, size)
     return take_value(read.value)
+
+
+# The most entries a NearMemo keeps: a memo clears when full, so a working
+# set larger than this is served by librtc's near cache instead.
+NEAR_MEMO_MAX_ENTRIES = 16384
+
+
+class NearMemo:
+    """Near-cache hits kept in Python, by key and tags as the caller gave
+    them, so that a repeated get makes no call into librtc at all.
+
+    librtc says how long each hit holds (rtc_cache_get_leased_into's lease):
+    while the near cache's stamp (rtc_cache_near_stamp) reads the lease's and
+    its time has not run out. Every invalidation push, flush, own write and
+    loss of the tracking connection moves the stamp, so the memo is exactly
+    as coherent as the near cache: the rule is core's, this only compares
+    two numbers. It holds the bytes, never the unserialized value, so every
+    get returns a fresh object, as without it.
+    """
+
+    __slots__ = ("cache", "stamp", "held", "max_entries", "max_bytes", "bytes")
+
+    def __init__(self, cache: Any, stamp: Any, max_entries: int, max_bytes: int) -> None:
+        self.cache = cache  # the librtc cache: the stamp lives as long as it
+        self.stamp = stamp
+        self.held: dict = {}
+        self.max_entries = max(1, min(max_entries, NEAR_MEMO_MAX_ENTRIES))
+        self.max_bytes = max_bytes
+        self.bytes = 0
+
+    @classmethod
+    def of(cls, cache: Any, max_entries: int, max_bytes: int) -> "Optional[NearMemo]":
+        """The memo of a librtc cache; None when it has no near cache."""
+        stamp = lib.rtc_cache_near_stamp(cache)
+        return None if stamp == NULL else cls(cache, stamp, max_entries, max_bytes)
+
+    def recall(self, asked: Any) -> Optional[bytes]:
+        """The bytes held for `asked` (key, tags) if their lease still holds."""
+        try:
+            held = self.held.get(asked)
+        except TypeError:  # an unhashable key or tag (a bytearray): never kept
+            return None
+        if held is not None and held[0] == self.stamp[0] and monotonic_ns() < held[1]:
+            return held[2]  # type: ignore[no-any-return]
+        return None
+
+    def keep(self, asked: Any, started_ns: int, lease: Any, data: bytes) -> None:
+        """Keeps `data` for `asked` under `lease` (read by a call that
+        started at `started_ns`, so the deadline is never late)."""
+        stamp = lease.stamp
+        if not stamp:
+            return
+        if len(self.held) >= self.max_entries or self.bytes + len(data) > self.max_bytes:
+            self.held.clear()
+            self.bytes = 0
+        try:
+            self.held[asked] = (stamp, started_ns + lease.valid_ns, data)
+        except TypeError:
+            return
+        self.bytes += len(data)
+
+
+def memo_key(key: Any, tags: Any) -> Any:
+    """What a NearMemo finds a get by: the key and tags as given, when they
+    can be looked up as they are (None, a tuple or a list of tags; not a
+    one-shot iterator); else None, and the get goes to librtc."""
+    if tags is None or type(tags) is tuple:
+        return (key, tags)
+    if type(tags) is list:
+        return (key, tuple(tags))
+    return None
 
 
 def take_value(out: Any) -> bytes:
