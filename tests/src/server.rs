@@ -217,7 +217,22 @@ fn binary() -> String {
     std::env::var("RTC_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into())
 }
 
-/// Returns a loopback port that was free a moment ago.
+/// Returns a loopback port that was free a moment ago, and never one this
+/// process was given before: the kernel may hand a port it just closed out
+/// again, and two servers started together then race for it (seen once in
+/// CI: two of a topology's three sentinels were given one port, and the
+/// second could not bind).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("bind a free loopback port")
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let mut given = GIVEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("bind a free loopback port");
+        if given.insert(port) {
+            return port;
+        }
+    }
 }

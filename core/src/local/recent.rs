@@ -29,15 +29,35 @@ struct Asked {
 impl Asked {
     /// Whether `key` and `tags` are what this was asked with.
     fn is(&self, key: &str, tags: &(impl Tags + ?Sized)) -> bool {
-        if *self.key != *key {
+        if !same(&self.key, key) {
             return false;
         }
-        let (mut seen, mut same) = (0, true);
+        let (mut seen, mut alike) = (0, true);
         tags.each_tag_name(&mut |tag| {
-            same &= self.tags.get(seen).is_some_and(|t| **t == *tag);
+            alike &= self.tags.get(seen).is_some_and(|t| same(t, tag));
             seen += 1;
         });
-        same && seen == self.tags.len()
+        alike && seen == self.tags.len()
+    }
+}
+
+/// `a == b`, without a call to `memcmp` for the short strings keys and tags
+/// mostly are (up to 16 bytes: two overlapping loads of each): a hit
+/// compares four or so, and each call costs more than the comparison.
+fn same(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let word = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().unwrap_or_default());
+    let half = |s: &[u8], at: usize| u32::from_le_bytes(s[at..at + 4].try_into().unwrap_or_default());
+    match n {
+        0 => true,
+        1..=3 => a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1],
+        4..=7 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
+        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+        _ => a == b,
     }
 }
 
@@ -122,6 +142,25 @@ mod tests {
         assert_eq!(recent.get("a", &["b"]), Some(2), "replaced");
         recent.clear();
         assert_eq!(recent.get("a", &["b"]), None);
+    }
+
+    #[test]
+    fn same_is_string_equality_at_every_length() {
+        let text = "abcdefghijklmnopqrstuvwxyz0123456789";
+        for n in 0..=text.len() {
+            let a = &text[..n];
+            let copy = String::from(a);
+            assert!(same(a, a) && same(a, copy.as_str()), "{a:?}");
+            if n > 0 && n < text.len() {
+                assert!(!same(a, &text[1..=n]), "{a:?} shifted");
+            }
+            for at in 0..n {
+                let mut other = a.as_bytes().to_vec();
+                other[at] = b'_';
+                assert!(!same(a, std::str::from_utf8(&other).unwrap_or_default()), "{a:?} differs at {at}");
+            }
+            assert!(!same(a, &text[..(n + 1).min(text.len())]) || n == text.len(), "{a:?} vs longer");
+        }
     }
 
     #[test]
