@@ -379,11 +379,7 @@ class RedisTaggedCache(_Settings):
         # all (the memo of this very librtc cache: `_cache` above rebuilt it
         # after a fork).
         memo = self._native_memo
-        asked = data = None
-        if memo is not None:
-            asked = n.memo_key(key, tags)
-            if asked is not None:
-                data = memo.recall(asked)
+        data = None if memo is None else memo.recall(key, tags)
         if data is None:
             key_b = n.key_bytes(key)
             tags_c, tags_len, _keep = n.call_tags(tags)
@@ -398,8 +394,8 @@ class RedisTaggedCache(_Settings):
                 self._bypassed("when reading a key", code)
                 raise CacheMiss()
             data = n.read_result(read)
-            if memo is not None and asked is not None:
-                memo.keep(asked, started, read.lease, data)
+            if memo is not None:
+                memo.keep(key, tags, started, read.lease, data)
         try:
             return self.unserializer(data)
         except Exception:
